@@ -1,0 +1,26 @@
+# Developer entry points. The two that matter:
+#   make serve   run the platform (embedded libSQL + local storage under ./wisp-data)
+#   make test    run the whole test suite (installs what the tests need first)
+
+.PHONY: serve test test-env lint fmt bench
+
+serve:
+	cargo run --release -p wisp -- serve
+
+test: test-env
+	cargo test --workspace --locked
+
+# Tools and services the tests need beyond cargo (the wasm32-wasip2 target is installed
+# by rust-toolchain.toml and the guest build itself).
+test-env:
+	./scripts/test-env.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench:
+	cargo bench -p wisp-host --bench runtime

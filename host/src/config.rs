@@ -1,0 +1,52 @@
+//! Process-wide runtime settings: the engine's pools, the caches and their budgets.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the runtime is sized. Per-tenant limits are [`crate::TenantLimits`], given per call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Instances that may run at once (the pooling allocator's slots and the execution pool).
+    pub max_concurrent_instances: u32,
+    /// How long a call may wait for a free execution slot before it is `overloaded`.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// The largest linear memory any tenant may be allowed (pool slot size), in bytes.
+    pub max_memory_bytes_per_instance: u64,
+    /// Wasm stack size limit; deep recursion past it traps.
+    pub max_wasm_stack_bytes: usize,
+    /// Granularity of wall-clock deadlines (the epoch tick).
+    #[serde(with = "humantime_serde")]
+    pub epoch_tick: Duration,
+    /// A component or graph unused this long is dropped: scale-to-zero.
+    #[serde(with = "humantime_serde")]
+    pub idle_ttl: Duration,
+    /// Memory budget for loaded graphs, weighed by model file size, in bytes.
+    pub graph_cache_bytes: u64,
+    /// Most compiled components held at once.
+    pub component_cache_entries: u64,
+    /// How long a call waits for its model to be compiled and loaded on a cold start.
+    #[serde(with = "humantime_serde")]
+    pub load_timeout: Duration,
+    /// Directory of precompiled components; `None` compiles on every cold start.
+    pub precompiled_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_instances: 64,
+            queue_timeout: Duration::from_secs(30),
+            max_memory_bytes_per_instance: 1 << 30,
+            max_wasm_stack_bytes: 512 << 10,
+            epoch_tick: Duration::from_millis(1),
+            idle_ttl: Duration::from_secs(300),
+            graph_cache_bytes: 2 << 30,
+            component_cache_entries: 1_000,
+            load_timeout: Duration::from_secs(60),
+            precompiled_dir: None,
+        }
+    }
+}

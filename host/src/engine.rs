@@ -1,0 +1,67 @@
+//! The one wasmtime `Engine` of the process: pooling allocator, fuel, epochs; and the
+//! thread that advances epochs so deadlines fire.
+
+use crate::config::RuntimeConfig;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Core instances, memories and tables one component may hold. Rust guests use a handful
+/// (the program, wasi-libc shims); these leave room and still bound a hostile component.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 8;
+
+pub(crate) fn build_engine(config: &RuntimeConfig) -> anyhow::Result<Engine> {
+    let slots = config.max_concurrent_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 8)
+        .total_memories(slots * 2)
+        .total_tables(slots * 4)
+        .total_stacks(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_memory_size(usize::try_from(config.max_memory_bytes_per_instance)?)
+        // Keep a little of each slot's memory resident between instances: re-zeroing it is
+        // cheaper than faulting it in again for every small request.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10);
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack_bytes)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm)
+}
+
+/// Advances the engine's epoch every tick until dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: Engine, tick: std::time::Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("wisp-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("the OS can start a thread");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

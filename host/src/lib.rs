@@ -1,0 +1,33 @@
+//! The wisp runtime: runs model components per request under tenant limits.
+//!
+//! The control plane calls [`Runtime::predict`] with a [`ModelRef`] (which tenant, which
+//! component, which graph), the tenant's [`TenantLimits`] and named input tensors, and gets
+//! back named outputs with a [`UsageRecord`], or a [`RuntimeError`] with a stable code. The
+//! runtime knows nothing of HTTP, authentication, billing or storage beyond the
+//! [`ArtifactStore`] it reads component and model bytes from.
+//!
+//! See `docs/ARCHITECTURE.md` for the design and its invariants.
+
+mod artifacts;
+mod bindings;
+mod config;
+mod engine;
+mod error;
+mod idle_cache;
+mod limits;
+mod nn;
+mod precompiled;
+mod request;
+mod runtime;
+mod tensor;
+mod usage;
+
+pub use artifacts::{ArtifactStore, Digest, FetchFuture, InMemoryArtifacts};
+pub use config::RuntimeConfig;
+pub use error::RuntimeError;
+pub use idle_cache::CacheStats;
+pub use limits::TenantLimits;
+pub use nn::{GraphInfo, inspect_onnx};
+pub use runtime::{ModelRef, Prediction, Runtime, RuntimeStats};
+pub use tensor::{Element, NamedTensor, Signature, Tensor, TensorSpec, TensorType};
+pub use usage::UsageRecord;

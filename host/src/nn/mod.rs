@@ -1,0 +1,198 @@
+//! wasi-nn for model components: the ONNX backend, and the per-request view of the graphs
+//! a component may name.
+//!
+//! Graphs are loaded once per (tenant, model file) into the runtime's graph cache. For each
+//! request the runtime builds a [`RequestGraphs`] registry holding only the graph of the
+//! model version being served, under the name the component is told in `model-info`. A
+//! guest can form any name it likes; nothing outside that registry is reachable from it,
+//! so another tenant's graphs do not exist for it. Guests cannot load graphs from bytes:
+//! the per-request context has no backends, so `graph.load` fails with `invalid-encoding`.
+
+mod tract_backend;
+
+pub use tract_backend::{GraphInfo, inspect_onnx};
+pub(crate) use tract_backend::OnnxGraph;
+
+use crate::error::RuntimeError;
+use crate::tensor::{NamedTensor, Tensor, TensorType};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime_wasi_nn::backend::{
+    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor as NnNamedTensor,
+};
+use wasmtime_wasi_nn::wit::TensorType as NnTensorType;
+use wasmtime_wasi_nn::wit::WasiNnCtx;
+use wasmtime_wasi_nn::{ExecutionContext, Graph, GraphRegistry, Registry};
+
+/// What one request's inference did, shared between its execution contexts and the runtime.
+#[derive(Debug)]
+pub(crate) struct InferenceMeter {
+    deadline: Instant,
+    state: Mutex<MeterState>,
+}
+
+#[derive(Debug, Default)]
+struct MeterState {
+    time_in_backend: Duration,
+    /// The typed reason of the last backend failure: wasi-nn only carries a string to the
+    /// guest, so the runtime keeps the classification here.
+    last_error: Option<RuntimeError>,
+}
+
+impl InferenceMeter {
+    pub(crate) fn new(deadline: Instant) -> Arc<Self> {
+        Arc::new(Self {
+            deadline,
+            state: Mutex::default(),
+        })
+    }
+
+    pub(crate) fn time_in_backend(&self) -> Duration {
+        self.lock().time_in_backend
+    }
+
+    pub(crate) fn take_last_error(&self) -> Option<RuntimeError> {
+        self.lock().last_error.take()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MeterState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Builds the wasi-nn context of one request: no backends, one named graph at most.
+pub(crate) fn request_context(
+    graph: Option<(String, Arc<OnnxGraph>)>,
+    meter: &Arc<InferenceMeter>,
+) -> WasiNnCtx {
+    let graph = graph.map(|(name, graph)| {
+        let metered: Box<dyn BackendGraph> = Box::new(MeteredGraph {
+            graph,
+            meter: Arc::clone(meter),
+        });
+        (name, Graph::from(metered))
+    });
+    WasiNnCtx::new([], Registry::from(RequestGraphs { graph }))
+}
+
+/// The registry a guest sees: exactly the graph of the model version it serves.
+struct RequestGraphs {
+    graph: Option<(String, Graph)>,
+}
+
+impl GraphRegistry for RequestGraphs {
+    fn get(&self, name: &str) -> Option<&Graph> {
+        self.graph
+            .as_ref()
+            .filter(|(own, _)| own == name)
+            .map(|(_, graph)| graph)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Graph> {
+        self.graph
+            .as_mut()
+            .filter(|(own, _)| own == name)
+            .map(|(_, graph)| graph)
+    }
+}
+
+/// A shared graph seen through one request's meter.
+struct MeteredGraph {
+    graph: Arc<OnnxGraph>,
+    meter: Arc<InferenceMeter>,
+}
+
+impl BackendGraph for MeteredGraph {
+    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
+        let context: Box<dyn BackendExecutionContext> = Box::new(MeteredGraph {
+            graph: Arc::clone(&self.graph),
+            meter: Arc::clone(&self.meter),
+        });
+        Ok(ExecutionContext::from(context))
+    }
+}
+
+impl BackendExecutionContext for MeteredGraph {
+    fn set_input(&mut self, _: Id, _: &wasmtime_wasi_nn::Tensor) -> Result<(), BackendError> {
+        Err(unsupported("set-input (pass inputs to compute)"))
+    }
+
+    fn get_output(&mut self, _: Id) -> Result<wasmtime_wasi_nn::Tensor, BackendError> {
+        Err(unsupported("get-output (compute returns the outputs)"))
+    }
+
+    fn compute(
+        &mut self,
+        inputs: Option<Vec<NnNamedTensor>>,
+    ) -> Result<Option<Vec<NnNamedTensor>>, BackendError> {
+        let result = self.run(inputs.unwrap_or_default());
+        match result {
+            Ok(outputs) => Ok(Some(outputs)),
+            Err(error) => {
+                let message = error.to_string();
+                self.meter.lock().last_error = Some(error);
+                Err(BackendError::BackendAccess(wasmtime::format_err!("{message}")))
+            }
+        }
+    }
+}
+
+impl MeteredGraph {
+    fn run(&self, inputs: Vec<NnNamedTensor>) -> Result<Vec<NnNamedTensor>, RuntimeError> {
+        if Instant::now() >= self.meter.deadline {
+            // Epochs cannot interrupt the backend, so do not start work past the deadline.
+            return Err(RuntimeError::DeadlineExceeded {
+                deadline: Duration::ZERO,
+            });
+        }
+        let inputs = inputs
+            .into_iter()
+            .map(|t| Ok(NamedTensor::new(t.name, from_nn(t.tensor)?)))
+            .collect::<Result<Vec<_>, RuntimeError>>()?;
+        let started = Instant::now();
+        let outputs = self.graph.run(inputs);
+        self.meter.lock().time_in_backend += started.elapsed();
+        Ok(outputs?
+            .into_iter()
+            .map(|t| NnNamedTensor {
+                name: t.name,
+                tensor: to_nn(t.tensor),
+            })
+            .collect())
+    }
+}
+
+fn unsupported(what: &str) -> BackendError {
+    BackendError::BackendAccess(wasmtime::format_err!("unsupported: {what}"))
+}
+
+fn from_nn(tensor: wasmtime_wasi_nn::Tensor) -> Result<Tensor, RuntimeError> {
+    let ty = match tensor.ty {
+        NnTensorType::Fp32 => TensorType::F32,
+        NnTensorType::Fp64 => TensorType::F64,
+        NnTensorType::I32 => TensorType::I32,
+        NnTensorType::I64 => TensorType::I64,
+        NnTensorType::U8 => TensorType::U8,
+        other => {
+            return Err(RuntimeError::InvalidInput(format!(
+                "tensor type {other:?} is not supported"
+            )));
+        }
+    };
+    Ok(Tensor {
+        ty,
+        shape: tensor.dimensions,
+        data: tensor.data,
+    })
+}
+
+fn to_nn(tensor: Tensor) -> wasmtime_wasi_nn::Tensor {
+    let ty = match tensor.ty {
+        TensorType::F32 => NnTensorType::Fp32,
+        TensorType::F64 => NnTensorType::Fp64,
+        TensorType::I32 => NnTensorType::I32,
+        TensorType::I64 => NnTensorType::I64,
+        TensorType::U8 => NnTensorType::U8,
+    };
+    wasmtime_wasi_nn::Tensor::new(tensor.shape, ty, tensor.data)
+}

@@ -1,0 +1,228 @@
+//! The ONNX backend on tract: load and optimise a graph once, run it from many threads.
+//!
+//! A loaded [`OnnxGraph`] holds tract's optimised plan behind an `Arc`; every `run` spawns its
+//! own execution state, so concurrent calls on one graph never wait on a lock.
+
+use crate::error::RuntimeError;
+use crate::tensor::{NamedTensor, Signature, Tensor, TensorSpec, TensorType, shape_display};
+use std::sync::Arc;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::DimLike;
+
+/// What the host knows of a model file without running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphInfo {
+    /// Input and output names, types and shapes.
+    pub signature: Signature,
+    /// The file's free-form metadata (ONNX `metadata_props`), in file order.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// A loaded, optimised ONNX graph.
+pub(crate) struct OnnxGraph {
+    plan: Arc<TypedRunnableModel>,
+    info: GraphInfo,
+    /// Bytes of the model file: what the graph cache weighs entries by.
+    file_bytes: usize,
+}
+
+/// Parses, type-checks and optimises an ONNX model; reports why a file is not usable.
+pub fn inspect_onnx(bytes: &[u8]) -> Result<GraphInfo, RuntimeError> {
+    OnnxGraph::load(bytes).map(|graph| graph.info)
+}
+
+impl OnnxGraph {
+    pub(crate) fn load(bytes: &[u8]) -> Result<Self, RuntimeError> {
+        if bytes.is_empty() {
+            return Err(RuntimeError::InvalidModel("the model file is empty".into()));
+        }
+        let onnx = tract_onnx::onnx();
+        let proto = onnx.proto_model_for_read(&mut &*bytes).map_err(|e| {
+            RuntimeError::InvalidModel(format!("not an ONNX model (protobuf decoding failed: {e})"))
+        })?;
+        if proto.graph.as_ref().is_none_or(|g| g.node.is_empty()) {
+            return Err(RuntimeError::InvalidModel(
+                "not an ONNX model (no graph nodes)".into(),
+            ));
+        }
+        let metadata = proto
+            .metadata_props
+            .iter()
+            .map(|entry| (entry.key.clone(), entry.value.clone()))
+            .collect();
+        let model = onnx
+            .model_for_proto_model(&proto)
+            .and_then(|model| model.into_optimized())
+            .map_err(|e| RuntimeError::InvalidModel(format!("unsupported ONNX graph: {e:#}")))?;
+        let signature = signature_of(&model)?;
+        let plan = model
+            .into_runnable()
+            .map_err(|e| RuntimeError::InvalidModel(format!("cannot plan ONNX graph: {e:#}")))?;
+        Ok(Self {
+            plan,
+            info: GraphInfo {
+                signature,
+                metadata,
+            },
+            file_bytes: bytes.len(),
+        })
+    }
+
+    pub(crate) fn info(&self) -> &GraphInfo {
+        &self.info
+    }
+
+    pub(crate) fn file_bytes(&self) -> usize {
+        self.file_bytes
+    }
+
+    /// Runs the graph on named inputs, checked against the signature first.
+    pub(crate) fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, RuntimeError> {
+        let inputs = self.bind_inputs(inputs)?;
+        let outputs = self
+            .plan
+            .run(inputs)
+            .map_err(|e| RuntimeError::InferenceFailed(format!("{e:#}")))?;
+        outputs
+            .into_iter()
+            .zip(&self.info.signature.outputs)
+            .map(|(value, spec)| Ok(NamedTensor::new(&spec.name, from_tract(&value)?)))
+            .collect()
+    }
+
+    /// Orders the inputs as the plan wants them, rejecting unknown, missing or mistyped ones.
+    fn bind_inputs(&self, inputs: Vec<NamedTensor>) -> Result<TVec<TValue>, RuntimeError> {
+        let specs = &self.info.signature.inputs;
+        let mut slots: Vec<Option<Tensor>> = vec![None; specs.len()];
+        for NamedTensor { name, tensor } in inputs {
+            let Some(index) = specs.iter().position(|spec| spec.name == name) else {
+                let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                return Err(RuntimeError::InvalidInput(format!(
+                    "unknown input `{name}`; the model takes {known:?}"
+                )));
+            };
+            if slots[index].replace(tensor).is_some() {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "input `{name}` given twice"
+                )));
+            }
+        }
+        specs
+            .iter()
+            .zip(slots)
+            .map(|(spec, tensor)| {
+                let tensor = tensor.ok_or_else(|| {
+                    RuntimeError::InvalidInput(format!("missing input `{}`", spec.name))
+                })?;
+                check_against_spec(spec, &tensor)?;
+                to_tract(&tensor).map(IntoTValue::into_tvalue)
+            })
+            .collect()
+    }
+}
+
+fn check_against_spec(spec: &TensorSpec, tensor: &Tensor) -> Result<(), RuntimeError> {
+    if tensor.ty != spec.ty || !spec.accepts_shape(&tensor.shape) {
+        return Err(RuntimeError::InvalidInput(format!(
+            "input `{}`: expected {} {}, got {} {:?}",
+            spec.name,
+            spec.ty,
+            shape_display(&spec.shape),
+            tensor.ty,
+            tensor.shape
+        )));
+    }
+    tensor
+        .check_layout()
+        .map_err(|e| RuntimeError::InvalidInput(format!("input `{}`: {e}", spec.name)))
+}
+
+fn signature_of(model: &TypedModel) -> Result<Signature, RuntimeError> {
+    let spec = |outlet: OutletId, name: String| -> Result<TensorSpec, RuntimeError> {
+        let fact = model
+            .outlet_fact(outlet)
+            .map_err(|e| RuntimeError::InvalidModel(format!("{e:#}")))?;
+        let ty = tensor_type_of(fact.datum_type).ok_or_else(|| {
+            RuntimeError::InvalidModel(format!(
+                "`{name}` has element type {:?}; supported are f32, f64, i32, i64, u8",
+                fact.datum_type
+            ))
+        })?;
+        let shape = fact
+            .shape
+            .iter()
+            .map(|d| d.to_i64().unwrap_or(-1))
+            .collect();
+        Ok(TensorSpec { name, ty, shape })
+    };
+    let inputs = model
+        .input_outlets()
+        .map_err(|e| RuntimeError::InvalidModel(format!("{e:#}")))?
+        .iter()
+        .map(|&outlet| spec(outlet, model.node(outlet.node).name.clone()))
+        .collect::<Result<_, _>>()?;
+    let outputs = model
+        .output_outlets()
+        .map_err(|e| RuntimeError::InvalidModel(format!("{e:#}")))?
+        .iter()
+        .map(|&outlet| {
+            let name = model
+                .outlet_label(outlet)
+                .map(str::to_owned)
+                .unwrap_or_else(|| model.node(outlet.node).name.clone());
+            spec(outlet, name)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Signature { inputs, outputs })
+}
+
+/// The wisp type of a tract element type. Symbolic dimensions (`TDim`, as sklearn's
+/// label outputs come out of tract) are integers to callers; booleans are bytes.
+fn tensor_type_of(dt: DatumType) -> Option<TensorType> {
+    Some(match dt {
+        DatumType::F32 => TensorType::F32,
+        DatumType::F64 => TensorType::F64,
+        DatumType::I32 => TensorType::I32,
+        DatumType::I64 | DatumType::TDim => TensorType::I64,
+        DatumType::U8 | DatumType::Bool => TensorType::U8,
+        _ => return None,
+    })
+}
+
+fn datum_type_of(ty: TensorType) -> DatumType {
+    match ty {
+        TensorType::F32 => DatumType::F32,
+        TensorType::F64 => DatumType::F64,
+        TensorType::I32 => DatumType::I32,
+        TensorType::I64 => DatumType::I64,
+        TensorType::U8 => DatumType::U8,
+    }
+}
+
+fn to_tract(tensor: &Tensor) -> Result<tract_onnx::prelude::Tensor, RuntimeError> {
+    let shape: Vec<usize> = tensor.shape.iter().map(|&d| d as usize).collect();
+    // SAFETY: every `TensorType` maps to a plain numeric datum type, for which any byte
+    // pattern is a valid value; `from_raw_dt` checks the length against the shape and copies.
+    unsafe { tract_onnx::prelude::Tensor::from_raw_dt(datum_type_of(tensor.ty), &shape, &tensor.data) }
+        .map_err(|e| RuntimeError::InvalidInput(format!("{e:#}")))
+}
+
+fn from_tract(value: &tract_onnx::prelude::Tensor) -> Result<Tensor, RuntimeError> {
+    let ty = tensor_type_of(value.datum_type()).ok_or_else(|| {
+        RuntimeError::InferenceFailed(format!("unsupported output type {:?}", value.datum_type()))
+    })?;
+    let value = value
+        .cast_to_dt(datum_type_of(ty))
+        .map_err(|e| RuntimeError::InferenceFailed(format!("{e:#}")))?;
+    let shape = value
+        .shape()
+        .iter()
+        .map(|&d| u32::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| RuntimeError::InferenceFailed("output dimension exceeds u32".into()))?;
+    Ok(Tensor {
+        ty,
+        shape,
+        data: value.as_bytes().to_vec(),
+    })
+}

@@ -1,0 +1,533 @@
+//! The runtime: resolves a model version to a compiled component and a loaded graph (from
+//! the idle caches, loading on a cold start), then runs one fresh instance per call under
+//! the tenant's limits on a bounded pool of threads.
+
+use crate::artifacts::{ArtifactStore, Digest};
+use crate::bindings::{Model, ModelPre, types};
+use crate::config::RuntimeConfig;
+use crate::engine::{EpochTicker, build_engine};
+use crate::error::RuntimeError;
+use crate::idle_cache::{CacheStats, IdleCache};
+use crate::limits::TenantLimits;
+use crate::nn::{self, InferenceMeter, OnnxGraph};
+use crate::precompiled::PrecompiledCache;
+use crate::request::{RequestState, ServedModel};
+use crate::tensor::{NamedTensor, Signature, Tensor};
+use crate::usage::UsageRecord;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+/// The model version a call is for, as the control plane resolved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    /// The organisation that owns the model. Graphs are cached and named per tenant.
+    pub tenant: String,
+    /// Model name within the organisation.
+    pub model: String,
+    /// Version of the model.
+    pub version: String,
+    /// The component that serves it (the `onnx-runner` template for a plain ONNX upload).
+    pub component: Digest,
+    /// The ONNX file the component runs through wasi-nn, if any.
+    pub graph: Option<Digest>,
+}
+
+impl ModelRef {
+    /// The name `wasi:nn/graph.load-by-name` resolves to this version's graph.
+    pub fn graph_name(&self) -> String {
+        format!("{}:{}", self.model, self.version)
+    }
+}
+
+/// The outputs of a prediction and what it cost.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Named output tensors.
+    pub outputs: Vec<NamedTensor>,
+    /// Resources used.
+    pub usage: UsageRecord,
+}
+
+/// Cache counters of the runtime.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RuntimeStats {
+    /// Compiled, pre-instantiated components.
+    pub components: CacheStats,
+    /// Loaded graphs.
+    pub graphs: CacheStats,
+    /// Components deserialized from the precompiled disk cache instead of compiled.
+    pub precompiled_hits: u64,
+}
+
+/// The inference host. Cheap to clone; all clones share engine, caches and pool.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<RequestState>,
+    config: RuntimeConfig,
+    artifacts: Arc<dyn ArtifactStore>,
+    components: IdleCache<Digest, Arc<ModelPre<RequestState>>>,
+    graphs: IdleCache<GraphKey, Arc<OnnxGraph>>,
+    precompiled: Option<Arc<PrecompiledCache>>,
+    precompiled_hits: AtomicU64,
+    slots: Arc<Semaphore>,
+    _ticker: EpochTicker,
+}
+
+/// Graphs are keyed by tenant as well as content: two tenants uploading the same file get
+/// two graphs, so nothing about one tenant's graph (load time, eviction) reaches another.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct GraphKey {
+    tenant: String,
+    digest: Digest,
+}
+
+/// What one instance call returned, with its usage and any failure the backend reported
+/// during it (wasi-nn carries only a string to the guest; the typed reason stays here).
+struct Executed<R> {
+    value: R,
+    usage: UsageRecord,
+    backend_error: Option<RuntimeError>,
+}
+
+/// A model version ready to instantiate.
+struct Prepared {
+    pre: Arc<ModelPre<RequestState>>,
+    graph: Option<Arc<OnnxGraph>>,
+    served: Arc<ServedModel>,
+    component_warm: bool,
+    graph_warm: bool,
+}
+
+impl Runtime {
+    /// Builds the engine, linker and caches. Must be called inside a tokio runtime: a
+    /// background task applies idle expiry so unused models are dropped without traffic.
+    pub fn new(config: RuntimeConfig, artifacts: Arc<dyn ArtifactStore>) -> anyhow::Result<Self> {
+        let engine = build_engine(&config)?;
+        let linker = build_linker(&engine)?;
+        let precompiled = config
+            .precompiled_dir
+            .as_deref()
+            .map(|dir| PrecompiledCache::new(dir, &engine).map(Arc::new))
+            .transpose()?;
+        let graph_budget_kib = (config.graph_cache_bytes >> 10).max(1);
+        let inner = Arc::new(Inner {
+            _ticker: EpochTicker::start(engine.clone(), config.epoch_tick),
+            components: IdleCache::new(config.component_cache_entries, config.idle_ttl, |_, _| 1),
+            graphs: IdleCache::new(graph_budget_kib, config.idle_ttl, |_, graph: &Arc<OnnxGraph>| {
+                u32::try_from(graph.file_bytes() >> 10).unwrap_or(u32::MAX).max(1)
+            }),
+            slots: Arc::new(Semaphore::new(config.max_concurrent_instances as usize)),
+            engine,
+            linker,
+            precompiled,
+            precompiled_hits: Default::default(),
+            artifacts,
+            config,
+        });
+        spawn_housekeeping(Arc::downgrade(&inner));
+        Ok(Self { inner })
+    }
+
+    /// Runs one prediction in a fresh instance of the model's component.
+    #[tracing::instrument(skip_all, fields(tenant = %model.tenant, model = %model.model, version = %model.version))]
+    pub async fn predict(
+        &self,
+        model: &ModelRef,
+        limits: &TenantLimits,
+        inputs: Vec<NamedTensor>,
+    ) -> Result<Prediction, RuntimeError> {
+        let started = Instant::now();
+        let mut input_bytes = 0u64;
+        for input in &inputs {
+            input
+                .tensor
+                .check_layout()
+                .map_err(|e| RuntimeError::InvalidInput(format!("input `{}`: {e}", input.name)))?;
+            input_bytes += input.tensor.data.len() as u64;
+        }
+        let prepared = self.prepare(model).await?;
+        let (component_warm, graph_warm) = (prepared.component_warm, prepared.graph_warm);
+        let inputs: Vec<types::NamedTensor> = inputs.into_iter().map(Into::into).collect();
+        let max_output_bytes = limits.max_output_bytes;
+        let executed = self
+            .execute(prepared, limits, move |store, model| {
+                model.wisp_model_predictor().call_predict(store, &inputs)
+            })
+            .await?;
+        let mut usage = executed.usage;
+        let outputs = match executed.value {
+            Ok(outputs) => outputs,
+            Err(error) => return Err(executed.backend_error.unwrap_or_else(|| guest_error(error))),
+        };
+        let output_bytes: u64 = outputs.iter().map(|o| o.tensor.data.len() as u64).sum();
+        if output_bytes > max_output_bytes {
+            return Err(RuntimeError::OutputTooLarge {
+                limit: max_output_bytes,
+                got: output_bytes,
+            });
+        }
+        let outputs = outputs
+            .into_iter()
+            .map(NamedTensor::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        usage.input_bytes = input_bytes;
+        usage.output_bytes = output_bytes;
+        usage.component_warm = component_warm;
+        usage.graph_warm = graph_warm;
+        usage.wall_time = started.elapsed();
+        Ok(Prediction { outputs, usage })
+    }
+
+    /// The signature the model's component declares (its `signature` export).
+    pub async fn describe(
+        &self,
+        model: &ModelRef,
+        limits: &TenantLimits,
+    ) -> Result<Signature, RuntimeError> {
+        let prepared = self.prepare(model).await?;
+        let executed = self
+            .execute(prepared, limits, |store, model| {
+                model.wisp_model_predictor().call_describe(store)
+            })
+            .await?;
+        Ok(executed.value.into())
+    }
+
+    /// Checks that `bytes` is a component this host can run as a `wisp:model` model:
+    /// it compiles, its imports are all provided, and it exports the predictor.
+    pub async fn validate_component(&self, bytes: Vec<u8>) -> Result<(), RuntimeError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let component = Component::new(&inner.engine, &bytes)
+                .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
+            inner.pre_instantiate(&component).map(drop)
+        })
+        .await
+        .map_err(|e| RuntimeError::internal("component validation panicked", e))?
+    }
+
+    /// Cache counters.
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            components: self.inner.components.stats(),
+            graphs: self.inner.graphs.stats(),
+            precompiled_hits: self
+                .inner
+                .precompiled_hits
+                .load(Ordering::Relaxed),
+        }
+    }
+
+    /// Applies pending idle expiry now instead of at the next housekeeping tick.
+    pub async fn run_pending_tasks(&self) {
+        self.inner.components.run_pending_tasks().await;
+        self.inner.graphs.run_pending_tasks().await;
+    }
+
+    /// Drops every compiled component and loaded graph, as if all had gone idle.
+    pub async fn evict_all(&self) {
+        self.inner.components.clear();
+        self.inner.graphs.clear();
+        self.run_pending_tasks().await;
+    }
+
+    /// Finds or loads the component and graph, bounded by the load timeout.
+    async fn prepare(&self, model: &ModelRef) -> Result<Prepared, RuntimeError> {
+        let load = async {
+            let inner = &self.inner;
+            let (pre, component_warm) = inner
+                .components
+                .get_or_load(model.component.clone(), inner.load_component(&model.component))
+                .await?;
+            let (graph, graph_warm) = match &model.graph {
+                None => (None, true),
+                Some(digest) => {
+                    let key = GraphKey {
+                        tenant: model.tenant.clone(),
+                        digest: digest.clone(),
+                    };
+                    let (graph, warm) = inner.graphs.get_or_load(key, inner.load_graph(digest)).await?;
+                    (Some(graph), warm)
+                }
+            };
+            let served = ServedModel {
+                tenant: model.tenant.clone(),
+                model: model.model.clone(),
+                version: model.version.clone(),
+                graph_name: graph.as_ref().map(|_| model.graph_name()),
+                graph_signature: graph.as_ref().map(|g| g.info().signature.clone()),
+                metadata: graph.as_ref().map(|g| g.info().metadata.clone()).unwrap_or_default(),
+            };
+            Ok(Prepared {
+                pre,
+                graph,
+                served: Arc::new(served),
+                component_warm,
+                graph_warm,
+            })
+        };
+        tokio::time::timeout(self.inner.config.load_timeout, load)
+            .await
+            .map_err(|_| RuntimeError::Overloaded("the model did not load in time".into()))?
+    }
+
+    /// Runs `call` in a fresh instance on the bounded pool, under the tenant's limits.
+    async fn execute<R, F>(
+        &self,
+        prepared: Prepared,
+        limits: &TenantLimits,
+        call: F,
+    ) -> Result<Executed<R>, RuntimeError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Store<RequestState>, &Model) -> wasmtime::Result<R> + Send + 'static,
+    {
+        let inner = &self.inner;
+        let permit = tokio::time::timeout(inner.config.queue_timeout, Arc::clone(&inner.slots).acquire_owned())
+            .await
+            .map_err(|_| RuntimeError::Overloaded("all execution slots stayed busy".into()))?
+            .map_err(|e| RuntimeError::internal("execution pool closed", e))?;
+        let deadline = limits.deadline;
+        let task = {
+            let inner = Arc::clone(inner);
+            let limits = limits.clone();
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                inner.run_instance(prepared, &limits, call)
+            })
+        };
+        // Epochs stop Wasm code at the deadline; this bounds a call stuck in the backend,
+        // whose thread finishes (and frees its slot) in the background.
+        let grace = deadline / 10 + inner.config.epoch_tick * 5;
+        match tokio::time::timeout(deadline + grace, task).await {
+            Err(_) => Err(RuntimeError::DeadlineExceeded { deadline }),
+            Ok(Err(join_error)) => Err(RuntimeError::internal("instance thread panicked", join_error)),
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
+impl Inner {
+    async fn load_component(&self, digest: &Digest) -> Result<Arc<ModelPre<RequestState>>, RuntimeError> {
+        if let Some(cache) = &self.precompiled {
+            let (cache, engine, digest) = (Arc::clone(cache), self.engine.clone(), digest.clone());
+            let cached = tokio::task::spawn_blocking(move || cache.load(&engine, &digest))
+                .await
+                .map_err(|e| RuntimeError::internal("reading a precompiled component panicked", e))?;
+            if let Some(component) = cached {
+                self.precompiled_hits.fetch_add(1, Ordering::Relaxed);
+                return self.pre_instantiate(&component);
+            }
+        }
+        let bytes = self.fetch(digest).await?;
+        let (engine, cache, digest) = (self.engine.clone(), self.precompiled.clone(), digest.clone());
+        let component = tokio::task::spawn_blocking(move || {
+            let component = Component::new(&engine, &bytes)
+                .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
+            if let Some(cache) = cache
+                && let Err(error) = cache.store(&digest, &component)
+            {
+                tracing::warn!(%digest, %error, "could not write a precompiled component");
+            }
+            Ok(component)
+        })
+        .await
+        .map_err(|e| RuntimeError::internal("component compilation panicked", e))??;
+        self.pre_instantiate(&component)
+    }
+
+    async fn load_graph(&self, digest: &Digest) -> Result<Arc<OnnxGraph>, RuntimeError> {
+        let bytes = self.fetch(digest).await?;
+        tokio::task::spawn_blocking(move || OnnxGraph::load(&bytes).map(Arc::new))
+            .await
+            .map_err(|e| RuntimeError::internal("graph loading panicked", e))?
+    }
+
+    async fn fetch(&self, digest: &Digest) -> Result<Vec<u8>, RuntimeError> {
+        let bytes = self
+            .artifacts
+            .fetch(digest)
+            .await
+            .map_err(|e| RuntimeError::internal("artifact store failed", e))?
+            .ok_or_else(|| RuntimeError::ModelNotFound(format!("no artifact {digest}")))?;
+        if Digest::of(&bytes) != *digest {
+            return Err(RuntimeError::internal(
+                "artifact store returned bytes of another digest",
+                digest,
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn pre_instantiate(&self, component: &Component) -> Result<Arc<ModelPre<RequestState>>, RuntimeError> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
+        ModelPre::new(pre)
+            .map(Arc::new)
+            .map_err(|e| RuntimeError::InvalidComponent(format!("not a wisp:model component: {e:#}")))
+    }
+
+    /// One instance, one call, then everything is dropped.
+    fn run_instance<R>(
+        &self,
+        prepared: Prepared,
+        limits: &TenantLimits,
+        call: impl FnOnce(&mut Store<RequestState>, &Model) -> wasmtime::Result<R>,
+    ) -> Result<Executed<R>, RuntimeError> {
+        let deadline_at = Instant::now() + limits.deadline;
+        let meter = InferenceMeter::new(deadline_at);
+        let graph = prepared
+            .graph
+            .map(|graph| (prepared.served.graph_name.clone().unwrap_or_default(), graph));
+        let nn = nn::request_context(graph, &meter);
+        let state = RequestState::new(prepared.served, limits, nn, Arc::clone(&meter));
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| RuntimeError::internal("setting fuel failed", e))?;
+        store.set_epoch_deadline(epoch_ticks(limits.deadline, self.config.epoch_tick));
+        let result = prepared
+            .pre
+            .instantiate(&mut store)
+            .and_then(|model| call(&mut store, &model));
+        let usage = UsageRecord {
+            fuel_consumed: limits.fuel - store.get_fuel().unwrap_or(0),
+            inference_time: meter.time_in_backend(),
+            peak_memory_bytes: store.data().limiter.peak_memory_bytes as u64,
+            ..UsageRecord::default()
+        };
+        match (result, meter.take_last_error()) {
+            (Err(error), _) => Err(classify_trap(&store, &error, limits)),
+            // The backend refused to start past the deadline: whatever the guest made of
+            // that, the call ran out of time.
+            (Ok(_), Some(RuntimeError::DeadlineExceeded { .. })) => {
+                Err(RuntimeError::DeadlineExceeded { deadline: limits.deadline })
+            }
+            (Ok(value), backend_error) => Ok(Executed {
+                value,
+                usage,
+                backend_error,
+            }),
+        }
+    }
+}
+
+/// Turns a failed instantiation or call into the tenant-visible error.
+fn classify_trap(store: &Store<RequestState>, error: &wasmtime::Error, limits: &TenantLimits) -> RuntimeError {
+    let state = store.data();
+    if state.limiter.memory_limit_hit {
+        return RuntimeError::MemoryLimitExceeded {
+            limit_bytes: limits.max_memory_bytes,
+        };
+    }
+    let stderr = state.stderr_text();
+    let detail = |what: String| {
+        if stderr.is_empty() {
+            what
+        } else {
+            format!("{what}; component stderr: {stderr}")
+        }
+    };
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => RuntimeError::FuelExhausted { budget: limits.fuel },
+        Some(Trap::Interrupt) => RuntimeError::DeadlineExceeded {
+            deadline: limits.deadline,
+        },
+        Some(Trap::StackOverflow) => RuntimeError::GuestTrap(detail("call stack exhausted (too deep recursion)".into())),
+        Some(trap) => RuntimeError::GuestTrap(detail(trap.to_string())),
+        None if error.downcast_ref::<wasmtime::component::ResourceTableError>().is_some() => {
+            RuntimeError::GuestTrap(format!(
+                "too many live host resources (the limit is {})",
+                limits.max_resources
+            ))
+        }
+        None => RuntimeError::GuestTrap(detail(format!("{error:#}"))),
+    }
+}
+
+/// A guest's own error, refined by what the backend reported during the call.
+fn guest_error(error: types::Error) -> RuntimeError {
+    match error {
+        types::Error::InvalidInput(message) => RuntimeError::InvalidInput(message),
+        types::Error::InferenceFailed(message) => RuntimeError::InferenceFailed(message),
+        types::Error::Internal(message) => {
+            RuntimeError::InferenceFailed(format!("component error: {message}"))
+        }
+    }
+}
+
+fn epoch_ticks(deadline: Duration, tick: Duration) -> u64 {
+    let ticks = deadline.as_nanos().div_ceil(tick.as_nanos().max(1));
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
+fn build_linker(engine: &Engine) -> anyhow::Result<Linker<RequestState>> {
+    let mut linker = Linker::new(engine);
+    // Rust's std for wasm32-wasip2 imports wasi:cli and friends even in a library component.
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |state: &mut RequestState| {
+        let (table, nn) = state.nn_view_parts();
+        wasmtime_wasi_nn::wit::WasiNnView::new(table, nn)
+    })?;
+    crate::bindings::host::add_to_linker::<_, HasSelf<RequestState>>(&mut linker, |state| state)?;
+    crate::bindings::types::add_to_linker::<_, HasSelf<RequestState>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+/// Expires idle entries in the background until the runtime is dropped.
+fn spawn_housekeeping(inner: Weak<Inner>) {
+    let Some(strong) = inner.upgrade() else { return };
+    let period = (strong.config.idle_ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    drop(strong);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        loop {
+            interval.tick().await;
+            let Some(inner) = inner.upgrade() else { break };
+            inner.components.run_pending_tasks().await;
+            inner.graphs.run_pending_tasks().await;
+        }
+    });
+}
+
+impl From<NamedTensor> for types::NamedTensor {
+    fn from(t: NamedTensor) -> Self {
+        Self {
+            name: t.name,
+            tensor: types::Tensor {
+                ty: t.tensor.ty.into(),
+                shape: t.tensor.shape,
+                data: t.tensor.data,
+            },
+        }
+    }
+}
+
+impl TryFrom<types::NamedTensor> for NamedTensor {
+    type Error = RuntimeError;
+
+    fn try_from(t: types::NamedTensor) -> Result<Self, RuntimeError> {
+        let tensor = Tensor {
+            ty: t.tensor.ty.into(),
+            shape: t.tensor.shape,
+            data: t.tensor.data,
+        };
+        tensor.check_layout().map_err(|e| {
+            RuntimeError::InferenceFailed(format!("component returned a malformed output `{}`: {e}", t.name))
+        })?;
+        Ok(Self::new(t.name, tensor))
+    }
+}
