@@ -1,0 +1,238 @@
+//! API keys: create (the secret is shown once), list, read, rename, revoke.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{ApiJson, ApiPath, AppState, transaction};
+use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::auth::rbac::{self, can};
+use crate::auth::{Authorized, Scope, tokens};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::keys::{self, ApiKey, NewKey};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(get_key, rename_key, revoke_key))
+}
+
+/// A new API key.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// What the key is for, e.g. `checkout-service`.
+    pub name: String,
+    /// At least one of `predict`, `models:write`, `read`, `admin`.
+    pub scopes: Vec<Scope>,
+    /// RFC 3339; the key never expires if absent.
+    pub expires_at: Option<String>,
+}
+
+/// The created key and its secret. The secret is not stored and cannot be shown again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: ApiKey,
+    /// `wisp_…`; send as `Authorization: Bearer …`.
+    pub secret: String,
+}
+
+/// A new name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameKey {
+    pub name: String,
+}
+
+fn validate_name(name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name must be 1-128 printable characters"));
+    }
+    Ok(())
+}
+
+/// API keys of the organisation (never their secrets).
+#[utoipa::path(get, path = "/v1/orgs/{org}/api-keys", tag = "api-keys",
+    params(("org" = String, Path, description = "Organisation slug")),
+    responses((status = 200, body = [ApiKey])))]
+async fn list_keys(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadKeys>,
+) -> ApiResult<Json<Vec<ApiKey>>> {
+    let conn = state.db.conn().await;
+    Ok(Json(keys::list(&conn, &access.org.id).await?))
+}
+
+/// Creates a key. Nobody creates a key with more power than they have.
+#[utoipa::path(post, path = "/v1/orgs/{org}/api-keys", tag = "api-keys", request_body = CreateKey,
+    params(("org" = String, Path, description = "Organisation slug")),
+    responses((status = 201, body = CreatedKey), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+async fn create_key(
+    State(state): State<AppState>,
+    access: Authorized<can::ManageKeys>,
+    meta: RequestMeta,
+    ApiJson(request): ApiJson<CreateKey>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    validate_name(&request.name)?;
+    let mut scopes: Vec<Scope> = Vec::new();
+    for scope in &request.scopes {
+        if !scopes.contains(scope) {
+            scopes.push(*scope);
+        }
+    }
+    if scopes.is_empty() {
+        return Err(ApiError::invalid("a key needs at least one scope"));
+    }
+    let role = access.acting_role();
+    if let Some(scope) = scopes.iter().find(|s| !rbac::role_may_grant(role, **s)) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "a {role} cannot create a key with the {} scope",
+                scope.as_str()
+            ),
+        ));
+    }
+    let expires_at = request
+        .expires_at
+        .as_deref()
+        .map(|at| {
+            OffsetDateTime::parse(at, &Rfc3339)
+                .map(|t| t.unix_timestamp())
+                .map_err(|_| ApiError::invalid("expires_at must be an RFC 3339 time"))
+        })
+        .transpose()?;
+    if expires_at.is_some_and(|at| at <= crate::db::now()) {
+        return Err(ApiError::invalid("expires_at must be in the future"));
+    }
+    let generated = tokens::generate_secret(tokens::API_KEY_PREFIX);
+    let key = transaction!(state, |tx| {
+        let id = keys::insert(
+            &tx,
+            &NewKey {
+                org_id: &access.org.id,
+                name: &request.name,
+                prefix: &generated.display_prefix,
+                key_hash: &generated.hash,
+                scopes: &scopes,
+                created_by: &access.actor(),
+                expires_at,
+            },
+        )
+        .await?;
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "apikey.created",
+                target: Some(&format!("apikey:{id}")),
+                details: json!({ "name": request.name, "scopes": scopes, "prefix": generated.display_prefix }),
+            },
+        )
+        .await?;
+        keys::get(&tx, &access.org.id, &id)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("key vanished")))
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key,
+            secret: generated.secret,
+        }),
+    ))
+}
+
+/// One key.
+#[utoipa::path(get, path = "/v1/orgs/{org}/api-keys/{key_id}", tag = "api-keys",
+    params(("org" = String, Path, description = "Organisation slug"), ("key_id" = String, Path)),
+    responses((status = 200, body = ApiKey), (status = 404, body = crate::error::ErrorBody)))]
+async fn get_key(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadKeys>,
+    ApiPath(path): ApiPath<(String, String)>,
+) -> ApiResult<Json<ApiKey>> {
+    let (_, key_id) = path;
+    let conn = state.db.conn().await;
+    keys::get(&conn, &access.org.id, &key_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("API key"))
+}
+
+/// Renames a key.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/api-keys/{key_id}", tag = "api-keys", request_body = RenameKey,
+    params(("org" = String, Path, description = "Organisation slug"), ("key_id" = String, Path)),
+    responses((status = 200, body = ApiKey), (status = 404, body = crate::error::ErrorBody)))]
+async fn rename_key(
+    State(state): State<AppState>,
+    access: Authorized<can::ManageKeys>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<RenameKey>,
+) -> ApiResult<Json<ApiKey>> {
+    let (_, key_id) = path;
+    validate_name(&request.name)?;
+    let key = transaction!(state, |tx| {
+        if !keys::rename(&tx, &access.org.id, &key_id, &request.name).await? {
+            return Err(ApiError::not_found("API key"));
+        }
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "apikey.renamed",
+                target: Some(&format!("apikey:{key_id}")),
+                details: json!({ "name": request.name }),
+            },
+        )
+        .await?;
+        keys::get(&tx, &access.org.id, &key_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("API key"))
+    })?;
+    Ok(Json(key))
+}
+
+/// Revokes a key: the next request made with it is refused.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/api-keys/{key_id}", tag = "api-keys",
+    params(("org" = String, Path, description = "Organisation slug"), ("key_id" = String, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+async fn revoke_key(
+    State(state): State<AppState>,
+    access: Authorized<can::ManageKeys>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (_, key_id) = path;
+    transaction!(state, |tx| {
+        if !keys::revoke(&tx, &access.org.id, &key_id).await? {
+            return Err(ApiError::not_found("API key"));
+        }
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "apikey.revoked",
+                target: Some(&format!("apikey:{key_id}")),
+                details: json!({}),
+            },
+        )
+        .await?;
+        Ok(())
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}

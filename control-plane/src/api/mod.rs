@@ -1,0 +1,170 @@
+//! The REST API: shared state, the router, and the extractors every handler uses.
+//!
+//! Each submodule owns one resource and exposes `routes() -> OpenApiRouter<AppState>`;
+//! [`app`] merges them, adds the middleware (request ids, tracing) and serves the OpenAPI
+//! document generated from the handlers' annotations. To add a resource (deployments,
+//! predict…), write a module in the same shape and merge its routes in [`routes`].
+
+mod audit_log;
+mod auth;
+mod docs;
+mod keys;
+mod members;
+mod models;
+mod orgs;
+mod upload;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRequest;
+use axum::extract::FromRequestParts;
+use axum::http::HeaderName;
+use axum::routing::get;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::blob::{ObjectStore, Staging};
+use crate::db::Db;
+use crate::error::{ApiError, ErrorCode};
+use crate::inspect::ModelInspector;
+
+pub use crate::auth::tokens::JwtKeys;
+pub use orgs::validate_slug as validate_org_slug;
+
+/// The header carrying the request id (set if absent, echoed in the response).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Tunables of the API that come from configuration.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Largest accepted model upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Lifetime of refresh tokens, in seconds.
+    pub refresh_token_ttl_secs: i64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 512 * 1024 * 1024,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+/// Everything a handler can reach: per-process state, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Arc<Db>,
+    pub blobs: Arc<dyn ObjectStore>,
+    pub staging: Staging,
+    pub jwt: Arc<JwtKeys>,
+    /// Validates uploads and extracts their signature (the runtime's backend in production).
+    pub inspector: Arc<dyn ModelInspector>,
+    pub settings: ApiSettings,
+}
+
+/// Request bodies: like `axum::Json`, but rejections are [`ApiError`]s with stable codes.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// Path parameters with [`ApiError`] rejections.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// Query parameters with [`ApiError`] rejections.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// The OpenAPI document's fixed parts; paths and schemas come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "wisp control plane", description = "Serverless scale-to-zero ML inference: organisations, auth, model registry, audit."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(crate::error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// All API routes with their OpenAPI descriptions.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes())
+        .merge(orgs::routes())
+        .merge(members::routes())
+        .merge(keys::routes())
+        .merge(models::routes())
+        .merge(upload::routes())
+        .merge(audit_log::routes())
+}
+
+/// The complete HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (router, openapi) = routes().split_for_parts();
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    router
+        .merge(docs::routes(openapi))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = id)
+            },
+        ))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Runs a transaction: `BEGIN`, the body, then `COMMIT`; any error rolls back.
+///
+/// The database lock is held throughout, so the body sees and writes a consistent state.
+macro_rules! transaction {
+    ($state:expr, |$tx:ident| $body:expr) => {{
+        let conn = $state.db.conn().await;
+        let $tx = conn
+            .transaction()
+            .await
+            .map_err(|e| $crate::error::ApiError::internal(e))?;
+        let result: Result<_, $crate::error::ApiError> = async { $body }.await;
+        match result {
+            Ok(value) => {
+                $tx.commit()
+                    .await
+                    .map_err(|e| $crate::error::ApiError::internal(e))?;
+                Ok::<_, $crate::error::ApiError>(value)
+            }
+            Err(error) => {
+                if let Err(e) = $tx.rollback().await {
+                    tracing::warn!(error = %e, "rollback failed");
+                }
+                Err(error)
+            }
+        }
+    }};
+}
+pub(crate) use transaction;

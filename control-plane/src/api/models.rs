@@ -1,0 +1,414 @@
+//! The model registry's metadata endpoints: models, versions, aliases and their history.
+//!
+//! Uploading a version is in [`super::upload`].
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{ApiJson, ApiPath, ApiQuery, AppState, transaction};
+use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::auth::Authorized;
+use crate::auth::rbac::can;
+use crate::db;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::registry::{self, Alias, AliasMove, Model, ModelVersion, VersionPatch};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_models, create_model))
+        .routes(routes!(get_model, delete_model))
+        .routes(routes!(get_version, patch_version))
+        .routes(routes!(list_aliases))
+        .routes(routes!(get_alias, set_alias, delete_alias))
+        .routes(routes!(alias_history))
+}
+
+/// A new model.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateModel {
+    /// Any printable text up to 256 characters; stored and returned exactly as given.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Metadata changes to a version; absent fields are left as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchVersion {
+    pub description: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub metrics: Option<BTreeMap<String, f64>>,
+    pub run_id: Option<String>,
+}
+
+/// Where an alias should point.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAlias {
+    pub version: i64,
+}
+
+/// The result of moving an alias.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AliasMoved {
+    pub alias: String,
+    pub version: i64,
+    pub previous_version: Option<i64>,
+}
+
+/// Filter for the alias history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Only this alias.
+    pub alias: Option<String>,
+}
+
+/// Model names are free text: SQL or path-like names are stored literally (they never
+/// reach SQL unbound, nor the filesystem). Only names a URL cannot carry are refused.
+pub(super) fn validate_model_name(name: &str) -> ApiResult<()> {
+    if name.is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "model name must be 1-256 printable characters",
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(ApiError::invalid("model name cannot be '.' or '..'"));
+    }
+    Ok(())
+}
+
+fn validate_alias(alias: &str) -> ApiResult<()> {
+    let valid = (1..=64).contains(&alias.len())
+        && alias
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !alias.bytes().all(|b| b.is_ascii_digit());
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "alias must be 1-64 letters, digits, '-', '_' or '.', and not a number",
+        ))
+    }
+}
+
+/// Looks a model up in the caller's organisation; other organisations' models are not found.
+pub(super) async fn find_model(
+    conn: &libsql::Connection,
+    org_id: &str,
+    name: &str,
+) -> ApiResult<Model> {
+    registry::get_model(conn, org_id, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("model"))
+}
+
+/// Models of the organisation.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug")),
+    responses((status = 200, body = [Model])))]
+async fn list_models(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+) -> ApiResult<Json<Vec<Model>>> {
+    let conn = state.db.conn().await;
+    Ok(Json(registry::list_models(&conn, &access.org.id).await?))
+}
+
+/// Creates a model (without versions yet).
+#[utoipa::path(post, path = "/v1/orgs/{org}/models", tag = "models", request_body = CreateModel,
+    params(("org" = String, Path, description = "Organisation slug")),
+    responses((status = 201, body = Model), (status = 409, body = crate::error::ErrorBody)))]
+async fn create_model(
+    State(state): State<AppState>,
+    access: Authorized<can::WriteModels>,
+    meta: RequestMeta,
+    ApiJson(request): ApiJson<CreateModel>,
+) -> ApiResult<(StatusCode, Json<Model>)> {
+    validate_model_name(&request.name)?;
+    let model = transaction!(state, |tx| {
+        let model = registry::create_model(
+            &tx,
+            &access.org.id,
+            &request.name,
+            &request.description,
+            &access.actor(),
+        )
+        .await
+        .map_err(|e| {
+            if db::is_unique_violation(&e) {
+                ApiError::new(ErrorCode::AlreadyExists, "a model with this name exists")
+            } else {
+                e.into()
+            }
+        })?;
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "model.created",
+                target: Some(&format!("model:{}", model.name)),
+                details: json!({}),
+            },
+        )
+        .await?;
+        Ok(model)
+    })?;
+    Ok((StatusCode::CREATED, Json(model)))
+}
+
+/// One model.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses((status = 200, body = Model), (status = 404, body = crate::error::ErrorBody)))]
+async fn get_model(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+    ApiPath(path): ApiPath<(String, String)>,
+) -> ApiResult<Json<Model>> {
+    let (_, name) = path;
+    let conn = state.db.conn().await;
+    Ok(Json(find_model(&conn, &access.org.id, &name).await?))
+}
+
+/// Deletes a model, its versions and aliases; files no other version uses are deleted too.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/models/{model}", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+async fn delete_model(
+    State(state): State<AppState>,
+    access: Authorized<can::DeleteModels>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (_, name) = path;
+    // Blobs are deleted while the database lock is still held, so an upload of the same
+    // bytes cannot slip a new reference in between the check and the deletion (the upload
+    // re-checks its blob under the same lock).
+    let conn = state.db.conn().await;
+    let tx = conn.transaction().await.map_err(ApiError::internal)?;
+    let model = find_model(&tx, &access.org.id, &name).await?;
+    let digests = registry::delete_model(&tx, &model.id).await?;
+    audit::record(
+        &tx,
+        &meta,
+        AuditEvent {
+            org_id: Some(&access.org.id),
+            actor: &access.actor(),
+            action: "model.deleted",
+            target: Some(&format!("model:{}", model.name)),
+            details: json!({ "versions_deleted": digests.len() }),
+        },
+    )
+    .await?;
+    let orphans = registry::unreferenced(&tx, &digests).await?;
+    tx.commit().await.map_err(ApiError::internal)?;
+    for digest in orphans {
+        if let Err(e) = state.blobs.delete(&digest).await {
+            // The rows are gone; a leftover blob only costs space.
+            tracing::warn!(error = %e, blob = digest, "failed to delete unreferenced blob");
+        }
+    }
+    drop(conn);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn resolve_version(
+    conn: &libsql::Connection,
+    model: &Model,
+    version: i64,
+) -> ApiResult<ModelVersion> {
+    registry::get_version(conn, &model.id, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("version"))
+}
+
+/// One version with its signature and metadata.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}/versions/{version}", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), ("version" = i64, Path)),
+    responses((status = 200, body = ModelVersion), (status = 404, body = crate::error::ErrorBody)))]
+async fn get_version(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+    ApiPath(path): ApiPath<(String, String, i64)>,
+) -> ApiResult<Json<ModelVersion>> {
+    let (_, name, version) = path;
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, &access.org.id, &name).await?;
+    Ok(Json(resolve_version(&conn, &model, version).await?))
+}
+
+/// Updates a version's description, tags, metrics or run id.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/models/{model}/versions/{version}", tag = "models", request_body = PatchVersion,
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), ("version" = i64, Path)),
+    responses((status = 200, body = ModelVersion), (status = 404, body = crate::error::ErrorBody)))]
+async fn patch_version(
+    State(state): State<AppState>,
+    access: Authorized<can::WriteModels>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String, i64)>,
+    ApiJson(request): ApiJson<PatchVersion>,
+) -> ApiResult<Json<ModelVersion>> {
+    let (_, name, version) = path;
+    let patch = VersionPatch {
+        description: request.description,
+        tags: request.tags,
+        metrics: request.metrics,
+        run_id: request.run_id,
+    };
+    let updated = transaction!(state, |tx| {
+        let model = find_model(&tx, &access.org.id, &name).await?;
+        if !registry::update_version(&tx, &model.id, version, &patch).await? {
+            return Err(ApiError::not_found("version"));
+        }
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "model.version.updated",
+                target: Some(&format!("model:{}/versions/{version}", model.name)),
+                details: json!({}),
+            },
+        )
+        .await?;
+        resolve_version(&tx, &model, version).await
+    })?;
+    Ok(Json(updated))
+}
+
+/// Aliases of a model.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}/aliases", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses((status = 200, body = [Alias]), (status = 404, body = crate::error::ErrorBody)))]
+async fn list_aliases(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+    ApiPath(path): ApiPath<(String, String)>,
+) -> ApiResult<Json<Vec<Alias>>> {
+    let (_, name) = path;
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, &access.org.id, &name).await?;
+    Ok(Json(registry::list_aliases(&conn, &model.id).await?))
+}
+
+/// The version an alias points at.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}/aliases/{alias}", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), ("alias" = String, Path)),
+    responses((status = 200, body = ModelVersion), (status = 404, body = crate::error::ErrorBody)))]
+async fn get_alias(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+    ApiPath(path): ApiPath<(String, String, String)>,
+) -> ApiResult<Json<ModelVersion>> {
+    let (_, name, alias) = path;
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, &access.org.id, &name).await?;
+    let version = registry::alias_target(&conn, &model.id, &alias)
+        .await?
+        .ok_or_else(|| ApiError::not_found("alias"))?;
+    Ok(Json(resolve_version(&conn, &model, version).await?))
+}
+
+/// Points an alias at a version, atomically, recording the move in its history.
+#[utoipa::path(put, path = "/v1/orgs/{org}/models/{model}/aliases/{alias}", tag = "models", request_body = SetAlias,
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), ("alias" = String, Path)),
+    responses((status = 200, body = AliasMoved), (status = 404, body = crate::error::ErrorBody)))]
+async fn set_alias(
+    State(state): State<AppState>,
+    access: Authorized<can::WriteModels>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String, String)>,
+    ApiJson(request): ApiJson<SetAlias>,
+) -> ApiResult<Json<AliasMoved>> {
+    let (_, name, alias) = path;
+    validate_alias(&alias)?;
+    let moved = transaction!(state, |tx| {
+        let model = find_model(&tx, &access.org.id, &name).await?;
+        resolve_version(&tx, &model, request.version).await?;
+        let previous =
+            registry::set_alias(&tx, &model.id, &alias, request.version, &access.actor()).await?;
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "model.alias.moved",
+                target: Some(&format!("model:{}/aliases/{alias}", model.name)),
+                details: json!({ "from": previous, "to": request.version }),
+            },
+        )
+        .await?;
+        Ok(AliasMoved {
+            alias: alias.clone(),
+            version: request.version,
+            previous_version: previous,
+        })
+    })?;
+    Ok(Json(moved))
+}
+
+/// Deletes an alias (recorded in its history).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/models/{model}/aliases/{alias}", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), ("alias" = String, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+async fn delete_alias(
+    State(state): State<AppState>,
+    access: Authorized<can::WriteModels>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let (_, name, alias) = path;
+    transaction!(state, |tx| {
+        let model = find_model(&tx, &access.org.id, &name).await?;
+        let previous = registry::delete_alias(&tx, &model.id, &alias, &access.actor())
+            .await?
+            .ok_or_else(|| ApiError::not_found("alias"))?;
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "model.alias.deleted",
+                target: Some(&format!("model:{}/aliases/{alias}", model.name)),
+                details: json!({ "from": previous }),
+            },
+        )
+        .await?;
+        Ok(())
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every move of the model's aliases, newest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}/alias-history", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), HistoryQuery),
+    responses((status = 200, body = [AliasMove]), (status = 404, body = crate::error::ErrorBody)))]
+async fn alias_history(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+    ApiPath(path): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<Vec<AliasMove>>> {
+    let (_, name) = path;
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, &access.org.id, &name).await?;
+    Ok(Json(
+        registry::alias_history(&conn, &model.id, query.alias.as_deref()).await?,
+    ))
+}

@@ -1,0 +1,266 @@
+//! Uploading model versions: stream, hash, inspect, store, record — or store nothing.
+//!
+//! The body (raw, or the `file` part of a multipart form) is streamed into staging with the
+//! size limit enforced while reading. The staged file is handed to the
+//! [`ModelInspector`](crate::inspect::ModelInspector); only when it is accepted is the blob
+//! committed to the object store and the version row inserted.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::models::find_model;
+use super::{ApiPath, ApiQuery, AppState, transaction};
+use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::auth::Authorized;
+use crate::auth::rbac::can;
+use crate::blob::{StageError, StagedBlob};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::inspect::InspectError;
+use crate::registry::{self, ModelVersion, NewVersion};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_versions, upload_version))
+        // Uploads enforce their own limit while streaming; axum's 2 MB default would cut
+        // multipart uploads short.
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// Metadata given with a raw-body upload.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    pub description: Option<String>,
+    /// The experiment run that produced the model.
+    pub run_id: Option<String>,
+}
+
+/// Metadata given as the `metadata` part of a multipart upload.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadMetadata {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    pub run_id: Option<String>,
+}
+
+/// The multipart form of an upload, for the OpenAPI document.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// The model file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// JSON-encoded [`UploadMetadata`].
+    metadata: Option<UploadMetadata>,
+}
+
+fn stage_error(error: StageError) -> ApiError {
+    match error {
+        StageError::TooLarge { limit } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the upload exceeds the limit of {limit} bytes"),
+        ),
+        StageError::Body(e) => ApiError::invalid(format!("reading the upload failed: {e}")),
+        StageError::Io(e) => ApiError::internal(e),
+    }
+}
+
+fn inspect_error(error: InspectError) -> ApiError {
+    match error {
+        InspectError::Unsupported(message) => {
+            ApiError::new(ErrorCode::UnsupportedModelFormat, message)
+        }
+        InspectError::Invalid(message) => ApiError::new(ErrorCode::InvalidModel, message),
+    }
+}
+
+async fn stage_multipart(
+    state: &AppState,
+    request: Request,
+) -> ApiResult<(StagedBlob, UploadMetadata)> {
+    let mut multipart = Multipart::from_request(request, state)
+        .await
+        .map_err(|e| ApiError::invalid(e.body_text()))?;
+    let mut staged = None;
+    let mut metadata = UploadMetadata::default();
+    loop {
+        let field = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::invalid(format!("malformed multipart body: {e}")))?;
+        let Some(field) = field else { break };
+        match field.name() {
+            Some("file") if staged.is_none() => {
+                let blob = state
+                    .staging
+                    .write(field, state.settings.max_upload_bytes)
+                    .await
+                    .map_err(stage_error)?;
+                staged = Some(blob);
+            }
+            Some("metadata") => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::invalid(format!("malformed multipart body: {e}")))?;
+                metadata = serde_json::from_str(&text)
+                    .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("metadata: {e}")))?;
+            }
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unexpected multipart field {other:?}; expected one `file` and an optional `metadata`"
+                )));
+            }
+        }
+    }
+    let staged = staged.ok_or_else(|| ApiError::invalid("multipart upload has no `file` part"))?;
+    Ok((staged, metadata))
+}
+
+/// Versions of a model, newest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}/versions", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses((status = 200, body = [ModelVersion]), (status = 404, body = crate::error::ErrorBody)))]
+async fn list_versions(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+    ApiPath(path): ApiPath<(String, String)>,
+) -> ApiResult<Json<Vec<ModelVersion>>> {
+    let (_, name) = path;
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, &access.org.id, &name).await?;
+    Ok(Json(registry::list_versions(&conn, &model.id).await?))
+}
+
+/// Uploads a new version: the raw file as the body (`application/octet-stream`), or a
+/// `multipart/form-data` form with a `file` part and an optional JSON `metadata` part.
+/// The file is validated and its signature extracted before anything is stored.
+#[utoipa::path(post, path = "/v1/orgs/{org}/models/{model}/versions", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), UploadQuery),
+    request_body(content(
+        (Vec<u8> = "application/octet-stream"),
+        (UploadForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 201, body = ModelVersion),
+        (status = 400, description = "`empty_upload`, `invalid_request`", body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = crate::error::ErrorBody),
+        (status = 422, description = "`unsupported_model_format`, `invalid_model`", body = crate::error::ErrorBody),
+    ))]
+async fn upload_version(
+    State(state): State<AppState>,
+    access: Authorized<can::WriteModels>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
+    request: Request,
+) -> ApiResult<(StatusCode, Json<ModelVersion>)> {
+    let (_, name) = path;
+    // Fail fast, before reading a byte, when the model does not exist.
+    {
+        let conn = state.db.conn().await;
+        find_model(&conn, &access.org.id, &name).await?;
+    }
+    let is_multipart = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (staged, metadata) = if is_multipart {
+        stage_multipart(&state, request).await?
+    } else {
+        let body = request.into_body().into_data_stream();
+        let staged = state
+            .staging
+            .write(body, state.settings.max_upload_bytes)
+            .await
+            .map_err(stage_error)?;
+        let metadata = UploadMetadata {
+            description: query.description.unwrap_or_default(),
+            run_id: query.run_id,
+            ..UploadMetadata::default()
+        };
+        (staged, metadata)
+    };
+    if staged.size == 0 {
+        return Err(ApiError::new(ErrorCode::EmptyUpload, "the upload is empty"));
+    }
+
+    let bytes = staged.read().await.map_err(ApiError::internal)?;
+    let inspector = state.inspector.clone();
+    let inspected = tokio::task::spawn_blocking(move || inspector.inspect(&bytes))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(inspect_error)?;
+
+    let (digest, size) = (staged.sha256.clone(), staged.size);
+    state
+        .blobs
+        .commit(staged)
+        .await
+        .map_err(ApiError::internal)?;
+
+    let version = transaction!(state, |tx| {
+        // Looked up again: the model may have been deleted while the file streamed in.
+        let model = find_model(&tx, &access.org.id, &name).await?;
+        let number = registry::insert_version(
+            &tx,
+            &NewVersion {
+                model_id: &model.id,
+                sha256: &digest,
+                size_bytes: size as i64,
+                framework: inspected.framework.as_str(),
+                description: &metadata.description,
+                tags: &metadata.tags,
+                metrics: &metadata.metrics,
+                run_id: metadata.run_id.as_deref(),
+                signature: &inspected.signature,
+                created_by: &access.actor(),
+            },
+        )
+        .await?;
+        // A concurrent deletion of the last model using these bytes removes the blob under
+        // this same lock; check it survived before the version becomes visible.
+        if !state
+            .blobs
+            .exists(&digest)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "blob {digest} was deleted concurrently"
+            )));
+        }
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "model.version.uploaded",
+                target: Some(&format!("model:{}/versions/{number}", model.name)),
+                details: json!({ "sha256": digest, "size_bytes": size, "framework": inspected.framework }),
+            },
+        )
+        .await?;
+        registry::get_version(&tx, &model.id, number)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("version vanished")))
+    })?;
+    tracing::info!(model = %name, version = version.version, sha256 = %version.sha256, "model version uploaded");
+    Ok((StatusCode::CREATED, Json(version)))
+}

@@ -1,0 +1,176 @@
+//! The append-only audit log: who changed what, when, and from where.
+//!
+//! Handlers record an [`AuditEvent`] in the same transaction as the change it describes, so
+//! the log and the data cannot disagree.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use libsql::{Connection, params};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::db::{self, DbError};
+
+/// Where a request came from: the peer address and the `x-request-id`.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub source_ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let source_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        let request_id = parts
+            .headers
+            .get(crate::api::REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Self {
+            source_ip,
+            request_id,
+        })
+    }
+}
+
+/// A state change to record.
+#[derive(Debug)]
+pub struct AuditEvent<'a> {
+    /// `None` for events outside any organisation (e.g. a failed login).
+    pub org_id: Option<&'a str>,
+    /// `user:<id>`, `key:<id>`, `email:<address>` (failed logins) or `system`.
+    pub actor: &'a str,
+    /// Dotted name, e.g. `model.version.uploaded`.
+    pub action: &'a str,
+    /// What was acted on, e.g. `model:iris/versions/3`.
+    pub target: Option<&'a str>,
+    pub details: serde_json::Value,
+}
+
+/// Appends an event.
+pub async fn record(
+    conn: &Connection,
+    meta: &RequestMeta,
+    event: AuditEvent<'_>,
+) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO audit_log (org_id, actor, action, target, details, source_ip, request_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            event.org_id,
+            event.actor,
+            event.action,
+            event.target,
+            event.details.to_string(),
+            meta.source_ip.as_deref(),
+            meta.request_id.as_deref(),
+            db::now()
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// An audit entry as returned by the API.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    pub source_ip: Option<String>,
+    pub request_id: Option<String>,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// Filters and paging for reading the log, newest first.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only this action (e.g. `apikey.created`).
+    pub action: Option<String>,
+    /// Only this actor (e.g. `user:<id>`).
+    pub actor: Option<String>,
+    /// Only entries whose target starts with this.
+    pub target_prefix: Option<String>,
+    /// Only entries at or after this Unix time (seconds).
+    pub since: Option<i64>,
+    /// Only entries before this Unix time (seconds).
+    pub until: Option<i64>,
+    /// Page size, 1–500 (default 100).
+    pub limit: Option<i64>,
+    /// Return entries older than this id (the `next_cursor` of the previous page).
+    pub before: Option<i64>,
+}
+
+/// One page of entries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// Reads one page of an organisation's log.
+pub async fn query(conn: &Connection, org_id: &str, q: &AuditQuery) -> Result<AuditPage, DbError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    // Every filter is a bound parameter; a NULL parameter disables its condition.
+    let rows = conn
+        .query(
+            "SELECT id, actor, action, target, details, source_ip, request_id, created_at
+             FROM audit_log
+             WHERE org_id = ?1
+               AND (?2 IS NULL OR action = ?2)
+               AND (?3 IS NULL OR actor = ?3)
+               AND (?4 IS NULL OR substr(target, 1, length(?4)) = ?4)
+               AND (?5 IS NULL OR created_at >= ?5)
+               AND (?6 IS NULL OR created_at < ?6)
+               AND (?7 IS NULL OR id < ?7)
+             ORDER BY id DESC LIMIT ?8",
+            params![
+                org_id,
+                q.action.as_deref(),
+                q.actor.as_deref(),
+                q.target_prefix.as_deref(),
+                q.since,
+                q.until,
+                q.before,
+                limit + 1
+            ],
+        )
+        .await?;
+    let mut entries = db::collect(rows, |row| {
+        Ok(AuditEntry {
+            id: row.get(0)?,
+            actor: row.get(1)?,
+            action: row.get(2)?,
+            target: row.get(3)?,
+            details: serde_json::from_str(&row.get::<String>(4)?)
+                .map_err(|e| DbError::Corrupt(e.to_string()))?,
+            source_ip: row.get(5)?,
+            request_id: row.get(6)?,
+            at: db::rfc3339(row.get(7)?),
+        })
+    })
+    .await?;
+    let next_cursor = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(AuditPage {
+        entries,
+        next_cursor,
+    })
+}

@@ -1,0 +1,236 @@
+//! Axum extractors that authenticate the bearer credentials and apply the permission table.
+//!
+//! - [`Principal`]: who is calling (a user with an access token, or an API key).
+//! - [`CurrentUser`]: a user session is required (e.g. creating an organisation).
+//! - [`Authorized<P>`]: the caller may perform action `P` in the organisation named by the
+//!   `{org}` path segment. A caller outside that organisation gets `404`, exactly as if it
+//!   did not exist; a member without the right role or scope gets `403`.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::rbac::{self, Role, Scope, can::Permission};
+use super::tokens::{self, TokenError};
+use crate::api::AppState;
+use crate::error::{ApiError, ErrorCode};
+use crate::orgs::{self, Org};
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Principal {
+    /// A user signed in with a password (JWT access token).
+    User { id: String, email: String },
+    /// An API key; it belongs to exactly one organisation.
+    ApiKey {
+        id: String,
+        org_id: String,
+        scopes: Vec<Scope>,
+    },
+}
+
+impl Principal {
+    /// The actor recorded in the audit log: `user:<id>` or `key:<id>`.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::User { id, .. } => format!("user:{id}"),
+            Principal::ApiKey { id, .. } => format!("key:{id}"),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "missing bearer token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "expected `Authorization: Bearer <token>`",
+                )
+            })?;
+        let principal = if token.starts_with(tokens::API_KEY_PREFIX) {
+            authenticate_api_key(state, token).await?
+        } else {
+            authenticate_access_token(state, token).await?
+        };
+        parts.extensions.insert(principal.clone());
+        Ok(principal)
+    }
+}
+
+async fn authenticate_api_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let hash = tokens::hash_secret(key);
+    let found = crate::keys::authenticate(&state.db, &hash, crate::db::now()).await?;
+    match found {
+        crate::keys::KeyCheck::Valid { id, org_id, scopes } => {
+            Ok(Principal::ApiKey { id, org_id, scopes })
+        }
+        crate::keys::KeyCheck::Expired => {
+            Err(ApiError::new(ErrorCode::TokenExpired, "API key expired"))
+        }
+        crate::keys::KeyCheck::Unknown => Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "invalid or revoked API key",
+        )),
+    }
+}
+
+async fn authenticate_access_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let claims = state.jwt.verify(token).map_err(|e| match e {
+        TokenError::Expired => ApiError::new(ErrorCode::TokenExpired, "access token expired"),
+        TokenError::Invalid => ApiError::new(ErrorCode::InvalidToken, "invalid access token"),
+    })?;
+    let user = crate::users::find_by_id(&state.db, &claims.sub)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "invalid access token"))?;
+    Ok(Principal::User {
+        id: user.id,
+        email: user.email,
+    })
+}
+
+/// A signed-in user (not an API key).
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: String,
+    pub email: String,
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Principal::from_request_parts(parts, state).await? {
+            Principal::User { id, email } => Ok(CurrentUser { id, email }),
+            Principal::ApiKey { .. } => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this endpoint needs a user session, not an API key",
+            )),
+        }
+    }
+}
+
+/// The caller and the organisation it acts in.
+#[derive(Debug, Clone)]
+pub struct OrgAccess {
+    pub org: Org,
+    pub principal: Principal,
+    /// The user's role; `None` for API keys.
+    pub role: Option<Role>,
+}
+
+impl OrgAccess {
+    /// The actor string for the audit log.
+    pub fn actor(&self) -> String {
+        self.principal.actor()
+    }
+
+    /// The role the caller acts with when granting roles or scopes: a user's own role, or
+    /// for an API key the least role that covers its scopes.
+    pub fn acting_role(&self) -> Role {
+        match (&self.principal, self.role) {
+            (_, Some(role)) => role,
+            (Principal::ApiKey { scopes, .. }, None) if scopes.contains(&Scope::Admin) => {
+                Role::Admin
+            }
+            (Principal::ApiKey { scopes, .. }, None)
+                if scopes
+                    .iter()
+                    .any(|s| matches!(s, Scope::ModelsWrite | Scope::Predict)) =>
+            {
+                Role::Member
+            }
+            _ => Role::Viewer,
+        }
+    }
+}
+
+/// Proof that the caller may perform `P` in the organisation of the `{org}` path segment.
+#[derive(Debug)]
+pub struct Authorized<P> {
+    access: OrgAccess,
+    _action: PhantomData<P>,
+}
+
+impl<P> Deref for Authorized<P> {
+    type Target = OrgAccess;
+    fn deref(&self) -> &OrgAccess {
+        &self.access
+    }
+}
+
+impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(e.body_text()))?;
+        let slug = params
+            .iter()
+            .find(|(name, _)| *name == "org")
+            .map(|(_, value)| value.to_owned())
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("route has no {{org}} segment")))?;
+        let access = resolve(state, principal, &slug, P::ACTION).await?;
+        Ok(Self {
+            access,
+            _action: PhantomData,
+        })
+    }
+}
+
+/// Applies the permission table for `action` in the organisation `slug`.
+async fn resolve(
+    state: &AppState,
+    principal: Principal,
+    slug: &str,
+    action: rbac::Action,
+) -> Result<OrgAccess, ApiError> {
+    let not_found = || ApiError::not_found("organisation");
+    let org = orgs::find_by_slug(&state.db, slug)
+        .await?
+        .ok_or_else(not_found)?;
+    let (allowed, role) = match &principal {
+        Principal::User { id, .. } => {
+            let role = orgs::role_of(&state.db, &org.id, id)
+                .await?
+                .ok_or_else(not_found)?;
+            (rbac::role_allows(role, action), Some(role))
+        }
+        Principal::ApiKey { org_id, scopes, .. } => {
+            if *org_id != org.id {
+                return Err(not_found());
+            }
+            (rbac::scopes_allow(scopes, action), None)
+        }
+    };
+    if !allowed {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("not allowed to {action:?} in this organisation"),
+        ));
+    }
+    Ok(OrgAccess {
+        org,
+        principal,
+        role,
+    })
+}

@@ -1,0 +1,14 @@
+//! Authentication (who is calling) and authorisation (what they may do).
+//!
+//! - [`password`]: argon2id hashing of user passwords.
+//! - [`tokens`]: JWT access tokens (HS256 only) and opaque secrets (refresh tokens, API keys).
+//! - [`rbac`]: the one permission table, action → roles and API-key scopes.
+//! - [`extract`]: the axum extractors that apply it to every request.
+
+pub mod extract;
+pub mod password;
+pub mod rbac;
+pub mod tokens;
+
+pub use extract::{Authorized, CurrentUser, OrgAccess, Principal};
+pub use rbac::{Action, Role, Scope};

@@ -1,0 +1,215 @@
+//! libSQL access: opening the database in any of its modes and serialising access to it.
+//!
+//! The same code runs on an embedded file, on `:memory:`, on a remote libSQL server
+//! (`libsql://…` or `https://…` with an auth token) and on an embedded replica of a remote
+//! primary (a local file kept in sync; reads are local, writes go to the primary).
+//!
+//! All statements go through one connection behind an async mutex. SQLite has a single
+//! writer anyway, and holding the lock for the whole of a transaction is what keeps two
+//! requests from interleaving statements inside each other's transaction. Never hold it
+//! across anything slow that is not the database (uploads, password hashing).
+
+mod migrations;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use libsql::{Builder, Connection, Database};
+use tokio::sync::{Mutex, MutexGuard};
+
+pub use migrations::{MIGRATIONS, Migration};
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The libSQL driver failed.
+    #[error("libsql: {0}")]
+    Libsql(#[from] libsql::Error),
+    /// A stored value did not have the expected shape.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DbLocation {
+    /// A private in-memory database (tests).
+    Memory,
+    /// An embedded database file.
+    File(PathBuf),
+    /// A remote libSQL server (`libsql://`, `https://`, `http://`).
+    Remote { url: String, auth_token: String },
+    /// A local file replicating a remote primary; writes are forwarded to the primary.
+    Replica {
+        path: PathBuf,
+        url: String,
+        auth_token: String,
+        sync_interval: Option<Duration>,
+    },
+}
+
+/// The control plane's database.
+pub struct Db {
+    conn: Mutex<Connection>,
+    // Dropping the `Database` closes the connection, so keep it for as long as `conn`.
+    _database: Database,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub async fn open(location: &DbLocation) -> Result<Self, DbError> {
+        let database = match location {
+            DbLocation::Memory => Builder::new_local(":memory:").build().await?,
+            DbLocation::File(path) => Builder::new_local(path).build().await?,
+            DbLocation::Remote { url, auth_token } => {
+                Builder::new_remote(url.clone(), auth_token.clone())
+                    .build()
+                    .await?
+            }
+            DbLocation::Replica {
+                path,
+                url,
+                auth_token,
+                sync_interval,
+            } => {
+                let mut builder =
+                    Builder::new_remote_replica(path, url.clone(), auth_token.clone())
+                        .read_your_writes(true);
+                if let Some(interval) = sync_interval {
+                    builder = builder.sync_interval(*interval);
+                }
+                builder.build().await?
+            }
+        };
+        let conn = database.connect()?;
+        if matches!(location, DbLocation::File(_) | DbLocation::Memory) {
+            // Foreign keys are off by default in SQLite; WAL lets readers of the file
+            // (backups, `sqlite3`) coexist with the server. Both are local-only pragmas.
+            conn.execute("PRAGMA foreign_keys = ON", ()).await?;
+            if matches!(location, DbLocation::File(_)) {
+                let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
+                while rows.next().await?.is_some() {}
+                conn.busy_timeout(Duration::from_secs(5))?;
+            }
+        }
+        migrations::apply(&conn).await?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            _database: database,
+        })
+    }
+
+    /// Opens a fresh in-memory database with all migrations applied (tests).
+    pub async fn memory() -> Result<Self, DbError> {
+        Self::open(&DbLocation::Memory).await
+    }
+
+    /// Exclusive access to the connection for one operation or one transaction.
+    pub async fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().await
+    }
+}
+
+/// Seconds since the Unix epoch: the one time representation stored in the database.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Formats a stored timestamp as RFC 3339 for the API.
+pub fn rfc3339(unix_seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// A new random identifier for a row.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Reads the first row of a query, if any.
+pub async fn first_row(mut rows: libsql::Rows) -> Result<Option<libsql::Row>, DbError> {
+    Ok(rows.next().await?)
+}
+
+/// Reads all rows of a query through `map`.
+pub async fn collect<T>(
+    mut rows: libsql::Rows,
+    mut map: impl FnMut(&libsql::Row) -> Result<T, DbError>,
+) -> Result<Vec<T>, DbError> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.push(map(&row)?);
+    }
+    Ok(out)
+}
+
+/// Whether a libSQL error is a UNIQUE constraint violation.
+pub fn is_unique_violation(error: &DbError) -> bool {
+    matches!(error, DbError::Libsql(e) if e.to_string().contains("UNIQUE constraint failed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn count(db: &Db, sql: &str) -> i64 {
+        let conn = db.conn().await;
+        let row = first_row(conn.query(sql, ()).await.expect("query"))
+            .await
+            .expect("row")
+            .expect("one row");
+        row.get(0).expect("count")
+    }
+
+    #[tokio::test]
+    async fn migrations_are_recorded_once_and_reopening_is_a_no_op() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = DbLocation::File(dir.path().join("wisp.db"));
+        let db = Db::open(&location).await.expect("open");
+        let applied = count(&db, "SELECT COUNT(*) FROM schema_migrations").await;
+        assert_eq!(applied, MIGRATIONS.len() as i64);
+        drop(db);
+        let db = Db::open(&location).await.expect("reopen");
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM schema_migrations").await,
+            applied
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_is_not_committed_leaves_nothing() {
+        let db = Db::memory().await.expect("open");
+        {
+            let conn = db.conn().await;
+            let tx = conn.transaction().await.expect("begin");
+            tx.execute(
+                "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",
+                (),
+            )
+            .await
+            .expect("insert");
+            tx.rollback().await.expect("rollback");
+        }
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM orgs").await, 0);
+    }
+
+    #[tokio::test]
+    async fn memory_databases_are_independent() {
+        let a = Db::memory().await.expect("a");
+        let b = Db::memory().await.expect("b");
+        a.conn()
+            .await
+            .execute(
+                "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",
+                (),
+            )
+            .await
+            .expect("insert");
+        assert_eq!(count(&b, "SELECT COUNT(*) FROM orgs").await, 0);
+    }
+}

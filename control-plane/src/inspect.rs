@@ -1,0 +1,148 @@
+//! The validation hook every uploaded model passes before a version is accepted.
+//!
+//! The registry only knows the [`ModelInspector`] trait. The real inspector (parsing and
+//! loading the model with the runtime's backend, extracting its signature) lives in
+//! `wisp-host` and is plugged into [`AppState`](crate::api::AppState) by the binary.
+//! [`OnnxHeaderInspector`] is a test double that only checks the first bytes.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    Bool,
+    U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
+    I32,
+    I64,
+    F16,
+    F32,
+    F64,
+    String,
+}
+
+/// A named input or output of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DType,
+    /// Dimensions; `-1` is a dynamic dimension (e.g. the batch size).
+    pub shape: Vec<i64>,
+}
+
+/// The inputs and outputs of a model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelSignature {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+/// What kind of artifact a version is, as recognised by the inspector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framework {
+    /// A raw ONNX model, run by the `onnx-runner` component.
+    Onnx,
+    /// A custom component built with the guest SDK (the `wisp:model` world).
+    WasmComponent,
+}
+
+impl Framework {
+    /// The stored and serialised name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framework::Onnx => "onnx",
+            Framework::WasmComponent => "wasm-component",
+        }
+    }
+}
+
+/// The result of a successful inspection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InspectedModel {
+    pub framework: Framework,
+    pub signature: ModelSignature,
+}
+
+/// Why a file was refused. Each variant is its own API error code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InspectError {
+    /// Not a format wisp runs (a JPEG renamed `.onnx`, a text file…): `unsupported_model_format`.
+    #[error("unsupported model format: {0}")]
+    Unsupported(String),
+    /// The right format but corrupt, truncated or not loadable: `invalid_model`.
+    #[error("invalid model: {0}")]
+    Invalid(String),
+}
+
+/// Parses and loads an uploaded file and extracts its signature.
+///
+/// Called on a blocking thread with the whole file; it may take as long as loading the
+/// model takes. Implementations must not keep the bytes.
+pub trait ModelInspector: Send + Sync + 'static {
+    fn inspect(&self, bytes: &[u8]) -> Result<InspectedModel, InspectError>;
+}
+
+/// **Test double.** Accepts anything that starts like an ONNX `ModelProto` (field 1,
+/// `ir_version`, as a varint between 1 and 100) and answers a fixed signature. It does not
+/// parse the graph: a truncated model whose first bytes are intact passes. Production
+/// wiring replaces it with the `wisp-host` inspector.
+#[derive(Debug, Clone, Default)]
+pub struct OnnxHeaderInspector {
+    /// What every accepted file is reported to have.
+    pub signature: ModelSignature,
+}
+
+impl ModelInspector for OnnxHeaderInspector {
+    fn inspect(&self, bytes: &[u8]) -> Result<InspectedModel, InspectError> {
+        // Protobuf tag of field 1 with wire type 0 (varint).
+        if bytes.first() != Some(&0x08) {
+            return Err(InspectError::Unsupported(
+                "not an ONNX model (no ir_version field at the start)".into(),
+            ));
+        }
+        let ir_version = bytes
+            .get(1)
+            .copied()
+            .filter(|b| b & 0x80 == 0)
+            .ok_or_else(|| InspectError::Invalid("truncated ONNX header".into()))?;
+        if !(1..=100).contains(&ir_version) {
+            return Err(InspectError::Invalid(format!(
+                "implausible ONNX ir_version {ir_version}"
+            )));
+        }
+        Ok(InspectedModel {
+            framework: Framework::Onnx,
+            signature: self.signature.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_inspector_tells_formats_apart() {
+        let inspector = OnnxHeaderInspector::default();
+        assert!(inspector.inspect(&[0x08, 0x07, 0x12, 0x00]).is_ok());
+        assert!(matches!(
+            inspector.inspect(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Err(InspectError::Unsupported(_))
+        ));
+        assert!(matches!(
+            inspector.inspect(&[0x08]),
+            Err(InspectError::Invalid(_))
+        ));
+        assert!(matches!(
+            inspector.inspect(&[0x08, 0x00]),
+            Err(InspectError::Invalid(_))
+        ));
+    }
+}

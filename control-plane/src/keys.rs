@@ -1,0 +1,183 @@
+//! API keys: random secrets shown once, stored as sha256, scoped to one organisation.
+//!
+//! Every request re-reads the key row, so revocation takes effect on the next request.
+
+use libsql::{Connection, params};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Scope;
+use crate::db::{self, Db, DbError};
+
+/// An API key as shown by the API (never the secret).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    /// The first characters of the key, e.g. `wisp_1a2b3c4d`.
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    /// `user:<id>` or `key:<id>`.
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+/// The outcome of presenting a key.
+#[derive(Debug)]
+pub enum KeyCheck {
+    Valid {
+        id: String,
+        org_id: String,
+        scopes: Vec<Scope>,
+    },
+    Expired,
+    /// Unknown or revoked: the same answer, so a revoked key reveals nothing.
+    Unknown,
+}
+
+/// `last_used_at` is written at most this often per key, so busy keys do not turn every
+/// request into a database write.
+const LAST_USED_RESOLUTION_SECS: i64 = 60;
+
+/// Looks up a presented key by its hash and records its use.
+pub async fn authenticate(db: &Db, key_hash: &str, now: i64) -> Result<KeyCheck, DbError> {
+    let conn = db.conn().await;
+    let rows = conn
+        .query(
+            "SELECT id, org_id, scopes, expires_at FROM api_keys
+             WHERE key_hash = ?1 AND revoked_at IS NULL",
+            params![key_hash],
+        )
+        .await?;
+    let Some(row) = db::first_row(rows).await? else {
+        return Ok(KeyCheck::Unknown);
+    };
+    let id: String = row.get(0)?;
+    let expires_at: Option<i64> = row.get(3)?;
+    if expires_at.is_some_and(|at| at <= now) {
+        return Ok(KeyCheck::Expired);
+    }
+    let scopes = Scope::parse_list(&row.get::<String>(2)?).map_err(DbError::Corrupt)?;
+    conn.execute(
+        "UPDATE api_keys SET last_used_at = ?2
+         WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?3)",
+        params![id.as_str(), now, now - LAST_USED_RESOLUTION_SECS],
+    )
+    .await?;
+    Ok(KeyCheck::Valid {
+        id,
+        org_id: row.get(1)?,
+        scopes,
+    })
+}
+
+/// What is needed to insert a key.
+#[derive(Debug)]
+pub struct NewKey<'a> {
+    pub org_id: &'a str,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub key_hash: &'a str,
+    pub scopes: &'a [Scope],
+    pub created_by: &'a str,
+    pub expires_at: Option<i64>,
+}
+
+/// Inserts a key; returns its id.
+pub async fn insert(conn: &Connection, key: &NewKey<'_>) -> Result<String, DbError> {
+    let id = db::new_id();
+    conn.execute(
+        "INSERT INTO api_keys (id, org_id, name, prefix, key_hash, scopes, created_by, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            id.as_str(),
+            key.org_id,
+            key.name,
+            key.prefix,
+            key.key_hash,
+            Scope::format_list(key.scopes),
+            key.created_by,
+            db::now(),
+            key.expires_at
+        ],
+    )
+    .await?;
+    Ok(id)
+}
+
+const COLUMNS: &str =
+    "id, name, prefix, scopes, created_by, created_at, expires_at, revoked_at, last_used_at";
+
+fn from_row(row: &libsql::Row) -> Result<ApiKey, DbError> {
+    let time =
+        |i| -> Result<Option<String>, DbError> { Ok(row.get::<Option<i64>>(i)?.map(db::rfc3339)) };
+    Ok(ApiKey {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        prefix: row.get(2)?,
+        scopes: Scope::parse_list(&row.get::<String>(3)?).map_err(DbError::Corrupt)?,
+        created_by: row.get(4)?,
+        created_at: db::rfc3339(row.get(5)?),
+        expires_at: time(6)?,
+        revoked_at: time(7)?,
+        last_used_at: time(8)?,
+    })
+}
+
+/// All keys of an organisation, newest first.
+pub async fn list(conn: &Connection, org_id: &str) -> Result<Vec<ApiKey>, DbError> {
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM api_keys WHERE org_id = ?1 ORDER BY created_at DESC, id"
+            ),
+            params![org_id],
+        )
+        .await?;
+    db::collect(rows, from_row).await
+}
+
+/// One key of an organisation.
+pub async fn get(conn: &Connection, org_id: &str, id: &str) -> Result<Option<ApiKey>, DbError> {
+    let rows = conn
+        .query(
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = ?1 AND id = ?2"),
+            params![org_id, id],
+        )
+        .await?;
+    db::first_row(rows)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Renames a key; returns whether it exists.
+pub async fn rename(
+    conn: &Connection,
+    org_id: &str,
+    id: &str,
+    name: &str,
+) -> Result<bool, DbError> {
+    let changed = conn
+        .execute(
+            "UPDATE api_keys SET name = ?3 WHERE org_id = ?1 AND id = ?2",
+            params![org_id, id, name],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+/// Revokes a key (idempotent); returns whether it exists.
+pub async fn revoke(conn: &Connection, org_id: &str, id: &str) -> Result<bool, DbError> {
+    let changed = conn
+        .execute(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE org_id = ?1 AND id = ?2",
+            params![org_id, id, db::now()],
+        )
+        .await?;
+    Ok(changed > 0)
+}

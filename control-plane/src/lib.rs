@@ -1,0 +1,31 @@
+//! The wisp control plane: REST API, storage, authentication and the model registry.
+//!
+//! Code map:
+//! - [`api`]: the HTTP API (`app(state) -> Router`), one module per resource.
+//! - [`auth`]: passwords, tokens, the permission table and its extractors.
+//! - [`db`]: libSQL (embedded, in-memory, remote, embedded replica) and migrations.
+//! - [`blob`]: the content-addressed object store (local filesystem, S3).
+//! - [`inspect`]: the validation hook models pass before a version is accepted.
+//! - [`orgs`], [`users`], [`keys`], [`registry`], [`audit`]: storage of each domain.
+//! - [`config`], [`cli`], [`serve`]: the `wisp serve` process.
+//!
+//! Invariants: only this crate touches libSQL; every query is scoped by organisation id
+//! taken from [`auth::OrgAccess`], never from the request body; another organisation's
+//! resource answers exactly like a missing one.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod blob;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod inspect;
+pub mod keys;
+pub mod orgs;
+pub mod registry;
+pub mod serve;
+pub mod users;
+
+pub use api::{AppState, app};

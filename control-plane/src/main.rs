@@ -1,0 +1,29 @@
+//! The `wisp` binary.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wisp::cli::{Cli, Command};
+use wisp::inspect::OnnxHeaderInspector;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            // Validate before opening anything or binding a socket.
+            let config = args.config()?;
+            // TODO(runtime wiring): replace with the wisp-host inspector that loads the model.
+            tracing::warn!("model uploads are checked by the ONNX header inspector only");
+            let inspector = Arc::new(OnnxHeaderInspector::default());
+            wisp::serve::run(config, args.bootstrap(), inspector).await
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! `wisp serve`: open storage, create the first admin if needed, serve until a signal.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::api::{self, ApiSettings, AppState};
+use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::auth::tokens::{self, JwtKeys};
+use crate::auth::{Role, password};
+use crate::blob::{LocalStore, ObjectStore, S3Store, Staging};
+use crate::cli::Bootstrap;
+use crate::config::{Config, ObjectStoreConfig};
+use crate::db::Db;
+use crate::inspect::ModelInspector;
+use crate::{orgs, users};
+
+/// Builds the application state from a validated configuration.
+pub async fn state(
+    config: &Config,
+    bootstrap: &Bootstrap,
+    inspector: Arc<dyn ModelInspector>,
+) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("failed to create data dir {}", config.data_dir.display()))?;
+    let db = Db::open(&config.db_location())
+        .await
+        .context("failed to open the database")?;
+    let blobs: Arc<dyn ObjectStore> = match &config.object_store {
+        ObjectStoreConfig::Local { path } => {
+            let path = path
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("blobs"));
+            Arc::new(LocalStore::new(&path).with_context(|| {
+                format!("failed to create the blob directory {}", path.display())
+            })?)
+        }
+        ObjectStoreConfig::S3(settings) => {
+            Arc::new(S3Store::new(settings).context("failed to configure S3")?)
+        }
+    };
+    let staging = Staging::new(config.data_dir.join("tmp"))
+        .context("failed to prepare the upload staging directory")?;
+    let secret = match &config.auth.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => load_or_create_secret(&config.data_dir.join("jwt-secret"))?,
+    };
+    let jwt = JwtKeys::new(secret.as_bytes(), config.auth.access_token_ttl_secs);
+    bootstrap_admin(&db, bootstrap).await?;
+    Ok(AppState {
+        db: Arc::new(db),
+        blobs,
+        staging,
+        jwt: Arc::new(jwt),
+        inspector,
+        settings: ApiSettings {
+            max_upload_bytes: config.limits.max_upload_bytes,
+            refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
+        },
+    })
+}
+
+/// Serves the API until SIGTERM or ctrl-c, then lets in-flight requests finish.
+pub async fn run(
+    config: Config,
+    bootstrap: Bootstrap,
+    inspector: Arc<dyn ModelInspector>,
+) -> anyhow::Result<()> {
+    let state = state(&config, &bootstrap, inspector).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, data_dir = %config.data_dir.display(), "wisp is listening");
+    announce(&format!(
+        "wisp listening on http://{address} (API docs: http://{address}/docs)"
+    ));
+    let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("drained in-flight requests; stopped");
+    Ok(())
+}
+
+/// Tells the operator something on stdout. A closed stdout is not a reason to stop serving.
+fn announce(message: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{message}").and_then(|()| stdout.flush());
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+/// Reads the JWT secret from `path`, creating it (mode 0600) on first start.
+fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(secret) if secret.trim().len() >= 32 => return Ok(secret.trim().to_owned()),
+        Ok(_) => anyhow::bail!("{} is shorter than 32 bytes", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+    }
+    let secret = tokens::random_hex_32();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()?;
+    Ok(secret)
+}
+
+/// On first start (no users at all), creates the admin user and the first organisation.
+async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap) -> anyhow::Result<()> {
+    {
+        let conn = db.conn().await;
+        if users::any_exist(&conn).await? {
+            return Ok(());
+        }
+    }
+    crate::api::validate_org_slug(&bootstrap.org_slug)
+        .map_err(|e| anyhow::anyhow!("WISP_ORG: {e:?}"))?;
+    let (password, generated) = match &bootstrap.admin_password {
+        Some(password) => (password.clone(), false),
+        None => (tokens::random_hex_32()[..24].to_owned(), true),
+    };
+    let to_hash = password.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&to_hash))
+        .await?
+        .map_err(|e| anyhow::anyhow!("failed to hash the admin password: {e}"))?;
+    let conn = db.conn().await;
+    let tx = conn.transaction().await?;
+    if users::any_exist(&tx).await? {
+        return Ok(()); // Another machine sharing the database got there first.
+    }
+    let user_id = users::insert(&tx, &bootstrap.admin_email, &hash).await?;
+    let org = orgs::insert(&tx, &bootstrap.org_slug, &bootstrap.org_slug).await?;
+    orgs::add_member(&tx, &org.id, &user_id, Role::Owner).await?;
+    audit::record(
+        &tx,
+        &RequestMeta::default(),
+        AuditEvent {
+            org_id: Some(&org.id),
+            actor: "system",
+            action: "org.created",
+            target: Some(&format!("org:{}", org.slug)),
+            details: json!({ "owner": bootstrap.admin_email, "first_start": true }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(email = %bootstrap.admin_email, org = %org.slug, "created the first admin and organisation");
+    if generated {
+        announce(&format!(
+            "First start: created admin {} in organisation {:?}.\nOne-time password (shown only now): {password}",
+            bootstrap.admin_email, org.slug
+        ));
+    }
+    Ok(())
+}

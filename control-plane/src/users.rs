@@ -1,0 +1,77 @@
+//! Users: people who sign in with an email and a password.
+
+use libsql::{Connection, params};
+
+use crate::db::{self, Db, DbError};
+
+/// A stored user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, email, password_hash, created_at";
+
+fn from_row(row: &libsql::Row) -> Result<User, DbError> {
+    Ok(User {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        password_hash: row.get(2)?,
+        created_at: row.get(3)?,
+    })
+}
+
+/// Finds a user by id.
+pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<User>, DbError> {
+    let conn = db.conn().await;
+    let rows = conn
+        .query(
+            &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+            params![id],
+        )
+        .await?;
+    db::first_row(rows)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Finds a user by email (case-insensitive).
+pub async fn find_by_email(conn: &Connection, email: &str) -> Result<Option<User>, DbError> {
+    let rows = conn
+        .query(
+            &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
+            params![email],
+        )
+        .await?;
+    db::first_row(rows)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Inserts a user with an already hashed password; returns its id.
+pub async fn insert(
+    conn: &Connection,
+    email: &str,
+    password_hash: &str,
+) -> Result<String, DbError> {
+    let id = db::new_id();
+    conn.execute(
+        "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![id.as_str(), email, password_hash, db::now()],
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Whether any user exists (first start creates the admin when none does).
+pub async fn any_exist(conn: &Connection) -> Result<bool, DbError> {
+    let rows = conn.query("SELECT 1 FROM users LIMIT 1", ()).await?;
+    Ok(db::first_row(rows).await?.is_some())
+}

@@ -1,0 +1,288 @@
+//! Test harness: a fresh application per test (in-memory libSQL with the real migrations,
+//! blobs in a temp dir) driven through `tower::ServiceExt::oneshot`, no sockets.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tower::ServiceExt;
+use wisp::AppState;
+use wisp::cli::Bootstrap;
+use wisp::config::Config;
+use wisp::inspect::{DType, ModelSignature, OnnxHeaderInspector, TensorSpec};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+pub const ORG: &str = "acme";
+/// Upload limit of test apps.
+pub const MAX_UPLOAD: u64 = 64 * 1024;
+
+/// The smallest byte string the test inspector accepts as ONNX: `ir_version = 8`, then
+/// some bytes standing for the rest of a model.
+pub fn onnx_bytes(tag: &str) -> Vec<u8> {
+    let mut bytes = vec![0x08, 0x08, 0x3a];
+    bytes.extend_from_slice(tag.as_bytes());
+    bytes
+}
+
+/// The first bytes of a JPEG file.
+pub const JPEG: &[u8] = &[
+    0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00,
+];
+
+pub struct TestApp {
+    pub app: Router,
+    pub state: AppState,
+    pub dir: TempDir,
+}
+
+/// A response, decoded.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: axum::http::HeaderMap,
+}
+
+impl Reply {
+    /// The `code` of an error response.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("<no code>")
+    }
+}
+
+impl TestApp {
+    /// A new app whose first start created `admin@example.com`, owner of `acme`.
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        config.database.url = Some(":memory:".into());
+        config.limits.max_upload_bytes = MAX_UPLOAD;
+        config.validate().expect("valid test config");
+        let bootstrap = Bootstrap {
+            admin_email: ADMIN_EMAIL.into(),
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            org_slug: ORG.into(),
+        };
+        let inspector = OnnxHeaderInspector {
+            signature: ModelSignature {
+                inputs: vec![TensorSpec {
+                    name: "x".into(),
+                    dtype: DType::F32,
+                    shape: vec![-1, 4],
+                }],
+                outputs: vec![TensorSpec {
+                    name: "y".into(),
+                    dtype: DType::I64,
+                    shape: vec![-1],
+                }],
+            },
+        };
+        let state = wisp::serve::state(&config, &bootstrap, Arc::new(inspector))
+            .await
+            .expect("state");
+        Self {
+            app: wisp::app(state.clone()),
+            state,
+            dir,
+        }
+    }
+
+    /// Sends a request.
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(json) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(builder.body(body).expect("request")).await
+    }
+
+    pub async fn get(&self, uri: &str, token: &str) -> Reply {
+        self.call(Method::GET, uri, Some(token), None).await
+    }
+
+    pub async fn post(&self, uri: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, uri, Some(token), Some(body)).await
+    }
+
+    /// Uploads raw bytes as a new version.
+    pub async fn upload(&self, org: &str, model: &str, token: &str, bytes: Vec<u8>) -> Reply {
+        let request = Request::post(format!("/v1/orgs/{org}/models/{}/versions", encode(model)))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(bytes))
+            .expect("request");
+        self.send(request).await
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let reply = self
+            .call(
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(json!({ "email": email, "password": password })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "login failed: {reply:?}");
+        reply.body["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    /// The bootstrap admin's access token.
+    pub async fn admin(&self) -> String {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Creates a user with `role` in `org` (through the API, as `admin_token`) and logs in.
+    pub async fn user_with_role(
+        &self,
+        admin_token: &str,
+        org: &str,
+        email: &str,
+        role: &str,
+    ) -> String {
+        let reply = self
+            .post(
+                &format!("/v1/orgs/{org}/members"),
+                admin_token,
+                json!({ "email": email, "role": role, "password": "password-123" }),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "add member failed: {reply:?}"
+        );
+        self.login(email, "password-123").await
+    }
+
+    /// Creates an API key in `org` and returns its secret.
+    pub async fn api_key(&self, token: &str, org: &str, scopes: &[&str]) -> (String, String) {
+        let reply = self
+            .post(
+                &format!("/v1/orgs/{org}/api-keys"),
+                token,
+                json!({ "name": "test key", "scopes": scopes }),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "create key failed: {reply:?}"
+        );
+        (
+            reply.body["id"].as_str().expect("id").to_owned(),
+            reply.body["secret"].as_str().expect("secret").to_owned(),
+        )
+    }
+
+    /// Creates an organisation owned by the user of `token`.
+    pub async fn org(&self, token: &str, slug: &str) {
+        let reply = self.post("/v1/orgs", token, json!({ "slug": slug })).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "create org failed: {reply:?}"
+        );
+    }
+
+    /// Creates a model.
+    pub async fn model(&self, token: &str, org: &str, name: &str) -> Reply {
+        self.post(
+            &format!("/v1/orgs/{org}/models"),
+            token,
+            json!({ "name": name }),
+        )
+        .await
+    }
+
+    /// Number of blobs in the local object store.
+    pub fn blob_count(&self) -> usize {
+        walk(&self.dir.path().join("blobs"))
+    }
+
+    /// Number of files left in upload staging.
+    pub fn staged_count(&self) -> usize {
+        walk(&self.dir.path().join("tmp"))
+    }
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// Percent-encodes a path segment.
+pub fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

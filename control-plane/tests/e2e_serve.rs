@@ -1,0 +1,274 @@
+//! End-to-end: the real `wisp serve` binary on a free port, driven over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wisp(data: &Path, port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    command
+        .arg("serve")
+        .env("WISP_DATA", data)
+        .env("WISP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .env_remove("WISP_ADMIN_EMAIL")
+        .env_remove("WISP_ADMIN_PASSWORD")
+        .env_remove("WISP_ORG")
+        .env_remove("WISP_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+async fn wait_ready(base: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("wisp serve exited early with {status}");
+        }
+        if let Ok(response) = reqwest::get(format!("{base}/healthz")).await
+            && response.status() == StatusCode::OK
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "wisp serve did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn start(mut command: Command, port: u16) -> Server {
+    let mut child = command.spawn().expect("spawn wisp");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base, &mut child).await;
+    Server { child, base }
+}
+
+fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "wisp serve ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn login_key_model_upload_audit_over_http() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut command = wisp(data.path(), port);
+    command
+        .env("WISP_ADMIN_EMAIL", "ops@example.com")
+        .env("WISP_ADMIN_PASSWORD", "a long enough password")
+        .env("WISP_ORG", "team");
+    let mut server = start(command, port).await;
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+
+    let login: Value = http
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({ "email": "ops@example.com", "password": "a long enough password" }))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let token = login["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+
+    let key: Value = http
+        .post(format!("{base}/v1/orgs/team/api-keys"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "ci", "scopes": ["models:write", "read"] }))
+        .send()
+        .await
+        .expect("create key")
+        .json()
+        .await
+        .expect("json");
+    let secret = key["secret"].as_str().expect("secret").to_owned();
+
+    let created = http
+        .post(format!("{base}/v1/orgs/team/models"))
+        .bearer_auth(&secret)
+        .json(&json!({ "name": "iris" }))
+        .send()
+        .await
+        .expect("create model");
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    let model_bytes = [0x08u8, 0x08, 0x3a, 0x00, 0x01, 0x02];
+    let uploaded = http
+        .post(format!(
+            "{base}/v1/orgs/team/models/iris/versions?description=first"
+        ))
+        .bearer_auth(&secret)
+        .header("content-type", "application/octet-stream")
+        .body(model_bytes.to_vec())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
+    let version: Value = uploaded.json().await.expect("json");
+    assert_eq!(version["version"], 1);
+    assert_eq!(version["description"], "first");
+
+    let audit = http
+        .get(format!("{base}/v1/orgs/team/audit"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("audit");
+    assert_eq!(audit.status(), StatusCode::OK);
+    let audit: Value = audit.json().await.expect("json");
+    let entries = audit["entries"].as_array().expect("entries");
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "model.version.uploaded",
+            "model.created",
+            "apikey.created",
+            "auth.login",
+            "org.created"
+        ]
+    );
+    assert_eq!(entries[0]["source_ip"], "127.0.0.1");
+    assert!(entries[0]["request_id"].is_string());
+    assert!(
+        entries[0]["actor"]
+            .as_str()
+            .expect("actor")
+            .starts_with("key:")
+    );
+
+    let docs = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .expect("openapi");
+    assert_eq!(docs.status(), StatusCode::OK);
+
+    let status = terminate(&mut server);
+    assert!(
+        status.success(),
+        "SIGTERM must lead to a clean exit, got {status}"
+    );
+
+    // Restart on the same data: the state is there, no new admin is created.
+    let port = free_port();
+    let server = start(wisp(data.path(), port), port).await;
+    let login = http
+        .post(format!("{}/v1/auth/login", server.base))
+        .json(&json!({ "email": "ops@example.com", "password": "a long enough password" }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    let versions: Value = http
+        .get(format!("{}/v1/orgs/team/models/iris/versions", server.base))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("versions")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(versions[0]["sha256"], version["sha256"]);
+}
+
+#[tokio::test]
+async fn first_start_prints_a_one_time_password_that_logs_in() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut child = wisp(data.path(), port).spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    // Keep draining stdout after the password line, so the server never writes to a
+    // closed pipe.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some((_, password)) = line.split_once("One-time password (shown only now): ") {
+                let _ = sender.send(password.to_owned());
+            }
+        }
+    });
+    let password = receiver
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a one-time password line");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base, &mut child).await;
+    let _server = Server {
+        child,
+        base: base.clone(),
+    };
+    let login = reqwest::Client::new()
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({ "email": "admin@localhost", "password": password }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn invalid_config_fails_before_binding() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = data.path().join("wisp.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\nlisen = \"typo\"\n").expect("write");
+    let port = free_port();
+    let output = wisp(data.path(), port)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("lisen"),
+        "the error names the unknown key: {stderr}"
+    );
+    assert!(
+        !data.path().join("wisp.db").exists(),
+        "nothing is created before the config is valid"
+    );
+}
