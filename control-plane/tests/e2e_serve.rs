@@ -272,3 +272,151 @@ async fn invalid_config_fails_before_binding() {
         "nothing is created before the config is valid"
     );
 }
+
+/// Starts a server with a known admin on fresh data; returns it with an access token and a
+/// model `m` created in organisation `team`.
+async fn server_with_model(data: &Path) -> (Server, String) {
+    let port = free_port();
+    let mut command = wisp(data, port);
+    command
+        .env("WISP_ADMIN_EMAIL", "ops@example.com")
+        .env("WISP_ADMIN_PASSWORD", "a long enough password")
+        .env("WISP_ORG", "team");
+    let server = start(command, port).await;
+    let token = login(&server.base).await;
+    let created = reqwest::Client::new()
+        .post(format!("{}/v1/orgs/team/models", server.base))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "m" }))
+        .send()
+        .await
+        .expect("create model");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    (server, token)
+}
+
+async fn login(base: &str) -> String {
+    let login: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({ "email": "ops@example.com", "password": "a long enough password" }))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    login["access_token"].as_str().expect("token").to_owned()
+}
+
+/// Opens a raw upload of `total` bytes and sends the headers and the first `sent` bytes.
+fn partial_upload(base: &str, token: &str, total: usize, sent: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "POST /v1/orgs/team/models/m/versions HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n"
+    )
+    .expect("headers");
+    let mut body = vec![0x08, 0x08, 0x3a];
+    body.resize(sent, 7);
+    stream.write_all(&body).expect("body");
+    stream.flush().expect("flush");
+    stream
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn kill_9_during_an_upload_leaves_no_partial_version() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (mut server, token) = server_with_model(data.path()).await;
+    let _stream = partial_upload(&server.base, &token, 1_000_000, 200_000);
+    wait_for("the upload to be staged", || {
+        files_in(&data.path().join("tmp")) == 1
+    });
+    server.child.kill().expect("kill -9");
+    server.child.wait().expect("wait");
+
+    let port = free_port();
+    let server = start(wisp(data.path(), port), port).await;
+    assert_eq!(
+        files_in(&data.path().join("tmp")),
+        0,
+        "stale staged upload removed at start"
+    );
+    let token = login(&server.base).await;
+    let http = reqwest::Client::new();
+    let versions: Value = http
+        .get(format!("{}/v1/orgs/team/models/m/versions", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("versions")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(versions, json!([]), "no partial version");
+    let uploaded = http
+        .post(format!("{}/v1/orgs/team/models/m/versions", server.base))
+        .bearer_auth(&token)
+        .body(vec![0x08u8, 0x08, 0x3a, 1, 2, 3])
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(
+        uploaded.status(),
+        StatusCode::CREATED,
+        "the restarted server works"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_upload_finish() {
+    use std::io::{Read, Write};
+    let data = tempfile::tempdir().expect("tempdir");
+    let (mut server, token) = server_with_model(data.path()).await;
+    let (total, first) = (300_000, 100_000);
+    let mut stream = partial_upload(&server.base, &token, total, first);
+    wait_for("the upload to be staged", || {
+        files_in(&data.path().join("tmp")) == 1
+    });
+
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.child.try_wait().expect("wait").is_none(),
+        "still draining"
+    );
+
+    stream
+        .write_all(&vec![7u8; total - first])
+        .expect("rest of the body");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+
+    wait_for("the server to exit", || {
+        server.child.try_wait().expect("wait").is_some()
+    });
+    let status = server.child.wait().expect("status");
+    assert!(status.success(), "{status}");
+}
