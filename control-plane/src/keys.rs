@@ -181,3 +181,41 @@ pub async fn revoke(conn: &Connection, org_id: &str, id: &str) -> Result<bool, D
         .await?;
     Ok(changed > 0)
 }
+
+/// Revokes the live keys `created_by` made in an organisation whose scopes `role` could not
+/// grant (all of them when `role` is `None`: the creator left). Returns the revoked ids.
+///
+/// A key never outlives the authority of the person who minted it: demoting an admin
+/// revokes their `admin` keys, removing a member revokes all of theirs.
+pub async fn revoke_beyond_role(
+    conn: &Connection,
+    org_id: &str,
+    created_by: &str,
+    role: Option<crate::auth::Role>,
+) -> Result<Vec<String>, DbError> {
+    let rows = conn
+        .query(
+            "SELECT id, scopes FROM api_keys
+             WHERE org_id = ?1 AND created_by = ?2 AND revoked_at IS NULL",
+            params![org_id, created_by],
+        )
+        .await?;
+    let live = db::collect(rows, |row| {
+        let scopes = Scope::parse_list(&row.get::<String>(1)?).map_err(DbError::Corrupt)?;
+        Ok((row.get::<String>(0)?, scopes))
+    })
+    .await?;
+    let mut revoked = Vec::new();
+    for (id, scopes) in live {
+        let allowed = role.is_some_and(|role| {
+            scopes
+                .iter()
+                .all(|scope| crate::auth::rbac::role_may_grant(role, *scope))
+        });
+        if !allowed {
+            revoke(conn, org_id, &id).await?;
+            revoked.push(id);
+        }
+    }
+    Ok(revoked)
+}

@@ -401,6 +401,61 @@ async fn member_management_roles_and_last_owner() {
         )
         .await;
     let entry = &log.body["entries"][0];
-    assert_eq!(entry["details"], json!({ "from": "admin", "to": "viewer" }));
+    assert_eq!(
+        entry["details"],
+        json!({ "from": "admin", "to": "viewer", "revoked_keys": [] })
+    );
     assert_eq!(entry["actor"], format!("user:{owner_id}"));
+}
+
+#[tokio::test]
+async fn keys_never_outlive_their_creators_authority() {
+    let app = TestApp::new().await;
+    let owner = app.admin().await;
+    let eve = app
+        .user_with_role(&owner, ORG, "eve@example.com", "admin")
+        .await;
+    let eve_id = app.get("/v1/me", &eve).await.body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (admin_key_id, admin_key) = app.api_key(&eve, ORG, &["admin"]).await;
+    let (_, read_key) = app.api_key(&eve, ORG, &["read"]).await;
+    let members = format!("/v1/orgs/{ORG}/members");
+    assert_eq!(app.get(&members, &admin_key).await.status, StatusCode::OK);
+
+    // Demoted to member: the admin key dies, the read key lives.
+    let demoted = app
+        .call(
+            Method::PATCH,
+            &format!("{members}/{eve_id}"),
+            Some(&owner),
+            Some(json!({ "role": "member" })),
+        )
+        .await;
+    assert_eq!(demoted.status, StatusCode::OK);
+    assert_eq!(app.get(&members, &admin_key).await.code(), "invalid_token");
+    assert_eq!(app.get(&members, &read_key).await.status, StatusCode::OK);
+    let log = app
+        .get(
+            &format!("/v1/orgs/{ORG}/audit?action=member.role_changed"),
+            &owner,
+        )
+        .await;
+    assert_eq!(
+        log.body["entries"][0]["details"]["revoked_keys"],
+        json!([admin_key_id])
+    );
+
+    // Removed: every key she made dies.
+    let removed = app
+        .call(
+            Method::DELETE,
+            &format!("{members}/{eve_id}"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&members, &read_key).await.code(), "invalid_token");
 }

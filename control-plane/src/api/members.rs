@@ -14,7 +14,7 @@ use crate::auth::rbac::{self, can};
 use crate::auth::{Authorized, Role, password, tokens};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::orgs::{self, Member};
-use crate::users;
+use crate::{keys, users};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -198,6 +198,13 @@ async fn change_role(
             ));
         }
         orgs::set_role(&tx, &access.org.id, &user_id, request.role).await?;
+        let revoked_keys = keys::revoke_beyond_role(
+            &tx,
+            &access.org.id,
+            &format!("user:{user_id}"),
+            Some(request.role),
+        )
+        .await?;
         audit::record(
             &tx,
             &meta,
@@ -206,7 +213,7 @@ async fn change_role(
                 actor: &access.actor(),
                 action: "member.role_changed",
                 target: Some(&format!("user:{user_id}")),
-                details: json!({ "from": current, "to": request.role }),
+                details: json!({ "from": current, "to": request.role, "revoked_keys": revoked_keys }),
             },
         )
         .await?;
@@ -240,6 +247,8 @@ async fn remove_member(
             ));
         }
         orgs::remove_member(&tx, &access.org.id, &user_id).await?;
+        let revoked_keys =
+            keys::revoke_beyond_role(&tx, &access.org.id, &format!("user:{user_id}"), None).await?;
         audit::record(
             &tx,
             &meta,
@@ -248,7 +257,7 @@ async fn remove_member(
                 actor: &access.actor(),
                 action: "member.removed",
                 target: Some(&format!("user:{user_id}")),
-                details: json!({ "role": current }),
+                details: json!({ "role": current, "revoked_keys": revoked_keys }),
             },
         )
         .await?;
