@@ -56,7 +56,14 @@ pub struct UploadMetadata {
     pub run_id: Option<String>,
 }
 
-/// The multipart form of an upload, for the OpenAPI document.
+/// A raw model file (`.onnx`, or a `.wasm` component). Described for the OpenAPI document;
+/// the handler streams the body itself.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+#[schema(value_type = String, format = Binary)]
+struct ModelFile(Vec<u8>);
+
+/// An upload as a multipart form: the file and optional metadata.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 struct UploadForm {
@@ -151,7 +158,7 @@ async fn list_versions(
 #[utoipa::path(post, path = "/v1/orgs/{org}/models/{model}/versions", tag = "models",
     params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), UploadQuery),
     request_body(content(
-        (Vec<u8> = "application/octet-stream"),
+        (ModelFile = "application/octet-stream"),
         (UploadForm = "multipart/form-data"),
     )),
     responses(
