@@ -488,3 +488,21 @@ async fn openapi_document_and_docs_page() {
         "the docs page must not load anything from the network"
     );
 }
+
+#[tokio::test]
+async fn concurrent_uploads_get_distinct_version_numbers() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    app.model(&admin, ORG, "busy").await;
+    let uploads = (0..8).map(|i| app.upload(ORG, "busy", &admin, onnx_bytes(&format!("v{i}"))));
+    let replies = futures_util::future::join_all(uploads).await;
+    let mut numbers: Vec<i64> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+            r.body["version"].as_i64().expect("version")
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=8).collect::<Vec<_>>());
+}

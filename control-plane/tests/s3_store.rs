@@ -122,3 +122,89 @@ async fn s3_store_with_wrong_credentials_is_refused() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn the_api_stores_uploads_in_s3_when_configured() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let server = start_s3().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = wisp::config::Config {
+        data_dir: data.path().to_owned(),
+        object_store: wisp::config::ObjectStoreConfig::S3(settings(&server, SECRET_KEY)),
+        ..Default::default()
+    };
+    config.database.url = Some(":memory:".into());
+    config.validate().expect("valid");
+    let bootstrap = wisp::cli::Bootstrap {
+        admin_email: "admin@example.com".into(),
+        admin_password: Some("password-123".into()),
+        org_slug: "acme".into(),
+    };
+    let inspector = std::sync::Arc::new(wisp::inspect::OnnxHeaderInspector::default());
+    let state = wisp::serve::state(&config, &bootstrap, inspector)
+        .await
+        .expect("state");
+    let app = wisp::app(state);
+    let call = |request: Request<Body>| {
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await.expect("infallible");
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            )
+        }
+    };
+    let json = |uri: &str, token: Option<&str>, body: serde_json::Value| {
+        let mut builder = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        builder.body(Body::from(body.to_string())).expect("request")
+    };
+    let (_, login) = call(json(
+        "/v1/auth/login",
+        None,
+        serde_json::json!({ "email": "admin@example.com", "password": "password-123" }),
+    ))
+    .await;
+    let token = login["access_token"].as_str().expect("token").to_owned();
+    let (status, _) = call(json(
+        "/v1/orgs/acme/models",
+        Some(&token),
+        serde_json::json!({ "name": "iris" }),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let upload = Request::post("/v1/orgs/acme/models/iris/versions")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::from(vec![0x08u8, 0x08, 0x3a, 1, 2, 3]))
+        .expect("request");
+    let (status, version) = call(upload).await;
+    assert_eq!(status, StatusCode::CREATED, "{version}");
+    let digest = version["sha256"].as_str().expect("sha256");
+    let object = server
+        .root
+        .path()
+        .join(BUCKET)
+        .join(format!("wisp/sha256/{}/{digest}", &digest[..2]));
+    assert_eq!(
+        std::fs::read(object).expect("object in the bucket"),
+        [0x08, 0x08, 0x3a, 1, 2, 3]
+    );
+    assert!(
+        !data.path().join("blobs").exists(),
+        "nothing written to the local store"
+    );
+}
