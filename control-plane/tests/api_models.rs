@@ -92,6 +92,19 @@ async fn upload_raw_body_stores_content_addressed_version_with_signature() {
         .expect("get")
         .expect("blob");
     assert_eq!(stored.as_ref(), bytes.as_slice());
+    let download = Request::get(format!("/v1/orgs/{ORG}/models/iris/versions/1/file"))
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = tower::ServiceExt::oneshot(app.app.clone(), download)
+        .await
+        .expect("infallible");
+    assert_eq!(response.headers()["etag"], format!("\"{digest}\""));
+    let downloaded = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(downloaded.as_ref(), bytes.as_slice());
 
     // The same bytes again: a new version, the same blob.
     let again = app.upload(ORG, "iris", &admin, bytes).await;

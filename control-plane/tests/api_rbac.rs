@@ -204,6 +204,7 @@ async fn other_orgs_resources_are_not_found_never_forbidden() {
         format!("/v1/orgs/{ORG}/models"),
         format!("/v1/orgs/{ORG}/models/secret-model"),
         format!("/v1/orgs/{ORG}/models/secret-model/versions"),
+        format!("/v1/orgs/{ORG}/models/secret-model/versions/1/file"),
         format!("/v1/orgs/{ORG}/members"),
         format!("/v1/orgs/{ORG}/members/{alice_id}"),
         format!("/v1/orgs/{ORG}/api-keys"),

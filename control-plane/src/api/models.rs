@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -25,6 +26,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_models, create_model))
         .routes(routes!(get_model, delete_model))
         .routes(routes!(get_version, patch_version))
+        .routes(routes!(download_version))
         .routes(routes!(list_aliases))
         .routes(routes!(get_alias, set_alias, delete_alias))
         .routes(routes!(alias_history))
@@ -248,6 +250,43 @@ async fn get_version(
     let conn = state.db.conn().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(resolve_version(&conn, &model, version).await?))
+}
+
+/// The file of a version, as uploaded. `ETag` is its sha256.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}/versions/{version}/file", tag = "models",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), ("version" = i64, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = crate::error::ErrorBody)))]
+async fn download_version(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+    ApiPath(path): ApiPath<(String, String, i64)>,
+) -> ApiResult<Response> {
+    let (_, name, version) = path;
+    let digest = {
+        let conn = state.db.conn().await;
+        let model = find_model(&conn, &access.org.id, &name).await?;
+        resolve_version(&conn, &model, version).await?.sha256
+    };
+    let bytes = state
+        .blobs
+        .get(&digest)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("blob {digest} of a version is missing"))
+        })?;
+    let etag = HeaderValue::from_str(&format!("\"{digest}\"")).map_err(ApiError::internal)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::ETAG, etag),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Updates a version's description, tags, metrics or run id.
