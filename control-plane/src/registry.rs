@@ -152,6 +152,15 @@ pub async fn delete_model(conn: &Connection, model_id: &str) -> Result<Vec<Strin
         )
         .await?;
     let digests = db::collect(rows, |row| Ok(row.get::<String>(0)?)).await?;
+    // Explicit rather than ON DELETE CASCADE: foreign keys are a per-connection pragma that
+    // a remote libSQL server may not have on.
+    for table in ["model_aliases", "model_alias_history", "model_versions"] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE model_id = ?1"),
+            params![model_id],
+        )
+        .await?;
+    }
     conn.execute("DELETE FROM models WHERE id = ?1", params![model_id])
         .await?;
     Ok(digests)

@@ -132,6 +132,21 @@ async fn missing_malformed_expired_forged_and_unsigned_tokens_are_rejected() {
         (StatusCode::UNAUTHORIZED, "unauthenticated")
     );
 
+    for (header, status) in [
+        (format!("bearer {admin}"), StatusCode::OK),
+        (format!("BEARER  {admin}"), StatusCode::OK),
+        (
+            "Basic YWRtaW46YWRtaW4=".to_owned(),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let request = axum::http::Request::get("/v1/me")
+            .header("authorization", header)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        assert_eq!(app.send(request).await.status, status);
+    }
+
     let garbage = app.get("/v1/me", "not-a-jwt").await;
     assert_eq!(
         (garbage.status, garbage.code()),
