@@ -106,7 +106,16 @@ impl Db {
 
     /// Exclusive access to the connection for one operation or one transaction.
     pub async fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().await
+        let conn = self.conn.lock().await;
+        if !conn.is_autocommit() {
+            // A request cancelled mid-transaction (its client went away) dropped the future
+            // holding the transaction; never let the next caller run inside it.
+            tracing::warn!("rolling back a transaction abandoned by a cancelled request");
+            if let Err(e) = conn.execute("ROLLBACK", ()).await {
+                tracing::error!(error = %e, "failed to roll back an abandoned transaction");
+            }
+        }
+        conn
     }
 }
 
@@ -195,6 +204,24 @@ mod tests {
             .expect("insert");
             tx.rollback().await.expect("rollback");
         }
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM orgs").await, 0);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_transaction_is_rolled_back_before_the_next_caller() {
+        let db = Db::memory().await.expect("open");
+        {
+            let conn = db.conn().await;
+            conn.execute("BEGIN", ()).await.expect("begin");
+            conn.execute(
+                "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",
+                (),
+            )
+            .await
+            .expect("insert");
+            // Dropped here without COMMIT or ROLLBACK, as a cancelled request would.
+        }
+        assert!(db.conn().await.is_autocommit());
         assert_eq!(count(&db, "SELECT COUNT(*) FROM orgs").await, 0);
     }
 
