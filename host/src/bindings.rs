@@ -7,6 +7,5 @@ wasmtime::component::bindgen!({
     world: "wisp:model/model",
 });
 
-pub(crate) use exports::wisp::model::predictor;
 pub(crate) use wisp::model::host;
 pub(crate) use wisp::model::types;

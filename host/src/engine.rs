@@ -12,7 +12,7 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 const MEMORIES_PER_COMPONENT: u32 = 4;
 const TABLES_PER_COMPONENT: u32 = 8;
 
-pub(crate) fn build_engine(config: &RuntimeConfig) -> anyhow::Result<Engine> {
+pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
     let slots = config.max_concurrent_instances.max(1);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)

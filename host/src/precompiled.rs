@@ -58,7 +58,9 @@ impl PrecompiledCache {
 
     /// Writes the serialized component atomically (temp file, fsync, rename).
     pub(crate) fn store(&self, digest: &Digest, component: &Component) -> anyhow::Result<()> {
-        let payload = component.serialize()?;
+        let payload = component
+            .serialize()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let path = self.path(digest);
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
         file.write_all(MAGIC)?;

@@ -3,7 +3,6 @@
 
 use crate::bindings::{host, types};
 use crate::limits::{InstanceLimiter, TenantLimits};
-use crate::nn::InferenceMeter;
 use crate::tensor::{Signature, TensorSpec, TensorType};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -32,7 +31,6 @@ pub(crate) struct RequestState {
     table: ResourceTable,
     nn: WasiNnCtx,
     pub(crate) limiter: InstanceLimiter,
-    pub(crate) meter: Arc<InferenceMeter>,
     served: Arc<ServedModel>,
     stderr: MemoryOutputPipe,
     log_lines_left: u32,
@@ -43,7 +41,6 @@ impl RequestState {
         served: Arc<ServedModel>,
         limits: &TenantLimits,
         nn: WasiNnCtx,
-        meter: Arc<InferenceMeter>,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No arguments, environment, files, sockets or inherited stdio: a model component
@@ -58,7 +55,6 @@ impl RequestState {
             table,
             nn,
             limiter: InstanceLimiter::new(limits),
-            meter,
             served,
             stderr,
             log_lines_left: limits.max_log_lines,

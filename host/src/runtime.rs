@@ -112,8 +112,8 @@ impl Runtime {
     /// Builds the engine, linker and caches. Must be called inside a tokio runtime: a
     /// background task applies idle expiry so unused models are dropped without traffic.
     pub fn new(config: RuntimeConfig, artifacts: Arc<dyn ArtifactStore>) -> anyhow::Result<Self> {
-        let engine = build_engine(&config)?;
-        let linker = build_linker(&engine)?;
+        let engine = build_engine(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let linker = build_linker(&engine).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let precompiled = config
             .precompiled_dir
             .as_deref()
@@ -392,7 +392,7 @@ impl Inner {
             .graph
             .map(|graph| (prepared.served.graph_name.clone().unwrap_or_default(), graph));
         let nn = nn::request_context(graph, &meter);
-        let state = RequestState::new(prepared.served, limits, nn, Arc::clone(&meter));
+        let state = RequestState::new(prepared.served, limits, nn);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store
@@ -474,7 +474,7 @@ fn epoch_ticks(deadline: Duration, tick: Duration) -> u64 {
     u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
 }
 
-fn build_linker(engine: &Engine) -> anyhow::Result<Linker<RequestState>> {
+fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>> {
     let mut linker = Linker::new(engine);
     // Rust's std for wasm32-wasip2 imports wasi:cli and friends even in a library component.
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;

@@ -7,7 +7,6 @@ use crate::error::RuntimeError;
 use crate::tensor::{NamedTensor, Signature, Tensor, TensorSpec, TensorType, shape_display};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::internal::DimLike;
 
 /// What the host knows of a model file without running it.
 #[derive(Debug, Clone, PartialEq, Eq)]
