@@ -75,7 +75,10 @@ pub fn build_guests(manifest: &Path) -> BTreeMap<String, PathBuf> {
         if !is_cdylib {
             continue;
         }
-        let name = message["target"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = message["target"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let wasm = message["filenames"]
             .as_array()
             .into_iter()
@@ -108,7 +111,8 @@ fn ensure_target_installed() {
         .ok()
         .filter(|out| out.status.success())
         .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    let installed = sysroot.is_some_and(|root| root.join("lib/rustlib").join(GUEST_TARGET).is_dir());
+    let installed =
+        sysroot.is_some_and(|root| root.join("lib/rustlib").join(GUEST_TARGET).is_dir());
     if installed {
         return;
     }

@@ -33,7 +33,10 @@ impl Graph {
             .into_iter()
             .map(|input| {
                 let t = input.tensor;
-                (input.name, nn::Tensor::new(&t.shape, to_nn_type(t.ty), &t.data))
+                (
+                    input.name,
+                    nn::Tensor::new(&t.shape, to_nn_type(t.ty), &t.data),
+                )
             })
             .collect();
         let outputs = self

@@ -51,7 +51,7 @@ pub use bindings::wisp::model::types::{
     Error, NamedTensor, Signature, Tensor, TensorSpec, TensorType,
 };
 pub use graph::Graph;
-pub use host::{log, model_info, metadata};
+pub use host::{log, metadata, model_info};
 pub use tensor::Element;
 
 /// A model component: implement this and name the type in [`export_model!`].
@@ -73,7 +73,8 @@ macro_rules! export_model {
             impl $crate::bindings::exports::wisp::model::predictor::Guest for __WispPredictor {
                 fn predict(
                     inputs: ::std::vec::Vec<$crate::NamedTensor>,
-                ) -> ::std::result::Result<::std::vec::Vec<$crate::NamedTensor>, $crate::Error> {
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::NamedTensor>, $crate::Error>
+                {
                     <$model as $crate::Model>::predict(inputs)
                 }
 

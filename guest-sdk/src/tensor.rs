@@ -75,9 +75,24 @@ impl Tensor {
     pub fn to_f32_lossy(&self) -> Vec<f32> {
         match self.ty {
             TensorType::F32 => self.to_vec::<f32>().unwrap_or_default(),
-            TensorType::F64 => self.to_vec::<f64>().unwrap_or_default().into_iter().map(|v| v as f32).collect(),
-            TensorType::I32 => self.to_vec::<i32>().unwrap_or_default().into_iter().map(|v| v as f32).collect(),
-            TensorType::I64 => self.to_vec::<i64>().unwrap_or_default().into_iter().map(|v| v as f32).collect(),
+            TensorType::F64 => self
+                .to_vec::<f64>()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+            TensorType::I32 => self
+                .to_vec::<i32>()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+            TensorType::I64 => self
+                .to_vec::<i64>()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
             TensorType::U8 => self.data.iter().map(|&v| f32::from(v)).collect(),
         }
     }

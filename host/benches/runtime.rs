@@ -27,7 +27,11 @@ fn summarize(mut samples: Vec<Duration>) -> Summary {
     samples.sort();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
-    Summary { p50: at(0.50), p99: at(0.99), mean }
+    Summary {
+        p50: at(0.50),
+        p99: at(0.99),
+        mean,
+    }
 }
 
 fn us(d: Duration) -> String {
@@ -60,13 +64,21 @@ impl Bench {
         }
     }
 
-    async fn time_predictions(&self, model: &ModelRef, inputs: &[NamedTensor], n: usize) -> Vec<Duration> {
+    async fn time_predictions(
+        &self,
+        model: &ModelRef,
+        inputs: &[NamedTensor],
+        n: usize,
+    ) -> Vec<Duration> {
         let limits = TenantLimits::default();
         let mut samples = Vec::with_capacity(n);
         for _ in 0..n {
             let inputs = inputs.to_vec();
             let started = Instant::now();
-            self.runtime.predict(model, &limits, inputs).await.expect("prediction");
+            self.runtime
+                .predict(model, &limits, inputs)
+                .await
+                .expect("prediction");
             samples.push(started.elapsed());
         }
         samples
@@ -82,7 +94,12 @@ fn digits_rows(rows: usize) -> Vec<f32> {
         .iter()
         .map(|v| v.as_f64().unwrap() as f32)
         .collect();
-    base.chunks(64).cycle().take(rows).flatten().copied().collect()
+    base.chunks(64)
+        .cycle()
+        .take(rows)
+        .flatten()
+        .copied()
+        .collect()
 }
 
 fn native_plan(file: &str) -> Arc<TypedRunnableModel> {
@@ -95,7 +112,11 @@ fn native_plan(file: &str) -> Arc<TypedRunnableModel> {
         .unwrap()
 }
 
-fn time_native(plan: &Arc<TypedRunnableModel>, input: &tract_onnx::prelude::Tensor, n: usize) -> Vec<Duration> {
+fn time_native(
+    plan: &Arc<TypedRunnableModel>,
+    input: &tract_onnx::prelude::Tensor,
+    n: usize,
+) -> Vec<Duration> {
     (0..n)
         .map(|_| {
             let started = Instant::now();
@@ -106,11 +127,23 @@ fn time_native(plan: &Arc<TypedRunnableModel>, input: &tract_onnx::prelude::Tens
 }
 
 /// Interleaves wasm and native runs so drift in machine load hits both alike.
-async fn compare(bench: &Bench, model: &ModelRef, name: &str, input_name: &str, shape: &[u32], values: &[f32], rounds: usize, per_round: usize) {
+async fn compare(
+    bench: &Bench,
+    model: &ModelRef,
+    name: &str,
+    input_name: &str,
+    shape: &[u32],
+    values: &[f32],
+    rounds: usize,
+    per_round: usize,
+) {
     let plan = native_plan(&format!("{}.onnx", model.model));
     let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
     let native_input = tract_onnx::prelude::Tensor::from_shape(&dims, values).unwrap();
-    let inputs = vec![NamedTensor::new(input_name, Tensor::from_values(shape, values))];
+    let inputs = vec![NamedTensor::new(
+        input_name,
+        Tensor::from_values(shape, values),
+    )];
     bench.time_predictions(model, &inputs, 20).await;
     time_native(&plan, &native_input, 20);
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
@@ -134,7 +167,10 @@ async fn compare(bench: &Bench, model: &ModelRef, name: &str, input_name: &str, 
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
-    println!("wisp runtime benchmarks ({} run)\n", if quick { "quick" } else { "full" });
+    println!(
+        "wisp runtime benchmarks ({} run)\n",
+        if quick { "quick" } else { "full" }
+    );
 
     // 1. Instantiate + call a no-op component.
     let bench = Bench::new(RuntimeConfig::default());
@@ -143,28 +179,74 @@ async fn main() {
     let samples = bench.time_predictions(&noop, &[], 10_000 / scale).await;
     let n = samples.len();
     let s = summarize(samples);
-    println!("no-op instantiate + call ({n} calls)   p50 {}  p99 {}  mean {}", us(s.p50), us(s.p99), us(s.mean));
+    println!(
+        "no-op instantiate + call ({n} calls)   p50 {}  p99 {}  mean {}",
+        us(s.p50),
+        us(s.p99),
+        us(s.mean)
+    );
 
     // 2. Wasm + wasi-nn vs the same tract plan called natively, same inputs, same run.
     println!();
-    let mlp = bench.model("digits_mlp", components::ONNX_RUNNER, Some("digits_mlp.onnx"));
-    let cnn = bench.model("digits_cnn", components::ONNX_RUNNER, Some("digits_cnn.onnx"));
+    let mlp = bench.model(
+        "digits_mlp",
+        components::ONNX_RUNNER,
+        Some("digits_mlp.onnx"),
+    );
+    let cnn = bench.model(
+        "digits_cnn",
+        components::ONNX_RUNNER,
+        Some("digits_cnn.onnx"),
+    );
     for rows in [1usize, 64, 1797] {
         let values = digits_rows(rows);
-        compare(&bench, &mlp, &format!("MLP, batch {rows}"), "input", &[rows as u32, 64], &values, 10, 200 / scale.min(10) / if rows > 100 { 4 } else { 1 }).await;
+        compare(
+            &bench,
+            &mlp,
+            &format!("MLP, batch {rows}"),
+            "input",
+            &[rows as u32, 64],
+            &values,
+            10,
+            200 / scale.min(10) / if rows > 100 { 4 } else { 1 },
+        )
+        .await;
     }
     for rows in [1usize, 64, 512] {
         let values: Vec<f32> = digits_rows(rows).iter().map(|v| v / 16.0).collect();
-        compare(&bench, &cnn, &format!("CNN, batch {rows}"), "image", &[rows as u32, 1, 8, 8], &values, 10, 200 / scale.min(10) / if rows > 100 { 4 } else { 1 }).await;
+        compare(
+            &bench,
+            &cnn,
+            &format!("CNN, batch {rows}"),
+            "image",
+            &[rows as u32, 1, 8, 8],
+            &values,
+            10,
+            200 / scale.min(10) / if rows > 100 { 4 } else { 1 },
+        )
+        .await;
     }
 
     // 3. Cold path: the first call after the model was evicted.
     println!();
     let dir = tempfile::tempdir().unwrap();
-    for (label, precompiled_dir) in [("without disk cache", None), ("with disk cache", Some(dir.path().to_owned()))] {
-        let bench = Bench::new(RuntimeConfig { precompiled_dir, ..RuntimeConfig::default() });
-        let mlp = bench.model("digits_mlp", components::ONNX_RUNNER, Some("digits_mlp.onnx"));
-        let inputs = vec![NamedTensor::new("input", Tensor::from_values(&[1, 64], &digits_rows(1)))];
+    for (label, precompiled_dir) in [
+        ("without disk cache", None),
+        ("with disk cache", Some(dir.path().to_owned())),
+    ] {
+        let bench = Bench::new(RuntimeConfig {
+            precompiled_dir,
+            ..RuntimeConfig::default()
+        });
+        let mlp = bench.model(
+            "digits_mlp",
+            components::ONNX_RUNNER,
+            Some("digits_mlp.onnx"),
+        );
+        let inputs = vec![NamedTensor::new(
+            "input",
+            Tensor::from_values(&[1, 64], &digits_rows(1)),
+        )];
         bench.time_predictions(&mlp, &inputs, 1).await; // fills the disk cache when there is one
         let mut cold = Vec::new();
         for _ in 0..(20 / scale.min(4)) {
@@ -172,17 +254,29 @@ async fn main() {
             cold.extend(bench.time_predictions(&mlp, &inputs, 1).await);
         }
         let s = summarize(cold);
-        println!("cold MLP call {label:<20} p50 {}  p99 {}", ms(s.p50), ms(s.p99));
+        println!(
+            "cold MLP call {label:<20} p50 {}  p99 {}",
+            ms(s.p50),
+            ms(s.p99)
+        );
     }
 
     // 4. Deadline overshoot: an infinite loop against a 100 ms deadline.
     println!();
     let spin = bench.model("spin", components::SPIN_LOOP, None);
-    let limits = TenantLimits { fuel: u64::MAX / 2, deadline: Duration::from_millis(100), ..TenantLimits::default() };
+    let limits = TenantLimits {
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_millis(100),
+        ..TenantLimits::default()
+    };
     let mut worst: f64 = 0.0;
     for _ in 0..10 {
         let started = Instant::now();
-        let error = bench.runtime.predict(&spin, &limits, vec![]).await.unwrap_err();
+        let error = bench
+            .runtime
+            .predict(&spin, &limits, vec![])
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), "deadline_exceeded");
         worst = worst.max(started.elapsed().as_secs_f64() / 0.1);
     }

@@ -44,7 +44,8 @@ impl fmt::Debug for Digest {
 }
 
 /// A boxed future returned by [`ArtifactStore::fetch`].
-pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Option<Vec<u8>>>> + Send + 'a>>;
+pub type FetchFuture<'a> =
+    Pin<Box<dyn Future<Output = anyhow::Result<Option<Vec<u8>>>> + Send + 'a>>;
 
 /// A content-addressed source of artifact bytes.
 pub trait ArtifactStore: Send + Sync + 'static {

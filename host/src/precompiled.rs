@@ -10,8 +10,8 @@ use sha2::{Digest as _, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use wasmtime::component::Component;
 use wasmtime::Engine;
+use wasmtime::component::Component;
 
 const MAGIC: &[u8; 8] = b"WISPCW01";
 const HEADER_LEN: usize = MAGIC.len() + 32;
@@ -47,7 +47,9 @@ impl PrecompiledCache {
                 // sha256 matches, so it is exactly what wasmtime produced.
                 match unsafe { Component::deserialize(engine, payload) } {
                     Ok(component) => return Some(component),
-                    Err(error) => tracing::warn!(%digest, %error, "precompiled component rejected; rebuilding"),
+                    Err(error) => {
+                        tracing::warn!(%digest, %error, "precompiled component rejected; rebuilding")
+                    }
                 }
             }
             None => tracing::warn!(%digest, "precompiled component is corrupt; rebuilding"),

@@ -37,11 +37,7 @@ pub(crate) struct RequestState {
 }
 
 impl RequestState {
-    pub(crate) fn new(
-        served: Arc<ServedModel>,
-        limits: &TenantLimits,
-        nn: WasiNnCtx,
-    ) -> Self {
+    pub(crate) fn new(served: Arc<ServedModel>, limits: &TenantLimits, nn: WasiNnCtx) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No arguments, environment, files, sockets or inherited stdio: a model component
         // computes on its inputs and nothing else.
@@ -68,7 +64,9 @@ impl RequestState {
 
     /// What the guest wrote to stderr, for trap messages.
     pub(crate) fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).trim().to_owned()
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_owned()
     }
 }
 
@@ -97,11 +95,21 @@ impl host::Host for RequestState {
         let served = &*self.served;
         let (tenant, model, version) = (&served.tenant, &served.model, &served.version);
         match level {
-            host::LogLevel::Trace => tracing::trace!(target: "wisp::guest", tenant, model, version, "{message}"),
-            host::LogLevel::Debug => tracing::debug!(target: "wisp::guest", tenant, model, version, "{message}"),
-            host::LogLevel::Info => tracing::info!(target: "wisp::guest", tenant, model, version, "{message}"),
-            host::LogLevel::Warn => tracing::warn!(target: "wisp::guest", tenant, model, version, "{message}"),
-            host::LogLevel::Error => tracing::error!(target: "wisp::guest", tenant, model, version, "{message}"),
+            host::LogLevel::Trace => {
+                tracing::trace!(target: "wisp::guest", tenant, model, version, "{message}")
+            }
+            host::LogLevel::Debug => {
+                tracing::debug!(target: "wisp::guest", tenant, model, version, "{message}")
+            }
+            host::LogLevel::Info => {
+                tracing::info!(target: "wisp::guest", tenant, model, version, "{message}")
+            }
+            host::LogLevel::Warn => {
+                tracing::warn!(target: "wisp::guest", tenant, model, version, "{message}")
+            }
+            host::LogLevel::Error => {
+                tracing::error!(target: "wisp::guest", tenant, model, version, "{message}")
+            }
         }
     }
 

@@ -123,9 +123,15 @@ impl Runtime {
         let inner = Arc::new(Inner {
             _ticker: EpochTicker::start(engine.clone(), config.epoch_tick),
             components: IdleCache::new(config.component_cache_entries, config.idle_ttl, |_, _| 1),
-            graphs: IdleCache::new(graph_budget_kib, config.idle_ttl, |_, graph: &Arc<OnnxGraph>| {
-                u32::try_from(graph.file_bytes() >> 10).unwrap_or(u32::MAX).max(1)
-            }),
+            graphs: IdleCache::new(
+                graph_budget_kib,
+                config.idle_ttl,
+                |_, graph: &Arc<OnnxGraph>| {
+                    u32::try_from(graph.file_bytes() >> 10)
+                        .unwrap_or(u32::MAX)
+                        .max(1)
+                },
+            ),
             slots: Arc::new(Semaphore::new(config.max_concurrent_instances as usize)),
             engine,
             linker,
@@ -221,10 +227,7 @@ impl Runtime {
         RuntimeStats {
             components: self.inner.components.stats(),
             graphs: self.inner.graphs.stats(),
-            precompiled_hits: self
-                .inner
-                .precompiled_hits
-                .load(Ordering::Relaxed),
+            precompiled_hits: self.inner.precompiled_hits.load(Ordering::Relaxed),
         }
     }
 
@@ -247,7 +250,10 @@ impl Runtime {
             let inner = &self.inner;
             let (pre, component_warm) = inner
                 .components
-                .get_or_load(model.component.clone(), inner.load_component(&model.component))
+                .get_or_load(
+                    model.component.clone(),
+                    inner.load_component(&model.component),
+                )
                 .await?;
             let (graph, graph_warm) = match &model.graph {
                 None => (None, true),
@@ -256,7 +262,10 @@ impl Runtime {
                         tenant: model.tenant.clone(),
                         digest: digest.clone(),
                     };
-                    let (graph, warm) = inner.graphs.get_or_load(key, inner.load_graph(digest)).await?;
+                    let (graph, warm) = inner
+                        .graphs
+                        .get_or_load(key, inner.load_graph(digest))
+                        .await?;
                     (Some(graph), warm)
                 }
             };
@@ -266,7 +275,10 @@ impl Runtime {
                 version: model.version.clone(),
                 graph_name: graph.as_ref().map(|_| model.graph_name()),
                 graph_signature: graph.as_ref().map(|g| g.info().signature.clone()),
-                metadata: graph.as_ref().map(|g| g.info().metadata.clone()).unwrap_or_default(),
+                metadata: graph
+                    .as_ref()
+                    .map(|g| g.info().metadata.clone())
+                    .unwrap_or_default(),
             };
             Ok(Prepared {
                 pre,
@@ -293,10 +305,13 @@ impl Runtime {
         F: FnOnce(&mut Store<RequestState>, &Model) -> wasmtime::Result<R> + Send + 'static,
     {
         let inner = &self.inner;
-        let permit = tokio::time::timeout(inner.config.queue_timeout, Arc::clone(&inner.slots).acquire_owned())
-            .await
-            .map_err(|_| RuntimeError::Overloaded("all execution slots stayed busy".into()))?
-            .map_err(|e| RuntimeError::internal("execution pool closed", e))?;
+        let permit = tokio::time::timeout(
+            inner.config.queue_timeout,
+            Arc::clone(&inner.slots).acquire_owned(),
+        )
+        .await
+        .map_err(|_| RuntimeError::Overloaded("all execution slots stayed busy".into()))?
+        .map_err(|e| RuntimeError::internal("execution pool closed", e))?;
         let deadline = limits.deadline;
         let task = {
             let inner = Arc::clone(inner);
@@ -311,26 +326,38 @@ impl Runtime {
         let grace = deadline / 10 + inner.config.epoch_tick * 5;
         match tokio::time::timeout(deadline + grace, task).await {
             Err(_) => Err(RuntimeError::DeadlineExceeded { deadline }),
-            Ok(Err(join_error)) => Err(RuntimeError::internal("instance thread panicked", join_error)),
+            Ok(Err(join_error)) => Err(RuntimeError::internal(
+                "instance thread panicked",
+                join_error,
+            )),
             Ok(Ok(result)) => result,
         }
     }
 }
 
 impl Inner {
-    async fn load_component(&self, digest: &Digest) -> Result<Arc<ModelPre<RequestState>>, RuntimeError> {
+    async fn load_component(
+        &self,
+        digest: &Digest,
+    ) -> Result<Arc<ModelPre<RequestState>>, RuntimeError> {
         if let Some(cache) = &self.precompiled {
             let (cache, engine, digest) = (Arc::clone(cache), self.engine.clone(), digest.clone());
             let cached = tokio::task::spawn_blocking(move || cache.load(&engine, &digest))
                 .await
-                .map_err(|e| RuntimeError::internal("reading a precompiled component panicked", e))?;
+                .map_err(|e| {
+                    RuntimeError::internal("reading a precompiled component panicked", e)
+                })?;
             if let Some(component) = cached {
                 self.precompiled_hits.fetch_add(1, Ordering::Relaxed);
                 return self.pre_instantiate(&component);
             }
         }
         let bytes = self.fetch(digest).await?;
-        let (engine, cache, digest) = (self.engine.clone(), self.precompiled.clone(), digest.clone());
+        let (engine, cache, digest) = (
+            self.engine.clone(),
+            self.precompiled.clone(),
+            digest.clone(),
+        );
         let component = tokio::task::spawn_blocking(move || {
             let component = Component::new(&engine, &bytes)
                 .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
@@ -369,14 +396,17 @@ impl Inner {
         Ok(bytes)
     }
 
-    fn pre_instantiate(&self, component: &Component) -> Result<Arc<ModelPre<RequestState>>, RuntimeError> {
+    fn pre_instantiate(
+        &self,
+        component: &Component,
+    ) -> Result<Arc<ModelPre<RequestState>>, RuntimeError> {
         let pre = self
             .linker
             .instantiate_pre(component)
             .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
-        ModelPre::new(pre)
-            .map(Arc::new)
-            .map_err(|e| RuntimeError::InvalidComponent(format!("not a wisp:model component: {e:#}")))
+        ModelPre::new(pre).map(Arc::new).map_err(|e| {
+            RuntimeError::InvalidComponent(format!("not a wisp:model component: {e:#}"))
+        })
     }
 
     /// One instance, one call, then everything is dropped.
@@ -388,9 +418,12 @@ impl Inner {
     ) -> Result<Executed<R>, RuntimeError> {
         let deadline_at = Instant::now() + limits.deadline;
         let meter = InferenceMeter::new(deadline_at);
-        let graph = prepared
-            .graph
-            .map(|graph| (prepared.served.graph_name.clone().unwrap_or_default(), graph));
+        let graph = prepared.graph.map(|graph| {
+            (
+                prepared.served.graph_name.clone().unwrap_or_default(),
+                graph,
+            )
+        });
         let nn = nn::request_context(graph, &meter);
         let state = RequestState::new(prepared.served, limits, nn);
         let mut store = Store::new(&self.engine, state);
@@ -414,7 +447,9 @@ impl Inner {
             // The backend refused to start past the deadline: whatever the guest made of
             // that, the call ran out of time.
             (Ok(_), Some(RuntimeError::DeadlineExceeded { .. })) => {
-                Err(RuntimeError::DeadlineExceeded { deadline: limits.deadline })
+                Err(RuntimeError::DeadlineExceeded {
+                    deadline: limits.deadline,
+                })
             }
             (Ok(value), backend_error) => Ok(Executed {
                 value,
@@ -426,7 +461,11 @@ impl Inner {
 }
 
 /// Turns a failed instantiation or call into the tenant-visible error.
-fn classify_trap(store: &Store<RequestState>, error: &wasmtime::Error, limits: &TenantLimits) -> RuntimeError {
+fn classify_trap(
+    store: &Store<RequestState>,
+    error: &wasmtime::Error,
+    limits: &TenantLimits,
+) -> RuntimeError {
     let state = store.data();
     if state.limiter.memory_limit_hit {
         return RuntimeError::MemoryLimitExceeded {
@@ -442,13 +481,20 @@ fn classify_trap(store: &Store<RequestState>, error: &wasmtime::Error, limits: &
         }
     };
     match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => RuntimeError::FuelExhausted { budget: limits.fuel },
+        Some(Trap::OutOfFuel) => RuntimeError::FuelExhausted {
+            budget: limits.fuel,
+        },
         Some(Trap::Interrupt) => RuntimeError::DeadlineExceeded {
             deadline: limits.deadline,
         },
-        Some(Trap::StackOverflow) => RuntimeError::GuestTrap(detail("call stack exhausted (too deep recursion)".into())),
+        Some(Trap::StackOverflow) => {
+            RuntimeError::GuestTrap(detail("call stack exhausted (too deep recursion)".into()))
+        }
         Some(trap) => RuntimeError::GuestTrap(detail(trap.to_string())),
-        None if error.downcast_ref::<wasmtime::component::ResourceTableError>().is_some() => {
+        None if error
+            .downcast_ref::<wasmtime::component::ResourceTableError>()
+            .is_some() =>
+        {
             RuntimeError::GuestTrap(format!(
                 "too many live host resources (the limit is {})",
                 limits.max_resources
@@ -489,8 +535,11 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>> {
 
 /// Expires idle entries in the background until the runtime is dropped.
 fn spawn_housekeeping(inner: Weak<Inner>) {
-    let Some(strong) = inner.upgrade() else { return };
-    let period = (strong.config.idle_ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let Some(strong) = inner.upgrade() else {
+        return;
+    };
+    let period =
+        (strong.config.idle_ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     drop(strong);
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(period);
@@ -526,7 +575,10 @@ impl TryFrom<types::NamedTensor> for NamedTensor {
             data: t.tensor.data,
         };
         tensor.check_layout().map_err(|e| {
-            RuntimeError::InferenceFailed(format!("component returned a malformed output `{}`: {e}", t.name))
+            RuntimeError::InferenceFailed(format!(
+                "component returned a malformed output `{}`: {e}",
+                t.name
+            ))
         })?;
         Ok(Self::new(t.name, tensor))
     }

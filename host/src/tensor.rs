@@ -230,7 +230,10 @@ mod tests {
             shape: vec![3],
             data: vec![0; 16],
         };
-        assert_eq!(t.check_layout().unwrap_err(), "shape [3] of i64 needs 24 bytes, got 16");
+        assert_eq!(
+            t.check_layout().unwrap_err(),
+            "shape [3] of i64 needs 24 bytes, got 16"
+        );
     }
 
     #[test]

@@ -9,7 +9,12 @@ use wisp_host::{ModelRef, NamedTensor, RuntimeError, TenantLimits, Tensor};
 use wisp_test_artifacts::components;
 
 /// Runs `hostile` under `limits`, returns its error, then checks a normal model still works.
-async fn expect_failure(harness: &Harness, hostile: &ModelRef, limits: &TenantLimits, inputs: Vec<NamedTensor>) -> RuntimeError {
+async fn expect_failure(
+    harness: &Harness,
+    hostile: &ModelRef,
+    limits: &TenantLimits,
+    inputs: Vec<NamedTensor>,
+) -> RuntimeError {
     let error = harness
         .runtime
         .predict(hostile, limits, inputs)
@@ -35,7 +40,12 @@ async fn infinite_loop_hits_the_deadline() {
         ..tight_limits()
     };
     let error = expect_failure(&harness, &model, &limits, vec![]).await;
-    assert_eq!(error, RuntimeError::DeadlineExceeded { deadline: Duration::from_millis(300) });
+    assert_eq!(
+        error,
+        RuntimeError::DeadlineExceeded {
+            deadline: Duration::from_millis(300)
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -47,7 +57,12 @@ async fn unbounded_allocation_hits_the_memory_limit() {
         ..tight_limits()
     };
     let error = expect_failure(&harness, &model, &limits, vec![]).await;
-    assert_eq!(error, RuntimeError::MemoryLimitExceeded { limit_bytes: 32 << 20 });
+    assert_eq!(
+        error,
+        RuntimeError::MemoryLimitExceeded {
+            limit_bytes: 32 << 20
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,7 +89,10 @@ async fn deep_recursion_traps_instead_of_crashing() {
     };
     let error = expect_failure(&harness, &model, &limits, vec![]).await;
     assert_eq!(error.code(), "guest_trap", "{error}");
-    assert!(error.to_string().contains("call stack exhausted"), "{error}");
+    assert!(
+        error.to_string().contains("call stack exhausted"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -92,7 +110,10 @@ async fn a_panic_message_reaches_the_caller() {
     let model = harness.model("org-a", "panicker", components::PANICKER, None);
     let error = expect_failure(&harness, &model, &tight_limits(), vec![]).await;
     assert_eq!(error.code(), "guest_trap", "{error}");
-    assert!(error.to_string().contains("model exploded on 0 inputs"), "{error}");
+    assert!(
+        error.to_string().contains("model exploded on 0 inputs"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -100,13 +121,29 @@ async fn giant_output_hits_the_output_limit() {
     let harness = Harness::new();
     let model = harness.model("org-a", "giant", components::GIANT_OUTPUT, None);
     let size = Tensor::from_values(&[1], &[8i64 << 20]);
-    let error = expect_failure(&harness, &model, &tight_limits(), vec![NamedTensor::new("bytes", size)]).await;
-    assert_eq!(error, RuntimeError::OutputTooLarge { limit: 1 << 20, got: 8 << 20 });
+    let error = expect_failure(
+        &harness,
+        &model,
+        &tight_limits(),
+        vec![NamedTensor::new("bytes", size)],
+    )
+    .await;
+    assert_eq!(
+        error,
+        RuntimeError::OutputTooLarge {
+            limit: 1 << 20,
+            got: 8 << 20
+        }
+    );
     // Under the limit the same component is fine.
     let small = Tensor::from_values(&[1], &[1000i64]);
     let outputs = harness
         .runtime
-        .predict(&model, &tight_limits(), vec![NamedTensor::new("bytes", small)])
+        .predict(
+            &model,
+            &tight_limits(),
+            vec![NamedTensor::new("bytes", small)],
+        )
         .await
         .unwrap()
         .outputs;
@@ -119,7 +156,10 @@ async fn hoarding_host_resources_hits_the_table_cap() {
     let model = harness.model("org-a", "hoard", components::TENSOR_HOARD, None);
     let error = expect_failure(&harness, &model, &tight_limits(), vec![]).await;
     assert_eq!(error.code(), "guest_trap", "{error}");
-    assert!(error.to_string().contains("too many live host resources"), "{error}");
+    assert!(
+        error.to_string().contains("too many live host resources"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,14 +167,31 @@ async fn no_name_reaches_another_tenants_graph() {
     let harness = Harness::new();
     // Tenant B's model is loaded and warm.
     let victim = harness.onnx_model("org-b", "iris_logreg.onnx");
-    let row = || NamedTensor::new("input", Tensor::from_values(&[1, 4], &[5.1f32, 3.5, 1.4, 0.2]));
+    let row = || {
+        NamedTensor::new(
+            "input",
+            Tensor::from_values(&[1, 4], &[5.1f32, 3.5, 1.4, 0.2]),
+        )
+    };
     harness.predict(&victim, vec![row()]).await.unwrap();
     // Tenant A serves the same file (so the same digest) through a snooping component.
-    let snoop = harness.model("org-a", "snoop", components::GRAPH_SNOOP, Some("iris_logreg.onnx"));
-    let name_input = |name: &str| NamedTensor::new("graph", Tensor::from_values(&[name.len() as u32], name.as_bytes()));
+    let snoop = harness.model(
+        "org-a",
+        "snoop",
+        components::GRAPH_SNOOP,
+        Some("iris_logreg.onnx"),
+    );
+    let name_input = |name: &str| {
+        NamedTensor::new(
+            "graph",
+            Tensor::from_values(&[name.len() as u32], name.as_bytes()),
+        )
+    };
 
     // Its own graph resolves: the mechanism works.
-    let own = harness.predict(&snoop, vec![name_input(&snoop.graph_name()), row()]).await;
+    let own = harness
+        .predict(&snoop, vec![name_input(&snoop.graph_name()), row()])
+        .await;
     assert!(own.is_ok(), "own graph: {own:?}");
 
     let victim_digest = victim.graph.as_ref().unwrap().to_string();
@@ -155,7 +212,10 @@ async fn no_name_reaches_another_tenants_graph() {
             .predict(&snoop, vec![name_input(&guess), row()])
             .await
             .expect_err(&guess);
-        assert!(error.to_string().contains("failed to find graph"), "{guess:?}: {error}");
+        assert!(
+            error.to_string().contains("failed to find graph"),
+            "{guess:?}: {error}"
+        );
     }
     let stats = harness.runtime.stats();
     assert_eq!(stats.graphs.loads, 2, "one graph per tenant, never shared");
@@ -168,8 +228,17 @@ async fn guests_cannot_load_graphs_from_bytes() {
     let model = harness.model("org-a", "snoop", components::GRAPH_SNOOP, None);
     let name = "snoop:1";
     let error = harness
-        .predict(&model, vec![NamedTensor::new("graph", Tensor::from_values(&[name.len() as u32], name.as_bytes()))])
+        .predict(
+            &model,
+            vec![NamedTensor::new(
+                "graph",
+                Tensor::from_values(&[name.len() as u32], name.as_bytes()),
+            )],
+        )
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("failed to find graph"), "{error}");
+    assert!(
+        error.to_string().contains("failed to find graph"),
+        "{error}"
+    );
 }

@@ -19,16 +19,29 @@ async fn check_model_against_references(file: &str) {
         .await
         .unwrap_or_else(|e| panic!("{file}: {e}"));
     let expected = entry["outputs"].as_object().unwrap();
-    assert_eq!(prediction.outputs.len(), expected.len(), "{file}: output count");
+    assert_eq!(
+        prediction.outputs.len(),
+        expected.len(),
+        "{file}: output count"
+    );
     for (name, want) in expected {
         assert_matches_reference(name, output(&prediction.outputs, name), want, TOLERANCE);
     }
     let usage = &prediction.usage;
     assert!(usage.fuel_consumed > 0, "{file}: fuel is metered");
-    assert!(!usage.inference_time.is_zero(), "{file}: inference time is measured");
+    assert!(
+        !usage.inference_time.is_zero(),
+        "{file}: inference time is measured"
+    );
     assert!(usage.peak_memory_bytes > 0, "{file}: memory is measured");
-    assert!(!usage.component_warm && !usage.graph_warm, "{file}: first call is cold");
-    let input_bytes: usize = reference_inputs(entry).iter().map(|i| i.tensor.data.len()).sum();
+    assert!(
+        !usage.component_warm && !usage.graph_warm,
+        "{file}: first call is cold"
+    );
+    let input_bytes: usize = reference_inputs(entry)
+        .iter()
+        .map(|i| i.tensor.data.len())
+        .sum();
     assert_eq!(usage.input_bytes, input_bytes as u64);
 }
 
@@ -59,13 +72,24 @@ async fn signature_is_read_from_the_model_file() {
             .describe(&harness.onnx_model("org-a", file), &TenantLimits::default())
             .await
             .unwrap();
-        assert_eq!(described, info.signature, "{file}: component describes the graph");
-        for (side, specs) in [("inputs", &info.signature.inputs), ("outputs", &info.signature.outputs)] {
+        assert_eq!(
+            described, info.signature,
+            "{file}: component describes the graph"
+        );
+        for (side, specs) in [
+            ("inputs", &info.signature.inputs),
+            ("outputs", &info.signature.outputs),
+        ] {
             let want = want[side].as_array().unwrap();
             assert_eq!(specs.len(), want.len(), "{file} {side}");
             for (spec, w) in specs.iter().zip(want) {
                 assert_eq!(spec.name, w["name"].as_str().unwrap());
-                let shape: Vec<i64> = w["shape"].as_array().unwrap().iter().map(|d| d.as_i64().unwrap()).collect();
+                let shape: Vec<i64> = w["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_i64().unwrap())
+                    .collect();
                 assert_eq!(spec.shape, shape, "{file} {}", spec.name);
                 let dtype = match spec.ty {
                     TensorType::F32 => "float32",
@@ -86,10 +110,17 @@ async fn signature_is_read_from_the_model_file() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tabular_classifier_takes_named_features() {
     let harness = Harness::new();
-    let model = harness.model("org-a", "iris", components::TABULAR_CLASSIFIER, Some("iris_logreg.onnx"));
+    let model = harness.model(
+        "org-a",
+        "iris",
+        components::TABULAR_CLASSIFIER,
+        Some("iris_logreg.onnx"),
+    );
     let refs = references();
     let entry = &refs["iris_logreg.onnx"];
-    let matrix = tensor_from_json(&entry["inputs"]["input"]).values::<f32>().unwrap();
+    let matrix = tensor_from_json(&entry["inputs"]["input"])
+        .values::<f32>()
+        .unwrap();
     let names = ["sepal_length", "sepal_width", "petal_length", "petal_width"];
     let rows = matrix.len() / 4;
     let inputs = names
@@ -101,11 +132,27 @@ async fn tabular_classifier_takes_named_features() {
         })
         .collect();
     let outputs = harness.predict(&model, inputs).await.unwrap();
-    assert_matches_reference("probabilities", output(&outputs, "probabilities"), &entry["outputs"]["probabilities"], TOLERANCE);
-    assert_matches_reference("label", output(&outputs, "label"), &entry["outputs"]["label"], 0.0);
+    assert_matches_reference(
+        "probabilities",
+        output(&outputs, "probabilities"),
+        &entry["outputs"]["probabilities"],
+        TOLERANCE,
+    );
+    assert_matches_reference(
+        "label",
+        output(&outputs, "label"),
+        &entry["outputs"]["label"],
+        0.0,
+    );
 
     let missing = harness
-        .predict(&model, vec![NamedTensor::new("sepal_length", Tensor::from_values(&[1], &[1.0f32]))])
+        .predict(
+            &model,
+            vec![NamedTensor::new(
+                "sepal_length",
+                Tensor::from_values(&[1], &[1.0f32]),
+            )],
+        )
         .await
         .unwrap_err();
     assert_eq!(missing.code(), "invalid_input", "{missing}");
@@ -115,20 +162,36 @@ async fn tabular_classifier_takes_named_features() {
 #[tokio::test(flavor = "multi_thread")]
 async fn image_classifier_decodes_resizes_and_classifies() {
     let harness = Harness::new();
-    let model = harness.model("org-a", "digits", components::IMAGE_CLASSIFIER, Some("digits_cnn.onnx"));
+    let model = harness.model(
+        "org-a",
+        "digits",
+        components::IMAGE_CLASSIFIER,
+        Some("digits_cnn.onnx"),
+    );
     let refs = references();
     for (file, want) in refs["digits_png"].as_object().unwrap() {
         let bytes = std::fs::read(fixtures_dir().join("digits_png").join(file)).unwrap();
         let image = Tensor::from_values(&[bytes.len() as u32], &bytes);
-        let outputs = harness.predict(&model, vec![NamedTensor::new("image", image)]).await.unwrap();
+        let outputs = harness
+            .predict(&model, vec![NamedTensor::new("image", image)])
+            .await
+            .unwrap();
         let top = output(&outputs, "top_k_indices").values::<i64>().unwrap();
         assert_eq!(top[0], want["label"].as_i64().unwrap(), "{file}: top-1");
         if let Some(probabilities) = want.get("probabilities") {
-            assert_matches_reference(file, output(&outputs, "probabilities"), probabilities, TOLERANCE);
+            assert_matches_reference(
+                file,
+                output(&outputs, "probabilities"),
+                probabilities,
+                TOLERANCE,
+            );
         }
     }
     let not_an_image = Tensor::from_values(&[4], &[1u8, 2, 3, 4]);
-    let error = harness.predict(&model, vec![NamedTensor::new("image", not_an_image)]).await.unwrap_err();
+    let error = harness
+        .predict(&model, vec![NamedTensor::new("image", not_an_image)])
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), "invalid_input", "{error}");
 }
 
@@ -138,22 +201,52 @@ async fn wrong_inputs_get_specific_errors() {
     let model = harness.onnx_model("org-a", "iris_logreg.onnx");
     let row = |shape: &[u32], n: usize| Tensor::from_values(shape, &vec![1.0f32; n]);
     let cases: Vec<(Vec<NamedTensor>, &str)> = vec![
-        (vec![NamedTensor::new("input", row(&[1, 3], 3))], "expected f32 [?, 4], got f32 [1, 3]"),
-        (vec![NamedTensor::new("input", Tensor::from_values(&[1, 4], &[1i64; 4]))], "got i64"),
-        (vec![NamedTensor::new("features", row(&[1, 4], 4))], "unknown input `features`"),
+        (
+            vec![NamedTensor::new("input", row(&[1, 3], 3))],
+            "expected f32 [?, 4], got f32 [1, 3]",
+        ),
+        (
+            vec![NamedTensor::new(
+                "input",
+                Tensor::from_values(&[1, 4], &[1i64; 4]),
+            )],
+            "got i64",
+        ),
+        (
+            vec![NamedTensor::new("features", row(&[1, 4], 4))],
+            "unknown input `features`",
+        ),
         (vec![], "missing input `input`"),
     ];
     for (inputs, message) in cases {
         let error = harness.predict(&model, inputs).await.unwrap_err();
         assert_eq!(error.code(), "invalid_input", "{error}");
-        assert!(error.to_string().contains(message), "`{error}` should mention `{message}`");
+        assert!(
+            error.to_string().contains(message),
+            "`{error}` should mention `{message}`"
+        );
     }
     // Data that does not fill its shape is refused before any instance runs.
-    let ragged = Tensor { ty: TensorType::F32, shape: vec![1, 4], data: vec![0; 3] };
-    let error = harness.predict(&model, vec![NamedTensor::new("input", ragged)]).await.unwrap_err();
-    assert_eq!(error, RuntimeError::InvalidInput("input `input`: shape [1, 4] of f32 needs 16 bytes, got 3".into()));
+    let ragged = Tensor {
+        ty: TensorType::F32,
+        shape: vec![1, 4],
+        data: vec![0; 3],
+    };
+    let error = harness
+        .predict(&model, vec![NamedTensor::new("input", ragged)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        RuntimeError::InvalidInput(
+            "input `input`: shape [1, 4] of f32 needs 16 bytes, got 3".into()
+        )
+    );
     // And the model still serves.
-    harness.predict(&model, vec![NamedTensor::new("input", row(&[2, 4], 8))]).await.unwrap();
+    harness
+        .predict(&model, vec![NamedTensor::new("input", row(&[2, 4], 8))])
+        .await
+        .unwrap();
 }
 
 #[test]

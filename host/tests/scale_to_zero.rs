@@ -17,13 +17,22 @@ async fn sixty_four_concurrent_predictions_share_one_graph() {
     let refs = references();
     let calls = (0..64).map(|_| {
         let (runtime, model, inputs) = (harness.runtime.clone(), model.clone(), mlp_input(&refs));
-        tokio::spawn(async move { runtime.predict(&model, &TenantLimits::default(), inputs).await })
+        tokio::spawn(async move {
+            runtime
+                .predict(&model, &TenantLimits::default(), inputs)
+                .await
+        })
     });
     let results = futures_join(calls).await;
     let want = &refs["digits_mlp.onnx"]["outputs"];
     for result in results {
         let outputs = result.unwrap().outputs;
-        assert_matches_reference("probabilities", output(&outputs, "probabilities"), &want["probabilities"], 1e-5);
+        assert_matches_reference(
+            "probabilities",
+            output(&outputs, "probabilities"),
+            &want["probabilities"],
+            1e-5,
+        );
         assert_matches_reference("label", output(&outputs, "label"), &want["label"], 0.0);
     }
     let stats = harness.runtime.stats();
@@ -49,21 +58,39 @@ async fn idle_models_are_evicted_and_reload_cold() {
     let refs = references();
     let limits = TenantLimits::default();
 
-    let first = harness.runtime.predict(&model, &limits, mlp_input(&refs)).await.unwrap();
+    let first = harness
+        .runtime
+        .predict(&model, &limits, mlp_input(&refs))
+        .await
+        .unwrap();
     assert!(!first.usage.component_warm && !first.usage.graph_warm);
-    let second = harness.runtime.predict(&model, &limits, mlp_input(&refs)).await.unwrap();
+    let second = harness
+        .runtime
+        .predict(&model, &limits, mlp_input(&refs))
+        .await
+        .unwrap();
     assert!(second.usage.component_warm && second.usage.graph_warm);
 
     tokio::time::sleep(Duration::from_millis(900)).await;
     harness.runtime.run_pending_tasks().await;
     let idle = harness.runtime.stats();
     assert_eq!(idle.graphs.entries, 0, "the graph is gone: {idle:?}");
-    assert_eq!(idle.components.entries, 0, "the instance-pre is gone: {idle:?}");
+    assert_eq!(
+        idle.components.entries, 0,
+        "the instance-pre is gone: {idle:?}"
+    );
     assert_eq!(idle.graphs.evictions, 1);
     assert_eq!(idle.components.evictions, 1);
 
-    let third = harness.runtime.predict(&model, &limits, mlp_input(&refs)).await.unwrap();
-    assert!(!third.usage.component_warm && !third.usage.graph_warm, "reloaded cold");
+    let third = harness
+        .runtime
+        .predict(&model, &limits, mlp_input(&refs))
+        .await
+        .unwrap();
+    assert!(
+        !third.usage.component_warm && !third.usage.graph_warm,
+        "reloaded cold"
+    );
     assert_eq!(third.outputs, first.outputs);
     let stats = harness.runtime.stats();
     assert_eq!((stats.graphs.loads, stats.components.loads), (2, 2));
@@ -95,17 +122,19 @@ async fn precompiled_components_survive_restarts_and_corruption() {
         precompiled_dir: Some(dir.path().to_owned()),
         ..test_config()
     };
-    let refs = references();
     let run = |harness: Harness| async move {
         let model = harness.onnx_model("org-a", "iris_logreg.onnx");
-        let inputs = reference_inputs(&refs["iris_logreg.onnx"]);
+        let inputs = reference_inputs(&references()["iris_logreg.onnx"]);
         harness.predict(&model, inputs).await.unwrap();
         harness.runtime.stats()
     };
     // First process: compiles and writes the artifact.
     let stats = run(Harness::with_config(config.clone())).await;
     assert_eq!(stats.precompiled_hits, 0);
-    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     // "Restart": a new runtime deserializes instead of compiling.
     let stats = run(Harness::with_config(config.clone())).await;
@@ -127,7 +156,10 @@ async fn precompiled_components_survive_restarts_and_corruption() {
     let stats = run(Harness::with_config(config.clone())).await;
     assert_eq!(stats.precompiled_hits, 0);
     let stats = run(Harness::with_config(config)).await;
-    assert_eq!(stats.precompiled_hits, 1, "and the rebuilt file is used again");
+    assert_eq!(
+        stats.precompiled_hits, 1,
+        "and the rebuilt file is used again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,6 +172,12 @@ async fn no_instance_outlives_its_request() {
     });
     let model = harness.model("org-a", "noop", wisp_test_artifacts::components::NOOP, None);
     for _ in 0..1000 {
-        harness.predict(&model, vec![NamedTensor::new("x", Tensor::from_values(&[1], &[1u8]))]).await.unwrap();
+        harness
+            .predict(
+                &model,
+                vec![NamedTensor::new("x", Tensor::from_values(&[1], &[1u8]))],
+            )
+            .await
+            .unwrap();
     }
 }

@@ -13,7 +13,9 @@ fn main() {
             &root.join("templates").join(template).join("Cargo.toml"),
         ));
     }
-    components.extend(wisp_guest_build::build_guests(&root.join("tests/guests/Cargo.toml")));
+    components.extend(wisp_guest_build::build_guests(
+        &root.join("tests/guests/Cargo.toml"),
+    ));
     wisp_guest_build::rerun_if_changed(&[
         &root.join("templates"),
         &root.join("tests/guests"),
@@ -25,7 +27,12 @@ fn main() {
     for (name, path) in &components {
         let constant = name.to_uppercase().replace('-', "_");
         writeln!(code, "/// The `{name}` component.").unwrap();
-        writeln!(code, "pub const {constant}: &str = {:?};", path.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "pub const {constant}: &str = {:?};",
+            path.display().to_string()
+        )
+        .unwrap();
     }
     writeln!(code, "/// Every component, by crate name.").unwrap();
     writeln!(code, "pub const ALL: &[(&str, &str)] = &[").unwrap();

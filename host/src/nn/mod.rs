@@ -10,8 +10,8 @@
 
 mod tract_backend;
 
-pub use tract_backend::{GraphInfo, inspect_onnx};
 pub(crate) use tract_backend::OnnxGraph;
+pub use tract_backend::{GraphInfo, inspect_onnx};
 
 use crate::error::RuntimeError;
 use crate::tensor::{NamedTensor, Tensor, TensorType};
@@ -56,7 +56,9 @@ impl InferenceMeter {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MeterState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -131,7 +133,9 @@ impl BackendExecutionContext for MeteredGraph {
             Err(error) => {
                 let message = error.to_string();
                 self.meter.lock().last_error = Some(error);
-                Err(BackendError::BackendAccess(wasmtime::format_err!("{message}")))
+                Err(BackendError::BackendAccess(wasmtime::format_err!(
+                    "{message}"
+                )))
             }
         }
     }

@@ -7,6 +7,7 @@ use crate::error::RuntimeError;
 use crate::tensor::{NamedTensor, Signature, Tensor, TensorSpec, TensorType, shape_display};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 /// What the host knows of a model file without running it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,7 @@ impl OnnxGraph {
             .collect();
         let model = onnx
             .model_for_proto_model(&proto)
+            .and_then(name_unknown_dimensions)
             .and_then(|model| model.into_optimized())
             .map_err(|e| RuntimeError::InvalidModel(format!("unsupported ONNX graph: {e:#}")))?;
         let signature = signature_of(&model)?;
@@ -118,6 +120,31 @@ impl OnnxGraph {
             })
             .collect()
     }
+}
+
+/// Gives every input dimension the file leaves unnamed (converters often write neither a
+/// size nor a name for the batch) a symbol of its own, so tract can type the graph and the
+/// signature reports it as variable.
+fn name_unknown_dimensions(mut model: InferenceModel) -> TractResult<InferenceModel> {
+    for input in 0..model.input_outlets()?.len() {
+        let fact = model.input_fact(input)?.clone();
+        let Some(datum_type) = fact.datum_type.concretize() else {
+            continue;
+        };
+        if fact.shape.is_open() {
+            continue;
+        }
+        let dims: TVec<TDim> = fact
+            .shape
+            .dims()
+            .map(|dim| {
+                dim.concretize()
+                    .unwrap_or_else(|| model.symbols.new_with_prefix("dim").into())
+            })
+            .collect();
+        model.set_input_fact(input, InferenceFact::dt_shape(datum_type, dims))?;
+    }
+    Ok(model)
 }
 
 fn check_against_spec(spec: &TensorSpec, tensor: &Tensor) -> Result<(), RuntimeError> {
@@ -202,8 +229,10 @@ fn to_tract(tensor: &Tensor) -> Result<tract_onnx::prelude::Tensor, RuntimeError
     let shape: Vec<usize> = tensor.shape.iter().map(|&d| d as usize).collect();
     // SAFETY: every `TensorType` maps to a plain numeric datum type, for which any byte
     // pattern is a valid value; `from_raw_dt` checks the length against the shape and copies.
-    unsafe { tract_onnx::prelude::Tensor::from_raw_dt(datum_type_of(tensor.ty), &shape, &tensor.data) }
-        .map_err(|e| RuntimeError::InvalidInput(format!("{e:#}")))
+    unsafe {
+        tract_onnx::prelude::Tensor::from_raw_dt(datum_type_of(tensor.ty), &shape, &tensor.data)
+    }
+    .map_err(|e| RuntimeError::InvalidInput(format!("{e:#}")))
 }
 
 fn from_tract(value: &tract_onnx::prelude::Tensor) -> Result<Tensor, RuntimeError> {

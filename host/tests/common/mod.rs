@@ -39,7 +39,13 @@ impl Harness {
 
     /// Registers a model version of `tenant` served by the component at `component_path`,
     /// with the fixture `onnx` as its graph.
-    pub fn model(&self, tenant: &str, name: &str, component_path: &str, onnx: Option<&str>) -> ModelRef {
+    pub fn model(
+        &self,
+        tenant: &str,
+        name: &str,
+        component_path: &str,
+        onnx: Option<&str>,
+    ) -> ModelRef {
         let component = self.artifacts.put(component(component_path));
         let graph = onnx.map(|file| self.artifacts.put(fixture(file)));
         ModelRef {
@@ -53,10 +59,19 @@ impl Harness {
 
     /// A plain ONNX upload: the fixture served by the `onnx-runner` template.
     pub fn onnx_model(&self, tenant: &str, onnx: &str) -> ModelRef {
-        self.model(tenant, onnx.trim_end_matches(".onnx"), components::ONNX_RUNNER, Some(onnx))
+        self.model(
+            tenant,
+            onnx.trim_end_matches(".onnx"),
+            components::ONNX_RUNNER,
+            Some(onnx),
+        )
     }
 
-    pub async fn predict(&self, model: &ModelRef, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, RuntimeError> {
+    pub async fn predict(
+        &self,
+        model: &ModelRef,
+        inputs: Vec<NamedTensor>,
+    ) -> Result<Vec<NamedTensor>, RuntimeError> {
         self.runtime
             .predict(model, &TenantLimits::default(), inputs)
             .await
@@ -137,7 +152,10 @@ pub fn assert_matches_reference(name: &str, got: &Tensor, want: &Value, toleranc
         TensorType::F32 => {
             let (g, w) = (got.values::<f32>().unwrap(), want.values::<f32>().unwrap());
             for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-                assert!((a - b).abs() <= tolerance, "{name}[{i}]: got {a}, want {b} (±{tolerance})");
+                assert!(
+                    (a - b).abs() <= tolerance,
+                    "{name}[{i}]: got {a}, want {b} (±{tolerance})"
+                );
             }
         }
         _ => assert_eq!(got.data, want.data, "{name}: values"),
