@@ -3,7 +3,8 @@
 //! The registry only knows the [`ModelInspector`] trait. The real inspector (parsing and
 //! loading the model with the runtime's backend, extracting its signature) lives in
 //! `wisp-host` and is plugged into [`AppState`](crate::api::AppState) by the binary.
-//! [`OnnxHeaderInspector`] is a test double that only checks the first bytes.
+//! [`OnnxHeaderInspector`] only checks the first bytes: the real inspector's format sniff,
+//! and a fast test double in the API tests.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

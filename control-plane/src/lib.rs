@@ -23,6 +23,7 @@ pub mod db;
 pub mod error;
 pub mod inspect;
 pub mod keys;
+pub mod onnx_inspector;
 pub mod orgs;
 pub mod registry;
 pub mod serve;

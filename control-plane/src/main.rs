@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wisp::cli::{Cli, Command};
-use wisp::inspect::OnnxHeaderInspector;
+use wisp::onnx_inspector::OnnxInspector;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,9 +20,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             // Validate before opening anything or binding a socket.
             let config = args.config()?;
-            // TODO(runtime wiring): replace with the wisp-host inspector that loads the model.
-            tracing::warn!("model uploads are checked by the ONNX header inspector only");
-            let inspector = Arc::new(OnnxHeaderInspector::default());
+            let inspector = Arc::new(OnnxInspector);
             wisp::serve::run(config, args.bootstrap(), inspector).await
         }
     }

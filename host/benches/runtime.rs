@@ -126,34 +126,35 @@ fn time_native(
         .collect()
 }
 
+/// One input batch to run through both paths.
+struct Workload<'a> {
+    label: String,
+    input_name: &'a str,
+    shape: Vec<u32>,
+    values: Vec<f32>,
+}
+
 /// Interleaves wasm and native runs so drift in machine load hits both alike.
-async fn compare(
-    bench: &Bench,
-    model: &ModelRef,
-    name: &str,
-    input_name: &str,
-    shape: &[u32],
-    values: &[f32],
-    rounds: usize,
-    per_round: usize,
-) {
+async fn compare(bench: &Bench, model: &ModelRef, workload: Workload<'_>, per_round: usize) {
+    const ROUNDS: usize = 10;
     let plan = native_plan(&format!("{}.onnx", model.model));
-    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-    let native_input = tract_onnx::prelude::Tensor::from_shape(&dims, values).unwrap();
+    let dims: Vec<usize> = workload.shape.iter().map(|&d| d as usize).collect();
+    let native_input = tract_onnx::prelude::Tensor::from_shape(&dims, &workload.values).unwrap();
     let inputs = vec![NamedTensor::new(
-        input_name,
-        Tensor::from_values(shape, values),
+        workload.input_name,
+        Tensor::from_values(&workload.shape, &workload.values),
     )];
     bench.time_predictions(model, &inputs, 20).await;
     time_native(&plan, &native_input, 20);
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
+    for _ in 0..ROUNDS {
         wasm.extend(bench.time_predictions(model, &inputs, per_round).await);
         native.extend(time_native(&plan, &native_input, per_round));
     }
     let (w, n) = (summarize(wasm), summarize(native));
     println!(
-        "{name:<34} wasm p50 {:>10}  native p50 {:>10}  ratio p50 {:.3}  (p99 {} vs {}, mean ratio {:.3})",
+        "{:<22} wasm p50 {:>10}  native p50 {:>10}  ratio p50 {:.3}  (p99 {} vs {}, mean ratio {:.3})",
+        workload.label,
         us(w.p50),
         us(n.p50),
         w.p50.as_secs_f64() / n.p50.as_secs_f64(),
@@ -198,33 +199,24 @@ async fn main() {
         components::ONNX_RUNNER,
         Some("digits_cnn.onnx"),
     );
+    let per_round = |rows: usize| (if rows > 100 { 50 } else { 200 }) / scale;
     for rows in [1usize, 64, 1797] {
-        let values = digits_rows(rows);
-        compare(
-            &bench,
-            &mlp,
-            &format!("MLP, batch {rows}"),
-            "input",
-            &[rows as u32, 64],
-            &values,
-            10,
-            200 / scale.min(10) / if rows > 100 { 4 } else { 1 },
-        )
-        .await;
+        let workload = Workload {
+            label: format!("MLP, batch {rows}"),
+            input_name: "input",
+            shape: vec![rows as u32, 64],
+            values: digits_rows(rows),
+        };
+        compare(&bench, &mlp, workload, per_round(rows)).await;
     }
     for rows in [1usize, 64, 512] {
-        let values: Vec<f32> = digits_rows(rows).iter().map(|v| v / 16.0).collect();
-        compare(
-            &bench,
-            &cnn,
-            &format!("CNN, batch {rows}"),
-            "image",
-            &[rows as u32, 1, 8, 8],
-            &values,
-            10,
-            200 / scale.min(10) / if rows > 100 { 4 } else { 1 },
-        )
-        .await;
+        let workload = Workload {
+            label: format!("CNN, batch {rows}"),
+            input_name: "image",
+            shape: vec![rows as u32, 1, 8, 8],
+            values: digits_rows(rows).iter().map(|v| v / 16.0).collect(),
+        };
+        compare(&bench, &cnn, workload, per_round(rows)).await;
     }
 
     // 3. Cold path: the first call after the model was evicted.
