@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tract_onnx::prelude::*;
 use wisp_host::{
-    InMemoryArtifacts, ModelRef, NamedTensor, Runtime, RuntimeConfig, TenantLimits, Tensor,
+    InMemoryArtifacts, ModelRef, NamedTensor, OnnxGraph, Runtime, RuntimeConfig, TenantLimits,
+    Tensor,
 };
 use wisp_test_artifacts::{component, components, fixture};
 
@@ -102,25 +102,12 @@ fn digits_rows(rows: usize) -> Vec<f32> {
         .collect()
 }
 
-fn native_plan(file: &str) -> Arc<TypedRunnableModel> {
-    tract_onnx::onnx()
-        .model_for_read(&mut &*fixture(file))
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap()
-}
-
-fn time_native(
-    plan: &Arc<TypedRunnableModel>,
-    input: &tract_onnx::prelude::Tensor,
-    n: usize,
-) -> Vec<Duration> {
+fn time_native(graph: &OnnxGraph, inputs: &[NamedTensor], n: usize) -> Vec<Duration> {
     (0..n)
         .map(|_| {
+            let inputs = inputs.to_vec();
             let started = Instant::now();
-            plan.run(tvec![input.clone().into_tvalue()]).unwrap();
+            graph.run(inputs).unwrap();
             started.elapsed()
         })
         .collect()
@@ -137,19 +124,17 @@ struct Workload<'a> {
 /// Interleaves wasm and native runs so drift in machine load hits both alike.
 async fn compare(bench: &Bench, model: &ModelRef, workload: Workload<'_>, per_round: usize) {
     const ROUNDS: usize = 10;
-    let plan = native_plan(&format!("{}.onnx", model.model));
-    let dims: Vec<usize> = workload.shape.iter().map(|&d| d as usize).collect();
-    let native_input = tract_onnx::prelude::Tensor::from_shape(&dims, &workload.values).unwrap();
+    let graph = OnnxGraph::load(&fixture(&format!("{}.onnx", model.model))).unwrap();
     let inputs = vec![NamedTensor::new(
         workload.input_name,
         Tensor::from_values(&workload.shape, &workload.values),
     )];
     bench.time_predictions(model, &inputs, 20).await;
-    time_native(&plan, &native_input, 20);
+    time_native(&graph, &inputs, 20);
     let (mut wasm, mut native) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         wasm.extend(bench.time_predictions(model, &inputs, per_round).await);
-        native.extend(time_native(&plan, &native_input, per_round));
+        native.extend(time_native(&graph, &inputs, per_round));
     }
     let (w, n) = (summarize(wasm), summarize(native));
     println!(

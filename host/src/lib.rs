@@ -27,7 +27,7 @@ pub use config::RuntimeConfig;
 pub use error::RuntimeError;
 pub use idle_cache::CacheStats;
 pub use limits::TenantLimits;
-pub use nn::{GraphInfo, inspect_onnx};
+pub use nn::{GraphInfo, OnnxGraph, inspect_onnx};
 pub use runtime::{ModelRef, Prediction, Runtime, RuntimeStats};
 pub use tensor::{Element, NamedTensor, Signature, Tensor, TensorSpec, TensorType};
 pub use usage::UsageRecord;

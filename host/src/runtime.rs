@@ -20,7 +20,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 /// The model version a call is for, as the control plane resolved it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,7 +431,16 @@ impl Inner {
         store
             .set_fuel(limits.fuel)
             .map_err(|e| RuntimeError::internal("setting fuel failed", e))?;
-        store.set_epoch_deadline(epoch_ticks(limits.deadline, self.config.epoch_tick));
+        // Epoch ticks only prompt a look at the clock: a ticker thread that falls behind
+        // under load must not stretch the deadline.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline_at {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
         let result = prepared
             .pre
             .instantiate(&mut store)
@@ -513,11 +522,6 @@ fn guest_error(error: types::Error) -> RuntimeError {
             RuntimeError::InferenceFailed(format!("component error: {message}"))
         }
     }
-}
-
-fn epoch_ticks(deadline: Duration, tick: Duration) -> u64 {
-    let ticks = deadline.as_nanos().div_ceil(tick.as_nanos().max(1));
-    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
 }
 
 fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>> {

@@ -10,8 +10,7 @@
 
 mod tract_backend;
 
-pub(crate) use tract_backend::OnnxGraph;
-pub use tract_backend::{GraphInfo, inspect_onnx};
+pub use tract_backend::{GraphInfo, OnnxGraph, inspect_onnx};
 
 use crate::error::RuntimeError;
 use crate::tensor::{NamedTensor, Tensor, TensorType};

@@ -18,8 +18,9 @@ pub struct GraphInfo {
     pub metadata: Vec<(String, String)>,
 }
 
-/// A loaded, optimised ONNX graph.
-pub(crate) struct OnnxGraph {
+/// A loaded, optimised ONNX graph: what model components reach through wasi-nn, and what
+/// benchmarks call directly as the native baseline.
+pub struct OnnxGraph {
     plan: Arc<TypedRunnableModel>,
     info: GraphInfo,
     /// Bytes of the model file: what the graph cache weighs entries by.
@@ -32,7 +33,8 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<GraphInfo, RuntimeError> {
 }
 
 impl OnnxGraph {
-    pub(crate) fn load(bytes: &[u8]) -> Result<Self, RuntimeError> {
+    /// Parses, checks and optimises an ONNX file.
+    pub fn load(bytes: &[u8]) -> Result<Self, RuntimeError> {
         if bytes.is_empty() {
             return Err(RuntimeError::InvalidModel("the model file is empty".into()));
         }
@@ -69,7 +71,8 @@ impl OnnxGraph {
         })
     }
 
-    pub(crate) fn info(&self) -> &GraphInfo {
+    /// Signature and metadata.
+    pub fn info(&self) -> &GraphInfo {
         &self.info
     }
 
@@ -78,7 +81,7 @@ impl OnnxGraph {
     }
 
     /// Runs the graph on named inputs, checked against the signature first.
-    pub(crate) fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, RuntimeError> {
+    pub fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, RuntimeError> {
         let inputs = self.bind_inputs(inputs)?;
         let outputs = self
             .plan
