@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use wisp_test_artifacts::fixture;
 
 struct Server {
     child: Child,
@@ -133,7 +134,7 @@ async fn login_key_model_upload_audit_over_http() {
         .expect("create model");
     assert_eq!(created.status(), StatusCode::CREATED);
 
-    let model_bytes = [0x08u8, 0x08, 0x3a, 0x00, 0x01, 0x02];
+    let model_bytes = fixture("iris_logreg.onnx");
     let uploaded = http
         .post(format!(
             "{base}/v1/orgs/team/models/iris/versions?description=first"
@@ -308,8 +309,9 @@ async fn login(base: &str) -> String {
     login["access_token"].as_str().expect("token").to_owned()
 }
 
-/// Opens a raw upload of `total` bytes and sends the headers and the first `sent` bytes.
-fn partial_upload(base: &str, token: &str, total: usize, sent: usize) -> std::net::TcpStream {
+/// Opens a raw upload of `body` and sends the headers and the first `sent` bytes of it.
+fn partial_upload(base: &str, token: &str, body: &[u8], sent: usize) -> std::net::TcpStream {
+    let total = body.len();
     use std::io::Write;
     let address = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
@@ -319,9 +321,7 @@ fn partial_upload(base: &str, token: &str, total: usize, sent: usize) -> std::ne
          Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n"
     )
     .expect("headers");
-    let mut body = vec![0x08, 0x08, 0x3a];
-    body.resize(sent, 7);
-    stream.write_all(&body).expect("body");
+    stream.write_all(&body[..sent]).expect("body");
     stream.flush().expect("flush");
     stream
 }
@@ -342,7 +342,9 @@ fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 async fn kill_9_during_an_upload_leaves_no_partial_version() {
     let data = tempfile::tempdir().expect("tempdir");
     let (mut server, token) = server_with_model(data.path()).await;
-    let _stream = partial_upload(&server.base, &token, 1_000_000, 200_000);
+    let mut body = fixture("digits_mlp.onnx");
+    body.resize(1_000_000, 0);
+    let _stream = partial_upload(&server.base, &token, &body, 200_000);
     wait_for("the upload to be staged", || {
         files_in(&data.path().join("tmp")) == 1
     });
@@ -371,7 +373,7 @@ async fn kill_9_during_an_upload_leaves_no_partial_version() {
     let uploaded = http
         .post(format!("{}/v1/orgs/team/models/m/versions", server.base))
         .bearer_auth(&token)
-        .body(vec![0x08u8, 0x08, 0x3a, 1, 2, 3])
+        .body(fixture("iris_logreg.onnx"))
         .send()
         .await
         .expect("upload");
@@ -387,8 +389,10 @@ async fn sigterm_lets_an_in_flight_upload_finish() {
     use std::io::{Read, Write};
     let data = tempfile::tempdir().expect("tempdir");
     let (mut server, token) = server_with_model(data.path()).await;
-    let (total, first) = (300_000, 100_000);
-    let mut stream = partial_upload(&server.base, &token, total, first);
+    // A real model, so the upload is accepted once the rest of it arrives.
+    let body = fixture("digits_mlp.onnx");
+    let first = body.len() / 3;
+    let mut stream = partial_upload(&server.base, &token, &body, first);
     wait_for("the upload to be staged", || {
         files_in(&data.path().join("tmp")) == 1
     });
@@ -407,9 +411,7 @@ async fn sigterm_lets_an_in_flight_upload_finish() {
         "still draining"
     );
 
-    stream
-        .write_all(&vec![7u8; total - first])
-        .expect("rest of the body");
+    stream.write_all(&body[first..]).expect("rest of the body");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
