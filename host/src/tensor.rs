@@ -21,9 +21,6 @@ pub enum TensorType {
 }
 
 impl TensorType {
-    /// Every supported element type.
-    pub const ALL: [TensorType; 5] = [Self::F32, Self::F64, Self::I32, Self::I64, Self::U8];
-
     /// Size of one element in bytes.
     pub fn size_of(self) -> usize {
         match self {

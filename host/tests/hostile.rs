@@ -222,8 +222,8 @@ async fn no_name_reaches_another_tenants_graph() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn guests_cannot_load_graphs_from_bytes() {
-    // A model without a graph of its own sees no graphs at all.
+async fn a_model_without_a_graph_sees_no_graphs() {
+    // Even its own graph name resolves to nothing when the version has no graph.
     let harness = Harness::new();
     let model = harness.model("org-a", "snoop", components::GRAPH_SNOOP, None);
     let name = "snoop:1";
