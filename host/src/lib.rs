@@ -28,6 +28,6 @@ pub use error::RuntimeError;
 pub use idle_cache::CacheStats;
 pub use limits::TenantLimits;
 pub use nn::{GraphInfo, OnnxGraph, inspect_onnx};
-pub use runtime::{ModelRef, Prediction, Runtime, RuntimeStats};
+pub use runtime::{ModelRef, Prediction, Runtime, RuntimeStats, Warmth};
 pub use tensor::{Element, NamedTensor, Signature, Tensor, TensorSpec, TensorType};
 pub use usage::UsageRecord;

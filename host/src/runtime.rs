@@ -53,6 +53,15 @@ pub struct Prediction {
     pub usage: UsageRecord,
 }
 
+/// Whether a model's parts were already loaded when [`Runtime::warm`] was called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Warmth {
+    /// The compiled component was in the cache.
+    pub component_warm: bool,
+    /// The graph was in the cache (or the model has none).
+    pub graph_warm: bool,
+}
+
 /// Cache counters of the runtime.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct RuntimeStats {
@@ -209,14 +218,73 @@ impl Runtime {
         Ok(executed.value.into())
     }
 
+    /// Loads the model's component and graph into the idle caches without running it, so
+    /// the next call is warm. Answers whether each was already loaded.
+    pub async fn warm(&self, model: &ModelRef) -> Result<Warmth, RuntimeError> {
+        let prepared = self.prepare(model).await?;
+        Ok(Warmth {
+            component_warm: prepared.component_warm,
+            graph_warm: prepared.graph_warm,
+        })
+    }
+
+    /// Validates a component not yet in the artifact store (an upload being inspected),
+    /// with the ONNX graph it comes with if any, and asks it for its signature in one
+    /// throwaway instance under `limits`. Nothing is cached: a refused upload leaves no trace.
+    pub async fn describe_component(
+        &self,
+        component: Vec<u8>,
+        graph: Option<Vec<u8>>,
+        limits: &TenantLimits,
+    ) -> Result<Signature, RuntimeError> {
+        let pre = self.compile_uncached(component).await?;
+        let graph = match graph {
+            None => None,
+            Some(bytes) => Some(
+                tokio::task::spawn_blocking(move || OnnxGraph::load(&bytes).map(Arc::new))
+                    .await
+                    .map_err(|e| RuntimeError::internal("graph loading panicked", e))??,
+            ),
+        };
+        let upload = ModelRef {
+            tenant: String::new(),
+            model: "upload".into(),
+            version: "0".into(),
+            component: Digest::of(b""),
+            graph: None,
+        };
+        let served = served_model(&upload, graph.as_deref());
+        let prepared = Prepared {
+            pre,
+            graph,
+            served: Arc::new(served),
+            component_warm: false,
+            graph_warm: false,
+        };
+        let executed = self
+            .execute(prepared, limits, |store, model| {
+                model.wisp_model_predictor().call_describe(store)
+            })
+            .await?;
+        Ok(executed.value.into())
+    }
+
     /// Checks that `bytes` is a component this host can run as a `wisp:model` model:
     /// it compiles, its imports are all provided, and it exports the predictor.
     pub async fn validate_component(&self, bytes: Vec<u8>) -> Result<(), RuntimeError> {
+        self.compile_uncached(bytes).await.map(drop)
+    }
+
+    /// Compiles and pre-instantiates `bytes` off the executor, bypassing every cache.
+    async fn compile_uncached(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<ModelPre<RequestState>>, RuntimeError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let component = Component::new(&inner.engine, &bytes)
                 .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
-            inner.pre_instantiate(&component).map(drop)
+            inner.pre_instantiate(&component)
         })
         .await
         .map_err(|e| RuntimeError::internal("component validation panicked", e))?
@@ -269,17 +337,7 @@ impl Runtime {
                     (Some(graph), warm)
                 }
             };
-            let served = ServedModel {
-                tenant: model.tenant.clone(),
-                model: model.model.clone(),
-                version: model.version.clone(),
-                graph_name: graph.as_ref().map(|_| model.graph_name()),
-                graph_signature: graph.as_ref().map(|g| g.info().signature.clone()),
-                metadata: graph
-                    .as_ref()
-                    .map(|g| g.info().metadata.clone())
-                    .unwrap_or_default(),
-            };
+            let served = served_model(model, graph.as_deref());
             Ok(Prepared {
                 pre,
                 graph,
@@ -466,6 +524,18 @@ impl Inner {
                 backend_error,
             }),
         }
+    }
+}
+
+/// What the host interface tells the instance about the version it serves.
+fn served_model(model: &ModelRef, graph: Option<&OnnxGraph>) -> ServedModel {
+    ServedModel {
+        tenant: model.tenant.clone(),
+        model: model.model.clone(),
+        version: model.version.clone(),
+        graph_name: graph.map(|_| model.graph_name()),
+        graph_signature: graph.map(|g| g.info().signature.clone()),
+        metadata: graph.map(|g| g.info().metadata.clone()).unwrap_or_default(),
     }
 }
 

@@ -295,3 +295,68 @@ async fn components_are_validated() {
         assert_eq!(error.code(), "invalid_component", "{what}: {error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uploaded_component_describes_itself_without_being_cached() {
+    let harness = Harness::new();
+    let bytes = wisp_test_artifacts::component(components::IMAGE_CLASSIFIER);
+    let signature = harness
+        .runtime
+        .describe_component(bytes, None, &TenantLimits::default())
+        .await
+        .unwrap();
+    let inputs: Vec<_> = signature.inputs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(inputs, ["image"]);
+    assert_eq!(signature.inputs[0].ty, wisp_host::TensorType::U8);
+    assert_eq!(signature.outputs.len(), 3);
+    let stats = harness.runtime.stats();
+    assert_eq!(stats.components.entries, 0, "nothing cached: {stats:?}");
+
+    let error = harness
+        .runtime
+        .describe_component(fixture("iris_logreg.onnx"), None, &TenantLimits::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_component", "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warming_loads_component_and_graph_ahead_of_the_first_call() {
+    let harness = Harness::new();
+    let model = harness.onnx_model("org-a", "iris_logreg.onnx");
+    let cold = harness.runtime.warm(&model).await.unwrap();
+    assert!(!cold.component_warm && !cold.graph_warm);
+    let again = harness.runtime.warm(&model).await.unwrap();
+    assert!(again.component_warm && again.graph_warm);
+    let input = Tensor::from_values(&[1, 4], &[5.1f32, 3.5, 1.4, 0.2]);
+    let prediction = harness
+        .runtime
+        .predict(
+            &model,
+            &TenantLimits::default(),
+            vec![NamedTensor::new("input", input)],
+        )
+        .await
+        .unwrap();
+    assert!(prediction.usage.component_warm && prediction.usage.graph_warm);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uploaded_component_sees_the_graph_it_comes_with() {
+    let harness = Harness::new();
+    let bytes = wisp_test_artifacts::component(components::TABULAR_CLASSIFIER);
+    let signature = harness
+        .runtime
+        .describe_component(
+            bytes,
+            Some(fixture("iris_logreg.onnx")),
+            &TenantLimits::default(),
+        )
+        .await
+        .unwrap();
+    let inputs: Vec<_> = signature.inputs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        inputs,
+        ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    );
+}
