@@ -31,6 +31,10 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The inference runtime: pools, caches, idle TTL (scale-to-zero). Per-call limits come
+    /// from each organisation's plan.
+    #[serde(default)]
+    pub runtime: wisp_host::RuntimeConfig,
 }
 
 /// Where the libSQL database lives.
@@ -130,6 +134,7 @@ impl Default for Config {
             object_store: ObjectStoreConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            runtime: wisp_host::RuntimeConfig::default(),
         }
     }
 }
@@ -185,6 +190,9 @@ impl Config {
         }
         if self.limits.max_upload_bytes == 0 {
             return invalid("limits.max_upload_bytes must be positive");
+        }
+        if self.runtime.max_concurrent_instances == 0 {
+            return invalid("runtime.max_concurrent_instances must be positive");
         }
         if let ObjectStoreConfig::S3(s3) = &self.object_store
             && s3.bucket.is_empty()

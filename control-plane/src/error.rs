@@ -44,6 +44,30 @@ pub enum ErrorCode {
     InvalidModel,
     /// The change would leave the organisation without an owner.
     LastOwner,
+    /// The model has no deployment, so nothing serves it.
+    NotDeployed,
+    /// The model's deployment failed to load; its `failure` says why.
+    DeploymentFailed,
+    /// The alias is followed by a deployment; deploy something else first.
+    AliasInUse,
+    /// The inputs do not match the model: a missing or unknown name, a wrong dtype or shape.
+    InvalidInput,
+    /// The call used its whole fuel budget.
+    FuelExhausted,
+    /// The model tried to use more memory than the plan allows.
+    MemoryLimitExceeded,
+    /// The call did not finish within the plan's deadline.
+    DeadlineExceeded,
+    /// The model's code trapped (a panic, `unreachable`, stack exhaustion…).
+    GuestTrap,
+    /// The model's outputs are larger than the plan allows one call to return.
+    OutputTooLarge,
+    /// The model's inference failed on inputs that matched its signature.
+    InferenceFailed,
+    /// The uploaded component is not a valid `wisp:model` component.
+    InvalidComponent,
+    /// Every execution slot stayed busy; retry after the `Retry-After` delay.
+    Overloaded,
     /// Something failed inside wisp; details are in the server log.
     Internal,
 }
@@ -67,6 +91,18 @@ impl ErrorCode {
             Self::UnsupportedModelFormat => "unsupported_model_format",
             Self::InvalidModel => "invalid_model",
             Self::LastOwner => "last_owner",
+            Self::NotDeployed => "not_deployed",
+            Self::DeploymentFailed => "deployment_failed",
+            Self::AliasInUse => "alias_in_use",
+            Self::InvalidInput => "invalid_input",
+            Self::FuelExhausted => "fuel_exhausted",
+            Self::MemoryLimitExceeded => "memory_limit_exceeded",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::GuestTrap => "guest_trap",
+            Self::OutputTooLarge => "output_too_large",
+            Self::InferenceFailed => "inference_failed",
+            Self::InvalidComponent => "invalid_component",
+            Self::Overloaded => "overloaded",
             Self::Internal => "internal",
         }
     }
@@ -80,11 +116,25 @@ impl ErrorCode {
             | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::AlreadyExists | Self::LastOwner => StatusCode::CONFLICT,
-            Self::InvalidJson | Self::InvalidRequest | Self::EmptyUpload => StatusCode::BAD_REQUEST,
+            Self::AlreadyExists
+            | Self::LastOwner
+            | Self::NotDeployed
+            | Self::DeploymentFailed
+            | Self::AliasInUse => StatusCode::CONFLICT,
+            Self::InvalidJson | Self::InvalidRequest | Self::EmptyUpload | Self::InvalidInput => {
+                StatusCode::BAD_REQUEST
+            }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedModelFormat | Self::InvalidModel => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge | Self::OutputTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedModelFormat
+            | Self::InvalidModel
+            | Self::InvalidComponent
+            | Self::FuelExhausted
+            | Self::MemoryLimitExceeded
+            | Self::GuestTrap
+            | Self::InferenceFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -140,11 +190,36 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry = (self.code == ErrorCode::Overloaded)
+            .then_some([(axum::http::header::RETRY_AFTER, "1")]);
         let body = ErrorBody {
             code: self.code.as_str().to_owned(),
             message: self.message,
         };
-        (self.code.status(), Json(body)).into_response()
+        (self.code.status(), retry, Json(body)).into_response()
+    }
+}
+
+/// Every runtime failure has its own code; the message is the runtime's, which only ever
+/// describes the caller's own call.
+impl From<wisp_host::RuntimeError> for ApiError {
+    fn from(error: wisp_host::RuntimeError) -> Self {
+        use wisp_host::RuntimeError as E;
+        let code = match &error {
+            E::InvalidInput(_) => ErrorCode::InvalidInput,
+            E::FuelExhausted { .. } => ErrorCode::FuelExhausted,
+            E::MemoryLimitExceeded { .. } => ErrorCode::MemoryLimitExceeded,
+            E::DeadlineExceeded { .. } => ErrorCode::DeadlineExceeded,
+            E::GuestTrap(_) => ErrorCode::GuestTrap,
+            E::OutputTooLarge { .. } => ErrorCode::OutputTooLarge,
+            E::InferenceFailed(_) => ErrorCode::InferenceFailed,
+            E::InvalidModel(_) => ErrorCode::InvalidModel,
+            E::InvalidComponent(_) => ErrorCode::InvalidComponent,
+            E::Overloaded(_) => ErrorCode::Overloaded,
+            // A version whose file is gone from the object store is the platform's fault.
+            E::ModelNotFound(_) | E::Internal => return Self::internal(error),
+        };
+        Self::new(code, error.to_string())
     }
 }
 

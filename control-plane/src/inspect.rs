@@ -44,6 +44,37 @@ pub struct ModelSignature {
     pub outputs: Vec<TensorSpec>,
 }
 
+impl From<wisp_host::TensorType> for DType {
+    fn from(ty: wisp_host::TensorType) -> Self {
+        match ty {
+            wisp_host::TensorType::F32 => DType::F32,
+            wisp_host::TensorType::F64 => DType::F64,
+            wisp_host::TensorType::I32 => DType::I32,
+            wisp_host::TensorType::I64 => DType::I64,
+            wisp_host::TensorType::U8 => DType::U8,
+        }
+    }
+}
+
+impl From<wisp_host::Signature> for ModelSignature {
+    fn from(signature: wisp_host::Signature) -> Self {
+        let specs = |specs: Vec<wisp_host::TensorSpec>| {
+            specs
+                .into_iter()
+                .map(|spec| TensorSpec {
+                    name: spec.name,
+                    dtype: spec.ty.into(),
+                    shape: spec.shape,
+                })
+                .collect()
+        };
+        Self {
+            inputs: specs(signature.inputs),
+            outputs: specs(signature.outputs),
+        }
+    }
+}
+
 /// What kind of artifact a version is, as recognised by the inspector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]

@@ -6,7 +6,10 @@
 //! - [`db`]: libSQL (embedded, in-memory, remote, embedded replica) and migrations.
 //! - [`blob`]: the content-addressed object store (local filesystem, S3).
 //! - [`inspect`]: the validation hook models pass before a version is accepted.
-//! - [`orgs`], [`users`], [`keys`], [`registry`], [`audit`]: storage of each domain.
+//! - [`orgs`], [`users`], [`keys`], [`registry`], [`deployments`], [`plans`], [`audit`]:
+//!   storage of each domain.
+//! - [`serving`]: registry versions as runtime models, JSON tensors, the built-in
+//!   `onnx-runner` component.
 //! - [`config`], [`cli`], [`serve`]: the `wisp serve` process.
 //!
 //! Invariants: only this crate touches libSQL; every query is scoped by organisation id
@@ -20,13 +23,16 @@ pub mod blob;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod deployments;
 pub mod error;
 pub mod inspect;
 pub mod keys;
 pub mod onnx_inspector;
 pub mod orgs;
+pub mod plans;
 pub mod registry;
 pub mod serve;
+pub mod serving;
 pub mod users;
 
 pub use api::{AppState, app};

@@ -3,8 +3,7 @@
 //! accepted, and its signature is read from the graph.
 
 use crate::inspect::{
-    DType, Framework, InspectError, InspectedModel, ModelInspector, ModelSignature,
-    OnnxHeaderInspector, TensorSpec,
+    Framework, InspectError, InspectedModel, ModelInspector, ModelSignature, OnnxHeaderInspector,
 };
 
 /// Loads uploads with the same backend that will serve them.
@@ -15,7 +14,7 @@ impl ModelInspector for OnnxInspector {
     fn inspect(&self, bytes: &[u8]) -> Result<InspectedModel, InspectError> {
         if bytes.starts_with(b"\0asm") {
             return Err(InspectError::Unsupported(
-                "WebAssembly components cannot be uploaded as model versions yet".into(),
+                "a WebAssembly component is not an ONNX model".into(),
             ));
         }
         // The header check tells "not ONNX at all" (a JPEG, a text file) apart from a
@@ -23,39 +22,17 @@ impl ModelInspector for OnnxInspector {
         OnnxHeaderInspector::default().inspect(bytes)?;
         let info =
             wisp_host::inspect_onnx(bytes).map_err(|e| InspectError::Invalid(e.to_string()))?;
-        let specs = |specs: Vec<wisp_host::TensorSpec>| {
-            specs
-                .into_iter()
-                .map(|spec| TensorSpec {
-                    name: spec.name,
-                    dtype: dtype(spec.ty),
-                    shape: spec.shape,
-                })
-                .collect()
-        };
         Ok(InspectedModel {
             framework: Framework::Onnx,
-            signature: ModelSignature {
-                inputs: specs(info.signature.inputs),
-                outputs: specs(info.signature.outputs),
-            },
+            signature: ModelSignature::from(info.signature),
         })
-    }
-}
-
-fn dtype(ty: wisp_host::TensorType) -> DType {
-    match ty {
-        wisp_host::TensorType::F32 => DType::F32,
-        wisp_host::TensorType::F64 => DType::F64,
-        wisp_host::TensorType::I32 => DType::I32,
-        wisp_host::TensorType::I64 => DType::I64,
-        wisp_host::TensorType::U8 => DType::U8,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::{DType, TensorSpec};
     use wisp_test_artifacts::fixture;
 
     #[test]

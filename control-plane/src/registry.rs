@@ -31,6 +31,8 @@ pub struct Model {
 pub struct ModelVersion {
     pub version: i64,
     pub sha256: String,
+    /// For a custom component: the sha256 of the ONNX graph uploaded with it.
+    pub graph_sha256: Option<String>,
     pub size_bytes: i64,
     /// `onnx` or `wasm-component`.
     pub framework: String,
@@ -147,14 +149,21 @@ pub async fn get_model(
 pub async fn delete_model(conn: &Connection, model_id: &str) -> Result<Vec<String>, DbError> {
     let rows = conn
         .query(
-            "SELECT DISTINCT sha256 FROM model_versions WHERE model_id = ?1",
+            "SELECT sha256 FROM model_versions WHERE model_id = ?1
+             UNION SELECT graph_sha256 FROM model_versions
+                WHERE model_id = ?1 AND graph_sha256 IS NOT NULL",
             params![model_id],
         )
         .await?;
     let digests = db::collect(rows, |row| Ok(row.get::<String>(0)?)).await?;
     // Explicit rather than ON DELETE CASCADE: foreign keys are a per-connection pragma that
     // a remote libSQL server may not have on.
-    for table in ["model_aliases", "model_alias_history", "model_versions"] {
+    for table in [
+        "deployments",
+        "model_aliases",
+        "model_alias_history",
+        "model_versions",
+    ] {
         conn.execute(
             &format!("DELETE FROM {table} WHERE model_id = ?1"),
             params![model_id],
@@ -172,7 +181,7 @@ pub async fn unreferenced(conn: &Connection, digests: &[String]) -> Result<Vec<S
     for digest in digests {
         let rows = conn
             .query(
-                "SELECT 1 FROM model_versions WHERE sha256 = ?1 LIMIT 1",
+                "SELECT 1 FROM model_versions WHERE sha256 = ?1 OR graph_sha256 = ?1 LIMIT 1",
                 params![digest.as_str()],
             )
             .await?;
@@ -188,6 +197,8 @@ pub async fn unreferenced(conn: &Connection, digests: &[String]) -> Result<Vec<S
 pub struct NewVersion<'a> {
     pub model_id: &'a str,
     pub sha256: &'a str,
+    /// For a custom component: the ONNX graph uploaded with it.
+    pub graph_sha256: Option<&'a str>,
     pub size_bytes: i64,
     pub framework: &'a str,
     pub description: &'a str,
@@ -213,8 +224,8 @@ pub async fn insert_version(conn: &Connection, v: &NewVersion<'_>) -> Result<i64
     };
     conn.execute(
         "INSERT INTO model_versions (id, model_id, version, sha256, size_bytes, framework,
-             description, tags, metrics, run_id, signature, created_by, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             description, tags, metrics, run_id, signature, created_by, created_at, graph_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             db::new_id(),
             v.model_id,
@@ -228,7 +239,8 @@ pub async fn insert_version(conn: &Connection, v: &NewVersion<'_>) -> Result<i64
             v.run_id,
             serde_json::to_string(v.signature).map_err(corrupt)?,
             v.created_by,
-            db::now()
+            db::now(),
+            v.graph_sha256
         ],
     )
     .await?;
@@ -238,7 +250,8 @@ pub async fn insert_version(conn: &Connection, v: &NewVersion<'_>) -> Result<i64
 const VERSION_COLUMNS: &str = "v.version, v.sha256, v.size_bytes, v.framework, v.description,
     v.tags, v.metrics, v.run_id, v.signature, v.created_by, v.created_at,
     (SELECT group_concat(alias, ' ') FROM
-        (SELECT alias FROM model_aliases a WHERE a.model_id = v.model_id AND a.version = v.version ORDER BY alias))";
+        (SELECT alias FROM model_aliases a WHERE a.model_id = v.model_id AND a.version = v.version ORDER BY alias)),
+    v.graph_sha256";
 
 fn version_from_row(row: &libsql::Row) -> Result<ModelVersion, DbError> {
     let json = |i| -> Result<String, DbError> { Ok(row.get::<String>(i)?) };
@@ -258,6 +271,7 @@ fn version_from_row(row: &libsql::Row) -> Result<ModelVersion, DbError> {
             .get::<Option<String>>(11)?
             .map(|s| s.split(' ').map(str::to_owned).collect())
             .unwrap_or_default(),
+        graph_sha256: row.get(12)?,
     })
 }
 

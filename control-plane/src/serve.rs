@@ -16,7 +16,8 @@ use crate::cli::Bootstrap;
 use crate::config::{Config, ObjectStoreConfig};
 use crate::db::Db;
 use crate::inspect::ModelInspector;
-use crate::{orgs, users};
+use crate::serving::Serving;
+use crate::{orgs, plans, users};
 
 /// Builds the application state from a validated configuration.
 pub async fn state(
@@ -50,12 +51,19 @@ pub async fn state(
     };
     let jwt = JwtKeys::new(secret.as_bytes(), config.auth.access_token_ttl_secs);
     bootstrap_admin(&db, bootstrap).await?;
+    let mut runtime = config.runtime.clone();
+    if runtime.precompiled_dir.is_none() {
+        runtime.precompiled_dir = Some(config.data_dir.join("precompiled"));
+    }
+    let serving =
+        Serving::new(runtime, Arc::clone(&blobs)).context("failed to start the runtime")?;
     Ok(AppState {
         db: Arc::new(db),
         blobs,
         staging,
         jwt: Arc::new(jwt),
         inspector,
+        serving,
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,
             refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
@@ -168,6 +176,8 @@ async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap) -> anyhow::Result<()> {
     let user_id = users::insert(&tx, &bootstrap.admin_email, &hash).await?;
     let org = orgs::insert(&tx, &bootstrap.org_slug, &bootstrap.org_slug).await?;
     orgs::add_member(&tx, &org.id, &user_id, Role::Owner).await?;
+    // The operator's own organisation is not held to the Free plan.
+    plans::assign(&tx, &org.id, "enterprise").await?;
     audit::record(
         &tx,
         &RequestMeta::default(),

@@ -324,7 +324,7 @@ async fn aliases_move_atomically_with_history() {
         .await;
     assert_eq!(
         set.body,
-        json!({ "alias": "production", "version": 1, "previous_version": null })
+        json!({ "alias": "production", "version": 1, "previous_version": null, "redeployed": false })
     );
     let moved = app
         .call(

@@ -32,7 +32,7 @@ const LEAKY_ENV: &[&str] = &[
 ];
 
 /// Builds every cdylib of the guest workspace at `manifest` in release mode and returns the
-/// component of each, keyed by crate name (`-` kept as written in `Cargo.toml`).
+/// component of each, keyed by library target name (`onnx_runner` for `onnx-runner`).
 ///
 /// Panics with the compiler's output on failure: this runs in build scripts, where a panic
 /// is how an error is reported.

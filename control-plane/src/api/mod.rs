@@ -7,11 +7,13 @@
 
 mod audit_log;
 mod auth;
+mod deployments;
 mod docs;
 mod keys;
 mod members;
 mod models;
 mod orgs;
+mod predict;
 mod upload;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use crate::blob::{ObjectStore, Staging};
 use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
 use crate::inspect::ModelInspector;
+use crate::serving::Serving;
 
 pub use crate::auth::tokens::JwtKeys;
 pub use orgs::validate_slug as validate_org_slug;
@@ -64,6 +67,8 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Validates uploads and extracts their signature (the runtime's backend in production).
     pub inspector: Arc<dyn ModelInspector>,
+    /// The inference runtime.
+    pub serving: Serving,
     pub settings: ApiSettings,
 }
 
@@ -85,7 +90,7 @@ pub struct ApiQuery<T>(pub T);
 /// The OpenAPI document's fixed parts; paths and schemas come from the routes.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "wisp control plane", description = "Serverless scale-to-zero ML inference: organisations, auth, model registry, audit."),
+    info(title = "wisp", description = "Serverless scale-to-zero ML inference: organisations, auth, model registry, deployments, predictions, audit."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     components(schemas(crate::error::ErrorBody))
@@ -114,6 +119,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(keys::routes())
         .merge(models::routes())
         .merge(upload::routes())
+        .merge(deployments::routes())
+        .merge(predict::routes())
         .merge(audit_log::routes())
 }
 

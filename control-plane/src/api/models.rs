@@ -18,8 +18,10 @@ use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::Authorized;
 use crate::auth::rbac::can;
 use crate::db;
+use crate::deployments;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::registry::{self, Alias, AliasMove, Model, ModelVersion, VersionPatch};
+use crate::serving::warmup;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -65,6 +67,8 @@ pub struct AliasMoved {
     pub alias: String,
     pub version: i64,
     pub previous_version: Option<i64>,
+    /// Whether the model's deployment follows this alias and is now loading the version.
+    pub redeployed: bool,
 }
 
 /// Filter for the alias history.
@@ -375,11 +379,14 @@ async fn set_alias(
 ) -> ApiResult<Json<AliasMoved>> {
     let (_, name, alias) = path;
     validate_alias(&alias)?;
-    let moved = transaction!(state, |tx| {
+    let (moved, redeploy) = transaction!(state, |tx| {
         let model = find_model(&tx, &access.org.id, &name).await?;
         resolve_version(&tx, &model, request.version).await?;
         let previous =
             registry::set_alias(&tx, &model.id, &alias, request.version, &access.actor()).await?;
+        let redeploy =
+            super::deployments::follow_alias(&tx, &access.org.id, &model, &alias, &access.actor())
+                .await?;
         audit::record(
             &tx,
             &meta,
@@ -388,16 +395,25 @@ async fn set_alias(
                 actor: &access.actor(),
                 action: "model.alias.moved",
                 target: Some(&format!("model:{}/aliases/{alias}", model.name)),
-                details: json!({ "from": previous, "to": request.version }),
+                details: json!({
+                    "from": previous,
+                    "to": request.version,
+                    "redeployed": redeploy.is_some(),
+                }),
             },
         )
         .await?;
-        Ok(AliasMoved {
+        let moved = AliasMoved {
             alias: alias.clone(),
             version: request.version,
             previous_version: previous,
-        })
+            redeployed: redeploy.is_some(),
+        };
+        Ok((moved, redeploy))
     })?;
+    if let Some(job) = redeploy {
+        warmup::spawn(state.db.clone(), state.serving.clone(), job);
+    }
     Ok(Json(moved))
 }
 
@@ -414,6 +430,14 @@ async fn delete_alias(
     let (_, name, alias) = path;
     transaction!(state, |tx| {
         let model = find_model(&tx, &access.org.id, &name).await?;
+        if let Some(deployment) = deployments::get(&tx, &model.id).await?
+            && deployment.follow_alias.as_deref() == Some(alias.as_str())
+        {
+            return Err(ApiError::new(
+                ErrorCode::AliasInUse,
+                "the model's deployment follows this alias; deploy a version or another alias first",
+            ));
+        }
         let previous = registry::delete_alias(&tx, &model.id, &alias, &access.actor())
             .await?
             .ok_or_else(|| ApiError::not_found("alias"))?;

@@ -23,7 +23,8 @@ use crate::auth::Authorized;
 use crate::auth::rbac::can;
 use crate::blob::{StageError, StagedBlob};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::inspect::InspectError;
+use crate::inspect::{Framework, InspectError, InspectedModel, ModelSignature};
+use crate::plans::{self, Plan};
 use crate::registry::{self, ModelVersion, NewVersion};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -94,14 +95,20 @@ fn inspect_error(error: InspectError) -> ApiError {
     }
 }
 
-async fn stage_multipart(
-    state: &AppState,
-    request: Request,
-) -> ApiResult<(StagedBlob, UploadMetadata)> {
+/// The staged parts of an upload.
+struct Staged {
+    file: StagedBlob,
+    /// The ONNX graph a custom component comes with.
+    graph: Option<StagedBlob>,
+    metadata: UploadMetadata,
+}
+
+async fn stage_multipart(state: &AppState, request: Request, limit: u64) -> ApiResult<Staged> {
     let mut multipart = Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::invalid(e.body_text()))?;
     let mut staged = None;
+    let mut graph = None;
     let mut metadata = UploadMetadata::default();
     loop {
         let field = multipart
@@ -113,10 +120,18 @@ async fn stage_multipart(
             Some("file") if staged.is_none() => {
                 let blob = state
                     .staging
-                    .write(field, state.settings.max_upload_bytes)
+                    .write(field, limit)
                     .await
                     .map_err(stage_error)?;
                 staged = Some(blob);
+            }
+            Some("graph") if graph.is_none() => {
+                let blob = state
+                    .staging
+                    .write(field, limit)
+                    .await
+                    .map_err(stage_error)?;
+                graph = Some(blob);
             }
             Some("metadata") => {
                 let text = field
@@ -128,14 +143,52 @@ async fn stage_multipart(
             }
             other => {
                 return Err(ApiError::invalid(format!(
-                    "unexpected multipart field {other:?}; expected one `file` and an optional `metadata`"
+                    "unexpected multipart field {other:?}; expected one `file`, an optional `graph` and an optional `metadata`"
                 )));
             }
         }
     }
-    let staged = staged.ok_or_else(|| ApiError::invalid("multipart upload has no `file` part"))?;
-    Ok((staged, metadata))
+    let file = staged.ok_or_else(|| ApiError::invalid("multipart upload has no `file` part"))?;
+    Ok(Staged {
+        file,
+        graph,
+        metadata,
+    })
 }
+
+/// Checks a staged upload and extracts its signature: an ONNX file with the backend that
+/// will serve it, a component (with its graph) by instantiating it and asking.
+async fn inspect(state: &AppState, staged: &Staged, plan: &Plan) -> ApiResult<InspectedModel> {
+    let bytes = staged.file.read().await.map_err(ApiError::internal)?;
+    if bytes.starts_with(WASM_MAGIC) {
+        let graph = match &staged.graph {
+            Some(graph) => Some(graph.read().await.map_err(ApiError::internal)?),
+            None => None,
+        };
+        let signature = state
+            .serving
+            .runtime()
+            .describe_component(bytes, graph, &plan.tenant_limits())
+            .await?;
+        return Ok(InspectedModel {
+            framework: Framework::WasmComponent,
+            signature: ModelSignature::from(signature),
+        });
+    }
+    if staged.graph.is_some() {
+        return Err(ApiError::invalid(
+            "a `graph` part only goes with a WebAssembly component `file`",
+        ));
+    }
+    let inspector = state.inspector.clone();
+    tokio::task::spawn_blocking(move || inspector.inspect(&bytes))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(inspect_error)
+}
+
+/// The first bytes of every WebAssembly binary.
+const WASM_MAGIC: &[u8] = b"\0asm";
 
 /// Versions of a model, newest first.
 #[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}/versions", tag = "models",
@@ -178,22 +231,24 @@ async fn upload_version(
 ) -> ApiResult<(StatusCode, Json<ModelVersion>)> {
     let (_, name) = path;
     // Fail fast, before reading a byte, when the model does not exist.
-    {
+    let plan = {
         let conn = state.db.conn().await;
         find_model(&conn, &access.org.id, &name).await?;
-    }
+        plans::of_org(&conn, &access.org.id).await?
+    };
+    let limit = state.settings.max_upload_bytes.min(plan.max_upload_bytes);
     let is_multipart = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let (staged, metadata) = if is_multipart {
-        stage_multipart(&state, request).await?
+    let staged = if is_multipart {
+        stage_multipart(&state, request, limit).await?
     } else {
         let body = request.into_body().into_data_stream();
-        let staged = state
+        let file = state
             .staging
-            .write(body, state.settings.max_upload_bytes)
+            .write(body, limit)
             .await
             .map_err(stage_error)?;
         let metadata = UploadMetadata {
@@ -201,25 +256,33 @@ async fn upload_version(
             run_id: query.run_id,
             ..UploadMetadata::default()
         };
-        (staged, metadata)
+        Staged {
+            file,
+            graph: None,
+            metadata,
+        }
     };
-    if staged.size == 0 {
+    if staged.file.size == 0 || staged.graph.as_ref().is_some_and(|g| g.size == 0) {
         return Err(ApiError::new(ErrorCode::EmptyUpload, "the upload is empty"));
     }
 
-    let bytes = staged.read().await.map_err(ApiError::internal)?;
-    let inspector = state.inspector.clone();
-    let inspected = tokio::task::spawn_blocking(move || inspector.inspect(&bytes))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(inspect_error)?;
+    let inspected = inspect(&state, &staged, &plan).await?;
 
-    let (digest, size) = (staged.sha256.clone(), staged.size);
-    state
-        .blobs
-        .commit(staged)
-        .await
-        .map_err(ApiError::internal)?;
+    let Staged {
+        file,
+        graph,
+        metadata,
+    } = staged;
+    let (digest, size) = (file.sha256.clone(), file.size);
+    let graph_digest = graph.as_ref().map(|g| g.sha256.clone());
+    state.blobs.commit(file).await.map_err(ApiError::internal)?;
+    if let Some(graph) = graph {
+        state
+            .blobs
+            .commit(graph)
+            .await
+            .map_err(ApiError::internal)?;
+    }
 
     let version = transaction!(state, |tx| {
         // Looked up again: the model may have been deleted while the file streamed in.
@@ -229,6 +292,7 @@ async fn upload_version(
             &NewVersion {
                 model_id: &model.id,
                 sha256: &digest,
+                graph_sha256: graph_digest.as_deref(),
                 size_bytes: size as i64,
                 framework: inspected.framework.as_str(),
                 description: &metadata.description,
@@ -242,15 +306,12 @@ async fn upload_version(
         .await?;
         // A concurrent deletion of the last model using these bytes removes the blob under
         // this same lock; check it survived before the version becomes visible.
-        if !state
-            .blobs
-            .exists(&digest)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            return Err(ApiError::internal(anyhow::anyhow!(
-                "blob {digest} was deleted concurrently"
-            )));
+        for blob in std::iter::once(&digest).chain(graph_digest.as_ref()) {
+            if !state.blobs.exists(blob).await.map_err(ApiError::internal)? {
+                return Err(ApiError::internal(anyhow::anyhow!(
+                    "blob {blob} was deleted concurrently"
+                )));
+            }
         }
         audit::record(
             &tx,

@@ -48,6 +48,7 @@ pub enum Action {
     ReadModels,
     WriteModels,
     DeleteModels,
+    Deploy,
     Predict,
     ReadAudit,
 }
@@ -84,6 +85,7 @@ pub const fn rule(action: Action) -> Rule {
         ReadModels => (EVERYONE, READ_SCOPES),
         WriteModels => (CONTRIBUTORS, &[Scope::ModelsWrite, Scope::Admin]),
         DeleteModels => (ADMINS, &[Scope::Admin]),
+        Deploy => (CONTRIBUTORS, &[Scope::ModelsWrite, Scope::Admin]),
         Predict => (CONTRIBUTORS, &[Scope::Predict, Scope::Admin]),
         ReadAudit => (ADMINS, &[Scope::Admin]),
     };
@@ -217,6 +219,7 @@ pub mod can {
         ReadModels,
         WriteModels,
         DeleteModels,
+        Deploy,
         Predict,
         ReadAudit,
     );

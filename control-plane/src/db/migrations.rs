@@ -18,11 +18,18 @@ pub struct Migration {
 }
 
 /// All migrations, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "orgs, users, auth, registry, audit",
-    sql: include_str!("migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "orgs, users, auth, registry, audit",
+        sql: include_str!("migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "plans, deployments",
+        sql: include_str!("migrations/0002_serving.sql"),
+    },
+];
 
 /// Applies every migration newer than the recorded schema version.
 pub async fn apply(conn: &Connection) -> Result<(), DbError> {

@@ -15,7 +15,8 @@ use tower::ServiceExt;
 use wisp::AppState;
 use wisp::cli::Bootstrap;
 use wisp::config::Config;
-use wisp::inspect::{DType, ModelSignature, OnnxHeaderInspector, TensorSpec};
+use wisp::inspect::{DType, ModelInspector, ModelSignature, OnnxHeaderInspector, TensorSpec};
+use wisp::onnx_inspector::OnnxInspector;
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery";
@@ -57,37 +58,52 @@ impl Reply {
     }
 }
 
+/// The header-only inspector, answering an iris-like signature for every upload.
+pub fn test_inspector() -> OnnxHeaderInspector {
+    OnnxHeaderInspector {
+        signature: ModelSignature {
+            inputs: vec![TensorSpec {
+                name: "x".into(),
+                dtype: DType::F32,
+                shape: vec![-1, 4],
+            }],
+            outputs: vec![TensorSpec {
+                name: "y".into(),
+                dtype: DType::I64,
+                shape: vec![-1],
+            }],
+        },
+    }
+}
+
 impl TestApp {
-    /// A new app whose first start created `admin@example.com`, owner of `acme`.
+    /// A new app whose first start created `admin@example.com`, owner of `acme`. Uploads
+    /// are checked by the header-only test inspector, up to [`MAX_UPLOAD`] bytes.
     pub async fn new() -> Self {
+        Self::with(Arc::new(test_inspector()), MAX_UPLOAD).await
+    }
+
+    /// An app that inspects uploads with the real ONNX backend and serves them, for tests
+    /// that deploy and predict real models.
+    pub async fn serving() -> Self {
+        Self::with(Arc::new(OnnxInspector), 64 << 20).await
+    }
+
+    async fn with(inspector: Arc<dyn ModelInspector>, max_upload: u64) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
             data_dir: dir.path().to_owned(),
             ..Config::default()
         };
         config.database.url = Some(":memory:".into());
-        config.limits.max_upload_bytes = MAX_UPLOAD;
+        config.limits.max_upload_bytes = max_upload;
         config.validate().expect("valid test config");
         let bootstrap = Bootstrap {
             admin_email: ADMIN_EMAIL.into(),
             admin_password: Some(ADMIN_PASSWORD.into()),
             org_slug: ORG.into(),
         };
-        let inspector = OnnxHeaderInspector {
-            signature: ModelSignature {
-                inputs: vec![TensorSpec {
-                    name: "x".into(),
-                    dtype: DType::F32,
-                    shape: vec![-1, 4],
-                }],
-                outputs: vec![TensorSpec {
-                    name: "y".into(),
-                    dtype: DType::I64,
-                    shape: vec![-1],
-                }],
-            },
-        };
-        let state = wisp::serve::state(&config, &bootstrap, Arc::new(inspector))
+        let state = wisp::serve::state(&config, &bootstrap, inspector)
             .await
             .expect("state");
         Self {
@@ -159,6 +175,39 @@ impl TestApp {
             .body(Body::from(bytes))
             .expect("request");
         self.send(request).await
+    }
+
+    /// Uploads a multipart form of `(field, bytes)` parts as a new version.
+    pub async fn upload_parts(
+        &self,
+        org: &str,
+        model: &str,
+        token: &str,
+        parts: &[(&str, &[u8])],
+    ) -> Reply {
+        let boundary = "wisp-test-boundary";
+        let mut body = Vec::new();
+        for (name, bytes) in parts {
+            body.extend_from_slice(format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).as_bytes());
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let request = Request::post(format!("/v1/orgs/{org}/models/{}/versions", encode(model)))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(Body::from(body))
+            .expect("request");
+        self.send(request).await
+    }
+
+    pub async fn put(&self, uri: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PUT, uri, Some(token), Some(body)).await
     }
 
     /// Logs in and returns the access token.

@@ -1,0 +1,314 @@
+//! Deployments: deploy a version (or follow an alias), undeploy, roll back, history.
+//!
+//! A change is recorded (row, history, audit) in one transaction with the deployment
+//! `pending`; the component and graph are then loaded in the background and the deployment
+//! becomes `ready` or `failed` with a reason. `"wait": true` answers only once it has.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::models::find_model;
+use super::{ApiJson, ApiPath, AppState, transaction};
+use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::auth::Authorized;
+use crate::auth::rbac::can;
+use crate::deployments::{self, Deployment, HistoryEntry, Target};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::registry::{self, Model};
+use crate::serving::warmup::{self, WarmUp};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_deployments))
+        .routes(routes!(get_deployment, deploy, undeploy))
+        .routes(routes!(rollback))
+        .routes(routes!(deployment_history))
+}
+
+/// What to deploy: a version, or an alias to follow (exactly one).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// Serve this version.
+    pub version: Option<i64>,
+    /// Serve the version this alias points at, and move with it.
+    pub alias: Option<String>,
+    /// Answer once the deployment is `ready` or `failed` instead of at once.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// Where to roll back to.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The version to go back to; by default the one served before the current one.
+    pub version: Option<i64>,
+    #[serde(default)]
+    pub wait: bool,
+}
+
+type Deployed = (StatusCode, Json<Deployment>);
+
+/// Deployments of the organisation.
+#[utoipa::path(get, path = "/v1/orgs/{org}/deployments", tag = "deployments",
+    params(("org" = String, Path, description = "Organisation slug")),
+    responses((status = 200, body = [Deployment])))]
+async fn list_deployments(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+) -> ApiResult<Json<Vec<Deployment>>> {
+    let conn = state.db.conn().await;
+    Ok(Json(deployments::list(&conn, &access.org.id).await?))
+}
+
+/// The model's deployment.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}/deployment", tag = "deployments",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses((status = 200, body = Deployment), (status = 404, description = "`not_found`: no such model, or it is not deployed", body = crate::error::ErrorBody)))]
+async fn get_deployment(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+    ApiPath(path): ApiPath<(String, String)>,
+) -> ApiResult<Json<Deployment>> {
+    let (_, name) = path;
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, &access.org.id, &name).await?;
+    deployments::get(&conn, &model.id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("deployment"))
+}
+
+/// Deploys a version, or the version an alias points at (following the alias from then
+/// on). Replaces the current deployment.
+#[utoipa::path(put, path = "/v1/orgs/{org}/models/{model}/deployment", tag = "deployments", request_body = DeployRequest,
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses(
+        (status = 202, description = "Recorded; loading in the background", body = Deployment),
+        (status = 200, description = "With `wait`: ready or failed", body = Deployment),
+        (status = 404, body = crate::error::ErrorBody)))]
+async fn deploy(
+    State(state): State<AppState>,
+    access: Authorized<can::Deploy>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<DeployRequest>,
+) -> ApiResult<Deployed> {
+    let (_, name) = path;
+    let (job, model_id) = transaction!(state, |tx| {
+        let model = find_model(&tx, &access.org.id, &name).await?;
+        let version = match (request.version, request.alias.as_deref()) {
+            (Some(version), None) => version,
+            (None, Some(alias)) => registry::alias_target(&tx, &model.id, alias)
+                .await?
+                .ok_or_else(|| ApiError::not_found("alias"))?,
+            _ => {
+                return Err(ApiError::invalid(
+                    "give exactly one of `version` and `alias`",
+                ));
+            }
+        };
+        let target = Target {
+            org_id: &access.org.id,
+            model_id: &model.id,
+            version,
+            follow_alias: request.alias.as_deref(),
+        };
+        let job = change(&tx, &model, &target, "deployed", &access.actor()).await?;
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "model.deployed",
+                target: Some(&format!("model:{}", model.name)),
+                details: json!({ "version": version, "follow_alias": request.alias }),
+            },
+        )
+        .await?;
+        Ok((job, model.id))
+    })?;
+    respond(&state, job, &model_id, request.wait).await
+}
+
+/// Stops serving the model. Its versions stay in the registry.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/models/{model}/deployment", tag = "deployments",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+async fn undeploy(
+    State(state): State<AppState>,
+    access: Authorized<can::Deploy>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (_, name) = path;
+    transaction!(state, |tx| {
+        let model = find_model(&tx, &access.org.id, &name).await?;
+        if !deployments::remove(&tx, &access.org.id, &model.id, &access.actor()).await? {
+            return Err(ApiError::not_found("deployment"));
+        }
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "model.undeployed",
+                target: Some(&format!("model:{}", model.name)),
+                details: json!({}),
+            },
+        )
+        .await?;
+        Ok(())
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Goes back to the version served before the current one (or to `version`). The
+/// deployment then pins that version: it stops following an alias.
+#[utoipa::path(post, path = "/v1/orgs/{org}/models/{model}/deployment/rollback", tag = "deployments", request_body = RollbackRequest,
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses(
+        (status = 202, body = Deployment),
+        (status = 200, description = "With `wait`: ready or failed", body = Deployment),
+        (status = 404, description = "`not_found`: no such model, deployment or earlier version", body = crate::error::ErrorBody)))]
+async fn rollback(
+    State(state): State<AppState>,
+    access: Authorized<can::Deploy>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Deployed> {
+    let (_, name) = path;
+    // The body is optional: an empty one rolls back to the previous version.
+    let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
+    };
+    let (job, model_id) = transaction!(state, |tx| {
+        let model = find_model(&tx, &access.org.id, &name).await?;
+        let current = deployments::get(&tx, &model.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("deployment"))?;
+        let version = match request.version {
+            Some(version) => version,
+            None => deployments::previous_version(&tx, &model.id, current.version)
+                .await?
+                .ok_or_else(|| ApiError::not_found("an earlier deployed version"))?,
+        };
+        let target = Target {
+            org_id: &access.org.id,
+            model_id: &model.id,
+            version,
+            follow_alias: None,
+        };
+        let job = change(&tx, &model, &target, "rolled_back", &access.actor()).await?;
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "model.rolled_back",
+                target: Some(&format!("model:{}", model.name)),
+                details: json!({ "from": current.version, "to": version }),
+            },
+        )
+        .await?;
+        Ok((job, model.id))
+    })?;
+    respond(&state, job, &model_id, request.wait).await
+}
+
+/// Every deploy, alias move, rollback and undeploy of the model, newest first.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}/deployment/history", tag = "deployments",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses((status = 200, body = [HistoryEntry]), (status = 404, body = crate::error::ErrorBody)))]
+async fn deployment_history(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+    ApiPath(path): ApiPath<(String, String)>,
+) -> ApiResult<Json<Vec<HistoryEntry>>> {
+    let (_, name) = path;
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, &access.org.id, &name).await?;
+    Ok(Json(deployments::history(&conn, &model.id).await?))
+}
+
+/// Points the deployment at `target` (checking the version exists) and returns the
+/// warm-up to start once the transaction commits.
+async fn change(
+    tx: &libsql::Connection,
+    model: &Model,
+    target: &Target<'_>,
+    action: &str,
+    actor: &str,
+) -> ApiResult<WarmUp> {
+    let version = registry::get_version(tx, &model.id, target.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("version"))?;
+    let generation = deployments::set(tx, target, action, actor).await?;
+    Ok(WarmUp {
+        org_id: target.org_id.to_owned(),
+        model_id: model.id.clone(),
+        model_name: model.name.clone(),
+        version,
+        generation,
+    })
+}
+
+/// Starts the warm-up; with `wait`, answers its outcome.
+async fn respond(state: &AppState, job: WarmUp, model_id: &str, wait: bool) -> ApiResult<Deployed> {
+    let handle = warmup::spawn(state.db.clone(), state.serving.clone(), job);
+    if wait {
+        handle.await.map_err(ApiError::internal)?;
+    }
+    let conn = state.db.conn().await;
+    let deployment = deployments::get(&conn, model_id).await?.ok_or_else(|| {
+        ApiError::new(ErrorCode::NotFound, "the deployment was removed meanwhile")
+    })?;
+    let status = if wait {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(deployment)))
+}
+
+/// After `alias` of `model` moved to `version` (inside the same transaction): if the
+/// deployment follows that alias, point it at the new version and return the warm-up.
+pub(super) async fn follow_alias(
+    tx: &libsql::Connection,
+    org_id: &str,
+    model: &Model,
+    alias: &str,
+    actor: &str,
+) -> ApiResult<Option<WarmUp>> {
+    let Some(current) = deployments::get(tx, &model.id).await? else {
+        return Ok(None);
+    };
+    if current.follow_alias.as_deref() != Some(alias) {
+        return Ok(None);
+    }
+    let version = registry::alias_target(tx, &model.id, alias)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::AliasInUse, "a deployment follows this alias"))?;
+    let target = Target {
+        org_id,
+        model_id: &model.id,
+        version,
+        follow_alias: Some(alias),
+    };
+    change(tx, model, &target, "alias_moved", actor)
+        .await
+        .map(Some)
+}

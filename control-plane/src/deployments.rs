@@ -1,0 +1,314 @@
+//! Storage of deployments: which version each model serves, its readiness, and the
+//! append-only history of every change.
+//!
+//! A model has at most one deployment. It pins a version, or follows an alias and moves
+//! with it. Every change bumps the deployment's `generation` and sets it `pending`; the
+//! warm-up that follows reports back with the generation it began with, so a slow warm-up
+//! of an older version can never mark a newer one ready or failed.
+
+use libsql::{Connection, params};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::{self, DbError};
+
+/// Whether a deployment can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Its component and graph are being loaded.
+    Pending,
+    /// Loaded once successfully; it serves.
+    Ready,
+    /// Loading failed; `failure` says why.
+    Failed,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, DbError> {
+        match text {
+            "pending" => Ok(Self::Pending),
+            "ready" => Ok(Self::Ready),
+            "failed" => Ok(Self::Failed),
+            other => Err(DbError::Corrupt(format!("deployment status {other:?}"))),
+        }
+    }
+}
+
+/// Why a deployment failed, with the runtime's stable error code.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+/// A model's deployment.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Deployment {
+    pub model: String,
+    /// The version it serves.
+    pub version: i64,
+    /// The alias it follows, if any: moving the alias redeploys.
+    pub follow_alias: Option<String>,
+    pub status: Status,
+    pub failure: Option<Failure>,
+    pub updated_by: String,
+    pub updated_at: String,
+    #[serde(skip)]
+    pub model_id: String,
+    #[serde(skip)]
+    pub generation: i64,
+}
+
+/// One change in a model's deployment history.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    /// `deployed`, `alias_moved`, `rolled_back` or `undeployed`.
+    pub action: String,
+    /// The version served after the change (`None` after undeploying).
+    pub version: Option<i64>,
+    pub follow_alias: Option<String>,
+    pub actor: String,
+    pub at: String,
+}
+
+const COLUMNS: &str = "m.name, d.version, d.follow_alias, d.status, d.failure_code,
+    d.failure_message, d.updated_by, d.updated_at, d.model_id, d.generation";
+
+fn from_row(row: &libsql::Row) -> Result<Deployment, DbError> {
+    let failure = match (row.get::<Option<String>>(4)?, row.get::<Option<String>>(5)?) {
+        (Some(code), message) => Some(Failure {
+            code,
+            message: message.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(Deployment {
+        model: row.get(0)?,
+        version: row.get(1)?,
+        follow_alias: row.get(2)?,
+        status: Status::parse(&row.get::<String>(3)?)?,
+        failure,
+        updated_by: row.get(6)?,
+        updated_at: db::rfc3339(row.get(7)?),
+        model_id: row.get(8)?,
+        generation: row.get(9)?,
+    })
+}
+
+/// The deployment of a model, if it has one.
+pub async fn get(conn: &Connection, model_id: &str) -> Result<Option<Deployment>, DbError> {
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM deployments d JOIN models m ON m.id = d.model_id
+                 WHERE d.model_id = ?1"
+            ),
+            params![model_id],
+        )
+        .await?;
+    db::first_row(rows)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// Every deployment of an organisation, by model name.
+pub async fn list(conn: &Connection, org_id: &str) -> Result<Vec<Deployment>, DbError> {
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM deployments d JOIN models m ON m.id = d.model_id
+                 WHERE d.org_id = ?1 ORDER BY m.name"
+            ),
+            params![org_id],
+        )
+        .await?;
+    db::collect(rows, from_row).await
+}
+
+/// What a deployment should serve.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub org_id: &'a str,
+    pub model_id: &'a str,
+    pub version: i64,
+    pub follow_alias: Option<&'a str>,
+}
+
+/// Creates or replaces the model's deployment as `pending` and records `action` in the
+/// history. Returns the new generation. Run inside a transaction.
+pub async fn set(
+    conn: &Connection,
+    target: &Target<'_>,
+    action: &str,
+    actor: &str,
+) -> Result<i64, DbError> {
+    let now = db::now();
+    let rows = conn
+        .query(
+            "INSERT INTO deployments (id, org_id, model_id, version, follow_alias, status,
+                 generation, updated_by, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 1, ?6, ?7)
+             ON CONFLICT (model_id) DO UPDATE SET
+                version = excluded.version, follow_alias = excluded.follow_alias,
+                status = 'pending', failure_code = NULL, failure_message = NULL,
+                generation = deployments.generation + 1,
+                updated_by = excluded.updated_by, updated_at = excluded.updated_at
+             RETURNING generation",
+            params![
+                db::new_id(),
+                target.org_id,
+                target.model_id,
+                target.version,
+                target.follow_alias,
+                actor,
+                now
+            ],
+        )
+        .await?;
+    let generation = db::first_row(rows)
+        .await?
+        .ok_or_else(|| DbError::Corrupt("upsert returned no generation".into()))?
+        .get(0)?;
+    record(
+        conn,
+        target.org_id,
+        target.model_id,
+        action,
+        Some(target.version),
+        target.follow_alias,
+        actor,
+        now,
+    )
+    .await?;
+    Ok(generation)
+}
+
+/// Records the outcome of a warm-up, if the deployment is still at `generation`.
+/// Returns whether it was.
+pub async fn settle(
+    conn: &Connection,
+    model_id: &str,
+    generation: i64,
+    outcome: Result<(), Failure>,
+) -> Result<bool, DbError> {
+    let (status, failure) = match outcome {
+        Ok(()) => (Status::Ready, None),
+        Err(failure) => (Status::Failed, Some(failure)),
+    };
+    let changed = conn
+        .execute(
+            "UPDATE deployments SET status = ?3, failure_code = ?4, failure_message = ?5
+             WHERE model_id = ?1 AND generation = ?2",
+            params![
+                model_id,
+                generation,
+                status.as_str(),
+                failure.as_ref().map(|f| f.code.as_str()),
+                failure.as_ref().map(|f| f.message.as_str())
+            ],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+/// Removes the model's deployment and records it. Returns whether there was one.
+pub async fn remove(
+    conn: &Connection,
+    org_id: &str,
+    model_id: &str,
+    actor: &str,
+) -> Result<bool, DbError> {
+    let removed = conn
+        .execute(
+            "DELETE FROM deployments WHERE model_id = ?1",
+            params![model_id],
+        )
+        .await?;
+    if removed > 0 {
+        record(
+            conn,
+            org_id,
+            model_id,
+            "undeployed",
+            None,
+            None,
+            actor,
+            db::now(),
+        )
+        .await?;
+    }
+    Ok(removed > 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    conn: &Connection,
+    org_id: &str,
+    model_id: &str,
+    action: &str,
+    version: Option<i64>,
+    follow_alias: Option<&str>,
+    actor: &str,
+    at: i64,
+) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO deployment_history (org_id, model_id, action, version, follow_alias, actor, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![org_id, model_id, action, version, follow_alias, actor, at],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The model's deployment history, newest first.
+pub async fn history(conn: &Connection, model_id: &str) -> Result<Vec<HistoryEntry>, DbError> {
+    let rows = conn
+        .query(
+            "SELECT action, version, follow_alias, actor, at FROM deployment_history
+             WHERE model_id = ?1 ORDER BY id DESC",
+            params![model_id],
+        )
+        .await?;
+    db::collect(rows, |row| {
+        Ok(HistoryEntry {
+            action: row.get(0)?,
+            version: row.get(1)?,
+            follow_alias: row.get(2)?,
+            actor: row.get(3)?,
+            at: db::rfc3339(row.get(4)?),
+        })
+    })
+    .await
+}
+
+/// The version served before the current one: the most recent version in the history
+/// that differs from `current`.
+pub async fn previous_version(
+    conn: &Connection,
+    model_id: &str,
+    current: i64,
+) -> Result<Option<i64>, DbError> {
+    let rows = conn
+        .query(
+            "SELECT version FROM deployment_history
+             WHERE model_id = ?1 AND version IS NOT NULL AND version != ?2
+             ORDER BY id DESC LIMIT 1",
+            params![model_id, current],
+        )
+        .await?;
+    match db::first_row(rows).await? {
+        Some(row) => Ok(Some(row.get(0)?)),
+        None => Ok(None),
+    }
+}

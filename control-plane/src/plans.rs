@@ -1,0 +1,86 @@
+//! Plans: what an organisation may use. Each organisation is on one plan (Free, Pro,
+//! Enterprise, seeded by migration); its upload limit and per-call runtime limits come
+//! from there.
+
+use std::time::Duration;
+
+use libsql::{Connection, params};
+use serde::Serialize;
+use utoipa::ToSchema;
+use wisp_host::TenantLimits;
+
+use crate::db::{self, DbError};
+
+/// A plan's limits.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    /// Largest model upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Fuel for the Wasm code of one call.
+    pub fuel_per_call: u64,
+    /// Linear memory of one instance, in bytes.
+    pub max_memory_bytes: u64,
+    /// Wall-clock deadline of one call, in milliseconds.
+    pub deadline_ms: u64,
+    /// Total output bytes of one call.
+    pub max_output_bytes: u64,
+}
+
+impl Plan {
+    /// The runtime limits of one call under this plan.
+    pub fn tenant_limits(&self) -> TenantLimits {
+        TenantLimits {
+            fuel: self.fuel_per_call,
+            max_memory_bytes: self.max_memory_bytes,
+            deadline: Duration::from_millis(self.deadline_ms),
+            max_output_bytes: self.max_output_bytes,
+            ..TenantLimits::default()
+        }
+    }
+}
+
+/// The plan of an organisation.
+pub async fn of_org(conn: &Connection, org_id: &str) -> Result<Plan, DbError> {
+    let rows = conn
+        .query(
+            "SELECT p.id, p.name, p.max_upload_bytes, p.fuel_per_call, p.max_memory_bytes,
+                    p.deadline_ms, p.max_output_bytes
+             FROM orgs o JOIN plans p ON p.id = o.plan_id WHERE o.id = ?1",
+            params![org_id],
+        )
+        .await?;
+    let row = db::first_row(rows)
+        .await?
+        .ok_or_else(|| DbError::Corrupt(format!("organisation {org_id} has no plan")))?;
+    let unsigned = |i| -> Result<u64, DbError> {
+        let value: i64 = row.get(i)?;
+        u64::try_from(value).map_err(|_| DbError::Corrupt(format!("negative plan limit {value}")))
+    };
+    Ok(Plan {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        max_upload_bytes: unsigned(2)?,
+        fuel_per_call: unsigned(3)?,
+        max_memory_bytes: unsigned(4)?,
+        deadline_ms: unsigned(5)?,
+        max_output_bytes: unsigned(6)?,
+    })
+}
+
+/// Moves an organisation to another plan. Returns whether the plan exists.
+pub async fn assign(conn: &Connection, org_id: &str, plan_id: &str) -> Result<bool, DbError> {
+    let rows = conn
+        .query("SELECT 1 FROM plans WHERE id = ?1", params![plan_id])
+        .await?;
+    if db::first_row(rows).await?.is_none() {
+        return Ok(false);
+    }
+    conn.execute(
+        "UPDATE orgs SET plan_id = ?2 WHERE id = ?1",
+        params![org_id, plan_id],
+    )
+    .await?;
+    Ok(true)
+}

@@ -1,0 +1,52 @@
+//! Bringing a deployment from `pending` to `ready` or `failed`: load its component and
+//! graph into the runtime, then record the outcome for the generation that asked.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use super::Serving;
+use crate::db::Db;
+use crate::deployments::{self, Failure};
+use crate::error::ApiError;
+use crate::registry::ModelVersion;
+
+/// What to warm up.
+#[derive(Debug, Clone)]
+pub struct WarmUp {
+    pub org_id: String,
+    pub model_id: String,
+    pub model_name: String,
+    pub version: ModelVersion,
+    pub generation: i64,
+}
+
+/// Loads the version in the background and settles the deployment; the handle resolves
+/// when the outcome is recorded (callers that `wait` await it).
+pub fn spawn(db: Arc<Db>, serving: Serving, job: WarmUp) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let model = serving.model_ref(&job.org_id, &job.model_name, &job.version);
+        let outcome = match serving.runtime().warm(&model).await {
+            Ok(warmth) => {
+                tracing::info!(model = %job.model_name, version = job.version.version, ?warmth, "deployment ready");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(model = %job.model_name, version = job.version.version, %error, "deployment failed");
+                let api = ApiError::from(error.clone());
+                Err(Failure {
+                    code: api.code().as_str().to_owned(),
+                    message: error.to_string(),
+                })
+            }
+        };
+        let conn = db.conn().await;
+        match deployments::settle(&conn, &job.model_id, job.generation, outcome).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(model = %job.model_name, "deployment changed during warm-up; outcome dropped")
+            }
+            Err(error) => tracing::error!(%error, "failed to record a deployment outcome"),
+        }
+    })
+}
