@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use wisp_host::UsageRecord;
+use wisp_host::{NamedTensor, Prediction, UsageRecord};
 
 use super::models::find_model;
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
@@ -139,48 +139,18 @@ async fn predict(
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> ApiResult<Json<PredictResponse>> {
     let (_, name) = path;
-    let (model, version, plan) = {
-        let conn = state.db.conn().await;
-        let model = find_model(&conn, &access.org.id, &name).await?;
-        let deployment = deployments::get(&conn, &model.id).await?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotDeployed,
-                format!("model {name:?} is not deployed"),
-            )
-        })?;
-        let chosen = select(&conn, &model, request.version, request.alias.as_deref()).await?;
-        let version = match chosen {
-            Some(version) => version,
-            None => {
-                if deployment.status == Status::Failed {
-                    let reason = deployment
-                        .failure
-                        .map(|f| format!("{}: {}", f.code, f.message))
-                        .unwrap_or_default();
-                    return Err(ApiError::new(
-                        ErrorCode::DeploymentFailed,
-                        format!(
-                            "the deployment of version {} failed ({reason})",
-                            deployment.version
-                        ),
-                    ));
-                }
-                version_of(&conn, &model, deployment.version).await?
-            }
-        };
-        let plan = plans::of_org(&conn, &access.org.id).await?;
-        (model, version, plan)
-    };
-    let inputs = tensors::parse_inputs(&request.inputs, &version.signature)
+    let target = resolve(
+        &state,
+        &access.org.id,
+        &name,
+        request.version,
+        request.alias.as_deref(),
+    )
+    .await?;
+    let inputs = tensors::parse_inputs(&request.inputs, &target.version.signature)
         .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))?;
-    let model_ref = state
-        .serving
-        .model_ref(&access.org.id, &model.name, &version);
-    let prediction = state
-        .serving
-        .runtime()
-        .predict(&model_ref, &plan.tenant_limits(), inputs)
-        .await?;
+    let prediction = run(&state, &target, inputs).await?;
+    let (model, version) = (target.model, target.version);
     Ok(Json(PredictResponse {
         model: model.name,
         version: version.version,
@@ -223,6 +193,77 @@ async fn model_schema(
         version: version.version,
         signature: version.signature,
     }))
+}
+
+/// A deployed model version resolved for a call, with the plan it runs under.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub org_id: String,
+    pub model: Model,
+    pub version: ModelVersion,
+    pub plan: plans::Plan,
+}
+
+/// Resolves which version of the deployed model `name` a call runs: `version` or `alias`
+/// if given, else the deployed version. Every inference protocol goes through here.
+pub(crate) async fn resolve(
+    state: &AppState,
+    org_id: &str,
+    name: &str,
+    version: Option<i64>,
+    alias: Option<&str>,
+) -> ApiResult<Target> {
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, org_id, name).await?;
+    let deployment = deployments::get(&conn, &model.id).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotDeployed,
+            format!("model {name:?} is not deployed"),
+        )
+    })?;
+    let version = match select(&conn, &model, version, alias).await? {
+        Some(version) => version,
+        None => {
+            if deployment.status == Status::Failed {
+                let reason = deployment
+                    .failure
+                    .map(|f| format!("{}: {}", f.code, f.message))
+                    .unwrap_or_default();
+                return Err(ApiError::new(
+                    ErrorCode::DeploymentFailed,
+                    format!(
+                        "the deployment of version {} failed ({reason})",
+                        deployment.version
+                    ),
+                ));
+            }
+            version_of(&conn, &model, deployment.version).await?
+        }
+    };
+    let plan = plans::of_org(&conn, org_id).await?;
+    Ok(Target {
+        org_id: org_id.to_owned(),
+        model,
+        version,
+        plan,
+    })
+}
+
+/// Runs one call of a resolved target in the runtime under its plan's limits. Every
+/// inference protocol goes through here.
+pub(crate) async fn run(
+    state: &AppState,
+    target: &Target,
+    inputs: Vec<NamedTensor>,
+) -> ApiResult<Prediction> {
+    let model_ref = state
+        .serving
+        .model_ref(&target.org_id, &target.model.name, &target.version);
+    Ok(state
+        .serving
+        .runtime()
+        .predict(&model_ref, &target.plan.tenant_limits(), inputs)
+        .await?)
 }
 
 /// The version a request names explicitly, if it names one.
