@@ -11,15 +11,192 @@ use crate::config::{Config, ConfigError};
 #[derive(Debug, Parser)]
 #[command(name = "wisp", version, about)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The organisation to work in [default: the one chosen at `wisp login`]. For `serve`,
+    /// the slug of the organisation created on first start [default: default].
+    #[arg(long, env = "WISP_ORG", global = true)]
+    pub org: Option<String>,
+    /// The wisp server [default: the one logged in to, else http://127.0.0.1:8080].
+    #[arg(long, env = "WISP_SERVER", global = true)]
+    pub server: Option<String>,
+    /// An API key (or access token) to use instead of the stored login.
+    #[arg(long, env = "WISP_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of text, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the control plane (REST API) with zero configuration by default.
+    /// Run the platform (REST API and inference) with zero configuration by default.
     Serve(ServeArgs),
+    /// Sign in to a server and remember the session.
+    Login(LoginArgs),
+    /// Forget the stored session.
+    Logout,
+    /// Organisations.
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
+    /// API keys of the organisation.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Models and their versions.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Deploy a version of a model (by default its latest), or follow an alias.
+    Deploy(DeployArgs),
+    /// Stop serving a model.
+    Undeploy {
+        /// Model name.
+        model: String,
+    },
+    /// Go back to the version deployed before (or to `--version`).
+    Rollback {
+        /// Model name.
+        model: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// The organisation's deployments.
+    Deployments,
+    /// Run a prediction.
+    Predict(PredictArgs),
+    /// Read the organisation's audit log, newest first.
+    Audit(AuditArgs),
+}
+
+/// Flags of `wisp login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Email address [default: asked].
+    #[arg(long, env = "WISP_EMAIL")]
+    pub email: Option<String>,
+    /// Read the password from the first line of standard input instead of asking.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `wisp orgs …`
+#[derive(Debug, Subcommand)]
+pub enum OrgsCommand {
+    /// Organisations you belong to.
+    List,
+    /// Create an organisation you own.
+    Create {
+        /// URL name: lowercase letters, digits and dashes.
+        slug: String,
+        /// Display name [default: the slug].
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// `wisp keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// API keys of the organisation.
+    List,
+    /// Create an API key; its secret is printed once.
+    Create {
+        /// What the key is for.
+        name: String,
+        /// `predict`, `models:write`, `read` or `admin`; repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// RFC 3339 time after which the key stops working.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Revoke a key, with immediate effect.
+    Revoke {
+        /// The key's id (see `wisp keys list`).
+        id: String,
+    },
+}
+
+/// `wisp models …`
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Models of the organisation.
+    List,
+    /// Create a model without versions.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Versions of a model, newest first.
+    Versions { model: String },
+    /// Upload a file (`.onnx`, or a `.wasm` component) as the model's next version,
+    /// creating the model if needed.
+    Push(PushArgs),
+}
+
+/// Flags of `wisp models push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The `.onnx` model or `.wasm` component.
+    pub file: PathBuf,
+    /// Model name [default: the file name without extension].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// With a component: the ONNX graph it runs.
+    #[arg(long)]
+    pub graph: Option<PathBuf>,
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+/// Flags of `wisp deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Model name.
+    pub model: String,
+    /// The version [default: the latest].
+    #[arg(long, conflicts_with = "alias")]
+    pub version: Option<i64>,
+    /// Follow this alias instead of pinning a version.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Return at once instead of waiting until the deployment is ready or failed.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Flags of `wisp predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model name.
+    pub model: String,
+    /// The inputs as JSON, e.g. '{"input": [[5.1, 3.5, 1.4, 0.2]]}', or @file.json, or -
+    /// for standard input.
+    #[arg(long, short)]
+    pub input: String,
+    #[arg(long, conflicts_with = "alias")]
+    pub version: Option<i64>,
+    #[arg(long)]
+    pub alias: Option<String>,
+}
+
+/// Flags of `wisp audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this action, e.g. `model.deployed`.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
 }
 
 /// Flags of `wisp serve`. Each overrides the config file; each has an environment variable.
@@ -49,9 +226,6 @@ pub struct ServeArgs {
     /// First start only: the admin's password [default: generated and printed once].
     #[arg(long, env = "WISP_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
-    /// First start only: slug of the first organisation [default: default].
-    #[arg(long, env = "WISP_ORG")]
-    pub org: Option<String>,
 }
 
 /// Who to create on first start.
@@ -89,15 +263,15 @@ impl ServeArgs {
         Ok(config)
     }
 
-    /// The first-start identities.
-    pub fn bootstrap(&self) -> Bootstrap {
+    /// The first-start identities; `org` is the global `--org`.
+    pub fn bootstrap(&self, org: Option<&str>) -> Bootstrap {
         Bootstrap {
             admin_email: self
                 .admin_email
                 .clone()
                 .unwrap_or_else(|| "admin@localhost".to_owned()),
             admin_password: self.admin_password.clone(),
-            org_slug: self.org.clone().unwrap_or_else(|| "default".to_owned()),
+            org_slug: org.unwrap_or("default").to_owned(),
         }
     }
 }

@@ -68,6 +68,8 @@ pub enum ErrorCode {
     InvalidComponent,
     /// Every execution slot stayed busy; retry after the `Retry-After` delay.
     Overloaded,
+    /// Too many requests (login attempts, calls); retry after the `Retry-After` delay.
+    RateLimited,
     /// Something failed inside wisp; details are in the server log.
     Internal,
 }
@@ -103,6 +105,7 @@ impl ErrorCode {
             Self::InferenceFailed => "inference_failed",
             Self::InvalidComponent => "invalid_component",
             Self::Overloaded => "overloaded",
+            Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
         }
     }
@@ -135,6 +138,7 @@ impl ErrorCode {
             | Self::InferenceFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -145,6 +149,8 @@ impl ErrorCode {
 pub struct ApiError {
     code: ErrorCode,
     message: String,
+    /// Seconds for `Retry-After`, on errors that a later retry can cure.
+    retry_after: Option<u64>,
 }
 
 /// The JSON body of every error response.
@@ -159,9 +165,20 @@ pub struct ErrorBody {
 impl ApiError {
     /// An error with a code and a caller-facing message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let retry_after = (code == ErrorCode::Overloaded).then_some(1);
         Self {
             code,
             message: message.into(),
+            retry_after,
+        }
+    }
+
+    /// `rate_limited`, to be retried after `wait` (rounded up to whole seconds).
+    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(seconds.max(1)),
+            ..Self::new(ErrorCode::RateLimited, message)
         }
     }
 
@@ -190,8 +207,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry = (self.code == ErrorCode::Overloaded)
-            .then_some([(axum::http::header::RETRY_AFTER, "1")]);
+        let retry = self
+            .retry_after
+            .map(|seconds| [(axum::http::header::RETRY_AFTER, seconds.to_string())]);
         let body = ErrorBody {
             code: self.code.as_str().to_owned(),
             message: self.message,

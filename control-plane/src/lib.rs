@@ -11,6 +11,7 @@
 //! - [`serving`]: registry versions as runtime models, JSON tensors, the built-in
 //!   `onnx-runner` component.
 //! - [`config`], [`cli`], [`serve`]: the `wisp serve` process.
+//! - [`client`]: the other `wisp` subcommands, a client of a running server.
 //!
 //! Invariants: only this crate touches libSQL; every query is scoped by organisation id
 //! taken from [`auth::OrgAccess`], never from the request body; another organisation's
@@ -21,6 +22,7 @@ pub mod audit;
 pub mod auth;
 pub mod blob;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod deployments;

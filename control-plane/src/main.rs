@@ -21,7 +21,9 @@ async fn main() -> anyhow::Result<()> {
             // Validate before opening anything or binding a socket.
             let config = args.config()?;
             let inspector = Arc::new(OnnxInspector);
-            wisp::serve::run(config, args.bootstrap(), inspector).await
+            let bootstrap = args.bootstrap(cli.global.org.as_deref());
+            wisp::serve::run(config, bootstrap, inspector).await
         }
+        command => wisp::client::run(cli.global, command).await,
     }
 }

@@ -64,6 +64,7 @@ pub async fn state(
         jwt: Arc::new(jwt),
         inspector,
         serving,
+        login_throttle: Arc::default(),
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,
             refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,

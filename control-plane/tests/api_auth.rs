@@ -377,3 +377,41 @@ async fn members_cannot_mint_admin_keys() {
         .await;
     assert!(key.starts_with("wisp_"));
 }
+
+#[tokio::test]
+async fn password_guessing_is_throttled_per_account() {
+    let app = TestApp::new().await;
+    let guess = |password: &str| json!({ "email": ADMIN_EMAIL, "password": password });
+    for i in 0..10 {
+        let reply = app
+            .call(
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(guess(&format!("guess-{i}"))),
+            )
+            .await;
+        assert_eq!(reply.code(), "invalid_credentials");
+    }
+    // Even the right password waits now: the attempt is refused before it is checked.
+    let throttled = app
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(guess(ADMIN_PASSWORD)),
+        )
+        .await;
+    assert_eq!(
+        throttled.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{throttled:?}"
+    );
+    assert_eq!(throttled.code(), "rate_limited");
+    let retry_after: u64 = throttled.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+}

@@ -217,9 +217,44 @@ async fn login_key_model_upload_audit_over_http() {
     assert_eq!(versions[0]["sha256"], version["sha256"]);
 }
 
+/// Runs the `wisp` CLI against `server` with its session in `config_dir`; returns stdout,
+/// panicking with stderr when it fails.
+fn cli(config_dir: &Path, server: &str, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(args)
+        .env("WISP_CONFIG_DIR", config_dir)
+        .env("WISP_SERVER", server)
+        .env_remove("WISP_ORG")
+        .env_remove("WISP_TOKEN")
+        .env_remove("WISP_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the wisp CLI");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    let output = child.wait_with_output().expect("wisp CLI ran");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "wisp {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The README's quick start, step by step: `wisp serve` with no configuration prints a
+/// one-time password; log in with it, create an API key, push the iris model, deploy it,
+/// call predict with curl, and find it all in the audit log.
 #[tokio::test]
-async fn first_start_prints_a_one_time_password_that_logs_in() {
+async fn the_readme_quick_start_works_end_to_end() {
     let data = tempfile::tempdir().expect("tempdir");
+    let config_dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let mut child = wisp(data.path(), port).spawn().expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
@@ -242,13 +277,106 @@ async fn first_start_prints_a_one_time_password_that_logs_in() {
         child,
         base: base.clone(),
     };
-    let login = reqwest::Client::new()
-        .post(format!("{base}/v1/auth/login"))
-        .json(&json!({ "email": "admin@localhost", "password": password }))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(login.status(), StatusCode::OK);
+    let dir = config_dir.path();
+
+    let login = cli(
+        dir,
+        &base,
+        &["login", "--email", "admin@localhost", "--password-stdin"],
+        Some(&format!("{password}\n")),
+    );
+    assert!(login.contains("organisation default"), "{login}");
+
+    let key: Value = serde_json::from_str(&cli(
+        dir,
+        &base,
+        &[
+            "keys",
+            "create",
+            "quickstart",
+            "--scope",
+            "predict",
+            "--json",
+        ],
+        None,
+    ))
+    .expect("key JSON");
+    let secret = key["secret"].as_str().expect("secret");
+    assert!(secret.starts_with("wisp_"), "{key}");
+
+    let iris = wisp_test_artifacts::fixtures_dir().join("iris_logreg.onnx");
+    let pushed = cli(
+        dir,
+        &base,
+        &["models", "push", iris.to_str().unwrap(), "--model", "iris"],
+        None,
+    );
+    assert!(pushed.contains("Pushed iris version 1"), "{pushed}");
+    assert!(pushed.contains("input input f32 [-1,4]"), "{pushed}");
+
+    let deployed = cli(dir, &base, &["deploy", "iris"], None);
+    assert!(deployed.contains("iris version 1: ready"), "{deployed}");
+
+    let curl = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "-H",
+            &format!("Authorization: Bearer {secret}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"inputs": {"input": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}}"#,
+            &format!("{base}/v1/orgs/default/models/iris/predict"),
+        ])
+        .output()
+        .expect("curl is installed");
+    let body = String::from_utf8_lossy(&curl.stdout);
+    assert!(curl.status.success(), "curl: {body}");
+    let prediction: Value = serde_json::from_str(&body).expect("prediction JSON");
+    assert_eq!(
+        prediction["outputs"]["label"]["data"],
+        json!([0, 2]),
+        "{prediction}"
+    );
+
+    let predicted = cli(
+        dir,
+        &base,
+        &[
+            "predict",
+            "iris",
+            "--input",
+            r#"{"input": [[5.1, 3.5, 1.4, 0.2]]}"#,
+        ],
+        None,
+    );
+    assert!(predicted.contains("label i64 [1]: [0]"), "{predicted}");
+
+    let audit: Value = serde_json::from_str(&cli(
+        dir,
+        &base,
+        &["audit", "--limit", "50", "--json"],
+        None,
+    ))
+    .expect("audit JSON");
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in [
+        "auth.login",
+        "apikey.created",
+        "model.created",
+        "model.version.uploaded",
+        "model.deployed",
+    ] {
+        assert!(actions.contains(&action), "{action} not in {actions:?}");
+    }
+    let table = cli(dir, &base, &["audit"], None);
+    assert!(table.contains("model.deployed"), "{table}");
 }
 
 #[tokio::test]

@@ -61,12 +61,20 @@ pub struct MeResponse {
 /// Exchanges email and password for tokens.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", security(()),
     request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`, with `Retry-After`", body = crate::error::ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     meta: RequestMeta,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
+    let ip = meta.source_ip.as_deref().and_then(|ip| ip.parse().ok());
+    if let Err(wait) = state.login_throttle.attempt(&request.email, ip) {
+        return Err(ApiError::rate_limited(
+            "too many login attempts; try again later",
+            wait,
+        ));
+    }
     let user = {
         let conn = state.db.conn().await;
         users::find_by_email(&conn, request.email.trim()).await?

@@ -28,6 +28,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::auth::throttle::LoginThrottle;
 use crate::blob::{ObjectStore, Staging};
 use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
@@ -69,6 +70,8 @@ pub struct AppState {
     pub inspector: Arc<dyn ModelInspector>,
     /// The inference runtime.
     pub serving: Serving,
+    /// Login attempts per account and per address.
+    pub login_throttle: Arc<LoginThrottle>,
     pub settings: ApiSettings,
 }
 

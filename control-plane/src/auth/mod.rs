@@ -4,10 +4,12 @@
 //! - [`tokens`]: JWT access tokens (HS256 only) and opaque secrets (refresh tokens, API keys).
 //! - [`rbac`]: the one permission table, action → roles and API-key scopes.
 //! - [`extract`]: the axum extractors that apply it to every request.
+//! - [`throttle`]: login attempts per account and per address.
 
 pub mod extract;
 pub mod password;
 pub mod rbac;
+pub mod throttle;
 pub mod tokens;
 
 pub use extract::{Authorized, CurrentUser, OrgAccess, Principal};

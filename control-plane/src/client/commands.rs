@@ -1,0 +1,587 @@
+//! What each client subcommand does: one or two API calls, then text or `--json` output.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::http::{self, Client};
+use super::output;
+use super::session::{self, Session};
+use crate::cli::{
+    AuditArgs, Command, DeployArgs, GlobalArgs, KeysCommand, LoginArgs, ModelsCommand, OrgsCommand,
+    PredictArgs, PushArgs,
+};
+
+/// Runs a client subcommand.
+pub async fn run(global: GlobalArgs, command: Command) -> anyhow::Result<()> {
+    let mut cli = Cli {
+        client: Client::new(global.server.clone(), global.token.clone())?,
+        org: global.org.clone(),
+        json: global.json,
+    };
+    match command {
+        Command::Serve(_) => unreachable!("`serve` is not a client command"),
+        Command::Login(args) => cli.login(args).await,
+        Command::Logout => {
+            let removed = session::remove()?;
+            println!(
+                "{}",
+                if removed {
+                    "logged out"
+                } else {
+                    "not logged in"
+                }
+            );
+            Ok(())
+        }
+        Command::Orgs(command) => cli.orgs(command).await,
+        Command::Keys(command) => cli.keys(command).await,
+        Command::Models(command) => cli.models(command).await,
+        Command::Deploy(args) => cli.deploy(args).await,
+        Command::Undeploy { model } => cli.undeploy(&model).await,
+        Command::Rollback { model, version } => cli.rollback(&model, version).await,
+        Command::Deployments => cli.deployments().await,
+        Command::Predict(args) => cli.predict(args).await,
+        Command::Audit(args) => cli.audit(args).await,
+    }
+}
+
+struct Cli {
+    client: Client,
+    org: Option<String>,
+    json: bool,
+}
+
+/// Percent-encodes one path segment (model names are free text).
+fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Cli {
+    /// `/v1/orgs/{org}` of the organisation in use.
+    fn org_path(&self) -> anyhow::Result<String> {
+        let org = self
+            .org
+            .as_deref()
+            .or(self.client.session_org())
+            .context("no organisation: pass --org or set WISP_ORG")?;
+        Ok(format!("/v1/orgs/{}", segment(org)))
+    }
+
+    fn model_path(&self, model: &str) -> anyhow::Result<String> {
+        Ok(format!("{}/models/{}", self.org_path()?, segment(model)))
+    }
+
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        self.client.json(method, path, body).await
+    }
+
+    /// Prints `value` as JSON with `--json`, else with `text`.
+    fn show(&self, value: &Value, text: impl FnOnce(&Value)) {
+        if self.json {
+            output::json(value);
+        } else {
+            text(value);
+        }
+    }
+
+    async fn login(&mut self, args: LoginArgs) -> anyhow::Result<()> {
+        let email = match args.email {
+            Some(email) => email,
+            None => prompt("Email: ")?,
+        };
+        let password = if args.password_stdin {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        } else if let Ok(password) = std::env::var("WISP_PASSWORD") {
+            password
+        } else {
+            rpassword::prompt_password("Password: ").context("cannot read the password")?
+        };
+        let response = self
+            .client
+            .request(Method::POST, "/v1/auth/login")
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.client.server))?;
+        let tokens = http::decode(http::check(response).await?).await?;
+        let access_token = http::string(&tokens, "access_token")?;
+        let me = http::decode(
+            http::check(
+                self.client
+                    .request(Method::GET, "/v1/me")
+                    .bearer_auth(&access_token)
+                    .send()
+                    .await?,
+            )
+            .await?,
+        )
+        .await?;
+        let orgs: Vec<String> = me["orgs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["slug"].as_str().map(str::to_owned))
+            .collect();
+        let org = match &self.org {
+            Some(org) if !orgs.contains(org) => bail!("{email} is not a member of {org:?}"),
+            Some(org) => Some(org.clone()),
+            None => orgs.first().cloned(),
+        };
+        session::save(&Session {
+            server: self.client.server.clone(),
+            access_token,
+            refresh_token: http::string(&tokens, "refresh_token")?,
+            org: org.clone(),
+        })?;
+        let result =
+            json!({ "server": self.client.server, "email": email, "org": org, "orgs": orgs });
+        self.show(&result, |_| {
+            println!(
+                "Logged in to {} as {email}; organisation {}.",
+                self.client.server,
+                org.as_deref().unwrap_or("(none)")
+            );
+        });
+        Ok(())
+    }
+
+    async fn orgs(&mut self, command: OrgsCommand) -> anyhow::Result<()> {
+        match command {
+            OrgsCommand::List => {
+                let orgs = self.call(Method::GET, "/v1/orgs", None).await?;
+                self.show(&orgs, |orgs| {
+                    output::table(
+                        orgs,
+                        &[
+                            ("slug", "slug"),
+                            ("name", "name"),
+                            ("role", "role"),
+                            ("created", "created_at"),
+                        ],
+                    );
+                });
+            }
+            OrgsCommand::Create { slug, name } => {
+                let body = json!({ "slug": slug, "name": name.unwrap_or_else(|| slug.clone()) });
+                let org = self.call(Method::POST, "/v1/orgs", Some(body)).await?;
+                self.show(&org, |org| {
+                    println!("Created organisation {}.", output::cell(&org["slug"]))
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn keys(&mut self, command: KeysCommand) -> anyhow::Result<()> {
+        let path = format!("{}/api-keys", self.org_path()?);
+        match command {
+            KeysCommand::List => {
+                let keys = self.call(Method::GET, &path, None).await?;
+                self.show(&keys, |keys| {
+                    output::table(
+                        keys,
+                        &[
+                            ("id", "id"),
+                            ("name", "name"),
+                            ("prefix", "prefix"),
+                            ("scopes", "scopes"),
+                            ("expires", "expires_at"),
+                            ("revoked", "revoked_at"),
+                            ("last used", "last_used_at"),
+                        ],
+                    );
+                });
+            }
+            KeysCommand::Create {
+                name,
+                scopes,
+                expires_at,
+            } => {
+                let body = json!({ "name": name, "scopes": scopes, "expires_at": expires_at });
+                let key = self.call(Method::POST, &path, Some(body)).await?;
+                self.show(&key, |key| {
+                    println!(
+                        "Created API key {} ({}).",
+                        output::cell(&key["id"]),
+                        output::cell(&key["scopes"])
+                    );
+                    println!("Secret (shown only now):\n{}", output::cell(&key["secret"]));
+                });
+            }
+            KeysCommand::Revoke { id } => {
+                self.call(Method::DELETE, &format!("{path}/{}", segment(&id)), None)
+                    .await?;
+                self.show(&json!({ "revoked": id }), |_| {
+                    println!("Revoked API key {id}.")
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn models(&mut self, command: ModelsCommand) -> anyhow::Result<()> {
+        match command {
+            ModelsCommand::List => {
+                let models = self
+                    .call(Method::GET, &format!("{}/models", self.org_path()?), None)
+                    .await?;
+                self.show(&models, |models| {
+                    output::table(
+                        models,
+                        &[
+                            ("name", "name"),
+                            ("latest", "latest_version"),
+                            ("description", "description"),
+                            ("created", "created_at"),
+                        ],
+                    );
+                });
+            }
+            ModelsCommand::Create { name, description } => {
+                let body = json!({ "name": name, "description": description });
+                let model = self
+                    .call(
+                        Method::POST,
+                        &format!("{}/models", self.org_path()?),
+                        Some(body),
+                    )
+                    .await?;
+                self.show(&model, |model| {
+                    println!("Created model {}.", output::cell(&model["name"]))
+                });
+            }
+            ModelsCommand::Versions { model } => {
+                let versions = self
+                    .call(
+                        Method::GET,
+                        &format!("{}/versions", self.model_path(&model)?),
+                        None,
+                    )
+                    .await?;
+                self.show(&versions, |versions| {
+                    output::table(
+                        versions,
+                        &[
+                            ("version", "version"),
+                            ("framework", "framework"),
+                            ("size", "size_bytes"),
+                            ("aliases", "aliases"),
+                            ("sha256", "sha256"),
+                            ("created", "created_at"),
+                        ],
+                    );
+                });
+            }
+            ModelsCommand::Push(args) => self.push(args).await?,
+        }
+        Ok(())
+    }
+
+    async fn push(&mut self, args: PushArgs) -> anyhow::Result<()> {
+        let model = match &args.model {
+            Some(model) => model.clone(),
+            None => args
+                .file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .context("cannot name the model after the file; pass --model")?
+                .to_owned(),
+        };
+        // Create the model on first push; an existing one is fine.
+        let models = format!("{}/models", self.org_path()?);
+        if let Err(error) = self
+            .call(Method::POST, &models, Some(json!({ "name": model })))
+            .await
+        {
+            match error.downcast_ref::<http::ServerError>() {
+                Some(e) if e.code == "already_exists" => {}
+                _ => return Err(error),
+            }
+        }
+        let mut parts = vec![("file", args.file.clone())];
+        if let Some(graph) = &args.graph {
+            parts.push(("graph", graph.clone()));
+        }
+        let total: u64 = parts
+            .iter()
+            .map(|(_, path)| std::fs::metadata(path).map(|m| m.len()))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("cannot read {}", args.file.display()))?
+            .iter()
+            .sum();
+        let bar = if self.json || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("pushing {model}"));
+        let metadata = json!({ "description": args.description.clone().unwrap_or_default() });
+        let url = format!("{}/versions", self.model_path(&model)?);
+        let response = self
+            .client
+            .send(|client| {
+                let mut form =
+                    reqwest::multipart::Form::new().text("metadata", metadata.to_string());
+                for (name, path) in &parts {
+                    form = form.part(*name, file_part(path, &bar)?);
+                }
+                Ok(client.request(Method::POST, &url).multipart(form))
+            })
+            .await;
+        bar.finish_and_clear();
+        let version = http::decode(response?).await?;
+        self.show(&version, |v| {
+            println!(
+                "Pushed {model} version {} ({}, {} bytes, sha256 {}).",
+                output::cell(&v["version"]),
+                output::cell(&v["framework"]),
+                output::cell(&v["size_bytes"]),
+                output::cell(&v["sha256"])
+            );
+            for (kind, specs) in [
+                ("input", &v["signature"]["inputs"]),
+                ("output", &v["signature"]["outputs"]),
+            ] {
+                for spec in specs.as_array().into_iter().flatten() {
+                    println!(
+                        "  {kind} {} {} {}",
+                        output::cell(&spec["name"]),
+                        output::cell(&spec["dtype"]),
+                        spec["shape"]
+                    );
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn deploy(&mut self, args: DeployArgs) -> anyhow::Result<()> {
+        let version = match (args.version, &args.alias) {
+            (None, None) => {
+                let model = self
+                    .call(Method::GET, &self.model_path(&args.model)?, None)
+                    .await?;
+                Some(model["latest_version"].as_i64().with_context(|| {
+                    format!("model {} has no versions yet; push one", args.model)
+                })?)
+            }
+            (version, _) => version,
+        };
+        let body = json!({ "version": version, "alias": args.alias, "wait": !args.no_wait });
+        let path = format!("{}/deployment", self.model_path(&args.model)?);
+        let deployment = self.call(Method::PUT, &path, Some(body)).await?;
+        self.report_deployment(&deployment)
+    }
+
+    fn report_deployment(&self, deployment: &Value) -> anyhow::Result<()> {
+        self.show(deployment, |d| {
+            let following = d["follow_alias"]
+                .as_str()
+                .map(|a| format!(" (following {a})"))
+                .unwrap_or_default();
+            println!(
+                "{} version {}{following}: {}",
+                output::cell(&d["model"]),
+                output::cell(&d["version"]),
+                output::cell(&d["status"])
+            );
+            if d["status"] == "failed" {
+                println!(
+                    "  {}: {}",
+                    output::cell(&d["failure"]["code"]),
+                    output::cell(&d["failure"]["message"])
+                );
+            }
+        });
+        if deployment["status"] == "failed" {
+            bail!("the deployment failed");
+        }
+        Ok(())
+    }
+
+    async fn undeploy(&mut self, model: &str) -> anyhow::Result<()> {
+        self.call(
+            Method::DELETE,
+            &format!("{}/deployment", self.model_path(model)?),
+            None,
+        )
+        .await?;
+        self.show(&json!({ "undeployed": model }), |_| {
+            println!("Undeployed {model}.")
+        });
+        Ok(())
+    }
+
+    async fn rollback(&mut self, model: &str, version: Option<i64>) -> anyhow::Result<()> {
+        let path = format!("{}/deployment/rollback", self.model_path(model)?);
+        let deployment = self
+            .call(
+                Method::POST,
+                &path,
+                Some(json!({ "version": version, "wait": true })),
+            )
+            .await?;
+        self.report_deployment(&deployment)
+    }
+
+    async fn deployments(&mut self) -> anyhow::Result<()> {
+        let list = self
+            .call(
+                Method::GET,
+                &format!("{}/deployments", self.org_path()?),
+                None,
+            )
+            .await?;
+        self.show(&list, |list| {
+            output::table(
+                list,
+                &[
+                    ("model", "model"),
+                    ("version", "version"),
+                    ("alias", "follow_alias"),
+                    ("status", "status"),
+                    ("updated", "updated_at"),
+                    ("by", "updated_by"),
+                ],
+            );
+        });
+        Ok(())
+    }
+
+    async fn predict(&mut self, args: PredictArgs) -> anyhow::Result<()> {
+        let text = match args.input.as_str() {
+            "-" => std::io::read_to_string(std::io::stdin())?,
+            input => match input.strip_prefix('@') {
+                Some(file) => {
+                    std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
+                }
+                None => input.to_owned(),
+            },
+        };
+        let inputs: Value = serde_json::from_str(&text).context("--input is not JSON")?;
+        let body = json!({ "inputs": inputs, "version": args.version, "alias": args.alias });
+        let path = format!("{}/predict", self.model_path(&args.model)?);
+        let prediction = self.call(Method::POST, &path, Some(body)).await?;
+        self.show(&prediction, |p| {
+            println!(
+                "{} version {}",
+                output::cell(&p["model"]),
+                output::cell(&p["version"])
+            );
+            for (name, tensor) in p["outputs"].as_object().into_iter().flatten() {
+                println!(
+                    "  {name} {} {}: {}",
+                    output::cell(&tensor["dtype"]),
+                    tensor["shape"],
+                    tensor["data"]
+                );
+            }
+            let usage = &p["usage"];
+            println!(
+                "  usage: {} us, {} us inference, fuel {}, warm {}",
+                output::cell(&usage["wall_time_us"]),
+                output::cell(&usage["inference_time_us"]),
+                output::cell(&usage["fuel"]),
+                usage["graph_warm"]
+            );
+        });
+        Ok(())
+    }
+
+    async fn audit(&mut self, args: AuditArgs) -> anyhow::Result<()> {
+        let mut path = format!("{}/audit?limit={}", self.org_path()?, args.limit);
+        if let Some(action) = &args.action {
+            path.push_str(&format!("&action={}", segment(action)));
+        }
+        let page = self.call(Method::GET, &path, None).await?;
+        self.show(&page, |page| {
+            output::table(
+                &page["entries"],
+                &[
+                    ("at", "at"),
+                    ("actor", "actor"),
+                    ("action", "action"),
+                    ("target", "target"),
+                    ("ip", "source_ip"),
+                ],
+            );
+        });
+        Ok(())
+    }
+}
+
+/// A streamed multipart file part that advances `bar` as it is sent.
+fn file_part(path: &Path, bar: &ProgressBar) -> anyhow::Result<reqwest::multipart::Part> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model")
+        .to_owned();
+    let path = path.to_owned();
+    let bar = bar.clone();
+    let chunks = futures_util::stream::once(async move { tokio::fs::File::open(path).await })
+        .map(move |file| {
+            let bar = bar.clone();
+            futures_util::stream::unfold(Some(file), move |state| {
+                let bar = bar.clone();
+                async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut file = match state? {
+                        Ok(file) => file,
+                        Err(e) => return Some((Err(e), None)),
+                    };
+                    let mut buf = vec![0u8; 256 << 10];
+                    match file.read(&mut buf).await {
+                        Ok(0) => None,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            bar.inc(n as u64);
+                            Some((Ok(buf), Some(Ok(file))))
+                        }
+                        Err(e) => Some((Err(e), None)),
+                    }
+                }
+            })
+        })
+        .flatten();
+    let body = reqwest::Body::wrap_stream(chunks);
+    Ok(reqwest::multipart::Part::stream_with_length(body, len).file_name(name))
+}
+
+fn prompt(label: &str) -> anyhow::Result<String> {
+    let mut stdout = std::io::stdout();
+    write!(stdout, "{label}")?;
+    stdout.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
