@@ -10,5 +10,5 @@ pub mod password;
 pub mod rbac;
 pub mod tokens;
 
-pub use extract::{Authorized, CurrentUser, OrgAccess, Principal};
+pub use extract::{Authorized, CredentialOrg, CurrentUser, OrgAccess, Principal};
 pub use rbac::{Action, Role, Scope};
