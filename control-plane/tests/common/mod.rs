@@ -1,9 +1,11 @@
 //! Test harness: a fresh application per test (in-memory libSQL with the real migrations,
-//! blobs in a temp dir) driven through `tower::ServiceExt::oneshot`, no sockets; and
-//! [`server`], the real `wisp serve` binary on a free port for end-to-end tests.
+//! blobs in a temp dir) driven through `tower::ServiceExt::oneshot`, no sockets; and for
+//! end-to-end tests, [`server`] (the real `wisp serve` binary on a free port) and
+//! [`clients`] (the real Python clients).
 
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod server;
 
 use std::sync::Arc;
