@@ -8,3 +8,29 @@ cd "$(dirname "$0")/.."
 if ! rustc --print sysroot >/dev/null 2>&1 || [ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2" ]; then
   rustup target add wasm32-wasip2
 fi
+
+# The real Python clients the end-to-end tests drive wisp with (tritonclient…), in a venv
+# outside the clone so CI reruns reuse it. Tests find it through the same variable and
+# default (see control-plane/tests/common/clients.rs). pip only runs when the requirements
+# or the interpreter changed since the last install.
+venv="${WISP_CLIENTS_VENV:-${HOME}/.cache/wisp/clients-venv}"
+requirements=tests/clients/requirements.txt
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq python3-venv
+  else
+    echo "test-env: python3 cannot create venvs; install python3-venv" >&2
+    exit 1
+  fi
+fi
+stamp="$(python3 --version 2>&1) $(sha256sum "$requirements" | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.wisp-stamp" 2>/dev/null)" != "$stamp" ]; then
+  if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
+    echo "test-env: $venv exists and is not a venv; remove it or set WISP_CLIENTS_VENV" >&2
+    exit 1
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$stamp" > "$venv/.wisp-stamp"
+fi

@@ -10,35 +10,6 @@ use common::*;
 use serde_json::{Value, json};
 use wisp_test_artifacts::{component, components, fixture, fixtures_dir};
 
-fn references() -> Value {
-    serde_json::from_slice(&fixture("references.json")).unwrap()
-}
-
-fn close(got: &Value, want: &Value) {
-    let (got, want) = (got.as_array().unwrap(), want.as_array().unwrap());
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(want) {
-        let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
-        assert!((g - w).abs() <= 1e-5, "{g} vs {w}");
-    }
-}
-
-/// `acme` with a model `name` whose version 1 is `file`, deployed and ready.
-async fn deployed(app: &TestApp, token: &str, name: &str, file: &str) {
-    app.model(token, ORG, name).await;
-    let upload = app.upload(ORG, name, token, fixture(file)).await;
-    assert_eq!(upload.status, StatusCode::CREATED, "{upload:?}");
-    let deploy = app
-        .put(
-            &format!("/v1/orgs/{ORG}/models/{name}/deployment"),
-            token,
-            json!({ "version": 1, "wait": true }),
-        )
-        .await;
-    assert_eq!(deploy.status, StatusCode::OK, "{deploy:?}");
-    assert_eq!(deploy.body["status"], "ready", "{deploy:?}");
-}
-
 fn predict_uri(model: &str) -> String {
     format!("/v1/orgs/{ORG}/models/{model}/predict")
 }

@@ -1,101 +1,22 @@
 //! End-to-end: the real `wisp serve` binary on a free port, driven over HTTP.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::server::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wisp_test_artifacts::fixture;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wisp(data: &Path, port: u16) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
-    command
-        .arg("serve")
-        .env("WISP_DATA", data)
-        .env("WISP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .env_remove("WISP_ADMIN_EMAIL")
-        .env_remove("WISP_ADMIN_PASSWORD")
-        .env_remove("WISP_ORG")
-        .env_remove("WISP_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-async fn wait_ready(base: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("wisp serve exited early with {status}");
-        }
-        if let Ok(response) = reqwest::get(format!("{base}/healthz")).await
-            && response.status() == StatusCode::OK
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "wisp serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn start(mut command: Command, port: u16) -> Server {
-    let mut child = command.spawn().expect("spawn wisp");
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base, &mut child).await;
-    Server { child, base }
-}
-
-fn terminate(server: &mut Server) -> std::process::ExitStatus {
-    let pid = server.child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = server.child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "wisp serve ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[tokio::test]
 async fn login_key_model_upload_audit_over_http() {
     let data = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let mut command = wisp(data.path(), port);
-    command
-        .env("WISP_ADMIN_EMAIL", "ops@example.com")
-        .env("WISP_ADMIN_PASSWORD", "a long enough password")
-        .env("WISP_ORG", "team");
-    let mut server = start(command, port).await;
+    let mut server = start(with_admin(data.path(), port, "team"), port).await;
     let http = reqwest::Client::new();
     let base = server.base.clone();
 
@@ -406,12 +327,7 @@ async fn invalid_config_fails_before_binding() {
 /// model `m` created in organisation `team`.
 async fn server_with_model(data: &Path) -> (Server, String) {
     let port = free_port();
-    let mut command = wisp(data, port);
-    command
-        .env("WISP_ADMIN_EMAIL", "ops@example.com")
-        .env("WISP_ADMIN_PASSWORD", "a long enough password")
-        .env("WISP_ORG", "team");
-    let server = start(command, port).await;
+    let server = start(with_admin(data, port, "team"), port).await;
     let token = login(&server.base).await;
     let created = reqwest::Client::new()
         .post(format!("{}/v1/orgs/team/models", server.base))
@@ -422,19 +338,6 @@ async fn server_with_model(data: &Path) -> (Server, String) {
         .expect("create model");
     assert_eq!(created.status(), StatusCode::CREATED);
     (server, token)
-}
-
-async fn login(base: &str) -> String {
-    let login: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/auth/login"))
-        .json(&json!({ "email": "ops@example.com", "password": "a long enough password" }))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    login["access_token"].as_str().expect("token").to_owned()
 }
 
 /// Opens a raw upload of `body` and sends the headers and the first `sent` bytes of it.

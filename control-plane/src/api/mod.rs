@@ -4,17 +4,23 @@
 //! [`app`] merges them, adds the middleware (request ids, tracing) and serves the OpenAPI
 //! document generated from the handlers' annotations. To add a resource (deployments,
 //! predict…), write a module in the same shape and merge its routes in [`routes`].
+//!
+//! Besides wisp's own API under `/v1/orgs/{org}/…`, the standard inference protocols live
+//! at their standard paths: Open Inference Protocol V2 under `/v2` ([`v2`]) and KServe V1
+//! under `/v1/models` ([`kserve_v1`]).
 
 mod audit_log;
 mod auth;
 mod deployments;
 mod docs;
 mod keys;
+mod kserve_v1;
 mod members;
 mod models;
 mod orgs;
 mod predict;
 mod upload;
+mod v2;
 
 use std::sync::Arc;
 
@@ -125,6 +131,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(deployments::routes())
         .merge(predict::routes())
         .merge(audit_log::routes())
+        .merge(v2::routes())
+        .merge(kserve_v1::routes())
 }
 
 /// The complete HTTP application.

@@ -23,7 +23,7 @@ use crate::serving::schema;
 use crate::serving::tensors::{self, JsonTensor};
 
 /// Largest predict request body. Bigger inputs belong in batch jobs.
-const MAX_PREDICT_BODY: usize = 32 << 20;
+pub(super) const MAX_PREDICT_BODY: usize = 32 << 20;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -173,18 +173,7 @@ async fn model_schema(
     let (_, name) = path;
     let conn = state.db.conn().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
-    let version = match select(&conn, &model, query.version, query.alias.as_deref()).await? {
-        Some(version) => version,
-        None => {
-            let number = match deployments::get(&conn, &model.id).await? {
-                Some(deployment) => deployment.version,
-                None => model
-                    .latest_version
-                    .ok_or_else(|| ApiError::not_found("version"))?,
-            };
-            version_of(&conn, &model, number).await?
-        }
-    };
+    let version = described_version(&conn, &model, query.version, query.alias.as_deref()).await?;
     Ok(Json(ModelSchema {
         request: schema::request(&version.signature),
         response: schema::response(&version.signature),
@@ -264,6 +253,50 @@ pub(crate) async fn run(
         .runtime()
         .predict(&model_ref, &target.plan.tenant_limits(), inputs)
         .await?)
+}
+
+/// Whether the model `name` (at `version`, if given) serves calls now: its deployment is
+/// ready. `Err` if the model or version does not exist; `Ok(Err(why))` if it is not ready.
+/// Every inference protocol's readiness check goes through here.
+pub(crate) async fn readiness(
+    state: &AppState,
+    org_id: &str,
+    name: &str,
+    version: Option<i64>,
+) -> ApiResult<Result<(), String>> {
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, org_id, name).await?;
+    if let Some(number) = version {
+        version_of(&conn, &model, number).await?;
+    }
+    Ok(match deployments::get(&conn, &model.id).await? {
+        None => Err(format!("model {name:?} is not deployed")),
+        Some(deployment) => match deployment.status {
+            Status::Ready => Ok(()),
+            Status::Pending => Err(format!("model {name:?} is still being deployed")),
+            Status::Failed => Err(format!("the deployment of model {name:?} failed")),
+        },
+    })
+}
+
+/// The version a description of the model is about: the one named by `version` or
+/// `alias`, else the deployed one, else the latest.
+pub(crate) async fn described_version(
+    conn: &libsql::Connection,
+    model: &Model,
+    version: Option<i64>,
+    alias: Option<&str>,
+) -> ApiResult<ModelVersion> {
+    if let Some(version) = select(conn, model, version, alias).await? {
+        return Ok(version);
+    }
+    let number = match deployments::get(conn, &model.id).await? {
+        Some(deployment) => deployment.version,
+        None => model
+            .latest_version
+            .ok_or_else(|| ApiError::not_found("version"))?,
+    };
+    version_of(conn, model, number).await
 }
 
 /// The version a request names explicitly, if it names one.

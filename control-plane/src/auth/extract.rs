@@ -5,6 +5,8 @@
 //! - [`Authorized<P>`]: the caller may perform action `P` in the organisation named by the
 //!   `{org}` path segment. A caller outside that organisation gets `404`, exactly as if it
 //!   did not exist; a member without the right role or scope gets `403`.
+//! - [`CredentialOrg<P>`]: the same, for routes without an `{org}` segment (the standard
+//!   inference protocols): the organisation comes from the credential.
 
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -199,6 +201,74 @@ impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
     }
 }
 
+/// The header naming the organisation of a user's call on routes without an `{org}`
+/// segment.
+pub const ORG_HEADER: &str = "x-wisp-org";
+
+/// Proof that the caller may perform `P` in the organisation its credential designates,
+/// for routes that cannot name one in the path (KServe V1, Open Inference Protocol V2), so
+/// that stock clients work with nothing but an `Authorization: Bearer` header.
+///
+/// An API key belongs to exactly one organisation. A user names one with the
+/// [`ORG_HEADER`] header (its slug), or may omit it when member of exactly one. The
+/// permission table and the `404`/`403` answers are those of [`Authorized<P>`].
+#[derive(Debug)]
+pub struct CredentialOrg<P> {
+    access: OrgAccess,
+    _action: PhantomData<P>,
+}
+
+impl<P> Deref for CredentialOrg<P> {
+    type Target = OrgAccess;
+    fn deref(&self) -> &OrgAccess {
+        &self.access
+    }
+}
+
+impl<P: Permission> FromRequestParts<AppState> for CredentialOrg<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let named = match parts.headers.get(ORG_HEADER) {
+            None => None,
+            Some(value) => Some(value.to_str().map(str::trim).map_err(|_| {
+                ApiError::invalid(format!("the {ORG_HEADER} header is not a valid slug"))
+            })?),
+        };
+        let org = match (&principal, named) {
+            (Principal::ApiKey { org_id, .. }, named) => {
+                let org = orgs::find_by_id(&state.db, org_id)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("organisation"))?;
+                // A key naming another organisation sees it as missing, like in a path.
+                if named.is_some_and(|slug| slug != org.slug) {
+                    return Err(ApiError::not_found("organisation"));
+                }
+                org
+            }
+            (Principal::User { .. }, Some(slug)) => orgs::find_by_slug(&state.db, slug)
+                .await?
+                .ok_or_else(|| ApiError::not_found("organisation"))?,
+            (Principal::User { id, .. }, None) => {
+                let mut orgs = orgs::list_for_user(&state.db, id).await?;
+                if orgs.len() != 1 {
+                    return Err(ApiError::invalid(format!(
+                        "you are a member of {} organisations: name one with the {ORG_HEADER} header",
+                        orgs.len()
+                    )));
+                }
+                orgs.remove(0).0
+            }
+        };
+        let access = authorize(state, principal, org, P::ACTION).await?;
+        Ok(Self {
+            access,
+            _action: PhantomData,
+        })
+    }
+}
+
 /// Applies the permission table for `action` in the organisation `slug`.
 async fn resolve(
     state: &AppState,
@@ -206,10 +276,20 @@ async fn resolve(
     slug: &str,
     action: rbac::Action,
 ) -> Result<OrgAccess, ApiError> {
-    let not_found = || ApiError::not_found("organisation");
     let org = orgs::find_by_slug(&state.db, slug)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| ApiError::not_found("organisation"))?;
+    authorize(state, principal, org, action).await
+}
+
+/// Applies the permission table for `action` in `org`. A caller outside it gets `404`.
+async fn authorize(
+    state: &AppState,
+    principal: Principal,
+    org: Org,
+    action: rbac::Action,
+) -> Result<OrgAccess, ApiError> {
+    let not_found = || ApiError::not_found("organisation");
     let (allowed, role) = match &principal {
         Principal::User { id, .. } => {
             let role = orgs::role_of(&state.db, &org.id, id)

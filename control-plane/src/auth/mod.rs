@@ -12,5 +12,5 @@ pub mod rbac;
 pub mod throttle;
 pub mod tokens;
 
-pub use extract::{Authorized, CurrentUser, OrgAccess, Principal};
+pub use extract::{Authorized, CredentialOrg, CurrentUser, OrgAccess, Principal};
 pub use rbac::{Action, Role, Scope};

@@ -46,6 +46,9 @@ pub enum Action {
     ReadKeys,
     ManageKeys,
     ReadModels,
+    /// Read what a caller needs to call a model: its signature and whether it is ready
+    /// (the V2 model metadata and readiness endpoints, which clients query before infer).
+    DescribeModel,
     WriteModels,
     DeleteModels,
     Deploy,
@@ -83,6 +86,7 @@ pub const fn rule(action: Action) -> Rule {
         ReadKeys => (CONTRIBUTORS, &[Scope::Admin]),
         ManageKeys => (CONTRIBUTORS, &[Scope::Admin]),
         ReadModels => (EVERYONE, READ_SCOPES),
+        DescribeModel => (EVERYONE, ANY_SCOPE),
         WriteModels => (CONTRIBUTORS, &[Scope::ModelsWrite, Scope::Admin]),
         DeleteModels => (ADMINS, &[Scope::Admin]),
         Deploy => (CONTRIBUTORS, &[Scope::ModelsWrite, Scope::Admin]),
@@ -217,6 +221,7 @@ pub mod can {
         ReadKeys,
         ManageKeys,
         ReadModels,
+        DescribeModel,
         WriteModels,
         DeleteModels,
         Deploy,
@@ -241,6 +246,9 @@ mod tests {
     fn scopes_are_narrow() {
         assert!(scopes_allow(&[Scope::Predict], Action::Predict));
         assert!(!scopes_allow(&[Scope::Predict], Action::ReadModels));
+        // A predict key may ask what it is about to call, as V2 clients do before infer.
+        assert!(scopes_allow(&[Scope::Predict], Action::DescribeModel));
+        assert!(role_allows(Role::Viewer, Action::DescribeModel));
         assert!(!scopes_allow(&[Scope::Read], Action::WriteModels));
         assert!(scopes_allow(&[Scope::Admin], Action::ManageMembers));
     }

@@ -9,6 +9,8 @@
 mod artifacts;
 pub mod schema;
 pub mod tensors;
+pub mod v1_codec;
+pub mod v2_codec;
 pub mod warmup;
 
 use std::sync::Arc;

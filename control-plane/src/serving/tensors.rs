@@ -185,24 +185,32 @@ fn parse_input(name: &str, value: &Value, declared: Option<DType>) -> Result<Ten
             tensor.check_layout()?;
             Ok(tensor)
         }
-        (Some(data), None) => {
-            let (nested_shape, leaves) = flatten(data)?;
-            let shape = match shape {
-                Some(shape) => {
-                    let count: u64 = shape.iter().map(|&d| u64::from(d)).product();
-                    if count != leaves.len() as u64 {
-                        return Err(format!(
-                            "shape {shape:?} holds {count} elements, data has {}",
-                            leaves.len()
-                        ));
-                    }
-                    shape
-                }
-                None => nested_shape,
-            };
-            build(ty, shape, &leaves)
-        }
+        (Some(data), None) => tensor_from_json(ty, shape, data),
     }
+}
+
+/// A tensor of element type `ty` from JSON numbers, `data` flat or nested. The shape is
+/// `shape` if given (it must hold as many elements as `data`), else the nesting of `data`.
+pub fn tensor_from_json(
+    ty: TensorType,
+    shape: Option<Vec<u32>>,
+    data: &Value,
+) -> Result<Tensor, String> {
+    let (nested_shape, leaves) = flatten(data)?;
+    let shape = match shape {
+        Some(shape) => {
+            let count: u64 = shape.iter().map(|&d| u64::from(d)).product();
+            if count != leaves.len() as u64 {
+                return Err(format!(
+                    "shape {shape:?} holds {count} elements, data has {}",
+                    leaves.len()
+                ));
+            }
+            shape
+        }
+        None => nested_shape,
+    };
+    build(ty, shape, &leaves)
 }
 
 /// The shape of nested arrays and their numbers in row-major order. Ragged arrays are
@@ -292,6 +300,15 @@ pub fn format_outputs(outputs: &[NamedTensor]) -> BTreeMap<String, JsonTensor> {
 }
 
 fn format_tensor(tensor: &Tensor) -> JsonTensor {
+    JsonTensor {
+        dtype: tensor.ty.name().to_owned(),
+        shape: tensor.shape.clone(),
+        data: json_values(tensor),
+    }
+}
+
+/// The elements of a tensor as JSON numbers, flat and row-major.
+pub fn json_values(tensor: &Tensor) -> Vec<Value> {
     fn values<T: Element + Into<Value>>(tensor: &Tensor) -> Vec<Value> {
         tensor
             .values::<T>()
@@ -300,17 +317,12 @@ fn format_tensor(tensor: &Tensor) -> JsonTensor {
             .map(Into::into)
             .collect()
     }
-    let data = match tensor.ty {
+    match tensor.ty {
         TensorType::F32 => values::<f32>(tensor),
         TensorType::F64 => values::<f64>(tensor),
         TensorType::I32 => values::<i32>(tensor),
         TensorType::I64 => values::<i64>(tensor),
         TensorType::U8 => values::<u8>(tensor),
-    };
-    JsonTensor {
-        dtype: tensor.ty.name().to_owned(),
-        shape: tensor.shape.clone(),
-        data,
     }
 }
 

@@ -1,7 +1,12 @@
 //! Test harness: a fresh application per test (in-memory libSQL with the real migrations,
-//! blobs in a temp dir) driven through `tower::ServiceExt::oneshot`, no sockets.
+//! blobs in a temp dir) driven through `tower::ServiceExt::oneshot`, no sockets; and for
+//! end-to-end tests, [`server`] (the real `wisp serve` binary on a free port) and
+//! [`clients`] (the real Python clients).
 
 #![allow(dead_code)]
+
+pub mod clients;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -17,6 +22,7 @@ use wisp::cli::Bootstrap;
 use wisp::config::Config;
 use wisp::inspect::{DType, ModelInspector, ModelSignature, OnnxHeaderInspector, TensorSpec};
 use wisp::onnx_inspector::OnnxInspector;
+use wisp_test_artifacts::fixture;
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery";
@@ -334,4 +340,35 @@ pub fn encode(segment: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The onnxruntime outputs of the fixtures (`tests/fixtures/references.json`).
+pub fn references() -> Value {
+    serde_json::from_slice(&fixture("references.json")).unwrap()
+}
+
+/// Asserts two arrays of numbers are equal within 1e-5.
+pub fn close(got: &Value, want: &Value) {
+    let (got, want) = (got.as_array().unwrap(), want.as_array().unwrap());
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+        assert!((g - w).abs() <= 1e-5, "{g} vs {w}");
+    }
+}
+
+/// `acme` with a model `name` whose version 1 is `file`, deployed and ready.
+pub async fn deployed(app: &TestApp, token: &str, name: &str, file: &str) {
+    app.model(token, ORG, name).await;
+    let upload = app.upload(ORG, name, token, fixture(file)).await;
+    assert_eq!(upload.status, StatusCode::CREATED, "{upload:?}");
+    let deploy = app
+        .put(
+            &format!("/v1/orgs/{ORG}/models/{name}/deployment"),
+            token,
+            json!({ "version": 1, "wait": true }),
+        )
+        .await;
+    assert_eq!(deploy.status, StatusCode::OK, "{deploy:?}");
+    assert_eq!(deploy.body["status"], "ready", "{deploy:?}");
 }

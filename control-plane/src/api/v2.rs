@@ -1,0 +1,347 @@
+//! The Open Inference Protocol V2 (KServe V2 / Triton HTTP) at its standard paths, with
+//! Triton's binary tensor data extension, so that `tritonclient` and other V2 clients work
+//! unchanged.
+//!
+//! The organisation comes from the credential ([`CredentialOrg`]), since V2 paths have no
+//! room for it. Calls take the one inference path of [`predict`](super::predict):
+//! [`resolve`] then [`run`]. Errors are answered as V2 wants them, `{"error": "…"}` with
+//! the status of the wisp error code; [`V2Error`] is the only place that maps them.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::models::find_model;
+use super::predict::{MAX_PREDICT_BODY, described_version, readiness, resolve, run};
+use super::{ApiPath, AppState};
+use crate::auth::CredentialOrg;
+use crate::auth::rbac::can;
+use crate::error::{ApiError, ErrorCode};
+use crate::registry;
+use crate::serving::v2_codec::{self, CodecError, ModelMetadata, ServerMetadata};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(infer))
+        .routes(routes!(infer_version))
+        .layer(DefaultBodyLimit::max(MAX_PREDICT_BODY))
+        .routes(routes!(server_metadata))
+        .routes(routes!(server_live))
+        .routes(routes!(server_ready))
+        .routes(routes!(model_metadata))
+        .routes(routes!(version_metadata))
+        .routes(routes!(model_ready))
+        .routes(routes!(version_ready))
+}
+
+/// An error in the body format of the inference protocols: `{"error": "…"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct V2ErrorBody {
+    pub error: String,
+}
+
+/// An [`ApiError`] answered in the inference protocols' format, with the same status.
+#[derive(Debug)]
+pub(super) struct V2Error(pub ApiError);
+
+impl From<ApiError> for V2Error {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl From<CodecError> for V2Error {
+    fn from(error: CodecError) -> Self {
+        let code = match &error {
+            CodecError::Json(_) => ErrorCode::InvalidJson,
+            CodecError::Malformed(_) => ErrorCode::InvalidRequest,
+            CodecError::Input { .. } | CodecError::Output { .. } => ErrorCode::InvalidInput,
+        };
+        Self(ApiError::new(code, error.to_string()))
+    }
+}
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        let code = self.0.code();
+        let retry = (code == ErrorCode::Overloaded).then_some([(header::RETRY_AFTER, "1")]);
+        let body = V2ErrorBody {
+            error: self.0.message().to_owned(),
+        };
+        (code.status(), retry, Json(body)).into_response()
+    }
+}
+
+/// Runs the extractor `E`, answering its rejection as a [`V2Error`].
+pub(super) struct V2<E>(pub E);
+
+impl<E> FromRequestParts<AppState> for V2<E>
+where
+    E: FromRequestParts<AppState>,
+    E::Rejection: Into<ApiError>,
+{
+    type Rejection = V2Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, V2Error> {
+        E::from_request_parts(parts, state)
+            .await
+            .map(V2)
+            .map_err(|e| V2Error(e.into()))
+    }
+}
+
+type V2Result<T> = Result<T, V2Error>;
+
+/// The body of a call, read whatever its `Content-Type` (`tritonclient` often sends none).
+pub(super) fn body_bytes(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
+        && encoding.as_bytes() != b"identity"
+    {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "compressed request bodies are not supported",
+        ));
+    }
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text())
+        } else {
+            ApiError::invalid(rejection.body_text())
+        }
+    })
+}
+
+/// A version number in a path.
+fn version_number(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>().ok().filter(|&v| v > 0).ok_or_else(|| {
+        ApiError::invalid(format!("version must be a positive integer, got {text:?}"))
+    })
+}
+
+/// Server metadata: name, version and the protocol extensions wisp implements.
+#[utoipa::path(get, path = "/v2", tag = "inference-v2", security(()),
+    responses((status = 200, body = ServerMetadata)))]
+async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata::wisp())
+}
+
+/// Liveness: the server answers.
+#[utoipa::path(get, path = "/v2/health/live", tag = "inference-v2", security(()),
+    responses((status = 200, description = "live")))]
+async fn server_live() -> StatusCode {
+    StatusCode::OK
+}
+
+/// Readiness: the server can reach its database.
+#[utoipa::path(get, path = "/v2/health/ready", tag = "inference-v2", security(()),
+    responses((status = 200, description = "ready"), (status = 503, body = V2ErrorBody)))]
+async fn server_ready(State(state): State<AppState>) -> V2Result<StatusCode> {
+    let conn = state.db.conn().await;
+    match conn.query("SELECT 1", ()).await {
+        Ok(_) => Ok(StatusCode::OK),
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness check failed");
+            Err(V2Error(ApiError::new(
+                ErrorCode::Overloaded,
+                "the database is unreachable",
+            )))
+        }
+    }
+}
+
+async fn metadata(
+    state: &AppState,
+    org_id: &str,
+    name: &str,
+    version: Option<i64>,
+) -> V2Result<Json<ModelMetadata>> {
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, org_id, name).await?;
+    let described = described_version(&conn, &model, version, None).await?;
+    let mut versions: Vec<String> = registry::list_versions(&conn, &model.id)
+        .await
+        .map_err(ApiError::from)?
+        .iter()
+        .map(|v| v.version.to_string())
+        .collect();
+    versions.reverse();
+    Ok(Json(ModelMetadata::new(
+        &model.name,
+        versions,
+        &described.framework,
+        &described.signature,
+    )))
+}
+
+/// Model metadata of the deployed version (else the latest): inputs and outputs with V2
+/// datatypes, `-1` for dynamic dimensions.
+#[utoipa::path(get, path = "/v2/models/{model}", tag = "inference-v2",
+    params(("model" = String, Path, description = "Model name")),
+    responses((status = 200, body = ModelMetadata), (status = 401, body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
+async fn model_metadata(
+    State(state): State<AppState>,
+    V2(access): V2<CredentialOrg<can::DescribeModel>>,
+    V2(ApiPath(name)): V2<ApiPath<String>>,
+) -> V2Result<Json<ModelMetadata>> {
+    metadata(&state, &access.org.id, &name, None).await
+}
+
+/// Model metadata of one version.
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}", tag = "inference-v2",
+    params(("model" = String, Path, description = "Model name"), ("version" = String, Path, description = "Version number")),
+    responses((status = 200, body = ModelMetadata), (status = 401, body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
+async fn version_metadata(
+    State(state): State<AppState>,
+    V2(access): V2<CredentialOrg<can::DescribeModel>>,
+    V2(ApiPath((name, version))): V2<ApiPath<(String, String)>>,
+) -> V2Result<Json<ModelMetadata>> {
+    let version = version_number(&version)?;
+    metadata(&state, &access.org.id, &name, Some(version)).await
+}
+
+async fn ready(
+    state: &AppState,
+    org_id: &str,
+    name: &str,
+    version: Option<i64>,
+) -> V2Result<StatusCode> {
+    match readiness(state, org_id, name, version).await? {
+        Ok(()) => Ok(StatusCode::OK),
+        Err(why) => Err(V2Error(ApiError::invalid(why))),
+    }
+}
+
+/// Model readiness: `200` when its deployment is ready, `400` when not.
+#[utoipa::path(get, path = "/v2/models/{model}/ready", tag = "inference-v2",
+    params(("model" = String, Path, description = "Model name")),
+    responses((status = 200, description = "ready"), (status = 400, description = "not ready", body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
+async fn model_ready(
+    State(state): State<AppState>,
+    V2(access): V2<CredentialOrg<can::DescribeModel>>,
+    V2(ApiPath(name)): V2<ApiPath<String>>,
+) -> V2Result<StatusCode> {
+    ready(&state, &access.org.id, &name, None).await
+}
+
+/// Readiness of one version: the model's deployment is ready and the version exists.
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/ready", tag = "inference-v2",
+    params(("model" = String, Path, description = "Model name"), ("version" = String, Path, description = "Version number")),
+    responses((status = 200, description = "ready"), (status = 400, description = "not ready", body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
+async fn version_ready(
+    State(state): State<AppState>,
+    V2(access): V2<CredentialOrg<can::DescribeModel>>,
+    V2(ApiPath((name, version))): V2<ApiPath<(String, String)>>,
+) -> V2Result<StatusCode> {
+    let version = version_number(&version)?;
+    ready(&state, &access.org.id, &name, Some(version)).await
+}
+
+async fn infer_call(
+    state: &AppState,
+    org_id: &str,
+    name: &str,
+    version: Option<i64>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> V2Result<Response> {
+    let body = body_bytes(headers, body)?;
+    let header_length = match headers.get(v2_codec::HEADER_LENGTH) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    ApiError::invalid("Inference-Header-Content-Length must be a byte count")
+                })?,
+        ),
+    };
+    let target = resolve(state, org_id, name, version, None).await?;
+    let request = v2_codec::decode_request(&body, header_length, &target.version.signature)?;
+    let prediction = run(state, &target, request.inputs).await?;
+    let encoded = v2_codec::encode_response(
+        &target.model.name,
+        &target.version.version.to_string(),
+        request.id.as_deref(),
+        &prediction.outputs,
+        &request.outputs,
+    )?;
+    let mut response = encoded.body.into_response();
+    let headers = response.headers_mut();
+    match encoded.header_length {
+        Some(length) => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(v2_codec::HEADER_LENGTH, HeaderValue::from(length));
+        }
+        None => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+    }
+    Ok(response)
+}
+
+/// Inference on the deployed version. The body is a V2 inference request in JSON,
+/// optionally followed by binary tensor data (`Inference-Header-Content-Length` gives the
+/// JSON's length; inputs say theirs in `parameters.binary_data_size`). Outputs come back as
+/// JSON, or as binary data when asked with `parameters.binary_data` or the request's
+/// `parameters.binary_data_output`. No `Content-Type` is needed.
+#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = "inference-v2",
+    params(("model" = String, Path, description = "Model name")),
+    request_body(content = serde_json::Value, description = "A V2 inference request, optionally followed by binary tensor data"),
+    responses(
+        (status = 200, description = "A V2 inference response, optionally followed by binary tensor data", body = serde_json::Value),
+        (status = 400, description = "bad request or inputs", body = V2ErrorBody),
+        (status = 401, body = V2ErrorBody),
+        (status = 404, description = "unknown model or version", body = V2ErrorBody),
+        (status = 409, description = "not deployed, or the deployment failed", body = V2ErrorBody),
+        (status = 413, body = V2ErrorBody),
+        (status = 422, description = "the model failed or hit a limit", body = V2ErrorBody),
+        (status = 503, body = V2ErrorBody),
+        (status = 504, body = V2ErrorBody),
+    ))]
+async fn infer(
+    State(state): State<AppState>,
+    V2(access): V2<CredentialOrg<can::Predict>>,
+    V2(ApiPath(name)): V2<ApiPath<String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> V2Result<Response> {
+    infer_call(&state, &access.org.id, &name, None, &headers, body).await
+}
+
+/// Inference on one version of a deployed model; otherwise as `/v2/models/{model}/infer`.
+#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer", tag = "inference-v2",
+    params(("model" = String, Path, description = "Model name"), ("version" = String, Path, description = "Version number")),
+    request_body(content = serde_json::Value, description = "A V2 inference request, optionally followed by binary tensor data"),
+    responses(
+        (status = 200, description = "A V2 inference response, optionally followed by binary tensor data", body = serde_json::Value),
+        (status = 400, body = V2ErrorBody),
+        (status = 404, body = V2ErrorBody),
+    ))]
+async fn infer_version(
+    State(state): State<AppState>,
+    V2(access): V2<CredentialOrg<can::Predict>>,
+    V2(ApiPath((name, version))): V2<ApiPath<(String, String)>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> V2Result<Response> {
+    let version = version_number(&version)?;
+    infer_call(&state, &access.org.id, &name, Some(version), &headers, body).await
+}

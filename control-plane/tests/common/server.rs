@@ -1,0 +1,118 @@
+//! The real `wisp serve` binary on a free loopback port, for end-to-end tests.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The admin that [`with_admin`] creates on first start.
+pub const OPS_EMAIL: &str = "ops@example.com";
+pub const OPS_PASSWORD: &str = "a long enough password";
+
+/// A running `wisp serve`, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// `wisp serve` on `data` and `port`, with no inherited bootstrap or config variables.
+pub fn wisp(data: &Path, port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    command
+        .arg("serve")
+        .env("WISP_DATA", data)
+        .env("WISP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .env_remove("WISP_ADMIN_EMAIL")
+        .env_remove("WISP_ADMIN_PASSWORD")
+        .env_remove("WISP_ORG")
+        .env_remove("WISP_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// [`wisp`] whose first start creates [`OPS_EMAIL`], owner of organisation `org`.
+pub fn with_admin(data: &Path, port: u16, org: &str) -> Command {
+    let mut command = wisp(data, port);
+    command
+        .env("WISP_ADMIN_EMAIL", OPS_EMAIL)
+        .env("WISP_ADMIN_PASSWORD", OPS_PASSWORD)
+        .env("WISP_ORG", org);
+    command
+}
+
+pub async fn wait_ready(base: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("wisp serve exited early with {status}");
+        }
+        if let Ok(response) = reqwest::get(format!("{base}/healthz")).await
+            && response.status() == StatusCode::OK
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "wisp serve did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Spawns `command` (listening on `port`) and waits until it answers.
+pub async fn start(mut command: Command, port: u16) -> Server {
+    let mut child = command.spawn().expect("spawn wisp");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base, &mut child).await;
+    Server { child, base }
+}
+
+/// Sends SIGTERM and waits for the exit.
+pub fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "wisp serve ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Logs [`OPS_EMAIL`] in; returns the access token.
+pub async fn login(base: &str) -> String {
+    let login: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({ "email": OPS_EMAIL, "password": OPS_PASSWORD }))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    login["access_token"].as_str().expect("token").to_owned()
+}
