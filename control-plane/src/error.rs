@@ -75,6 +75,39 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for documentation and its test.
+    pub const ALL: &[ErrorCode] = &[
+        Self::Unauthenticated,
+        Self::InvalidToken,
+        Self::TokenExpired,
+        Self::InvalidCredentials,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::AlreadyExists,
+        Self::InvalidJson,
+        Self::InvalidRequest,
+        Self::UnsupportedMediaType,
+        Self::EmptyUpload,
+        Self::PayloadTooLarge,
+        Self::UnsupportedModelFormat,
+        Self::InvalidModel,
+        Self::LastOwner,
+        Self::NotDeployed,
+        Self::DeploymentFailed,
+        Self::AliasInUse,
+        Self::InvalidInput,
+        Self::FuelExhausted,
+        Self::MemoryLimitExceeded,
+        Self::DeadlineExceeded,
+        Self::GuestTrap,
+        Self::OutputTooLarge,
+        Self::InferenceFailed,
+        Self::InvalidComponent,
+        Self::Overloaded,
+        Self::RateLimited,
+        Self::Internal,
+    ];
+
     /// The stable string clients match on.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -278,3 +311,39 @@ impl From<QueryRejection> for ApiError {
 
 /// `Result` for handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/errors.md` is the documented contract: every code, with its status, exactly once.
+    #[test]
+    fn the_error_table_documents_every_code() {
+        let table = include_str!("../../docs/errors.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| {} | `{}` |", code.status().as_u16(), code.as_str());
+            assert_eq!(
+                table.matches(&row).count(),
+                1,
+                "docs/errors.md must have the row {row}"
+            );
+        }
+        let rows = table
+            .lines()
+            .filter(|l| l.starts_with("| 4") || l.starts_with("| 5"))
+            .count();
+        assert_eq!(
+            rows,
+            ErrorCode::ALL.len(),
+            "docs/errors.md lists codes that do not exist"
+        );
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut codes: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ErrorCode::ALL.len());
+    }
+}
