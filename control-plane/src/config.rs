@@ -99,12 +99,16 @@ pub struct LimitsConfig {
     /// Largest model upload, in bytes.
     #[serde(default = "default_max_upload")]
     pub max_upload_bytes: u64,
+    /// Memory for cached prediction results, in bytes.
+    #[serde(default = "default_result_cache")]
+    pub result_cache_bytes: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_upload_bytes: default_max_upload(),
+            result_cache_bytes: default_result_cache(),
         }
     }
 }
@@ -123,6 +127,9 @@ fn default_refresh_ttl() -> i64 {
 }
 fn default_max_upload() -> u64 {
     512 * 1024 * 1024
+}
+fn default_result_cache() -> u64 {
+    256 * 1024 * 1024
 }
 
 impl Default for Config {

@@ -60,6 +60,8 @@ pub struct Deployment {
     pub follow_alias: Option<String>,
     pub status: Status,
     pub failure: Option<Failure>,
+    /// How long a prediction's result may be served from the cache; 0 disables caching.
+    pub cache_ttl_secs: u32,
     pub updated_by: String,
     pub updated_at: String,
     #[serde(skip)]
@@ -81,7 +83,7 @@ pub struct HistoryEntry {
 }
 
 const COLUMNS: &str = "m.name, d.version, d.follow_alias, d.status, d.failure_code,
-    d.failure_message, d.updated_by, d.updated_at, d.model_id, d.generation";
+    d.failure_message, d.updated_by, d.updated_at, d.model_id, d.generation, d.cache_ttl_secs";
 
 fn from_row(row: &libsql::Row) -> Result<Deployment, DbError> {
     let failure = match (row.get::<Option<String>>(4)?, row.get::<Option<String>>(5)?) {
@@ -101,6 +103,8 @@ fn from_row(row: &libsql::Row) -> Result<Deployment, DbError> {
         updated_at: db::rfc3339(row.get(7)?),
         model_id: row.get(8)?,
         generation: row.get(9)?,
+        cache_ttl_secs: u32::try_from(row.get::<i64>(10)?)
+            .map_err(|_| DbError::Corrupt("cache_ttl_secs out of range".into()))?,
     })
 }
 
@@ -143,6 +147,7 @@ pub struct Target<'a> {
     pub model_id: &'a str,
     pub version: i64,
     pub follow_alias: Option<&'a str>,
+    pub cache_ttl_secs: u32,
 }
 
 /// Creates or replaces the model's deployment as `pending` and records `action` in the
@@ -157,10 +162,11 @@ pub async fn set(
     let rows = conn
         .query(
             "INSERT INTO deployments (id, org_id, model_id, version, follow_alias, status,
-                 generation, updated_by, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 1, ?6, ?7)
+                 generation, updated_by, updated_at, cache_ttl_secs)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 1, ?6, ?7, ?8)
              ON CONFLICT (model_id) DO UPDATE SET
                 version = excluded.version, follow_alias = excluded.follow_alias,
+                cache_ttl_secs = excluded.cache_ttl_secs,
                 status = 'pending', failure_code = NULL, failure_message = NULL,
                 generation = deployments.generation + 1,
                 updated_by = excluded.updated_by, updated_at = excluded.updated_at
@@ -172,7 +178,8 @@ pub async fn set(
                 target.version,
                 target.follow_alias,
                 actor,
-                now
+                now,
+                target.cache_ttl_secs
             ],
         )
         .await?;

@@ -26,6 +26,12 @@ pub struct Plan {
     pub deadline_ms: u64,
     /// Total output bytes of one call.
     pub max_output_bytes: u64,
+    /// Inference requests per second one API key may make (also its burst).
+    pub key_requests_per_second: u32,
+    /// Inference requests per second the whole organisation may make (also its burst).
+    pub org_requests_per_second: u32,
+    /// Inference calls of the organisation running at once; more wait their turn.
+    pub max_concurrent_calls: u32,
 }
 
 impl Plan {
@@ -46,7 +52,8 @@ pub async fn of_org(conn: &Connection, org_id: &str) -> Result<Plan, DbError> {
     let rows = conn
         .query(
             "SELECT p.id, p.name, p.max_upload_bytes, p.fuel_per_call, p.max_memory_bytes,
-                    p.deadline_ms, p.max_output_bytes
+                    p.deadline_ms, p.max_output_bytes, p.key_requests_per_second,
+                    p.org_requests_per_second, p.max_concurrent_calls
              FROM orgs o JOIN plans p ON p.id = o.plan_id WHERE o.id = ?1",
             params![org_id],
         )
@@ -58,6 +65,9 @@ pub async fn of_org(conn: &Connection, org_id: &str) -> Result<Plan, DbError> {
         let value: i64 = row.get(i)?;
         u64::try_from(value).map_err(|_| DbError::Corrupt(format!("negative plan limit {value}")))
     };
+    let small = |i| -> Result<u32, DbError> {
+        u32::try_from(unsigned(i)?).map_err(|_| DbError::Corrupt("plan limit out of range".into()))
+    };
     Ok(Plan {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -66,6 +76,9 @@ pub async fn of_org(conn: &Connection, org_id: &str) -> Result<Plan, DbError> {
         max_memory_bytes: unsigned(4)?,
         deadline_ms: unsigned(5)?,
         max_output_bytes: unsigned(6)?,
+        key_requests_per_second: small(7)?,
+        org_requests_per_second: small(8)?,
+        max_concurrent_calls: small(9)?,
     })
 }
 

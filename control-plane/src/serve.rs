@@ -17,6 +17,7 @@ use crate::config::{Config, ObjectStoreConfig};
 use crate::db::Db;
 use crate::inspect::ModelInspector;
 use crate::serving::Serving;
+use crate::serving::result_cache::ResultCache;
 use crate::{orgs, plans, users};
 
 /// Builds the application state from a validated configuration.
@@ -65,6 +66,8 @@ pub async fn state(
         inspector,
         serving,
         login_throttle: Arc::default(),
+        admission: Arc::default(),
+        result_cache: Arc::new(ResultCache::new(config.limits.result_cache_bytes)),
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,
             refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,

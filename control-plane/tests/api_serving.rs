@@ -414,7 +414,9 @@ async fn plan_limits_stop_runaway_components() {
     {
         let conn = app.state.db.conn().await;
         conn.execute(
-            "INSERT INTO plans VALUES ('tiny', 'Tiny', 33554432, 50000000, 33554432, 300, 1048576)",
+            "INSERT INTO plans (id, name, max_upload_bytes, fuel_per_call, max_memory_bytes,
+                 deadline_ms, max_output_bytes)
+             VALUES ('tiny', 'Tiny', 33554432, 50000000, 33554432, 300, 1048576)",
             (),
         )
         .await

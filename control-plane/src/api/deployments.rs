@@ -41,6 +41,10 @@ pub struct DeployRequest {
     /// Answer once the deployment is `ready` or `failed` instead of at once.
     #[serde(default)]
     pub wait: bool,
+    /// Serve repeated identical requests from a result cache for this many seconds
+    /// (0, the default, disables it).
+    #[serde(default)]
+    pub cache_ttl_secs: u32,
 }
 
 /// Where to roll back to.
@@ -119,6 +123,7 @@ async fn deploy(
             model_id: &model.id,
             version,
             follow_alias: request.alias.as_deref(),
+            cache_ttl_secs: request.cache_ttl_secs,
         };
         let job = change(&tx, &model, &target, "deployed", &access.actor()).await?;
         audit::record(
@@ -210,6 +215,7 @@ async fn rollback(
             model_id: &model.id,
             version,
             follow_alias: None,
+            cache_ttl_secs: current.cache_ttl_secs,
         };
         let job = change(&tx, &model, &target, "rolled_back", &access.actor()).await?;
         audit::record(
@@ -307,6 +313,7 @@ pub(super) async fn follow_alias(
         model_id: &model.id,
         version,
         follow_alias: Some(alias),
+        cache_ttl_secs: current.cache_ttl_secs,
     };
     change(tx, model, &target, "alias_moved", actor)
         .await

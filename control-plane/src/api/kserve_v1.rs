@@ -19,7 +19,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use wisp_host::NamedTensor;
 
-use super::predict::{MAX_PREDICT_BODY, readiness, resolve, run};
+use super::predict::{MAX_PREDICT_BODY, invoke, readiness, resolve};
 use super::v2::{V2, V2Error, V2ErrorBody, body_bytes};
 use super::{ApiPath, AppState};
 use crate::auth::CredentialOrg;
@@ -131,8 +131,9 @@ async fn predict(
     })?;
     let tensor =
         v1_codec::instances_tensor(ty, &request.instances).map_err(|e| invalid(e.to_string()))?;
-    let prediction = run(&state, &target, vec![NamedTensor::new(&spec.name, tensor)]).await?;
-    let predictions = v1_codec::predictions(&prediction.outputs)
+    let inputs = vec![NamedTensor::new(&spec.name, tensor)];
+    let invoked = invoke(&state, &access, &target, inputs, &headers).await?;
+    let predictions = v1_codec::predictions(&invoked.outputs)
         .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))?;
     Ok(Json(V1PredictResponse { predictions }))
 }

@@ -40,6 +40,8 @@ use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
 use crate::inspect::ModelInspector;
 use crate::serving::Serving;
+use crate::serving::admission::Admission;
+use crate::serving::result_cache::ResultCache;
 
 pub use crate::auth::tokens::JwtKeys;
 pub use orgs::validate_slug as validate_org_slug;
@@ -78,6 +80,10 @@ pub struct AppState {
     pub serving: Serving,
     /// Login attempts per account and per address.
     pub login_throttle: Arc<LoginThrottle>,
+    /// Inference rate limits and per-organisation concurrency, from each plan.
+    pub admission: Arc<Admission>,
+    /// Results of identical inference requests, per organisation and version.
+    pub result_cache: Arc<ResultCache>,
     pub settings: ApiSettings,
 }
 

@@ -1,9 +1,13 @@
 //! Predictions over a model's deployment, and the per-model request/response schema.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -12,15 +16,20 @@ use wisp_host::{NamedTensor, Prediction, UsageRecord};
 
 use super::models::find_model;
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
-use crate::auth::Authorized;
 use crate::auth::rbac::can;
+use crate::auth::{Authorized, OrgAccess, Principal};
 use crate::deployments::{self, Status};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::ModelSignature;
 use crate::plans;
 use crate::registry::{self, Model, ModelVersion};
+use crate::serving::admission::Caller;
+use crate::serving::result_cache::{CacheKey, CacheStatus};
 use crate::serving::schema;
 use crate::serving::tensors::{self, JsonTensor};
+
+/// The response header saying whether the result cache answered: `hit`, `miss` or `bypass`.
+pub(crate) const CACHE_HEADER: &str = "x-wisp-cache";
 
 /// Largest predict request body. Bigger inputs belong in batch jobs.
 pub(super) const MAX_PREDICT_BODY: usize = 32 << 20;
@@ -123,8 +132,9 @@ pub struct ModelSchema {
 #[utoipa::path(post, path = "/v1/orgs/{org}/models/{model}/predict", tag = "predict", request_body = PredictRequest,
     params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
     responses(
-        (status = 200, body = PredictResponse),
+        (status = 200, body = PredictResponse, headers(("x-wisp-cache" = String, description = "`hit`, `miss` or `bypass` (`Cache-Control: no-cache`, or the deployment does not cache)"))),
         (status = 400, description = "`invalid_json`, `invalid_input`, `invalid_request`", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited` (with `Retry-After`)", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`: model, version or alias", body = crate::error::ErrorBody),
         (status = 409, description = "`not_deployed`, `deployment_failed`", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`, `output_too_large`", body = crate::error::ErrorBody),
@@ -136,8 +146,9 @@ async fn predict(
     State(state): State<AppState>,
     access: Authorized<can::Predict>,
     ApiPath(path): ApiPath<(String, String)>,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<PredictRequest>,
-) -> ApiResult<Json<PredictResponse>> {
+) -> ApiResult<impl IntoResponse> {
     let (_, name) = path;
     let target = resolve(
         &state,
@@ -149,14 +160,17 @@ async fn predict(
     .await?;
     let inputs = tensors::parse_inputs(&request.inputs, &target.version.signature)
         .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))?;
-    let prediction = run(&state, &target, inputs).await?;
+    let invoked = invoke(&state, &access, &target, inputs, &headers).await?;
     let (model, version) = (target.model, target.version);
-    Ok(Json(PredictResponse {
-        model: model.name,
-        version: version.version,
-        outputs: tensors::format_outputs(&prediction.outputs),
-        usage: Usage::from(&prediction.usage),
-    }))
+    Ok((
+        [(CACHE_HEADER, invoked.cache.as_str())],
+        Json(PredictResponse {
+            model: model.name,
+            version: version.version,
+            outputs: tensors::format_outputs(&invoked.outputs),
+            usage: Usage::from(&invoked.usage),
+        }),
+    ))
 }
 
 /// JSON Schemas of the model's predict request and response, and an example request, from
@@ -191,6 +205,8 @@ pub(crate) struct Target {
     pub model: Model,
     pub version: ModelVersion,
     pub plan: plans::Plan,
+    /// The deployment's result-cache TTL in seconds (0: no caching).
+    pub cache_ttl_secs: u32,
 }
 
 /// Resolves which version of the deployed model `name` a call runs: `version` or `alias`
@@ -235,6 +251,95 @@ pub(crate) async fn resolve(
         model,
         version,
         plan,
+        cache_ttl_secs: deployment.cache_ttl_secs,
+    })
+}
+
+/// The outcome of [`invoke`]: outputs, what producing them cost (nothing on a cache hit),
+/// and whether the cache answered.
+#[derive(Debug, Clone)]
+pub(crate) struct Invoked {
+    pub outputs: Arc<Vec<NamedTensor>>,
+    pub usage: UsageRecord,
+    pub cache: CacheStatus,
+}
+
+/// Admits and runs one inference call: the plan's rate limits for the key and the
+/// organisation, the deployment's result cache (unless `Cache-Control: no-cache`), then the
+/// organisation's concurrency slots around [`run`]. Every inference protocol calls this.
+pub(crate) async fn invoke(
+    state: &AppState,
+    access: &OrgAccess,
+    target: &Target,
+    inputs: Vec<NamedTensor>,
+    headers: &HeaderMap,
+) -> ApiResult<Invoked> {
+    let key_id = match &access.principal {
+        Principal::ApiKey { id, .. } => Some(id.as_str()),
+        Principal::User { .. } => None,
+    };
+    let caller = Caller {
+        org_id: &target.org_id,
+        key_id,
+    };
+    state.admission.check_rate(caller, &target.plan)?;
+    let no_cache = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|d| matches!(d.trim(), "no-cache" | "no-store"))
+        });
+    let ttl = Duration::from_secs(u64::from(target.cache_ttl_secs));
+    let key = (!no_cache && !ttl.is_zero()).then(|| {
+        CacheKey::new(
+            &target.org_id,
+            &target.model.id,
+            target.version.version,
+            &inputs,
+        )
+    });
+    if let Some(key) = &key
+        && let Some(outputs) = state.result_cache.get(key).await
+    {
+        let output_bytes = outputs.iter().map(|o| o.tensor.data.len() as u64).sum();
+        let usage = UsageRecord {
+            input_bytes: inputs.iter().map(|i| i.tensor.data.len() as u64).sum(),
+            output_bytes,
+            component_warm: true,
+            graph_warm: true,
+            ..UsageRecord::default()
+        };
+        return Ok(Invoked {
+            outputs,
+            usage,
+            cache: CacheStatus::Hit,
+        });
+    }
+    let _slot = state
+        .admission
+        .enter(
+            &target.org_id,
+            &target.plan,
+            target.plan.tenant_limits().deadline,
+        )
+        .await?;
+    let prediction = run(state, target, inputs).await?;
+    let cache = match key {
+        Some(key) => {
+            state
+                .result_cache
+                .put(key, prediction.outputs.clone(), ttl)
+                .await;
+            CacheStatus::Miss
+        }
+        None => CacheStatus::Bypass,
+    };
+    Ok(Invoked {
+        outputs: Arc::new(prediction.outputs),
+        usage: prediction.usage,
+        cache,
     })
 }
 

@@ -4,7 +4,7 @@
 //!
 //! The organisation comes from the credential ([`CredentialOrg`]), since V2 paths have no
 //! room for it. Calls take the one inference path of [`predict`](super::predict):
-//! [`resolve`] then [`run`]. Errors are answered as V2 wants them, `{"error": "…"}` with
+//! [`resolve`] then [`invoke`]. Errors are answered as V2 wants them, `{"error": "…"}` with
 //! the status of the wisp error code; [`V2Error`] is the only place that maps them.
 
 use axum::Json;
@@ -19,10 +19,10 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::models::find_model;
-use super::predict::{MAX_PREDICT_BODY, described_version, readiness, resolve, run};
+use super::predict::{MAX_PREDICT_BODY, described_version, invoke, readiness, resolve};
 use super::{ApiPath, AppState};
-use crate::auth::CredentialOrg;
 use crate::auth::rbac::can;
+use crate::auth::{CredentialOrg, OrgAccess};
 use crate::error::{ApiError, ErrorCode};
 use crate::registry;
 use crate::serving::v2_codec::{self, CodecError, ModelMetadata, ServerMetadata};
@@ -248,7 +248,7 @@ async fn version_ready(
 
 async fn infer_call(
     state: &AppState,
-    org_id: &str,
+    access: &OrgAccess,
     name: &str,
     version: Option<i64>,
     headers: &HeaderMap,
@@ -267,18 +267,22 @@ async fn infer_call(
                 })?,
         ),
     };
-    let target = resolve(state, org_id, name, version, None).await?;
+    let target = resolve(state, &access.org.id, name, version, None).await?;
     let request = v2_codec::decode_request(&body, header_length, &target.version.signature)?;
-    let prediction = run(state, &target, request.inputs).await?;
+    let invoked = invoke(state, access, &target, request.inputs, headers).await?;
     let encoded = v2_codec::encode_response(
         &target.model.name,
         &target.version.version.to_string(),
         request.id.as_deref(),
-        &prediction.outputs,
+        &invoked.outputs,
         &request.outputs,
     )?;
     let mut response = encoded.body.into_response();
     let headers = response.headers_mut();
+    headers.insert(
+        super::predict::CACHE_HEADER,
+        HeaderValue::from_static(invoked.cache.as_str()),
+    );
     match encoded.header_length {
         Some(length) => {
             headers.insert(
@@ -323,7 +327,7 @@ async fn infer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> V2Result<Response> {
-    infer_call(&state, &access.org.id, &name, None, &headers, body).await
+    infer_call(&state, &access, &name, None, &headers, body).await
 }
 
 /// Inference on one version of a deployed model; otherwise as `/v2/models/{model}/infer`.
@@ -343,5 +347,5 @@ async fn infer_version(
     body: Result<Bytes, BytesRejection>,
 ) -> V2Result<Response> {
     let version = version_number(&version)?;
-    infer_call(&state, &access.org.id, &name, Some(version), &headers, body).await
+    infer_call(&state, &access, &name, Some(version), &headers, body).await
 }

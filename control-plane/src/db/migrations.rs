@@ -29,9 +29,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plans, deployments",
         sql: include_str!("migrations/0002_serving.sql"),
     },
+    Migration {
+        version: 6,
+        name: "rate limits, concurrency, result cache",
+        sql: include_str!("migrations/0006_admission.sql"),
+    },
 ];
 
-/// Applies every migration newer than the recorded schema version.
+/// Applies, in order, every migration not yet recorded (so a migration merged with a lower
+/// number than one already applied still runs).
 pub async fn apply(conn: &Connection) -> Result<(), DbError> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -42,18 +48,11 @@ pub async fn apply(conn: &Connection) -> Result<(), DbError> {
         (),
     )
     .await?;
-    let mut rows = conn
-        .query(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            (),
-        )
+    let rows = conn
+        .query("SELECT version FROM schema_migrations", ())
         .await?;
-    let current: i64 = match rows.next().await? {
-        Some(row) => row.get(0)?,
-        None => 0,
-    };
-    drop(rows);
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+    let applied: Vec<i64> = super::collect(rows, |row| Ok(row.get::<i64>(0)?)).await?;
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         let tx = conn.transaction().await?;
         tx.execute_batch(migration.sql).await?;
         tx.execute(

@@ -6,7 +6,9 @@
 //! The organisation id is the runtime's tenant, so graphs are cached and named per
 //! organisation.
 
+pub mod admission;
 mod artifacts;
+pub mod result_cache;
 pub mod schema;
 pub mod tensors;
 pub mod v1_codec;
