@@ -11,6 +11,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::{self, DbError};
+use crate::serving::traffic::{Shadow, Variant};
+
+fn to_json<T: Serialize>(value: Option<T>) -> Result<Option<String>, DbError> {
+    value
+        .map(|v| serde_json::to_string(&v).map_err(|e| DbError::Corrupt(e.to_string())))
+        .transpose()
+}
 
 /// Whether a deployment can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -62,6 +69,10 @@ pub struct Deployment {
     pub failure: Option<Failure>,
     /// How long a prediction's result may be served from the cache; 0 disables caching.
     pub cache_ttl_secs: u32,
+    /// Weighted variants; absent when every call goes to `version`.
+    pub traffic: Option<Vec<Variant>>,
+    /// A version that gets a copy of some calls.
+    pub shadow: Option<Shadow>,
     pub updated_by: String,
     pub updated_at: String,
     #[serde(skip)]
@@ -73,7 +84,7 @@ pub struct Deployment {
 /// One change in a model's deployment history.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct HistoryEntry {
-    /// `deployed`, `alias_moved`, `rolled_back` or `undeployed`.
+    /// `deployed`, `alias_moved`, `rolled_back`, `promoted` or `undeployed`.
     pub action: String,
     /// The version served after the change (`None` after undeploying).
     pub version: Option<i64>,
@@ -83,7 +94,7 @@ pub struct HistoryEntry {
 }
 
 const COLUMNS: &str = "m.name, d.version, d.follow_alias, d.status, d.failure_code,
-    d.failure_message, d.updated_by, d.updated_at, d.model_id, d.generation, d.cache_ttl_secs";
+    d.failure_message, d.updated_by, d.updated_at, d.model_id, d.generation, d.cache_ttl_secs, d.traffic, d.shadow";
 
 fn from_row(row: &libsql::Row) -> Result<Deployment, DbError> {
     let failure = match (row.get::<Option<String>>(4)?, row.get::<Option<String>>(5)?) {
@@ -105,7 +116,14 @@ fn from_row(row: &libsql::Row) -> Result<Deployment, DbError> {
         generation: row.get(9)?,
         cache_ttl_secs: u32::try_from(row.get::<i64>(10)?)
             .map_err(|_| DbError::Corrupt("cache_ttl_secs out of range".into()))?,
+        traffic: json_column(row.get(11)?)?,
+        shadow: json_column(row.get(12)?)?,
     })
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>, DbError> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| DbError::Corrupt(e.to_string())))
+        .transpose()
 }
 
 /// The deployment of a model, if it has one.
@@ -148,6 +166,8 @@ pub struct Target<'a> {
     pub version: i64,
     pub follow_alias: Option<&'a str>,
     pub cache_ttl_secs: u32,
+    pub traffic: Option<&'a [Variant]>,
+    pub shadow: Option<&'a Shadow>,
 }
 
 /// Creates or replaces the model's deployment as `pending` and records `action` in the
@@ -162,11 +182,12 @@ pub async fn set(
     let rows = conn
         .query(
             "INSERT INTO deployments (id, org_id, model_id, version, follow_alias, status,
-                 generation, updated_by, updated_at, cache_ttl_secs)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 1, ?6, ?7, ?8)
+                 generation, updated_by, updated_at, cache_ttl_secs, traffic, shadow)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 1, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (model_id) DO UPDATE SET
                 version = excluded.version, follow_alias = excluded.follow_alias,
-                cache_ttl_secs = excluded.cache_ttl_secs,
+                cache_ttl_secs = excluded.cache_ttl_secs, traffic = excluded.traffic,
+                shadow = excluded.shadow,
                 status = 'pending', failure_code = NULL, failure_message = NULL,
                 generation = deployments.generation + 1,
                 updated_by = excluded.updated_by, updated_at = excluded.updated_at
@@ -179,7 +200,9 @@ pub async fn set(
                 target.follow_alias,
                 actor,
                 now,
-                target.cache_ttl_secs
+                target.cache_ttl_secs,
+                to_json(target.traffic)?,
+                to_json(target.shadow)?
             ],
         )
         .await?;

@@ -68,6 +68,7 @@ pub async fn state(
         login_throttle: Arc::default(),
         admission: Arc::default(),
         result_cache: Arc::new(ResultCache::new(config.limits.result_cache_bytes)),
+        traffic: Arc::default(),
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,
             refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,

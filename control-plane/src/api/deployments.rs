@@ -20,6 +20,7 @@ use crate::auth::rbac::can;
 use crate::deployments::{self, Deployment, HistoryEntry, Target};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::registry::{self, Model};
+use crate::serving::traffic::{self, Shadow, Variant, VariantStats};
 use crate::serving::warmup::{self, WarmUp};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -27,6 +28,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_deployments))
         .routes(routes!(get_deployment, deploy, undeploy))
         .routes(routes!(rollback))
+        .routes(routes!(promote))
+        .routes(routes!(traffic_stats))
         .routes(routes!(deployment_history))
 }
 
@@ -45,6 +48,20 @@ pub struct DeployRequest {
     /// (0, the default, disables it).
     #[serde(default)]
     pub cache_ttl_secs: u32,
+    /// Split calls across versions by weight (A/B test, canary) instead of `version` or
+    /// `alias`; a call with an `x-wisp-route-key` header always lands on the same variant.
+    pub traffic: Option<Vec<Variant>>,
+    /// Mirror a share of calls to this version; its answers are discarded.
+    pub shadow: Option<Shadow>,
+}
+
+/// The version to make the only one served.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    pub version: i64,
+    #[serde(default)]
+    pub wait: bool,
 }
 
 /// Where to roll back to.
@@ -107,23 +124,37 @@ async fn deploy(
     let (_, name) = path;
     let (job, model_id) = transaction!(state, |tx| {
         let model = find_model(&tx, &access.org.id, &name).await?;
-        let version = match (request.version, request.alias.as_deref()) {
-            (Some(version), None) => version,
-            (None, Some(alias)) => registry::alias_target(&tx, &model.id, alias)
+        let version = match (request.version, request.alias.as_deref(), &request.traffic) {
+            (Some(version), None, None) => version,
+            (None, Some(alias), None) => registry::alias_target(&tx, &model.id, alias)
                 .await?
                 .ok_or_else(|| ApiError::not_found("alias"))?,
+            (None, None, Some(traffic)) => traffic::validate(traffic, request.shadow.as_ref())
+                .map_err(|e| ApiError::invalid(e.to_string()))?,
             _ => {
                 return Err(ApiError::invalid(
-                    "give exactly one of `version` and `alias`",
+                    "give exactly one of `version`, `alias` and `traffic`",
                 ));
             }
         };
+        if let Some(shadow) = &request.shadow {
+            traffic::validate(
+                &[Variant {
+                    version,
+                    weight: 100,
+                }],
+                Some(shadow),
+            )
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        }
         let target = Target {
             org_id: &access.org.id,
             model_id: &model.id,
             version,
             follow_alias: request.alias.as_deref(),
             cache_ttl_secs: request.cache_ttl_secs,
+            traffic: request.traffic.as_deref(),
+            shadow: request.shadow.as_ref(),
         };
         let job = change(&tx, &model, &target, "deployed", &access.actor()).await?;
         audit::record(
@@ -134,7 +165,12 @@ async fn deploy(
                 actor: &access.actor(),
                 action: "model.deployed",
                 target: Some(&format!("model:{}", model.name)),
-                details: json!({ "version": version, "follow_alias": request.alias }),
+                details: json!({
+                    "version": version,
+                    "follow_alias": request.alias,
+                    "traffic": request.traffic,
+                    "shadow": request.shadow,
+                }),
             },
         )
         .await?;
@@ -216,6 +252,8 @@ async fn rollback(
             version,
             follow_alias: None,
             cache_ttl_secs: current.cache_ttl_secs,
+            traffic: None,
+            shadow: None,
         };
         let job = change(&tx, &model, &target, "rolled_back", &access.actor()).await?;
         audit::record(
@@ -233,6 +271,75 @@ async fn rollback(
         Ok((job, model.id))
     })?;
     respond(&state, job, &model_id, request.wait).await
+}
+
+/// Makes one version (typically a canary that did well) the only one served, ending any
+/// traffic split and shadow, in one call.
+#[utoipa::path(post, path = "/v1/orgs/{org}/models/{model}/deployment/promote", tag = "deployments", request_body = PromoteRequest,
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses(
+        (status = 202, body = Deployment),
+        (status = 200, description = "With `wait`: ready or failed", body = Deployment),
+        (status = 404, body = crate::error::ErrorBody)))]
+async fn promote(
+    State(state): State<AppState>,
+    access: Authorized<can::Deploy>,
+    meta: RequestMeta,
+    ApiPath(path): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<PromoteRequest>,
+) -> ApiResult<Deployed> {
+    let (_, name) = path;
+    let (job, model_id) = transaction!(state, |tx| {
+        let model = find_model(&tx, &access.org.id, &name).await?;
+        let current = deployments::get(&tx, &model.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("deployment"))?;
+        let target = Target {
+            org_id: &access.org.id,
+            model_id: &model.id,
+            version: request.version,
+            follow_alias: None,
+            cache_ttl_secs: current.cache_ttl_secs,
+            traffic: None,
+            shadow: None,
+        };
+        let job = change(&tx, &model, &target, "promoted", &access.actor()).await?;
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "model.promoted",
+                target: Some(&format!("model:{}", model.name)),
+                details: json!({
+                    "from": current.version,
+                    "to": request.version,
+                    "traffic": current.traffic,
+                    "shadow": current.shadow,
+                }),
+            },
+        )
+        .await?;
+        Ok((job, model.id))
+    })?;
+    respond(&state, job, &model_id, request.wait).await
+}
+
+/// Calls, errors and latencies of each version the model served (`live`) or shadowed
+/// (`shadow`) since the server started.
+#[utoipa::path(get, path = "/v1/orgs/{org}/models/{model}/deployment/traffic", tag = "deployments",
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    responses((status = 200, body = [VariantStats]), (status = 404, body = crate::error::ErrorBody)))]
+async fn traffic_stats(
+    State(state): State<AppState>,
+    access: Authorized<can::ReadModels>,
+    ApiPath(path): ApiPath<(String, String)>,
+) -> ApiResult<Json<Vec<VariantStats>>> {
+    let (_, name) = path;
+    let conn = state.db.conn().await;
+    let model = find_model(&conn, &access.org.id, &name).await?;
+    Ok(Json(state.traffic.of_model(&model.id)))
 }
 
 /// Every deploy, alias move, rollback and undeploy of the model, newest first.
@@ -259,15 +366,26 @@ async fn change(
     action: &str,
     actor: &str,
 ) -> ApiResult<WarmUp> {
-    let version = registry::get_version(tx, &model.id, target.version)
-        .await?
-        .ok_or_else(|| ApiError::not_found("version"))?;
+    let mut numbers = vec![target.version];
+    numbers.extend(target.traffic.unwrap_or_default().iter().map(|v| v.version));
+    numbers.extend(target.shadow.map(|s| s.version));
+    let mut versions: Vec<registry::ModelVersion> = Vec::new();
+    for number in numbers {
+        if versions.iter().any(|v| v.version == number) {
+            continue;
+        }
+        versions.push(
+            registry::get_version(tx, &model.id, number)
+                .await?
+                .ok_or_else(|| ApiError::not_found(&format!("version {number}")))?,
+        );
+    }
     let generation = deployments::set(tx, target, action, actor).await?;
     Ok(WarmUp {
         org_id: target.org_id.to_owned(),
         model_id: model.id.clone(),
         model_name: model.name.clone(),
-        version,
+        versions,
         generation,
     })
 }
@@ -314,6 +432,8 @@ pub(super) async fn follow_alias(
         version,
         follow_alias: Some(alias),
         cache_ttl_secs: current.cache_ttl_secs,
+        traffic: None,
+        shadow: current.shadow.as_ref(),
     };
     change(tx, model, &target, "alias_moved", actor)
         .await

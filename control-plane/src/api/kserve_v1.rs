@@ -19,7 +19,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use wisp_host::NamedTensor;
 
-use super::predict::{MAX_PREDICT_BODY, invoke, readiness, resolve};
+use super::predict::{MAX_PREDICT_BODY, invoke, readiness, resolve_routed, route_key};
 use super::v2::{V2, V2Error, V2ErrorBody, body_bytes};
 use super::{ApiPath, AppState};
 use crate::auth::CredentialOrg;
@@ -112,7 +112,15 @@ async fn predict(
         };
         ApiError::new(code, e.to_string())
     })?;
-    let target = resolve(&state, &access.org.id, name, None, None).await?;
+    let target = resolve_routed(
+        &state,
+        &access.org.id,
+        name,
+        None,
+        None,
+        route_key(&headers),
+    )
+    .await?;
     let invalid = |message: String| ApiError::new(ErrorCode::InvalidInput, message);
     let spec = match target.version.signature.inputs.as_slice() {
         [spec] => spec,

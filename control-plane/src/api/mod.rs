@@ -42,6 +42,7 @@ use crate::inspect::ModelInspector;
 use crate::serving::Serving;
 use crate::serving::admission::Admission;
 use crate::serving::result_cache::ResultCache;
+use crate::serving::traffic::TrafficStats;
 
 pub use crate::auth::tokens::JwtKeys;
 pub use orgs::validate_slug as validate_org_slug;
@@ -84,6 +85,8 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// Results of identical inference requests, per organisation and version.
     pub result_cache: Arc<ResultCache>,
+    /// Per-variant calls, errors and latencies of every deployment.
+    pub traffic: Arc<TrafficStats>,
     pub settings: ApiSettings,
 }
 

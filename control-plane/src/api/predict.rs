@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
@@ -27,6 +27,7 @@ use crate::serving::admission::Caller;
 use crate::serving::result_cache::{CacheKey, CacheStatus};
 use crate::serving::schema;
 use crate::serving::tensors::{self, JsonTensor};
+use crate::serving::traffic::{self, Role};
 
 /// The response header saying whether the result cache answered: `hit`, `miss` or `bypass`.
 pub(crate) const CACHE_HEADER: &str = "x-wisp-cache";
@@ -150,12 +151,13 @@ async fn predict(
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let (_, name) = path;
-    let target = resolve(
+    let target = resolve_routed(
         &state,
         &access.org.id,
         &name,
         request.version,
         request.alias.as_deref(),
+        route_key(&headers),
     )
     .await?;
     let inputs = tensors::parse_inputs(&request.inputs, &target.version.signature)
@@ -207,17 +209,31 @@ pub(crate) struct Target {
     pub plan: plans::Plan,
     /// The deployment's result-cache TTL in seconds (0: no caching).
     pub cache_ttl_secs: u32,
+    /// The shadow version this call is mirrored to, if any.
+    pub shadow: Option<ModelVersion>,
+}
+
+/// The request key that keeps a caller on one variant of a traffic split.
+pub(crate) const ROUTE_KEY_HEADER: &str = "x-wisp-route-key";
+
+/// The `x-wisp-route-key` of a request.
+pub(crate) fn route_key(headers: &HeaderMap) -> Option<&str> {
+    headers.get(ROUTE_KEY_HEADER).and_then(|v| v.to_str().ok())
 }
 
 /// Resolves which version of the deployed model `name` a call runs: `version` or `alias`
-/// if given, else the deployed version. Every inference protocol goes through here.
-pub(crate) async fn resolve(
+/// if given; else the deployed version, or with a traffic split a variant picked by weight
+/// (always the same one for the same `route_key`), possibly mirrored to the shadow version.
+/// Every inference protocol goes through here, then [`invoke`].
+pub(crate) async fn resolve_routed(
     state: &AppState,
     org_id: &str,
     name: &str,
     version: Option<i64>,
     alias: Option<&str>,
+    route_key: Option<&str>,
 ) -> ApiResult<Target> {
+    let explicit = version.is_some() || alias.is_some();
     let conn = state.db.conn().await;
     let model = find_model(&conn, org_id, name).await?;
     let deployment = deployments::get(&conn, &model.id).await?.ok_or_else(|| {
@@ -242,8 +258,18 @@ pub(crate) async fn resolve(
                     ),
                 ));
             }
-            version_of(&conn, &model, deployment.version).await?
+            let routed = match &deployment.traffic {
+                Some(split) => traffic::pick(split, route_key),
+                None => deployment.version,
+            };
+            version_of(&conn, &model, routed).await?
         }
+    };
+    let shadow = match deployment.shadow {
+        Some(shadow) if !explicit && traffic::mirrored(&shadow, route_key) => {
+            Some(version_of(&conn, &model, shadow.version).await?)
+        }
+        _ => None,
     };
     let plan = plans::of_org(&conn, org_id).await?;
     Ok(Target {
@@ -252,6 +278,7 @@ pub(crate) async fn resolve(
         version,
         plan,
         cache_ttl_secs: deployment.cache_ttl_secs,
+        shadow,
     })
 }
 
@@ -325,7 +352,19 @@ pub(crate) async fn invoke(
             target.plan.tenant_limits().deadline,
         )
         .await?;
-    let prediction = run(state, target, inputs).await?;
+    if let Some(shadow) = &target.shadow {
+        mirror(state, target, shadow, inputs.clone());
+    }
+    let started = Instant::now();
+    let result = run(state, target, inputs).await;
+    state.traffic.record(
+        &target.model.id,
+        target.version.version,
+        Role::Live,
+        result.is_ok(),
+        started.elapsed(),
+    );
+    let prediction = result?;
     let cache = match key {
         Some(key) => {
             state
@@ -341,6 +380,29 @@ pub(crate) async fn invoke(
         usage: prediction.usage,
         cache,
     })
+}
+
+/// Runs a copy of the call on the shadow version in the background; its outcome only
+/// counts in the shadow's statistics, never in the caller's response.
+fn mirror(state: &AppState, target: &Target, shadow: &ModelVersion, inputs: Vec<NamedTensor>) {
+    let mut copy = target.clone();
+    copy.version = shadow.clone();
+    copy.shadow = None;
+    let state = state.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let result = run(&state, &copy, inputs).await;
+        if let Err(error) = &result {
+            tracing::debug!(model = %copy.model.name, version = copy.version.version, ?error, "shadow call failed");
+        }
+        state.traffic.record(
+            &copy.model.id,
+            copy.version.version,
+            Role::Shadow,
+            result.is_ok(),
+            started.elapsed(),
+        );
+    });
 }
 
 /// Runs one call of a resolved target in the runtime under its plan's limits. Every

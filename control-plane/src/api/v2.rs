@@ -4,7 +4,7 @@
 //!
 //! The organisation comes from the credential ([`CredentialOrg`]), since V2 paths have no
 //! room for it. Calls take the one inference path of [`predict`](super::predict):
-//! [`resolve`] then [`invoke`]. Errors are answered as V2 wants them, `{"error": "…"}` with
+//! [`resolve_routed`] then [`invoke`]. Errors are answered as V2 wants them, `{"error": "…"}` with
 //! the status of the wisp error code; [`V2Error`] is the only place that maps them.
 
 use axum::Json;
@@ -19,7 +19,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::models::find_model;
-use super::predict::{MAX_PREDICT_BODY, described_version, invoke, readiness, resolve};
+use super::predict::{
+    MAX_PREDICT_BODY, described_version, invoke, readiness, resolve_routed, route_key,
+};
 use super::{ApiPath, AppState};
 use crate::auth::rbac::can;
 use crate::auth::{CredentialOrg, OrgAccess};
@@ -267,7 +269,15 @@ async fn infer_call(
                 })?,
         ),
     };
-    let target = resolve(state, &access.org.id, name, version, None).await?;
+    let target = resolve_routed(
+        state,
+        &access.org.id,
+        name,
+        version,
+        None,
+        route_key(headers),
+    )
+    .await?;
     let request = v2_codec::decode_request(&body, header_length, &target.version.signature)?;
     let invoked = invoke(state, access, &target, request.inputs, headers).await?;
     let encoded = v2_codec::encode_response(

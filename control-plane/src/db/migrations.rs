@@ -31,7 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
-        name: "rate limits, concurrency, result cache",
+        name: "rate limits, concurrency, result cache, traffic splitting",
         sql: include_str!("migrations/0006_admission.sql"),
     },
 ];

@@ -11,6 +11,7 @@ mod artifacts;
 pub mod result_cache;
 pub mod schema;
 pub mod tensors;
+pub mod traffic;
 pub mod v1_codec;
 pub mod v2_codec;
 pub mod warmup;

@@ -17,7 +17,8 @@ pub struct WarmUp {
     pub org_id: String,
     pub model_id: String,
     pub model_name: String,
-    pub version: ModelVersion,
+    /// Every version the deployment serves or shadows.
+    pub versions: Vec<ModelVersion>,
     pub generation: i64,
 }
 
@@ -25,21 +26,24 @@ pub struct WarmUp {
 /// when the outcome is recorded (callers that `wait` await it).
 pub fn spawn(db: Arc<Db>, serving: Serving, job: WarmUp) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let model = serving.model_ref(&job.org_id, &job.model_name, &job.version);
-        let outcome = match serving.runtime().warm(&model).await {
-            Ok(warmth) => {
-                tracing::info!(model = %job.model_name, version = job.version.version, ?warmth, "deployment ready");
-                Ok(())
+        let mut outcome = Ok(());
+        for version in &job.versions {
+            let model = serving.model_ref(&job.org_id, &job.model_name, version);
+            match serving.runtime().warm(&model).await {
+                Ok(warmth) => {
+                    tracing::info!(model = %job.model_name, version = version.version, ?warmth, "version loaded");
+                }
+                Err(error) => {
+                    tracing::warn!(model = %job.model_name, version = version.version, %error, "deployment failed");
+                    let api = ApiError::from(error.clone());
+                    outcome = Err(Failure {
+                        code: api.code().as_str().to_owned(),
+                        message: format!("version {}: {error}", version.version),
+                    });
+                    break;
+                }
             }
-            Err(error) => {
-                tracing::warn!(model = %job.model_name, version = job.version.version, %error, "deployment failed");
-                let api = ApiError::from(error.clone());
-                Err(Failure {
-                    code: api.code().as_str().to_owned(),
-                    message: error.to_string(),
-                })
-            }
-        };
+        }
         let conn = db.conn().await;
         match deployments::settle(&conn, &job.model_id, job.generation, outcome).await {
             Ok(true) => {}

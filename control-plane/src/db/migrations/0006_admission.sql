@@ -7,3 +7,8 @@ UPDATE plans SET key_requests_per_second = 50, org_requests_per_second = 200, ma
 UPDATE plans SET key_requests_per_second = 1000, org_requests_per_second = 5000, max_concurrent_calls = 48 WHERE id = 'enterprise';
 
 ALTER TABLE deployments ADD COLUMN cache_ttl_secs INTEGER NOT NULL DEFAULT 0;
+
+-- Traffic splitting: weighted variants (A/B, canary) and a shadow version, as JSON.
+-- NULL traffic: all calls go to `version`.
+ALTER TABLE deployments ADD COLUMN traffic TEXT;
+ALTER TABLE deployments ADD COLUMN shadow TEXT;
