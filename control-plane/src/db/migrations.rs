@@ -29,9 +29,20 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plans, deployments",
         sql: include_str!("migrations/0002_serving.sql"),
     },
+    // 3 and 4 are taken by work on other branches; the runner applies whatever is not yet
+    // recorded, so they can land after 5 without being skipped.
+    Migration {
+        version: 5,
+        name: "batch jobs",
+        sql: include_str!("migrations/0005_batch.sql"),
+    },
 ];
 
-/// Applies every migration newer than the recorded schema version.
+/// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
+///
+/// Not "every version above the highest recorded": migrations numbered on parallel branches
+/// may be released out of order, and one with a lower number than an applied one must still
+/// run.
 pub async fn apply(conn: &Connection) -> Result<(), DbError> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -43,17 +54,14 @@ pub async fn apply(conn: &Connection) -> Result<(), DbError> {
     )
     .await?;
     let mut rows = conn
-        .query(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            (),
-        )
+        .query("SELECT version FROM schema_migrations", ())
         .await?;
-    let current: i64 = match rows.next().await? {
-        Some(row) => row.get(0)?,
-        None => 0,
-    };
+    let mut applied = std::collections::BTreeSet::new();
+    while let Some(row) = rows.next().await? {
+        applied.insert(row.get::<i64>(0)?);
+    }
     drop(rows);
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         let tx = conn.transaction().await?;
         tx.execute_batch(migration.sql).await?;
         tx.execute(
