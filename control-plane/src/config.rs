@@ -35,6 +35,8 @@ pub struct Config {
     /// from each organisation's plan.
     #[serde(default)]
     pub runtime: wisp_host::RuntimeConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
 }
 
 /// Where the libSQL database lives.
@@ -113,6 +115,42 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Batch inference jobs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Jobs this process runs at once; more wait their turn (`queued`).
+    #[serde(default = "default_batch_jobs")]
+    pub max_running_jobs: usize,
+    /// Rows of one job in flight at once, each a call under the organisation's plan limits.
+    #[serde(default = "default_batch_row_concurrency")]
+    pub row_concurrency: usize,
+    /// Rows per chunk: the unit of progress, of durable results and of redone work after a
+    /// restart. Fixed per job when it is created.
+    #[serde(default = "default_batch_chunk_rows")]
+    pub chunk_rows: u32,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_running_jobs: default_batch_jobs(),
+            row_concurrency: default_batch_row_concurrency(),
+            chunk_rows: default_batch_chunk_rows(),
+        }
+    }
+}
+
+fn default_batch_jobs() -> usize {
+    2
+}
+fn default_batch_row_concurrency() -> usize {
+    4
+}
+fn default_batch_chunk_rows() -> u32 {
+    64
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -142,6 +180,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             runtime: wisp_host::RuntimeConfig::default(),
+            batch: BatchConfig::default(),
         }
     }
 }
@@ -200,6 +239,14 @@ impl Config {
         }
         if self.runtime.max_concurrent_instances == 0 {
             return invalid("runtime.max_concurrent_instances must be positive");
+        }
+        if self.batch.max_running_jobs == 0
+            || self.batch.row_concurrency == 0
+            || self.batch.chunk_rows == 0
+        {
+            return invalid(
+                "batch.max_running_jobs, row_concurrency and chunk_rows must be positive",
+            );
         }
         if let ObjectStoreConfig::S3(s3) = &self.object_store
             && s3.bucket.is_empty()

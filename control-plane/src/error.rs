@@ -50,6 +50,8 @@ pub enum ErrorCode {
     DeploymentFailed,
     /// The alias is followed by a deployment; deploy something else first.
     AliasInUse,
+    /// The batch job has already finished (succeeded, failed or cancelled).
+    JobFinished,
     /// The inputs do not match the model: a missing or unknown name, a wrong dtype or shape.
     InvalidInput,
     /// The call used its whole fuel budget.
@@ -95,6 +97,7 @@ impl ErrorCode {
         Self::NotDeployed,
         Self::DeploymentFailed,
         Self::AliasInUse,
+        Self::JobFinished,
         Self::InvalidInput,
         Self::FuelExhausted,
         Self::MemoryLimitExceeded,
@@ -129,6 +132,7 @@ impl ErrorCode {
             Self::NotDeployed => "not_deployed",
             Self::DeploymentFailed => "deployment_failed",
             Self::AliasInUse => "alias_in_use",
+            Self::JobFinished => "job_finished",
             Self::InvalidInput => "invalid_input",
             Self::FuelExhausted => "fuel_exhausted",
             Self::MemoryLimitExceeded => "memory_limit_exceeded",
@@ -156,7 +160,8 @@ impl ErrorCode {
             | Self::LastOwner
             | Self::NotDeployed
             | Self::DeploymentFailed
-            | Self::AliasInUse => StatusCode::CONFLICT,
+            | Self::AliasInUse
+            | Self::JobFinished => StatusCode::CONFLICT,
             Self::InvalidJson | Self::InvalidRequest | Self::EmptyUpload | Self::InvalidInput => {
                 StatusCode::BAD_REQUEST
             }

@@ -8,6 +8,7 @@
 //! - [`inspect`]: the validation hook models pass before a version is accepted.
 //! - [`orgs`], [`users`], [`keys`], [`registry`], [`deployments`], [`plans`], [`audit`]:
 //!   storage of each domain.
+//! - [`batch`]: batch inference jobs: input files, chunked background runs, results.
 //! - [`serving`]: registry versions as runtime models, JSON tensors, the built-in
 //!   `onnx-runner` component.
 //! - [`config`], [`cli`], [`serve`]: the `wisp serve` process.
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod blob;
 pub mod cli;
 pub mod client;

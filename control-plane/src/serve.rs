@@ -11,6 +11,7 @@ use crate::api::{self, ApiSettings, AppState};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::tokens::{self, JwtKeys};
 use crate::auth::{Role, password};
+use crate::batch::{self, BatchJobs};
 use crate::blob::{LocalStore, ObjectStore, S3Store, Staging};
 use crate::cli::Bootstrap;
 use crate::config::{Config, ObjectStoreConfig};
@@ -69,6 +70,7 @@ pub async fn state(
         admission: Arc::default(),
         result_cache: Arc::new(ResultCache::new(config.limits.result_cache_bytes)),
         traffic: Arc::default(),
+        batch: BatchJobs::new(config.batch.clone()),
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,
             refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
@@ -83,6 +85,8 @@ pub async fn run(
     inspector: Arc<dyn ModelInspector>,
 ) -> anyhow::Result<()> {
     let state = state(&config, &bootstrap, inspector).await?;
+    // Jobs interrupted by a stop or a crash continue from their last completed chunk.
+    batch::runner::resume(&state).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;

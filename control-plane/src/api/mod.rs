@@ -11,6 +11,7 @@
 
 mod audit_log;
 mod auth;
+mod batch;
 mod deployments;
 mod docs;
 mod keys;
@@ -18,7 +19,7 @@ mod kserve_v1;
 mod members;
 mod models;
 mod orgs;
-mod predict;
+pub(crate) mod predict;
 mod upload;
 mod v2;
 
@@ -35,6 +36,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::throttle::LoginThrottle;
+use crate::batch::BatchJobs;
 use crate::blob::{ObjectStore, Staging};
 use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
@@ -87,6 +89,8 @@ pub struct AppState {
     pub result_cache: Arc<ResultCache>,
     /// Per-variant calls, errors and latencies of every deployment.
     pub traffic: Arc<TrafficStats>,
+    /// Batch jobs running in this process.
+    pub batch: BatchJobs,
     pub settings: ApiSettings,
 }
 
@@ -108,7 +112,7 @@ pub struct ApiQuery<T>(pub T);
 /// The OpenAPI document's fixed parts; paths and schemas come from the routes.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "wisp", description = "Serverless scale-to-zero ML inference: organisations, auth, model registry, deployments, predictions, audit."),
+    info(title = "wisp", description = "Serverless scale-to-zero ML inference: organisations, auth, model registry, deployments, predictions, batch jobs, audit."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     components(schemas(crate::error::ErrorBody))
@@ -139,6 +143,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(upload::routes())
         .merge(deployments::routes())
         .merge(predict::routes())
+        .merge(batch::routes())
         .merge(audit_log::routes())
         .merge(v2::routes())
         .merge(kserve_v1::routes())

@@ -29,6 +29,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plans, deployments",
         sql: include_str!("migrations/0002_serving.sql"),
     },
+    // 3 and 4 are taken by work on other branches; the runner applies whatever is not yet
+    // recorded, so they can land after 5 and 6 without being skipped.
+    Migration {
+        version: 5,
+        name: "batch jobs",
+        sql: include_str!("migrations/0005_batch.sql"),
+    },
     Migration {
         version: 6,
         name: "rate limits, concurrency, result cache, traffic splitting",
@@ -36,9 +43,16 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// Applies, in order, every migration not yet recorded (so a migration merged with a lower
-/// number than one already applied still runs).
+/// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
+///
+/// Not "every version above the highest recorded": migrations numbered on parallel branches
+/// may be released out of order, and one with a lower number than an applied one must still
+/// run.
 pub async fn apply(conn: &Connection) -> Result<(), DbError> {
+    apply_list(conn, MIGRATIONS).await
+}
+
+async fn apply_list(conn: &Connection, migrations: &[Migration]) -> Result<(), DbError> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version INTEGER PRIMARY KEY,
@@ -48,11 +62,15 @@ pub async fn apply(conn: &Connection) -> Result<(), DbError> {
         (),
     )
     .await?;
-    let rows = conn
+    let mut rows = conn
         .query("SELECT version FROM schema_migrations", ())
         .await?;
-    let applied: Vec<i64> = super::collect(rows, |row| Ok(row.get::<i64>(0)?)).await?;
-    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+    let mut applied = std::collections::BTreeSet::new();
+    while let Some(row) = rows.next().await? {
+        applied.insert(row.get::<i64>(0)?);
+    }
+    drop(rows);
+    for migration in migrations.iter().filter(|m| !applied.contains(&m.version)) {
         let tx = conn.transaction().await?;
         tx.execute_batch(migration.sql).await?;
         tx.execute(
@@ -68,4 +86,47 @@ pub async fn apply(conn: &Connection) -> Result<(), DbError> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(version: i64, name: &'static str, sql: &'static str) -> Migration {
+        Migration { version, name, sql }
+    }
+
+    #[tokio::test]
+    async fn a_migration_numbered_below_an_applied_one_still_runs() {
+        let db = libsql::Builder::new_local(":memory:")
+            .build()
+            .await
+            .expect("db");
+        let conn = db.connect().expect("connect");
+        let one = table(1, "one", "CREATE TABLE one (x)");
+        let five = table(5, "five", "CREATE TABLE five (x)");
+        apply_list(&conn, &[one, five]).await.expect("1 and 5");
+        // Version 3 lands later (merged from another branch): it is applied, 1 and 5 are not
+        // applied again (they would fail: their tables exist).
+        let all = [
+            table(1, "one", "CREATE TABLE one (x)"),
+            table(3, "three", "CREATE TABLE three (x)"),
+            table(5, "five", "CREATE TABLE five (x)"),
+        ];
+        apply_list(&conn, &all).await.expect("3");
+        let mut rows = conn
+            .query("SELECT version FROM schema_migrations ORDER BY version", ())
+            .await
+            .expect("query");
+        let mut versions = Vec::new();
+        while let Some(row) = rows.next().await.expect("row") {
+            versions.push(row.get::<i64>(0).expect("version"));
+        }
+        assert_eq!(versions, [1, 3, 5]);
+    }
+
+    #[test]
+    fn versions_increase() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+    }
 }

@@ -1,0 +1,244 @@
+//! The background task of a batch job: chunk after chunk, rows of a chunk concurrently,
+//! results durable before progress; and resuming unfinished jobs when `wisp serve` starts.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tracing::Instrument;
+
+use super::input::InputFile;
+use super::store::{self, BatchJob, Chunk, JobFailure};
+use super::{JobStatus, ResultLine, RowError};
+use crate::api::AppState;
+use crate::api::predict::{self, Target};
+use crate::error::{ApiError, ErrorCode};
+use crate::serving::tensors;
+
+/// How often a row that found every execution slot busy is tried again before `overloaded`
+/// becomes its error.
+const OVERLOADED_RETRIES: u32 = 3;
+
+/// Runs job `job_id` in the background once a job slot is free.
+pub fn spawn(state: AppState, job_id: String) {
+    let span = tracing::info_span!("batch_job", job.id = %job_id);
+    tokio::spawn(
+        async move {
+            if let Err(error) = run(&state, &job_id).await {
+                // Progress so far is committed; the job resumes at the next start.
+                tracing::error!(error = format!("{error:#}"), "batch job stopped");
+            }
+        }
+        .instrument(span),
+    );
+}
+
+/// Restarts every `queued` or `running` job, from its last completed chunk. Returns how many.
+pub async fn resume(state: &AppState) -> anyhow::Result<usize> {
+    let ids = {
+        let conn = state.db.conn().await;
+        store::unfinished(&conn)
+            .await
+            .context("failed to list unfinished batch jobs")?
+    };
+    for id in &ids {
+        spawn(state.clone(), id.clone());
+    }
+    if !ids.is_empty() {
+        tracing::info!(jobs = ids.len(), "resuming batch jobs");
+    }
+    Ok(ids.len())
+}
+
+async fn run(state: &AppState, job_id: &str) -> anyhow::Result<()> {
+    let _slot = state.batch.slots().acquire_owned().await?;
+    let job = {
+        let conn = state.db.conn().await;
+        if !store::start(&conn, job_id).await? {
+            return Ok(()); // Cancelled while it waited.
+        }
+        store::get_by_id(&conn, job_id)
+            .await?
+            .context("the job vanished")?
+    };
+    tracing::info!(
+        rows_total = job.rows_total,
+        chunks_done = job.chunks_done,
+        "batch job running"
+    );
+    if let Err(failure) = run_chunks(state, &job).await {
+        tracing::warn!(failure.code = %failure.code, failure.message = %failure.message, "batch job failed");
+        let conn = state.db.conn().await;
+        store::fail(&conn, job_id, &failure).await?;
+    }
+    Ok(())
+}
+
+/// A failure of the whole job, from an API error (the model is gone, undeployed…).
+fn job_failure(error: &ApiError) -> JobFailure {
+    JobFailure {
+        code: error.code().as_str().to_owned(),
+        message: error.message().to_owned(),
+    }
+}
+
+/// An internal failure: logged with its cause, recorded without details.
+fn internal(error: impl Into<anyhow::Error>) -> JobFailure {
+    job_failure(&ApiError::internal(error))
+}
+
+async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> {
+    let bytes = state
+        .blobs
+        .get(&job.input_sha256)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            internal(anyhow::anyhow!(
+                "input blob {} is missing",
+                job.input_sha256
+            ))
+        })?;
+    let chunk_rows = usize::try_from(job.chunk_rows).map_err(internal)?;
+    let total = usize::try_from(job.rows_total).map_err(internal)?;
+    let file = {
+        let target = predict::resolve_routed(
+            state,
+            &job.org_id,
+            &job.model,
+            Some(job.version),
+            None,
+            None,
+        )
+        .await
+        .map_err(|e| job_failure(&e))?;
+        InputFile::parse(bytes, job.format, &target.version.signature)
+            .map_err(|e| internal(anyhow::anyhow!("stored input no longer parses: {e}")))?
+    };
+    if file.len() != total {
+        return Err(internal(anyhow::anyhow!(
+            "stored input has {} rows, the job {total}",
+            file.len()
+        )));
+    }
+    let mut index = job.chunks_done;
+    loop {
+        // A chunk boundary: stop here if the job was cancelled (or finished elsewhere).
+        let status = {
+            let conn = state.db.conn().await;
+            store::get_by_id(&conn, &job.id)
+                .await
+                .map_err(internal)?
+                .map(|j| j.status)
+        };
+        if status != Some(JobStatus::Running) {
+            tracing::info!(?status, "batch job stopped at a chunk boundary");
+            return Ok(());
+        }
+        let start = usize::try_from(index).map_err(internal)? * chunk_rows;
+        if start >= total {
+            let conn = state.db.conn().await;
+            store::succeed(&conn, &job.id).await.map_err(internal)?;
+            tracing::info!("batch job succeeded");
+            return Ok(());
+        }
+        // Resolved once per chunk: an undeployed or deleted model stops the job here, and
+        // the plan's current limits apply.
+        let target = predict::resolve_routed(
+            state,
+            &job.org_id,
+            &job.model,
+            Some(job.version),
+            None,
+            None,
+        )
+        .await
+        .map_err(|e| job_failure(&e))?;
+        let end = (start + chunk_rows).min(total);
+        let lines: Vec<ResultLine> = futures_util::stream::iter(start..end)
+            .map(|row| run_row(state, &target, &file, row))
+            .buffered(state.batch.settings().row_concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for line in &lines {
+            serde_json::to_writer(&mut out, line).map_err(internal)?;
+            out.push(b'\n');
+        }
+        let staged = state
+            .staging
+            .write_bytes(Bytes::from(out))
+            .await
+            .map_err(internal)?;
+        let chunk = Chunk {
+            index,
+            sha256: staged.sha256.clone(),
+            rows: (end - start) as i64,
+            errors: lines.iter().filter(|l| l.error.is_some()).count() as i64,
+        };
+        // Durable first, then counted: a crash in between leaves an unreferenced blob and
+        // this chunk to redo, never a counted chunk without its results.
+        state.blobs.commit(staged).await.map_err(internal)?;
+        let committed = {
+            let conn = state.db.conn().await;
+            store::commit_chunk(&conn, &job.id, &chunk)
+                .await
+                .map_err(internal)?
+        };
+        if !committed {
+            tracing::info!(
+                chunk = index,
+                "batch job no longer running; chunk discarded"
+            );
+            return Ok(());
+        }
+        index += 1;
+    }
+}
+
+/// Runs one row: its result line, or `Err` for a failure that is not the row's own.
+async fn run_row(
+    state: &AppState,
+    target: &Target,
+    file: &InputFile,
+    row: usize,
+) -> Result<ResultLine, JobFailure> {
+    let row_error = |code: ErrorCode, message: String| ResultLine {
+        row,
+        outputs: None,
+        error: Some(RowError {
+            code: code.as_str().to_owned(),
+            message,
+        }),
+    };
+    let named = match file.row(row) {
+        Ok(named) => named,
+        Err(message) => return Ok(row_error(ErrorCode::InvalidInput, message)),
+    };
+    let mut retries = 0;
+    loop {
+        let inputs = match tensors::parse_inputs(&named, &target.version.signature) {
+            Ok(inputs) => inputs,
+            Err(e) => return Ok(row_error(ErrorCode::InvalidInput, e.to_string())),
+        };
+        match predict::run(state, target, inputs).await {
+            Ok(prediction) => {
+                return Ok(ResultLine {
+                    row,
+                    outputs: Some(tensors::format_outputs(&prediction.outputs)),
+                    error: None,
+                });
+            }
+            Err(e) if e.code() == ErrorCode::Overloaded && retries < OVERLOADED_RETRIES => {
+                retries += 1;
+                tokio::time::sleep(Duration::from_secs(retries.into())).await;
+            }
+            // Already logged with its cause; the platform's fault, not the row's.
+            Err(e) if e.code() == ErrorCode::Internal => return Err(job_failure(&e)),
+            Err(e) => return Ok(row_error(e.code(), e.message().to_owned())),
+        }
+    }
+}
