@@ -35,6 +35,8 @@ pub struct Config {
     /// from each organisation's plan.
     #[serde(default)]
     pub runtime: wisp_host::RuntimeConfig,
+    #[serde(default)]
+    pub metering: MeteringConfig,
 }
 
 /// Where the libSQL database lives.
@@ -109,6 +111,28 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Usage metering.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeteringConfig {
+    /// Sync the usage outbox (`fdatasync`, shared by concurrent calls) before answering a
+    /// call, so that not even a machine crash loses a billed call. Off, events still
+    /// survive any crash of the process, and a machine crash loses at most the calls of
+    /// the last few milliseconds (until the drainer's next database commit).
+    #[serde(default = "default_true")]
+    pub fsync: bool,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> Self {
+        Self { fsync: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -135,6 +159,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             runtime: wisp_host::RuntimeConfig::default(),
+            metering: MeteringConfig::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::cli::Bootstrap;
 use crate::config::{Config, ObjectStoreConfig};
 use crate::db::Db;
 use crate::inspect::ModelInspector;
+use crate::metering::Metering;
 use crate::serving::Serving;
 use crate::{orgs, plans, users};
 
@@ -57,13 +58,22 @@ pub async fn state(
     }
     let serving =
         Serving::new(runtime, Arc::clone(&blobs)).context("failed to start the runtime")?;
+    let db = Arc::new(db);
+    let metering = Metering::start(
+        &config.data_dir.join("usage-outbox"),
+        config.metering.fsync,
+        Arc::clone(&db),
+    )
+    .await
+    .context("failed to start usage metering")?;
     Ok(AppState {
-        db: Arc::new(db),
+        db,
         blobs,
         staging,
         jwt: Arc::new(jwt),
         inspector,
         serving,
+        metering,
         login_throttle: Arc::default(),
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,

@@ -131,7 +131,8 @@ async fn predict(
     })?;
     let tensor =
         v1_codec::instances_tensor(ty, &request.instances).map_err(|e| invalid(e.to_string()))?;
-    let prediction = run(&state, &target, vec![NamedTensor::new(&spec.name, tensor)]).await?;
+    let inputs = vec![NamedTensor::new(&spec.name, tensor)];
+    let prediction = run(&state, &access.principal, &target, inputs).await?;
     let predictions = v1_codec::predictions(&prediction.outputs)
         .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))?;
     Ok(Json(V1PredictResponse { predictions }))

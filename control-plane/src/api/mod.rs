@@ -20,6 +20,7 @@ mod models;
 mod orgs;
 mod predict;
 mod upload;
+mod usage;
 mod v2;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::blob::{ObjectStore, Staging};
 use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
 use crate::inspect::ModelInspector;
+use crate::metering::Metering;
 use crate::serving::Serving;
 
 pub use crate::auth::tokens::JwtKeys;
@@ -76,6 +78,8 @@ pub struct AppState {
     pub inspector: Arc<dyn ModelInspector>,
     /// The inference runtime.
     pub serving: Serving,
+    /// Usage events, quotas and invoices.
+    pub metering: Metering,
     /// Login attempts per account and per address.
     pub login_throttle: Arc<LoginThrottle>,
     pub settings: ApiSettings,
@@ -131,6 +135,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(deployments::routes())
         .merge(predict::routes())
         .merge(audit_log::routes())
+        .merge(usage::routes())
         .merge(v2::routes())
         .merge(kserve_v1::routes())
 }
@@ -144,6 +149,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
+        .layer(axum::middleware::from_fn(crate::metering::context::layer))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(
             |request: &axum::http::Request<axum::body::Body>| {

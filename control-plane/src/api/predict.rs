@@ -12,11 +12,13 @@ use wisp_host::{NamedTensor, Prediction, UsageRecord};
 
 use super::models::find_model;
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
-use crate::auth::Authorized;
 use crate::auth::rbac::can;
+use crate::auth::{Authorized, Principal};
 use crate::deployments::{self, Status};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::ModelSignature;
+use crate::metering::compute::compute_units;
+use crate::metering::{CallSubject, Caller, Variant};
 use crate::plans;
 use crate::registry::{self, Model, ModelVersion};
 use crate::serving::schema;
@@ -129,6 +131,7 @@ pub struct ModelSchema {
         (status = 409, description = "`not_deployed`, `deployment_failed`", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`, `output_too_large`", body = crate::error::ErrorBody),
         (status = 422, description = "`fuel_exhausted`, `memory_limit_exceeded`, `guest_trap`, `inference_failed`, `invalid_model`, `invalid_component`", body = crate::error::ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the plan's calls this month (with `details` and `Retry-After`)", body = crate::error::ErrorBody),
         (status = 503, description = "`overloaded` (with `Retry-After`)", body = crate::error::ErrorBody),
         (status = 504, description = "`deadline_exceeded`", body = crate::error::ErrorBody),
     ))]
@@ -149,7 +152,7 @@ async fn predict(
     .await?;
     let inputs = tensors::parse_inputs(&request.inputs, &target.version.signature)
         .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))?;
-    let prediction = run(&state, &target, inputs).await?;
+    let prediction = run(&state, &access.principal, &target, inputs).await?;
     let (model, version) = (target.model, target.version);
     Ok(Json(PredictResponse {
         model: model.name,
@@ -191,6 +194,21 @@ pub(crate) struct Target {
     pub model: Model,
     pub version: ModelVersion,
     pub plan: plans::Plan,
+    /// Which variant of the deployment serves the call (traffic splitting picks it).
+    pub variant: Variant,
+}
+
+impl Target {
+    /// What metering records the call against.
+    fn subject(&self) -> CallSubject<'_> {
+        CallSubject {
+            org_id: &self.org_id,
+            model_id: &self.model.id,
+            model_name: &self.model.name,
+            version: self.version.version,
+            variant: self.variant,
+        }
+    }
 }
 
 /// Resolves which version of the deployed model `name` a call runs: `version` or `alias`
@@ -235,24 +253,65 @@ pub(crate) async fn resolve(
         model,
         version,
         plan,
+        variant: Variant::Primary,
     })
 }
 
-/// Runs one call of a resolved target in the runtime under its plan's limits. Every
-/// inference protocol goes through here.
+/// Runs one call of a resolved target for `caller`, metered: the plan's calls quota admits
+/// it (or it fails with `quota_exceeded`), and its usage event, success or failure, is
+/// durable before this returns. Every inference protocol goes through here.
 pub(crate) async fn run(
     state: &AppState,
+    caller: &Principal,
     target: &Target,
     inputs: Vec<NamedTensor>,
 ) -> ApiResult<Prediction> {
+    let call = state
+        .metering
+        .admit(Caller::from(caller), target.subject(), &target.plan)
+        .await?;
+    // A result cache answers here: `call.finish(Ok(()), None, true)` and its stored result.
+    let result = execute(state, target, inputs).await;
+    let (outcome, usage) = match &result {
+        Ok(prediction) => (Ok(()), Some(&prediction.usage)),
+        Err((error, usage)) => (Err(error.code()), usage.as_ref()),
+    };
+    call.finish(outcome, usage, false).await?;
+    result.map_err(|(error, _)| error)
+}
+
+/// Runs the model in the runtime under the plan's limits. The plan's compute budget covers
+/// the Wasm code (as fuel, stopped exactly) and the inference backend together (checked
+/// when the backend returns, since a backend run cannot be interrupted; the deadline
+/// bounds it). A failure keeps the usage when the model ran.
+async fn execute(
+    state: &AppState,
+    target: &Target,
+    inputs: Vec<NamedTensor>,
+) -> Result<Prediction, (ApiError, Option<UsageRecord>)> {
     let model_ref = state
         .serving
         .model_ref(&target.org_id, &target.model.name, &target.version);
-    Ok(state
+    let prediction = state
         .serving
         .runtime()
         .predict(&model_ref, &target.plan.tenant_limits(), inputs)
-        .await?)
+        .await
+        .map_err(|error| (ApiError::from(error), None))?;
+    let usage = &prediction.usage;
+    let inference_us = u64::try_from(usage.inference_time.as_micros()).unwrap_or(u64::MAX);
+    let used = compute_units(usage.fuel_consumed, inference_us);
+    let budget = target.plan.compute_units_per_call;
+    if used > budget {
+        let error = ApiError::new(
+            ErrorCode::FuelExhausted,
+            format!(
+                "compute budget exhausted: the call used {used} compute units, the plan allows {budget}"
+            ),
+        );
+        return Err((error, Some(prediction.usage)));
+    }
+    Ok(prediction)
 }
 
 /// Whether the model `name` (at `version`, if given) serves calls now: its deployment is

@@ -21,8 +21,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::models::find_model;
 use super::predict::{MAX_PREDICT_BODY, described_version, readiness, resolve, run};
 use super::{ApiPath, AppState};
-use crate::auth::CredentialOrg;
 use crate::auth::rbac::can;
+use crate::auth::{CredentialOrg, Principal};
 use crate::error::{ApiError, ErrorCode};
 use crate::registry;
 use crate::serving::v2_codec::{self, CodecError, ModelMetadata, ServerMetadata};
@@ -71,7 +71,10 @@ impl From<CodecError> for V2Error {
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
         let code = self.0.code();
-        let retry = (code == ErrorCode::Overloaded).then_some([(header::RETRY_AFTER, "1")]);
+        let retry = self
+            .0
+            .retry_after()
+            .map(|seconds| [(header::RETRY_AFTER, seconds.to_string())]);
         let body = V2ErrorBody {
             error: self.0.message().to_owned(),
         };
@@ -248,6 +251,7 @@ async fn version_ready(
 
 async fn infer_call(
     state: &AppState,
+    caller: &Principal,
     org_id: &str,
     name: &str,
     version: Option<i64>,
@@ -269,7 +273,7 @@ async fn infer_call(
     };
     let target = resolve(state, org_id, name, version, None).await?;
     let request = v2_codec::decode_request(&body, header_length, &target.version.signature)?;
-    let prediction = run(state, &target, request.inputs).await?;
+    let prediction = run(state, caller, &target, request.inputs).await?;
     let encoded = v2_codec::encode_response(
         &target.model.name,
         &target.version.version.to_string(),
@@ -323,7 +327,16 @@ async fn infer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> V2Result<Response> {
-    infer_call(&state, &access.org.id, &name, None, &headers, body).await
+    infer_call(
+        &state,
+        &access.principal,
+        &access.org.id,
+        &name,
+        None,
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// Inference on one version of a deployed model; otherwise as `/v2/models/{model}/infer`.
@@ -343,5 +356,14 @@ async fn infer_version(
     body: Result<Bytes, BytesRejection>,
 ) -> V2Result<Response> {
     let version = version_number(&version)?;
-    infer_call(&state, &access.org.id, &name, Some(version), &headers, body).await
+    infer_call(
+        &state,
+        &access.principal,
+        &access.org.id,
+        &name,
+        Some(version),
+        &headers,
+        body,
+    )
+    .await
 }

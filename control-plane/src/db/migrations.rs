@@ -29,9 +29,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plans, deployments",
         sql: include_str!("migrations/0002_serving.sql"),
     },
+    // Version 3 is taken by another branch (rate limits); `apply` fills gaps.
+    Migration {
+        version: 4,
+        name: "metering, quotas, prices, invoices",
+        sql: include_str!("migrations/0004_metering.sql"),
+    },
 ];
 
-/// Applies every migration newer than the recorded schema version.
+/// Applies, oldest first, every migration not yet recorded. Versions may have gaps (branches
+/// reserve numbers), so a database that has 4 still gets 3 when 3 arrives later.
 pub async fn apply(conn: &Connection) -> Result<(), DbError> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -43,17 +50,14 @@ pub async fn apply(conn: &Connection) -> Result<(), DbError> {
     )
     .await?;
     let mut rows = conn
-        .query(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            (),
-        )
+        .query("SELECT version FROM schema_migrations", ())
         .await?;
-    let current: i64 = match rows.next().await? {
-        Some(row) => row.get(0)?,
-        None => 0,
-    };
+    let mut applied = std::collections::HashSet::new();
+    while let Some(row) = rows.next().await? {
+        applied.insert(row.get::<i64>(0)?);
+    }
     drop(rows);
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         let tx = conn.transaction().await?;
         tx.execute_batch(migration.sql).await?;
         tx.execute(
