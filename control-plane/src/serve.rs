@@ -97,11 +97,18 @@ pub async fn run(
     announce(&format!(
         "wisp listening on http://{address} (API docs: http://{address}/docs)"
     ));
+    let metering = state.metering.clone();
     let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
+    // Not needed for correctness (the next start replays the outbox), but a clean stop
+    // leaves the database complete for whoever reads it next.
+    metering
+        .flush()
+        .await
+        .context("failed to drain the usage outbox")?;
     tracing::info!("drained in-flight requests; stopped");
     Ok(())
 }
