@@ -119,7 +119,7 @@ pub struct MeteringConfig {
     /// answering a call, so that not even a machine crash or power loss can lose a billed
     /// call. Off (the default), every event is written to the outbox before its response
     /// and survives any crash of the process (kill -9, panic, OOM); a machine crash can
-    /// lose the events of the last few milliseconds, not yet committed to the database.
+    /// lose the events not yet committed to the database (at most 250 ms of them).
     /// Syncing costs one disk flush per response (see docs/benchmarks.md).
     #[serde(default)]
     pub fsync: bool,

@@ -44,8 +44,8 @@ use quota::{CallQuotas, QuotaKind, Reservation};
 
 /// Most events the drainer inserts in one transaction.
 const DRAIN_BATCH: usize = 1_024;
-/// How long the drainer waits for more events before a transaction.
-const DRAIN_LINGER: Duration = Duration::from_millis(20);
+/// How long the drainer waits for more events before a transaction (a flush cuts it short).
+const DRAIN_LINGER: Duration = Duration::from_millis(250);
 
 /// Errors of metering.
 #[derive(Debug, thiserror::Error)]
@@ -309,15 +309,13 @@ fn new_event(caller: Caller, subject: CallSubject<'_>) -> UsageEvent {
 async fn drain(mut drained: mpsc::UnboundedReceiver<Drained>, db: Arc<Db>) {
     let mut items = Vec::new();
     while drained.recv_many(&mut items, DRAIN_BATCH).await > 0 {
-        // Linger briefly unless someone waits: fewer, bigger transactions hold the database
-        // lock (which every request needs) less often.
-        if !items.iter().any(|i| matches!(i, Drained::Flush(_))) && items.len() < DRAIN_BATCH {
-            tokio::time::sleep(DRAIN_LINGER).await;
-            while items.len() < DRAIN_BATCH {
-                match drained.try_recv() {
-                    Ok(item) => items.push(item),
-                    Err(_) => break,
-                }
+        // Linger unless someone waits: every commit syncs the database under the lock
+        // every request needs, so fewer, bigger transactions keep it out of their way.
+        let deadline = tokio::time::Instant::now() + DRAIN_LINGER;
+        while items.len() < DRAIN_BATCH && !items.iter().any(|i| matches!(i, Drained::Flush(_))) {
+            match tokio::time::timeout_at(deadline, drained.recv()).await {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) | Err(_) => break,
             }
         }
         let mut events = Vec::new();

@@ -7,7 +7,7 @@
 //! (kill -9, panic, OOM): the kernel has it. With `fsync` on, the append also waits until
 //! the file is synced (calls in flight share one `fdatasync`, group-commit style), so a
 //! machine crash or power loss loses nothing either; without it, the window is the time
-//! until the drainer's next database commit (milliseconds).
+//! until the drainer's next database commit (at most a quarter of a second).
 //!
 //! A segment grows to [`SEGMENT_BYTES`], then a new one starts and the drainer deletes the
 //! old one once every event in it is committed. At start, [`Outbox::open`] hands back every
