@@ -37,6 +37,8 @@ pub struct Config {
     pub runtime: wisp_host::RuntimeConfig,
     #[serde(default)]
     pub batch: BatchConfig,
+    #[serde(default)]
+    pub metering: MeteringConfig,
 }
 
 /// Where the libSQL database lives.
@@ -151,6 +153,20 @@ fn default_batch_chunk_rows() -> u32 {
     64
 }
 
+/// Usage metering.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeteringConfig {
+    /// Also sync the usage outbox (`fdatasync`, shared by concurrent calls) before
+    /// answering a call, so that not even a machine crash or power loss can lose a billed
+    /// call. Off (the default), every event is written to the outbox before its response
+    /// and survives any crash of the process (kill -9, panic, OOM); a machine crash can
+    /// lose the events not yet committed to the database (at most 250 ms of them).
+    /// Syncing costs one disk flush per response (see docs/benchmarks.md).
+    #[serde(default)]
+    pub fsync: bool,
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -181,6 +197,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             runtime: wisp_host::RuntimeConfig::default(),
             batch: BatchConfig::default(),
+            metering: MeteringConfig::default(),
         }
     }
 }

@@ -72,6 +72,10 @@ pub enum ErrorCode {
     Overloaded,
     /// Too many requests (login attempts, calls); retry after the `Retry-After` delay.
     RateLimited,
+    /// A hard quota of the plan is reached (calls this month, models, storage). `details`
+    /// has the `quota`, its `limit`, what is `used` and when it `resets_at` (RFC 3339, for
+    /// the calls quota; `Retry-After` says the same in seconds).
+    QuotaExceeded,
     /// Something failed inside wisp; details are in the server log.
     Internal,
 }
@@ -108,6 +112,7 @@ impl ErrorCode {
         Self::InvalidComponent,
         Self::Overloaded,
         Self::RateLimited,
+        Self::QuotaExceeded,
         Self::Internal,
     ];
 
@@ -143,6 +148,7 @@ impl ErrorCode {
             Self::InvalidComponent => "invalid_component",
             Self::Overloaded => "overloaded",
             Self::RateLimited => "rate_limited",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::Internal => "internal",
         }
     }
@@ -176,7 +182,9 @@ impl ErrorCode {
             | Self::InferenceFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            // 429, not 402: clients already back off on 429 with `Retry-After`, and the
+            // `code` tells a quota from a rate limit. See the README's billing section.
+            Self::RateLimited | Self::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -189,6 +197,8 @@ pub struct ApiError {
     message: String,
     /// Seconds for `Retry-After`, on errors that a later retry can cure.
     retry_after: Option<u64>,
+    /// Structured detail for the caller (the numbers of a `quota_exceeded`).
+    details: Option<serde_json::Value>,
 }
 
 /// The JSON body of every error response.
@@ -198,6 +208,11 @@ pub struct ErrorBody {
     pub code: String,
     /// Human-readable explanation; may change between releases.
     pub message: String,
+    /// Structured detail of some codes (`quota_exceeded`: `quota`, `limit`, `used`,
+    /// `resets_at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -208,6 +223,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after,
+            details: None,
         }
     }
 
@@ -246,6 +262,11 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// Seconds for `Retry-After`, if a later retry can cure the error.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -256,6 +277,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             code: self.code.as_str().to_owned(),
             message: self.message,
+            details: self.details,
         };
         (self.code.status(), retry, Json(body)).into_response()
     }
@@ -281,6 +303,44 @@ impl From<wisp_host::RuntimeError> for ApiError {
             E::ModelNotFound(_) | E::Internal => return Self::internal(error),
         };
         Self::new(code, error.to_string())
+    }
+}
+
+impl From<crate::metering::QuotaExceeded> for ApiError {
+    fn from(exceeded: crate::metering::QuotaExceeded) -> Self {
+        let resets_at = exceeded.resets_at.map(crate::db::rfc3339);
+        let message = match &resets_at {
+            Some(at) => format!("{exceeded}; it resets at {at}"),
+            None => format!("{exceeded}; free some up or move to a bigger plan"),
+        };
+        let retry_after = exceeded
+            .resets_at
+            .map(|at| u64::try_from(at - crate::db::now()).unwrap_or(0).max(1));
+        Self {
+            retry_after,
+            details: Some(serde_json::json!({
+                "quota": exceeded.kind.as_str(),
+                "limit": exceeded.limit,
+                "used": exceeded.used,
+                "resets_at": resets_at,
+            })),
+            ..Self::new(ErrorCode::QuotaExceeded, message)
+        }
+    }
+}
+
+impl From<crate::metering::Refusal> for ApiError {
+    fn from(refusal: crate::metering::Refusal) -> Self {
+        match refusal {
+            crate::metering::Refusal::Quota(exceeded) => exceeded.into(),
+            crate::metering::Refusal::Failed(error) => Self::internal(error),
+        }
+    }
+}
+
+impl From<crate::metering::MeteringError> for ApiError {
+    fn from(error: crate::metering::MeteringError) -> Self {
+        Self::internal(error)
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`orgs`], [`users`], [`keys`], [`registry`], [`deployments`], [`plans`], [`audit`]:
 //!   storage of each domain.
 //! - [`batch`]: batch inference jobs: input files, chunked background runs, results.
+//! - [`metering`]: one durable usage event per inference call (outbox, rollups), compute
+//!   units, quotas, storage GB-months, invoices and exports.
 //! - [`serving`]: registry versions as runtime models, JSON tensors, the built-in
 //!   `onnx-runner` component.
 //! - [`config`], [`cli`], [`serve`]: the `wisp serve` process.
@@ -31,6 +33,7 @@ pub mod deployments;
 pub mod error;
 pub mod inspect;
 pub mod keys;
+pub mod metering;
 pub mod onnx_inspector;
 pub mod orgs;
 pub mod plans;

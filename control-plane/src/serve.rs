@@ -17,6 +17,7 @@ use crate::cli::Bootstrap;
 use crate::config::{Config, ObjectStoreConfig};
 use crate::db::Db;
 use crate::inspect::ModelInspector;
+use crate::metering::Metering;
 use crate::serving::Serving;
 use crate::serving::result_cache::ResultCache;
 use crate::{orgs, plans, users};
@@ -59,13 +60,22 @@ pub async fn state(
     }
     let serving =
         Serving::new(runtime, Arc::clone(&blobs)).context("failed to start the runtime")?;
+    let db = Arc::new(db);
+    let metering = Metering::start(
+        &config.data_dir.join("usage-outbox"),
+        config.metering.fsync,
+        Arc::clone(&db),
+    )
+    .await
+    .context("failed to start usage metering")?;
     Ok(AppState {
-        db: Arc::new(db),
+        db,
         blobs,
         staging,
         jwt: Arc::new(jwt),
         inspector,
         serving,
+        metering,
         login_throttle: Arc::default(),
         admission: Arc::default(),
         result_cache: Arc::new(ResultCache::new(config.limits.result_cache_bytes)),
@@ -95,11 +105,18 @@ pub async fn run(
     announce(&format!(
         "wisp listening on http://{address} (API docs: http://{address}/docs)"
     ));
+    let metering = state.metering.clone();
     let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
+    // Not needed for correctness (the next start replays the outbox), but a clean stop
+    // leaves the database complete for whoever reads it next.
+    metering
+        .flush()
+        .await
+        .context("failed to drain the usage outbox")?;
     tracing::info!("drained in-flight requests; stopped");
     Ok(())
 }

@@ -414,9 +414,10 @@ async fn plan_limits_stop_runaway_components() {
     {
         let conn = app.state.db.conn().await;
         conn.execute(
-            "INSERT INTO plans (id, name, max_upload_bytes, fuel_per_call, max_memory_bytes,
-                 deadline_ms, max_output_bytes)
-             VALUES ('tiny', 'Tiny', 33554432, 50000000, 33554432, 300, 1048576)",
+            // 50,000 compute units: 50 million fuel.
+            "INSERT INTO plans (id, name, max_upload_bytes, compute_units_per_call,
+                max_memory_bytes, deadline_ms, max_output_bytes)
+             VALUES ('tiny', 'Tiny', 33554432, 50000, 33554432, 300, 1048576)",
             (),
         )
         .await
@@ -465,7 +466,7 @@ async fn plan_limits_stop_runaway_components() {
     {
         let conn = app.state.db.conn().await;
         conn.execute(
-            "UPDATE plans SET fuel_per_call = 1000000000000000 WHERE id = 'tiny'",
+            "UPDATE plans SET compute_units_per_call = 1000000000000 WHERE id = 'tiny'",
             (),
         )
         .await

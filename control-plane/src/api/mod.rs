@@ -21,6 +21,7 @@ mod models;
 mod orgs;
 pub(crate) mod predict;
 mod upload;
+mod usage;
 mod v2;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ use crate::blob::{ObjectStore, Staging};
 use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
 use crate::inspect::ModelInspector;
+use crate::metering::Metering;
 use crate::serving::Serving;
 use crate::serving::admission::Admission;
 use crate::serving::result_cache::ResultCache;
@@ -81,6 +83,8 @@ pub struct AppState {
     pub inspector: Arc<dyn ModelInspector>,
     /// The inference runtime.
     pub serving: Serving,
+    /// Usage events, quotas and invoices.
+    pub metering: Metering,
     /// Login attempts per account and per address.
     pub login_throttle: Arc<LoginThrottle>,
     /// Inference rate limits and per-organisation concurrency, from each plan.
@@ -145,6 +149,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(predict::routes())
         .merge(batch::routes())
         .merge(audit_log::routes())
+        .merge(usage::routes())
         .merge(v2::routes())
         .merge(kserve_v1::routes())
 }
@@ -158,6 +163,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
+        .layer(axum::middleware::from_fn(crate::metering::context::layer))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(
             |request: &axum::http::Request<axum::body::Body>| {

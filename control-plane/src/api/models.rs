@@ -20,6 +20,8 @@ use crate::auth::rbac::can;
 use crate::db;
 use crate::deployments;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::metering::quota::{self, QuotaKind};
+use crate::plans;
 use crate::registry::{self, Alias, AliasMove, Model, ModelVersion, VersionPatch};
 use crate::serving::warmup;
 
@@ -134,7 +136,8 @@ async fn list_models(
 /// Creates a model (without versions yet).
 #[utoipa::path(post, path = "/v1/orgs/{org}/models", tag = "models", request_body = CreateModel,
     params(("org" = String, Path, description = "Organisation slug")),
-    responses((status = 201, body = Model), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = Model), (status = 409, body = crate::error::ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the plan's number of models", body = crate::error::ErrorBody)))]
 async fn create_model(
     State(state): State<AppState>,
     access: Authorized<can::WriteModels>,
@@ -143,6 +146,9 @@ async fn create_model(
 ) -> ApiResult<(StatusCode, Json<Model>)> {
     validate_model_name(&request.name)?;
     let model = transaction!(state, |tx| {
+        let plan = plans::of_org(&tx, &access.org.id).await?;
+        let models = registry::list_models(&tx, &access.org.id).await?.len() as u64;
+        quota::check(QuotaKind::Models, models, 1, plan.quotas.max_models)?;
         let model = registry::create_model(
             &tx,
             &access.org.id,

@@ -21,9 +21,11 @@ use crate::auth::{Authorized, OrgAccess, Principal};
 use crate::deployments::{self, Status};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::ModelSignature;
+use crate::metering::compute::compute_units;
+use crate::metering::{CallSubject, Caller, Variant};
 use crate::plans;
 use crate::registry::{self, Model, ModelVersion};
-use crate::serving::admission::Caller;
+use crate::serving::admission::Caller as RateCaller;
 use crate::serving::result_cache::{CacheKey, CacheStatus};
 use crate::serving::schema;
 use crate::serving::tensors::{self, JsonTensor};
@@ -140,6 +142,7 @@ pub struct ModelSchema {
         (status = 409, description = "`not_deployed`, `deployment_failed`", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`, `output_too_large`", body = crate::error::ErrorBody),
         (status = 422, description = "`fuel_exhausted`, `memory_limit_exceeded`, `guest_trap`, `inference_failed`, `invalid_model`, `invalid_component`", body = crate::error::ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the plan's calls this month (with `details` and `Retry-After`)", body = crate::error::ErrorBody),
         (status = 503, description = "`overloaded` (with `Retry-After`)", body = crate::error::ErrorBody),
         (status = 504, description = "`deadline_exceeded`", body = crate::error::ErrorBody),
     ))]
@@ -211,6 +214,22 @@ pub(crate) struct Target {
     pub cache_ttl_secs: u32,
     /// The shadow version this call is mirrored to, if any.
     pub shadow: Option<ModelVersion>,
+    /// Which variant of the deployment serves the call: metering records it, and does not
+    /// bill shadow calls.
+    pub variant: Variant,
+}
+
+impl Target {
+    /// What metering records the call against.
+    fn subject(&self) -> CallSubject<'_> {
+        CallSubject {
+            org_id: &self.org_id,
+            model_id: &self.model.id,
+            model_name: &self.model.name,
+            version: self.version.version,
+            variant: self.variant,
+        }
+    }
 }
 
 /// The request key that keeps a caller on one variant of a traffic split.
@@ -242,6 +261,7 @@ pub(crate) async fn resolve_routed(
             format!("model {name:?} is not deployed"),
         )
     })?;
+    let mut variant = Variant::Primary;
     let version = match select(&conn, &model, version, alias).await? {
         Some(version) => version,
         None => {
@@ -262,6 +282,9 @@ pub(crate) async fn resolve_routed(
                 Some(split) => traffic::pick(split, route_key),
                 None => deployment.version,
             };
+            if routed != deployment.version {
+                variant = Variant::Canary;
+            }
             version_of(&conn, &model, routed).await?
         }
     };
@@ -279,6 +302,7 @@ pub(crate) async fn resolve_routed(
         plan,
         cache_ttl_secs: deployment.cache_ttl_secs,
         shadow,
+        variant,
     })
 }
 
@@ -305,11 +329,11 @@ pub(crate) async fn invoke(
         Principal::ApiKey { id, .. } => Some(id.as_str()),
         Principal::User { .. } => None,
     };
-    let caller = Caller {
+    let rate_caller = RateCaller {
         org_id: &target.org_id,
         key_id,
     };
-    state.admission.check_rate(caller, &target.plan)?;
+    state.admission.check_rate(rate_caller, &target.plan)?;
     let no_cache = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -330,6 +354,16 @@ pub(crate) async fn invoke(
     if let Some(key) = &key
         && let Some(outputs) = state.result_cache.get(key).await
     {
+        // A hit is a billed call that used no compute.
+        let call = state
+            .metering
+            .admit(
+                Caller::from(&access.principal),
+                target.subject(),
+                &target.plan,
+            )
+            .await?;
+        call.finish(Ok(()), None, true).await?;
         let output_bytes = outputs.iter().map(|o| o.tensor.data.len() as u64).sum();
         let usage = UsageRecord {
             input_bytes: inputs.iter().map(|i| i.tensor.data.len() as u64).sum(),
@@ -353,10 +387,10 @@ pub(crate) async fn invoke(
         )
         .await?;
     if let Some(shadow) = &target.shadow {
-        mirror(state, target, shadow, inputs.clone());
+        mirror(state, &access.principal, target, shadow, inputs.clone());
     }
     let started = Instant::now();
-    let result = run(state, target, inputs).await;
+    let result = run(state, &access.principal, target, inputs).await;
     state.traffic.record(
         &target.model.id,
         target.version.version,
@@ -384,14 +418,21 @@ pub(crate) async fn invoke(
 
 /// Runs a copy of the call on the shadow version in the background; its outcome only
 /// counts in the shadow's statistics, never in the caller's response.
-fn mirror(state: &AppState, target: &Target, shadow: &ModelVersion, inputs: Vec<NamedTensor>) {
+fn mirror(
+    state: &AppState,
+    caller: &Principal,
+    target: &Target,
+    shadow: &ModelVersion,
+    inputs: Vec<NamedTensor>,
+) {
     let mut copy = target.clone();
     copy.version = shadow.clone();
     copy.shadow = None;
-    let state = state.clone();
+    copy.variant = Variant::Shadow;
+    let (state, caller) = (state.clone(), caller.clone());
     tokio::spawn(async move {
         let started = Instant::now();
-        let result = run(&state, &copy, inputs).await;
+        let result = run(&state, &caller, &copy, inputs).await;
         if let Err(error) = &result {
             tracing::debug!(model = %copy.model.name, version = copy.version.version, ?error, "shadow call failed");
         }
@@ -405,21 +446,61 @@ fn mirror(state: &AppState, target: &Target, shadow: &ModelVersion, inputs: Vec<
     });
 }
 
-/// Runs one call of a resolved target in the runtime under its plan's limits. Every
-/// inference protocol goes through here.
+/// Runs one call of a resolved target for `caller`, metered: the plan's calls quota admits
+/// it (or it fails with `quota_exceeded`), and its usage event, success or failure, is
+/// durable before this returns. Every inference protocol goes through here.
 pub(crate) async fn run(
     state: &AppState,
+    caller: &Principal,
     target: &Target,
     inputs: Vec<NamedTensor>,
 ) -> ApiResult<Prediction> {
+    let call = state
+        .metering
+        .admit(Caller::from(caller), target.subject(), &target.plan)
+        .await?;
+    // A result cache answers here: `call.finish(Ok(()), None, true)` and its stored result.
+    let result = execute(state, target, inputs).await;
+    let (outcome, usage) = match &result {
+        Ok(prediction) => (Ok(()), Some(&prediction.usage)),
+        Err((error, usage)) => (Err(error.code()), usage.as_ref()),
+    };
+    call.finish(outcome, usage, false).await?;
+    result.map_err(|(error, _)| error)
+}
+
+/// Runs the model in the runtime under the plan's limits. The plan's compute budget covers
+/// the Wasm code (as fuel, stopped exactly) and the inference backend together (checked
+/// when the backend returns, since a backend run cannot be interrupted; the deadline
+/// bounds it). A failure keeps the usage when the model ran.
+async fn execute(
+    state: &AppState,
+    target: &Target,
+    inputs: Vec<NamedTensor>,
+) -> Result<Prediction, (ApiError, Option<UsageRecord>)> {
     let model_ref = state
         .serving
         .model_ref(&target.org_id, &target.model.name, &target.version);
-    Ok(state
+    let prediction = state
         .serving
         .runtime()
         .predict(&model_ref, &target.plan.tenant_limits(), inputs)
-        .await?)
+        .await
+        .map_err(|error| (ApiError::from(error), None))?;
+    let usage = &prediction.usage;
+    let inference_us = u64::try_from(usage.inference_time.as_micros()).unwrap_or(u64::MAX);
+    let used = compute_units(usage.fuel_consumed, inference_us);
+    let budget = target.plan.compute_units_per_call;
+    if used > budget {
+        let error = ApiError::new(
+            ErrorCode::FuelExhausted,
+            format!(
+                "compute budget exhausted: the call used {used} compute units, the plan allows {budget}"
+            ),
+        );
+        return Err((error, Some(prediction.usage)));
+    }
+    Ok(prediction)
 }
 
 /// Whether the model `name` (at `version`, if given) serves calls now: its deployment is

@@ -24,6 +24,8 @@ use crate::auth::rbac::can;
 use crate::blob::{StageError, StagedBlob};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::{Framework, InspectError, InspectedModel, ModelSignature};
+use crate::metering::quota::{self, QuotaKind};
+use crate::metering::storage;
 use crate::plans::{self, Plan};
 use crate::registry::{self, ModelVersion, NewVersion};
 
@@ -220,6 +222,7 @@ async fn list_versions(
         (status = 404, body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`", body = crate::error::ErrorBody),
         (status = 422, description = "`unsupported_model_format`, `invalid_model`", body = crate::error::ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the plan's storage", body = crate::error::ErrorBody),
     ))]
 async fn upload_version(
     State(state): State<AppState>,
@@ -234,7 +237,15 @@ async fn upload_version(
     let plan = {
         let conn = state.db.conn().await;
         find_model(&conn, &access.org.id, &name).await?;
-        plans::of_org(&conn, &access.org.id).await?
+        let plan = plans::of_org(&conn, &access.org.id).await?;
+        let stored = storage::org_bytes(&conn, &access.org.id).await?;
+        quota::check(
+            QuotaKind::StorageBytes,
+            stored,
+            1,
+            plan.quotas.max_storage_bytes,
+        )?;
+        plan
     };
     let limit = state.settings.max_upload_bytes.min(plan.max_upload_bytes);
     let is_multipart = request
@@ -304,6 +315,14 @@ async fn upload_version(
             },
         )
         .await?;
+        // Counted with this version in, so bytes already stored are not counted twice.
+        let stored = storage::org_bytes(&tx, &access.org.id).await?;
+        quota::check(
+            QuotaKind::StorageBytes,
+            stored.saturating_sub(size),
+            size,
+            plan.quotas.max_storage_bytes,
+        )?;
         // A concurrent deletion of the last model using these bytes removes the blob under
         // this same lock; check it survived before the version becomes visible.
         for blob in std::iter::once(&digest).chain(graph_digest.as_ref()) {

@@ -73,7 +73,10 @@ impl From<CodecError> for V2Error {
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
         let code = self.0.code();
-        let retry = (code == ErrorCode::Overloaded).then_some([(header::RETRY_AFTER, "1")]);
+        let retry = self
+            .0
+            .retry_after()
+            .map(|seconds| [(header::RETRY_AFTER, seconds.to_string())]);
         let body = V2ErrorBody {
             error: self.0.message().to_owned(),
         };

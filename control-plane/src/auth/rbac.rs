@@ -54,6 +54,8 @@ pub enum Action {
     Deploy,
     Predict,
     ReadAudit,
+    /// Usage, quotas, invoices and exports.
+    ReadUsage,
 }
 
 /// Who may perform an action.
@@ -92,6 +94,7 @@ pub const fn rule(action: Action) -> Rule {
         Deploy => (CONTRIBUTORS, &[Scope::ModelsWrite, Scope::Admin]),
         Predict => (CONTRIBUTORS, &[Scope::Predict, Scope::Admin]),
         ReadAudit => (ADMINS, &[Scope::Admin]),
+        ReadUsage => (ADMINS, &[Scope::Admin]),
     };
     Rule { roles, scopes }
 }
@@ -227,6 +230,7 @@ pub mod can {
         Deploy,
         Predict,
         ReadAudit,
+        ReadUsage,
     );
 }
 

@@ -13,6 +13,7 @@ use super::store::{self, BatchJob, Chunk, JobFailure};
 use super::{JobStatus, ResultLine, RowError};
 use crate::api::AppState;
 use crate::api::predict::{self, Target};
+use crate::auth::Principal;
 use crate::error::{ApiError, ErrorCode};
 use crate::serving::tensors;
 
@@ -89,6 +90,7 @@ fn internal(error: impl Into<anyhow::Error>) -> JobFailure {
 }
 
 async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> {
+    let caller = creator(job);
     let bytes = state
         .blobs
         .get(&job.input_sha256)
@@ -157,7 +159,7 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
         .map_err(|e| job_failure(&e))?;
         let end = (start + chunk_rows).min(total);
         let lines: Vec<ResultLine> = futures_util::stream::iter(start..end)
-            .map(|row| run_row(state, &target, &file, row))
+            .map(|row| run_row(state, &caller, &target, &file, row))
             .buffered(state.batch.settings().row_concurrency)
             .collect::<Vec<_>>()
             .await
@@ -199,9 +201,29 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
     }
 }
 
+/// The job's creator, whom its rows are metered to (`user:<id>` or `key:<id>`).
+fn creator(job: &BatchJob) -> Principal {
+    match job.created_by.strip_prefix("key:") {
+        Some(id) => Principal::ApiKey {
+            id: id.to_owned(),
+            org_id: job.org_id.clone(),
+            scopes: Vec::new(),
+        },
+        None => Principal::User {
+            id: job
+                .created_by
+                .strip_prefix("user:")
+                .unwrap_or(&job.created_by)
+                .to_owned(),
+            email: String::new(),
+        },
+    }
+}
+
 /// Runs one row: its result line, or `Err` for a failure that is not the row's own.
 async fn run_row(
     state: &AppState,
+    caller: &Principal,
     target: &Target,
     file: &InputFile,
     row: usize,
@@ -224,7 +246,7 @@ async fn run_row(
             Ok(inputs) => inputs,
             Err(e) => return Ok(row_error(ErrorCode::InvalidInput, e.to_string())),
         };
-        match predict::run(state, target, inputs).await {
+        match predict::run(state, caller, target, inputs).await {
             Ok(prediction) => {
                 return Ok(ResultLine {
                     row,

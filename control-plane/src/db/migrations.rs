@@ -29,8 +29,13 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plans, deployments",
         sql: include_str!("migrations/0002_serving.sql"),
     },
-    // 3 and 4 are taken by work on other branches; the runner applies whatever is not yet
-    // recorded, so they can land after 5 and 6 without being skipped.
+    // 3 is taken by another branch; the runner applies whatever is not yet recorded, so it
+    // can land after 4, 5 and 6 without being skipped.
+    Migration {
+        version: 4,
+        name: "metering, quotas, prices, invoices",
+        sql: include_str!("migrations/0004_metering.sql"),
+    },
     Migration {
         version: 5,
         name: "batch jobs",

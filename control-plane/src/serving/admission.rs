@@ -120,13 +120,15 @@ mod tests {
             id: "test".into(),
             name: "Test".into(),
             max_upload_bytes: 1,
-            fuel_per_call: 1,
+            compute_units_per_call: 1,
             max_memory_bytes: 1,
             deadline_ms: 1,
             max_output_bytes: 1,
             key_requests_per_second: rate,
             org_requests_per_second: rate * 2,
             max_concurrent_calls: concurrent,
+            quotas: Default::default(),
+            prices: Default::default(),
         }
     }
 

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Serving benchmark: wisp vs FastAPI + onnxruntime on the same model, same machine, same run.
+
+Starts `wisp serve` (the binary given, or target/release/wisp, else target/debug/wisp) and
+the Python baseline (tests/bench/fastapi_app.py under uvicorn, 2 workers) on 127.0.0.1,
+loads each with `hey` for a fixed time at concurrency 1, 8 and 64, and prints req/s, p50
+and p99 with the ratios. Then the noisy-neighbour check: organisation B's p99 alone, and
+while organisation A saturates a slow model.
+
+    scripts/bench-serving.py [--wisp PATH] [--seconds 10]
+
+Needs `hey` (Debian package) and the venv of tests/bench/requirements.txt
+(`~/.cache/wisp/bench-venv`, or $WISP_BENCH_VENV). Load only ever targets 127.0.0.1, and
+every run stops by itself.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+PASSWORD = "bench-password-123"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, token=None, body=None, raw=None, content_type="application/json"):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(request, timeout=120) as response:
+        text = response.read()
+        return json.loads(text) if text else None
+
+
+def wait_ready(url, process, what):
+    for _ in range(600):
+        if process.poll() is not None:
+            sys.exit(f"{what} exited early")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except Exception:
+            time.sleep(0.1)
+    sys.exit(f"{what} did not start")
+
+
+def hey(url, body_file, concurrency, seconds, token=None):
+    command = ["hey", "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST",
+               "-T", "application/json", "-D", str(body_file)]
+    if token:
+        command += ["-H", f"Authorization: Bearer {token}"]
+    out = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = float(re.search(r"50%+ in ([\d.]+) secs", out).group(1)) * 1000
+    p99 = float(re.search(r"99%+ in ([\d.]+) secs", out).group(1)) * 1000
+    codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    bad = {c: n for c, n in codes.items() if c != "200"}
+    if bad:
+        sys.exit(f"non-200 responses from {url}: {bad}\n{out}")
+    return rps, p50, p99
+
+
+def start_wisp(binary, data):
+    port = free_port()
+    env = dict(os.environ, WISP_DATA=str(data), WISP_LISTEN=f"127.0.0.1:{port}",
+               WISP_ADMIN_EMAIL="bench@localhost", WISP_ADMIN_PASSWORD=PASSWORD,
+               WISP_ORG="bench", RUST_LOG="warn")
+    process = subprocess.Popen([str(binary), "serve"], env=env, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(f"{base}/healthz", process, "wisp serve")
+    return process, base
+
+
+def deploy(base, token, org, name, fixture):
+    http("POST", f"{base}/v1/orgs/{org}/models", token, {"name": name})
+    http("POST", f"{base}/v1/orgs/{org}/models/{name}/versions", token,
+         raw=(FIXTURES / fixture).read_bytes(), content_type="application/octet-stream")
+    deployed = http("PUT", f"{base}/v1/orgs/{org}/models/{name}/deployment", token,
+                    {"version": 1, "wait": True})
+    assert deployed["status"] == "ready", deployed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wisp", type=Path)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    binary = args.wisp or next((p for p in [ROOT / "target/release/wisp", ROOT / "target/debug/wisp"] if p.exists()), None)
+    if binary is None or not shutil.which("hey"):
+        sys.exit("need a wisp binary (cargo build -p wisp) and `hey` (apt-get install hey)")
+    venv = Path(os.environ.get("WISP_BENCH_VENV", Path.home() / ".cache/wisp/bench-venv"))
+    refs = json.loads((FIXTURES / "references.json").read_text())
+    row = refs["digits_mlp.onnx"]["inputs"]["input"]["data"][:64]
+    work = Path(tempfile.mkdtemp(prefix="wisp-bench-"))
+    body = work / "mlp.json"
+    body.write_text(json.dumps({"inputs": {"input": [row]}}))
+    processes = []
+    try:
+        wisp, base = start_wisp(binary, work / "data")
+        processes.append(wisp)
+        token = http("POST", f"{base}/v1/auth/login", body={"email": "bench@localhost", "password": PASSWORD})["access_token"]
+        deploy(base, token, "bench", "mlp", "digits_mlp.onnx")
+        key = http("POST", f"{base}/v1/orgs/bench/api-keys", token, {"name": "bench", "scopes": ["predict"]})["secret"]
+
+        port = free_port()
+        uvicorn = subprocess.Popen(
+            [str(venv / "bin/uvicorn"), "fastapi_app:app", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "2", "--log-level", "warning"],
+            cwd=ROOT / "tests/bench", env=dict(os.environ, WISP_BENCH_MODEL=str(FIXTURES / "digits_mlp.onnx")),
+            stdout=subprocess.DEVNULL)
+        processes.append(uvicorn)
+        python_url = f"http://127.0.0.1:{port}/predict"
+        wait_ready(f"http://127.0.0.1:{port}/docs", uvicorn, "uvicorn")
+
+        wisp_url = f"{base}/v1/orgs/bench/models/mlp/predict"
+        print(f"wisp: {binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}; "
+              f"{args.seconds} s per point; digits MLP, one row per request\n")
+        print(f"{'c':>3} | {'wisp req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'python req/s':>12} {'p50 ms':>7} {'p99 ms':>7} | {'throughput x':>12} {'p99 ratio':>9}")
+        for concurrency in (1, 8, 64):
+            hey(wisp_url, body, concurrency, 2, key)  # warm-up
+            w = hey(wisp_url, body, concurrency, args.seconds, key)
+            hey(python_url, body, concurrency, 2)
+            p = hey(python_url, body, concurrency, args.seconds)
+            print(f"{concurrency:>3} | {w[0]:>10.0f} {w[1]:>7.2f} {w[2]:>7.2f} | {p[0]:>12.0f} {p[1]:>7.2f} {p[2]:>7.2f} | "
+                  f"{w[0] / p[0]:>12.2f} {w[2] / p[2]:>9.2f}")
+        uvicorn.send_signal(signal.SIGTERM)
+
+        # Noisy neighbour: org B's p99 alone, then while org A saturates a slow model (the
+        # digits CNN on 512-row batches).
+        http("POST", f"{base}/v1/orgs", token, {"slug": "noisy"})
+        deploy(base, token, "noisy", "cnn", "digits_cnn.onnx")
+        noisy_key = http("POST", f"{base}/v1/orgs/noisy/api-keys", token, {"name": "noisy", "scopes": ["predict"]})["secret"]
+        # A new organisation starts on Free, whose rate limit would turn the noise away at
+        # the door; lift it (plans are read per request) so org A really loads the runtime.
+        with sqlite3.connect(work / "data" / "wisp.db") as db:
+            db.execute("UPDATE orgs SET plan_id = 'enterprise' WHERE slug = 'noisy'")
+        image = refs["digits_cnn.onnx"]["inputs"]["image"]["data"][:64]
+        heavy = work / "cnn.json"
+        heavy.write_text(json.dumps({"inputs": {"image": {"shape": [512, 1, 8, 8], "data": image * 512}}}))
+        solo = hey(wisp_url, body, 8, args.seconds, key)
+        noisy = subprocess.Popen(["hey", "-z", f"{args.seconds + 4}s", "-c", "64", "-m", "POST", "-T", "application/json",
+                                  "-D", str(heavy), "-H", f"Authorization: Bearer {noisy_key}",
+                                  f"{base}/v1/orgs/noisy/models/cnn/predict"], stdout=subprocess.PIPE, text=True)
+        time.sleep(2)
+        shared = hey(wisp_url, body, 8, args.seconds, key)
+        noisy_out = noisy.communicate()[0]
+        noisy_rps = re.search(r"Requests/sec:\s+([\d.]+)", noisy_out).group(1)
+        print(f"\nnoisy neighbour: org B (MLP, c=8) p99 alone {solo[2]:.2f} ms, while org A saturates the CNN "
+              f"(512-row batches, c=64, {noisy_rps} req/s) {shared[2]:.2f} ms: ratio {shared[2] / solo[2]:.2f}")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
