@@ -8,6 +8,8 @@
 //! - [`inspect`]: the validation hook models pass before a version is accepted.
 //! - [`orgs`], [`users`], [`keys`], [`registry`], [`deployments`], [`plans`], [`audit`]:
 //!   storage of each domain.
+//! - [`mlflow`]: MLflow tracking and registry storage (experiments, runs, metrics, registered
+//!   models, logged models, artifact paths) behind the MLflow REST API.
 //! - [`serving`]: registry versions as runtime models, JSON tensors, the built-in
 //!   `onnx-runner` component.
 //! - [`config`], [`cli`], [`serve`]: the `wisp serve` process.
@@ -29,6 +31,7 @@ pub mod deployments;
 pub mod error;
 pub mod inspect;
 pub mod keys;
+pub mod mlflow;
 pub mod onnx_inspector;
 pub mod orgs;
 pub mod plans;

@@ -175,13 +175,15 @@ pub async fn delete_model(conn: &Connection, model_id: &str) -> Result<Vec<Strin
     Ok(digests)
 }
 
-/// Of `digests`, those no version (of any organisation) refers to any more.
+/// Of `digests`, those no version and no MLflow artifact (of any organisation) refers to
+/// any more: a version made from an MLflow `.onnx` artifact shares its blob.
 pub async fn unreferenced(conn: &Connection, digests: &[String]) -> Result<Vec<String>, DbError> {
     let mut out = Vec::new();
     for digest in digests {
         let rows = conn
             .query(
-                "SELECT 1 FROM model_versions WHERE sha256 = ?1 OR graph_sha256 = ?1 LIMIT 1",
+                "SELECT 1 FROM model_versions WHERE sha256 = ?1 OR graph_sha256 = ?1
+                 UNION ALL SELECT 1 FROM mlflow_artifacts WHERE sha256 = ?1 LIMIT 1",
                 params![digest.as_str()],
             )
             .await?;

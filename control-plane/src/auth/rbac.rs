@@ -54,6 +54,10 @@ pub enum Action {
     Deploy,
     Predict,
     ReadAudit,
+    /// Read MLflow experiments, runs and artifacts.
+    ReadExperiments,
+    /// Create and log to MLflow experiments and runs, upload artifacts.
+    WriteExperiments,
 }
 
 /// Who may perform an action.
@@ -92,6 +96,9 @@ pub const fn rule(action: Action) -> Rule {
         Deploy => (CONTRIBUTORS, &[Scope::ModelsWrite, Scope::Admin]),
         Predict => (CONTRIBUTORS, &[Scope::Predict, Scope::Admin]),
         ReadAudit => (ADMINS, &[Scope::Admin]),
+        // Tracking is part of producing models: the same people and keys as the registry.
+        ReadExperiments => (EVERYONE, READ_SCOPES),
+        WriteExperiments => (CONTRIBUTORS, &[Scope::ModelsWrite, Scope::Admin]),
     };
     Rule { roles, scopes }
 }
@@ -227,6 +234,8 @@ pub mod can {
         Deploy,
         Predict,
         ReadAudit,
+        ReadExperiments,
+        WriteExperiments,
     );
 }
 

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plans, deployments",
         sql: include_str!("migrations/0002_serving.sql"),
     },
+    Migration {
+        version: 3,
+        name: "mlflow tracking, registry, artifacts",
+        sql: include_str!("migrations/0003_mlflow.sql"),
+    },
 ];
 
 /// Applies every migration newer than the recorded schema version.
