@@ -89,6 +89,9 @@ async fn the_mlflow_client_logs_registers_and_its_model_is_served() {
         .env("MLFLOW_TRACKING_TOKEN", &key)
         .env_remove("MLFLOW_TRACKING_USERNAME")
         .env_remove("MLFLOW_TRACKING_PASSWORD")
+        // No usage reporting to the internet from a test.
+        .env("MLFLOW_DISABLE_TELEMETRY", "true")
+        .env("DO_NOT_TRACK", "true")
         // No retries with back-off on a failing call: fail fast and show why.
         .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         .output()
