@@ -11,6 +11,8 @@
 //! - [`batch`]: batch inference jobs: input files, chunked background runs, results.
 //! - [`metering`]: one durable usage event per inference call (outbox, rollups), compute
 //!   units, quotas, storage GB-months, invoices and exports.
+//! - [`mlflow`]: MLflow tracking and registry storage (experiments, runs, metrics, registered
+//!   models, logged models, artifact paths) behind the MLflow REST API.
 //! - [`serving`]: registry versions as runtime models, JSON tensors, the built-in
 //!   `onnx-runner` component.
 //! - [`config`], [`cli`], [`serve`]: the `wisp serve` process.
@@ -34,6 +36,7 @@ pub mod error;
 pub mod inspect;
 pub mod keys;
 pub mod metering;
+pub mod mlflow;
 pub mod onnx_inspector;
 pub mod orgs;
 pub mod plans;

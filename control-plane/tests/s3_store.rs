@@ -87,6 +87,13 @@ async fn s3_store_commits_reads_deduplicates_and_deletes() {
         store.get(&digest).await.expect("get"),
         Some(payload.clone())
     );
+    // Streamed in chunks, as MLflow artifacts are served.
+    let (size, chunks) = store.open(&digest).await.expect("open").expect("present");
+    assert_eq!(size, payload.len() as u64);
+    let chunks: Vec<Bytes> = futures_util::TryStreamExt::try_collect(chunks)
+        .await
+        .expect("stream");
+    assert_eq!(chunks.concat(), payload.as_ref());
 
     // Stored under the prefix and the content address, in the server's own files.
     let on_disk = server
@@ -106,6 +113,7 @@ async fn s3_store_commits_reads_deduplicates_and_deletes() {
     store.delete(&digest).await.expect("delete");
     assert!(!store.exists(&digest).await.expect("exists"));
     assert_eq!(store.get(&digest).await.expect("get"), None);
+    assert!(store.open(&digest).await.expect("open").is_none());
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@
 //!
 //! Besides wisp's own API under `/v1/orgs/{org}/…`, the standard inference protocols live
 //! at their standard paths: Open Inference Protocol V2 under `/v2` ([`v2`]) and KServe V1
-//! under `/v1/models` ([`kserve_v1`]).
+//! under `/v1/models` ([`kserve_v1`]); the MLflow REST API under `/api/2.0/mlflow` and its
+//! artifact proxy under `/api/2.0/mlflow-artifacts` ([`mlflow`]).
 
 mod audit_log;
 mod auth;
@@ -17,6 +18,7 @@ mod docs;
 mod keys;
 mod kserve_v1;
 mod members;
+mod mlflow;
 mod models;
 mod orgs;
 pub(crate) mod predict;
@@ -160,6 +162,7 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     router
         .merge(docs::routes(openapi))
+        .merge(mlflow::routes())
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)

@@ -55,20 +55,13 @@ impl FromRequestParts<AppState> for Principal {
             .headers
             .get(AUTHORIZATION)
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "missing bearer token"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.split_once(' '))
-            // The scheme is case-insensitive (RFC 9110 §11.1).
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "expected `Authorization: Bearer <token>`",
-                )
-            })?;
+        let token = bearer_or_basic_key(header.to_str().unwrap_or_default()).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "expected `Authorization: Bearer <token>` (or Basic with an API key as the password)",
+            )
+        })?;
+        let token = token.as_str();
         let principal = if token.starts_with(tokens::API_KEY_PREFIX) {
             authenticate_api_key(state, token).await?
         } else {
@@ -77,6 +70,32 @@ impl FromRequestParts<AppState> for Principal {
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }
+}
+
+/// The credential of an `Authorization` header: a bearer token, or the password of Basic
+/// credentials when it is an API key. Clients that only speak Basic (MLflow's
+/// `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD`) put the key in the password; the
+/// username is not used (the key names its organisation). Account passwords are never
+/// accepted this way: they go through login, with its throttling.
+fn bearer_or_basic_key(header: &str) -> Option<String> {
+    use base64::Engine;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let (scheme, credentials) = header.split_once(' ')?;
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return (!credentials.is_empty()).then(|| credentials.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (_, password) = decoded.split_once(':')?;
+        return password
+            .starts_with(tokens::API_KEY_PREFIX)
+            .then(|| password.to_owned());
+    }
+    None
 }
 
 async fn authenticate_api_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
@@ -315,4 +334,32 @@ async fn authorize(
         principal,
         role,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn basic(user: &str, password: &str) -> String {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {encoded}")
+    }
+
+    #[test]
+    fn basic_credentials_carry_only_api_keys() {
+        let key = format!("{}abc", tokens::API_KEY_PREFIX);
+        assert_eq!(bearer_or_basic_key("Bearer tok").as_deref(), Some("tok"));
+        assert_eq!(bearer_or_basic_key("bearer  tok ").as_deref(), Some("tok"));
+        assert_eq!(bearer_or_basic_key(&basic("acme", &key)), Some(key.clone()));
+        assert_eq!(bearer_or_basic_key(&basic("", &key)), Some(key));
+        assert_eq!(
+            bearer_or_basic_key(&basic("me@example.com", "hunter2")),
+            None
+        );
+        assert_eq!(bearer_or_basic_key("Basic !!!"), None);
+        assert_eq!(bearer_or_basic_key("Bearer "), None);
+        assert_eq!(bearer_or_basic_key("Digest x"), None);
+    }
 }

@@ -56,6 +56,10 @@ pub enum Action {
     ReadAudit,
     /// Usage, quotas, invoices and exports.
     ReadUsage,
+    /// Read MLflow experiments, runs and artifacts.
+    ReadExperiments,
+    /// Create and log to MLflow experiments and runs, upload artifacts.
+    WriteExperiments,
 }
 
 /// Who may perform an action.
@@ -95,6 +99,9 @@ pub const fn rule(action: Action) -> Rule {
         Predict => (CONTRIBUTORS, &[Scope::Predict, Scope::Admin]),
         ReadAudit => (ADMINS, &[Scope::Admin]),
         ReadUsage => (ADMINS, &[Scope::Admin]),
+        // Tracking is part of producing models: the same people and keys as the registry.
+        ReadExperiments => (EVERYONE, READ_SCOPES),
+        WriteExperiments => (CONTRIBUTORS, &[Scope::ModelsWrite, Scope::Admin]),
     };
     Rule { roles, scopes }
 }
@@ -231,6 +238,8 @@ pub mod can {
         Predict,
         ReadAudit,
         ReadUsage,
+        ReadExperiments,
+        WriteExperiments,
     );
 }
 

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::{BlobError, ObjectStore, StagedBlob, blob_key};
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+
+use super::{BlobError, BlobStream, ObjectStore, STREAM_CHUNK, StagedBlob, blob_key};
 
 /// Blobs under a directory.
 #[derive(Debug, Clone)]
@@ -63,6 +66,25 @@ impl ObjectStore for LocalStore {
         }
     }
 
+    async fn open(&self, sha256: &str) -> Result<Option<(u64, BlobStream)>, BlobError> {
+        let file = match tokio::fs::File::open(self.path_of(sha256)?).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        let chunks = futures_util::stream::try_unfold(file, |mut file| async move {
+            let mut buffer = vec![0; STREAM_CHUNK];
+            let read = file.read(&mut buffer).await?;
+            if read == 0 {
+                return Ok(None);
+            }
+            buffer.truncate(read);
+            Ok(Some((Bytes::from(buffer), file)))
+        });
+        Ok(Some((size, chunks.boxed())))
+    }
+
     async fn exists(&self, sha256: &str) -> Result<bool, BlobError> {
         Ok(tokio::fs::try_exists(self.path_of(sha256)?).await?)
     }
@@ -103,8 +125,13 @@ mod tests {
             .expect("stage");
         store.commit(again).await.expect("commit again");
         assert_eq!(std::fs::read_dir(staging.dir()).expect("ls").count(), 0);
+        let (size, chunks) = store.open(&digest).await.expect("open").expect("present");
+        assert_eq!(size, 5);
+        let streamed: Vec<Bytes> = chunks.map(|c| c.expect("chunk")).collect().await;
+        assert_eq!(streamed.concat(), b"model");
         store.delete(&digest).await.expect("delete");
         assert!(store.get(&digest).await.expect("get").is_none());
+        assert!(store.open(&digest).await.expect("open").is_none());
         store.delete(&digest).await.expect("delete twice");
     }
 

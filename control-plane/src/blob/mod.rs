@@ -15,6 +15,13 @@ pub use s3::{S3Settings, S3Store};
 pub use staging::{StageError, StagedBlob, Staging};
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+/// A blob's bytes as they are read, in chunks, without holding the whole of it.
+pub type BlobStream = BoxStream<'static, Result<Bytes, BlobError>>;
+
+/// Bytes per chunk when a blob is streamed from the local filesystem.
+const STREAM_CHUNK: usize = 256 * 1024;
 
 /// Errors of an object store.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +41,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn commit(&self, staged: StagedBlob) -> Result<(), BlobError>;
     /// Reads a whole blob; `None` if absent.
     async fn get(&self, sha256: &str) -> Result<Option<Bytes>, BlobError>;
+    /// Streams a blob with its size; `None` if absent. For files too large to hold in
+    /// memory (MLflow artifacts are proxied through this).
+    async fn open(&self, sha256: &str) -> Result<Option<(u64, BlobStream)>, BlobError>;
     /// Whether a blob is present.
     async fn exists(&self, sha256: &str) -> Result<bool, BlobError>;
     /// Deletes a blob; deleting an absent blob is not an error.

@@ -6,7 +6,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::{BlobError, ObjectStore, StagedBlob, blob_key};
+use futures_util::StreamExt;
+
+use super::{BlobError, BlobStream, ObjectStore, StagedBlob, blob_key};
 
 /// Where and how to reach the bucket.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -126,6 +128,30 @@ impl ObjectStore for S3Store {
             Ok(output) => {
                 let bytes = output.body.collect().await.map_err(s3_error)?;
                 Ok(Some(bytes.into_bytes()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
+    async fn open(&self, sha256: &str) -> Result<Option<(u64, BlobStream)>, BlobError> {
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(sha256)?)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let size = output.content_length().unwrap_or(0).max(0) as u64;
+                let chunks = futures_util::stream::try_unfold(output.body, |mut body| async move {
+                    match body.try_next().await.map_err(s3_error)? {
+                        Some(chunk) => Ok(Some((chunk, body))),
+                        None => Ok(None),
+                    }
+                });
+                Ok(Some((size, chunks.boxed())))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(s3_error(e)),

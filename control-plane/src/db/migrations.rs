@@ -29,8 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plans, deployments",
         sql: include_str!("migrations/0002_serving.sql"),
     },
-    // 3 is taken by another branch; the runner applies whatever is not yet recorded, so it
-    // can land after 4, 5 and 6 without being skipped.
+    Migration {
+        version: 3,
+        name: "mlflow tracking, registry, artifacts",
+        sql: include_str!("migrations/0003_mlflow.sql"),
+    },
     Migration {
         version: 4,
         name: "metering, quotas, prices, invoices",

@@ -1,0 +1,247 @@
+//! Artifacts proxied through wisp (`mlflow-artifacts:/` URIs): `PUT`, `GET`, `DELETE`
+//! `/api/2.0/mlflow-artifacts/artifacts/<path>` and the listing
+//! `GET /api/2.0/mlflow-artifacts/artifacts?path=<dir>`; plus the tracking service's
+//! `GET /api/2.0/mlflow/artifacts/list?run_id=…`.
+//!
+//! Both directions stream: an upload goes through staging (hashed and size-checked while
+//! it is read) into the object store, a download is read from the object store chunk by
+//! chunk. Nothing holds a whole file, and no request timeout applies.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Access, Fields, MlflowResult, empty, required_str};
+use crate::api::AppState;
+use crate::auth::rbac::can;
+use crate::blob::StageError;
+use crate::mlflow::{ErrorCode, MlflowError, artifacts, tracking};
+use crate::{plans, registry};
+
+const ROOT: &str = "/api/2.0/mlflow-artifacts/artifacts";
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(ROOT, get(list))
+        .route(
+            &format!("{ROOT}/{{*path}}"),
+            get(download).put(upload).delete(delete),
+        )
+        .route("/api/2.0/mlflow/artifacts/list", get(list_run_artifacts))
+        // Uploads enforce the plan's limit while streaming.
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// The artifact path of a request: everything after the artifacts root.
+fn request_path(request: &Request) -> MlflowResult<String> {
+    let raw = request.uri().path().strip_prefix(ROOT).unwrap_or("");
+    let decoded = percent_decode(raw)?;
+    artifacts::normalize(&decoded)
+}
+
+fn percent_decode(raw: &str) -> MlflowResult<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(byte) => {
+                    out.push(byte);
+                    i += 3;
+                    continue;
+                }
+                None => return Err(MlflowError::invalid("malformed percent-encoding in path")),
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| MlflowError::invalid("artifact path is not UTF-8"))
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    access: Access<can::WriteExperiments>,
+    request: Request,
+) -> MlflowResult<Json<Value>> {
+    let path = request_path(&request)?;
+    if path.is_empty() {
+        return Err(MlflowError::invalid("an artifact upload needs a file path"));
+    }
+    let plan = {
+        let conn = state.db.conn().await;
+        plans::of_org(&conn, &access.org.id).await?
+    };
+    let limit = state.settings.max_upload_bytes.min(plan.max_upload_bytes);
+    let staged = state
+        .staging
+        .write(request.into_body().into_data_stream(), limit)
+        .await
+        .map_err(|e| match e {
+            StageError::TooLarge { limit } => MlflowError::new(
+                ErrorCode::InvalidParameterValue,
+                format!("the artifact exceeds the limit of {limit} bytes"),
+            ),
+            StageError::Body(e) => MlflowError::new(
+                ErrorCode::BadRequest,
+                format!("reading the upload failed: {e}"),
+            ),
+            StageError::Io(e) => MlflowError::internal(e),
+        })?;
+    let (digest, size) = (staged.sha256.clone(), staged.size as i64);
+    state
+        .blobs
+        .commit(staged)
+        .await
+        .map_err(MlflowError::internal)?;
+    // Recorded under the database lock, after checking the blob survived a concurrent
+    // deletion of its last other reference; a replaced blob is collected under it too.
+    let conn = state.db.conn().await;
+    let tx = conn.transaction().await.map_err(MlflowError::internal)?;
+    let replaced = artifacts::put(&tx, &access.org.id, &path, &digest, size).await?;
+    if !state
+        .blobs
+        .exists(&digest)
+        .await
+        .map_err(MlflowError::internal)?
+    {
+        return Err(MlflowError::internal(anyhow::anyhow!(
+            "blob {digest} was deleted concurrently"
+        )));
+    }
+    let orphans = match replaced {
+        Some(old) => registry::unreferenced(&tx, &[old]).await?,
+        None => Vec::new(),
+    };
+    tx.commit().await.map_err(MlflowError::internal)?;
+    delete_blobs(&state, orphans).await;
+    drop(conn);
+    tracing::debug!(path, size, sha256 = %digest, "mlflow artifact stored");
+    Ok(empty())
+}
+
+async fn delete_blobs(state: &AppState, digests: Vec<String>) {
+    for digest in digests {
+        if let Err(e) = state.blobs.delete(&digest).await {
+            tracing::warn!(error = %e, blob = digest, "failed to delete unreferenced blob");
+        }
+    }
+}
+
+async fn download(
+    State(state): State<AppState>,
+    access: Access<can::ReadExperiments>,
+    request: Request,
+) -> MlflowResult<Response> {
+    let path = request_path(&request)?;
+    let file = {
+        let conn = state.db.conn().await;
+        artifacts::get(&conn, &access.org.id, &path).await?
+    }
+    .ok_or_else(|| MlflowError::not_found(format!("No artifact at path {path:?}")))?;
+    let (size, chunks) = state
+        .blobs
+        .open(&file.sha256)
+        .await
+        .map_err(MlflowError::internal)?
+        .ok_or_else(|| MlflowError::internal(anyhow::anyhow!("blob {} is missing", file.sha256)))?;
+    let body = Body::from_stream(chunks.map(|chunk| chunk.map_err(std::io::Error::other)));
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    access: Access<can::WriteExperiments>,
+    request: Request,
+) -> MlflowResult<Json<Value>> {
+    let path = request_path(&request)?;
+    let conn = state.db.conn().await;
+    let tx = conn.transaction().await.map_err(MlflowError::internal)?;
+    let digests = match artifacts::delete(&tx, &access.org.id, &path).await {
+        Ok(digests) => digests,
+        Err(e) => {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+    };
+    let orphans = registry::unreferenced(&tx, &digests).await?;
+    tx.commit().await.map_err(MlflowError::internal)?;
+    delete_blobs(&state, orphans).await;
+    drop(conn);
+    Ok(empty())
+}
+
+#[derive(Debug, Deserialize)]
+struct ListRequest {
+    path: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    access: Access<can::ReadExperiments>,
+    Fields(request): Fields<ListRequest>,
+) -> MlflowResult<Json<Value>> {
+    let dir = artifacts::normalize(request.path.as_deref().unwrap_or(""))?;
+    let conn = state.db.conn().await;
+    let files = artifacts::list(&conn, &access.org.id, &dir).await?;
+    Ok(Json(json!({ "files": files })))
+}
+
+#[derive(Debug, Deserialize)]
+struct RunListRequest {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    path: Option<String>,
+}
+
+async fn list_run_artifacts(
+    State(state): State<AppState>,
+    access: Access<can::ReadExperiments>,
+    Fields(request): Fields<RunListRequest>,
+) -> MlflowResult<Json<Value>> {
+    let run_id = required_str(request.run_id.or(request.run_uuid), "run_id")?;
+    let conn = state.db.conn().await;
+    let run = tracking::get_run(&conn, &access.org.id, &run_id).await?;
+    let root = artifacts::path_of_uri(&run.info.artifact_uri).unwrap_or_default();
+    let sub = artifacts::normalize(request.path.as_deref().unwrap_or(""))?;
+    let dir = [root.as_str(), sub.as_str()]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
+    let files: Vec<Value> = artifacts::list(&conn, &access.org.id, &dir)
+        .await?
+        .into_iter()
+        .map(|f| {
+            let path = if sub.is_empty() {
+                f.path.clone()
+            } else {
+                format!("{sub}/{}", f.path)
+            };
+            json!({ "path": path, "is_dir": f.is_dir, "file_size": f.file_size })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "root_uri": run.info.artifact_uri, "files": files }),
+    ))
+}

@@ -1,0 +1,337 @@
+//! The MLflow REST API (`/api/2.0/mlflow/...`, `/api/2.0/mlflow-artifacts/...`), so that
+//! the official client works with `MLFLOW_TRACKING_URI` pointed at wisp.
+//!
+//! The wire rules are MLflow's: `GET` fields come in the query string, the others as a
+//! JSON body; success is `200` with a JSON object; errors are
+//! `{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": ...}` with the status of MLflow's
+//! table. The organisation is the credential's ([`CredentialOrg`]): an API key's own, or
+//! the one a user names with `X-Wisp-Org` (or their only one). Everything is scoped by
+//! it, so another organisation's ids do not exist.
+//!
+//! [`MlflowError`] is the one error type here; wisp's [`ApiError`] (from the auth
+//! extractors) converts into it at this edge only.
+
+/// Runs `$body` in a transaction (`BEGIN` ... `COMMIT`); any [`MlflowError`] rolls back.
+macro_rules! mlflow_tx {
+    ($state:expr, |$tx:ident| $body:expr) => {{
+        let conn = $state.db.conn().await;
+        let $tx = conn
+            .transaction()
+            .await
+            .map_err(|e| crate::mlflow::MlflowError::internal(e))?;
+        let result: Result<_, crate::mlflow::MlflowError> = async { $body }.await;
+        match result {
+            Ok(value) => {
+                $tx.commit()
+                    .await
+                    .map_err(|e| crate::mlflow::MlflowError::internal(e))?;
+                Ok::<_, crate::mlflow::MlflowError>(value)
+            }
+            Err(error) => {
+                if let Err(e) = $tx.rollback().await {
+                    tracing::warn!(error = %e, "rollback failed");
+                }
+                Err(error)
+            }
+        }
+    }};
+}
+
+mod artifacts;
+mod experiments;
+mod logged_models;
+mod registry;
+mod runs;
+
+use std::ops::Deref;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use super::AppState;
+use crate::auth::rbac::can::Permission;
+use crate::auth::{CredentialOrg, OrgAccess};
+use crate::error::{ApiError, ErrorCode as WispCode};
+use crate::mlflow::{ErrorCode, MlflowError};
+
+/// `Result` of MLflow handlers.
+pub(crate) type MlflowResult<T> = Result<T, MlflowError>;
+
+/// The MLflow routes, with a JSON `ENDPOINT_NOT_FOUND` for unknown MLflow paths (the
+/// client falls back between endpoint versions on that code).
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(experiments::routes())
+        .merge(runs::routes())
+        .merge(registry::routes())
+        .merge(logged_models::routes())
+        .merge(artifacts::routes())
+        .route(
+            "/api/2.0/mlflow/{*rest}",
+            axum::routing::any(endpoint_not_found),
+        )
+        .route(
+            "/ajax-api/2.0/mlflow/{*rest}",
+            axum::routing::any(endpoint_not_found),
+        )
+        .route(
+            "/api/3.0/mlflow/{*rest}",
+            axum::routing::any(endpoint_not_found),
+        )
+}
+
+async fn endpoint_not_found(request: Request) -> MlflowError {
+    MlflowError::new(
+        ErrorCode::EndpointNotFound,
+        format!(
+            "{} {} is not an MLflow endpoint wisp implements",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+impl IntoResponse for MlflowError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry = self
+            .retry_after
+            .map(|seconds| [(header::RETRY_AFTER, seconds.to_string())]);
+        let body = serde_json::json!({ "error_code": self.code.as_str(), "message": self.message });
+        (status, retry, axum::Json(body)).into_response()
+    }
+}
+
+/// wisp's errors (authentication, permissions, rate limits) in MLflow's terms.
+impl From<ApiError> for MlflowError {
+    fn from(error: ApiError) -> Self {
+        let code = match error.code() {
+            WispCode::Unauthenticated
+            | WispCode::InvalidToken
+            | WispCode::TokenExpired
+            | WispCode::InvalidCredentials => ErrorCode::Unauthenticated,
+            WispCode::Forbidden => ErrorCode::PermissionDenied,
+            WispCode::NotFound => ErrorCode::ResourceDoesNotExist,
+            WispCode::AlreadyExists => ErrorCode::ResourceAlreadyExists,
+            WispCode::RateLimited => ErrorCode::RequestLimitExceeded,
+            WispCode::Overloaded => ErrorCode::TemporarilyUnavailable,
+            WispCode::Internal => ErrorCode::InternalError,
+            WispCode::InvalidJson => ErrorCode::BadRequest,
+            WispCode::AliasInUse | WispCode::LastOwner => ErrorCode::InvalidState,
+            _ => ErrorCode::InvalidParameterValue,
+        };
+        Self {
+            code,
+            message: error.message().to_owned(),
+            retry_after: error.retry_after(),
+        }
+    }
+}
+
+/// The caller may perform `P` in its credential's organisation; rejections are MLflow
+/// errors.
+#[derive(Debug)]
+pub(crate) struct Access<P>(CredentialOrg<P>);
+
+impl<P> Deref for Access<P> {
+    type Target = OrgAccess;
+    fn deref(&self) -> &OrgAccess {
+        &self.0
+    }
+}
+
+impl<P: Permission> FromRequestParts<AppState> for Access<P> {
+    type Rejection = MlflowError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, MlflowError> {
+        CredentialOrg::<P>::from_request_parts(parts, state)
+            .await
+            .map(Access)
+            .map_err(MlflowError::from)
+    }
+}
+
+/// A request's fields: the query string of a `GET` (a repeated key is a list), the JSON
+/// body otherwise (an empty body is no field).
+#[derive(Debug)]
+pub(crate) struct Fields<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Fields<T> {
+    type Rejection = MlflowError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, MlflowError> {
+        let query = query_object(request.uri().query().unwrap_or(""))?;
+        let value = if request.method() == Method::GET {
+            query
+        } else {
+            let bytes = Bytes::from_request(request, state)
+                .await
+                .map_err(|e| MlflowError::new(ErrorCode::BadRequest, e.body_text()))?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                query
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    MlflowError::new(ErrorCode::BadRequest, format!("malformed JSON body: {e}"))
+                })?
+            }
+        };
+        serde_json::from_value(value)
+            .map(Fields)
+            .map_err(|e| MlflowError::invalid(format!("invalid request: {e}")))
+    }
+}
+
+/// A query string as a JSON object of strings, repeated keys as arrays of strings.
+fn query_object(query: &str) -> MlflowResult<Value> {
+    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(query)?;
+    let mut object = Map::new();
+    for (key, value) in pairs {
+        match object.get_mut(&key) {
+            None => {
+                object.insert(key, Value::String(value));
+            }
+            Some(Value::Array(items)) => items.push(Value::String(value)),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, Value::String(value)]);
+            }
+        }
+    }
+    Ok(Value::Object(object))
+}
+
+fn serde_urlencoded_pairs(query: &str) -> MlflowResult<Vec<(String, String)>> {
+    let uri: axum::http::Uri = format!("/?{query}")
+        .parse()
+        .map_err(|_| MlflowError::invalid("malformed query string"))?;
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|e| MlflowError::invalid(e.body_text()))
+}
+
+/// A required field, or MLflow's error for its absence.
+pub(crate) fn required<T>(value: Option<T>, name: &str) -> MlflowResult<T> {
+    value.ok_or_else(|| {
+        MlflowError::invalid(format!("Missing value for required parameter '{name}'."))
+    })
+}
+
+/// A required string field that must not be empty.
+pub(crate) fn required_str(value: Option<String>, name: &str) -> MlflowResult<String> {
+    required(value.filter(|v| !v.is_empty()), name)
+}
+
+/// Lenient decoding of protobuf JSON, where 64-bit integers may come as strings and query
+/// strings carry only strings.
+pub(crate) mod wire {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString {
+        Int(i64),
+        Float(f64),
+        String(String),
+    }
+
+    /// An optional integer given as a number or a string.
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        use serde::de::Error;
+        match Option::<NumberOrString>::deserialize(d)? {
+            None => Ok(None),
+            Some(NumberOrString::Int(n)) => Ok(Some(n)),
+            Some(NumberOrString::Float(f)) if f.fract() == 0.0 => Ok(Some(f as i64)),
+            Some(NumberOrString::Float(f)) => {
+                Err(D::Error::custom(format!("{f} is not an integer")))
+            }
+            Some(NumberOrString::String(s)) if s.is_empty() => Ok(None),
+            Some(NumberOrString::String(s)) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| D::Error::custom(format!("{s:?} is not an integer"))),
+        }
+    }
+
+    /// A double given as a number or a string (`"NaN"`, `"Infinity"` included).
+    pub fn f64_value<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        use serde::de::Error;
+        match NumberOrString::deserialize(d)? {
+            NumberOrString::Int(n) => Ok(n as f64),
+            NumberOrString::Float(f) => Ok(f),
+            NumberOrString::String(s) => match s.as_str() {
+                "NaN" | "nan" => Ok(f64::NAN),
+                "Infinity" | "inf" => Ok(f64::INFINITY),
+                "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+                other => other
+                    .trim()
+                    .parse()
+                    .map_err(|_| D::Error::custom(format!("{other:?} is not a number"))),
+            },
+        }
+    }
+
+    /// A boolean given as a JSON boolean or `"true"`/`"false"`.
+    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum BoolOrString {
+            Bool(bool),
+            String(String),
+        }
+        match Option::<BoolOrString>::deserialize(d)? {
+            None => Ok(None),
+            Some(BoolOrString::Bool(b)) => Ok(Some(b)),
+            Some(BoolOrString::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" => Ok(Some(true)),
+                "false" | "" => Ok(Some(false)),
+                _ => Err(D::Error::custom(format!("{s:?} is not a boolean"))),
+            },
+        }
+    }
+
+    /// A list of strings given as an array or, from a query string, a single string.
+    pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Option::<OneOrMany>::deserialize(d)? {
+            None => Vec::new(),
+            Some(OneOrMany::One(s)) => vec![s],
+            Some(OneOrMany::Many(v)) => v,
+        })
+    }
+
+    /// An enum given by name or number, as a string.
+    pub fn opt_enum<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Option::<NumberOrString>::deserialize(d)? {
+            None => None,
+            Some(NumberOrString::Int(n)) => Some(n.to_string()),
+            Some(NumberOrString::Float(f)) => Some(f.to_string()),
+            Some(NumberOrString::String(s)) => Some(s),
+        })
+    }
+}
+
+/// `{}`: the body of MLflow's empty responses.
+pub(crate) fn empty() -> axum::Json<Value> {
+    axum::Json(Value::Object(Map::new()))
+}
+
+/// A wisp model name may hold anything but control characters, so a registered model's
+/// name always carries over; this keeps the check in one place should that change.
+pub(crate) fn wisp_name_of(name: &str) -> Option<&str> {
+    super::models::validate_model_name(name).ok().map(|()| name)
+}
