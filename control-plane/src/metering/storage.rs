@@ -40,7 +40,7 @@ pub async fn sample_all(conn: &Connection, now: i64) -> Result<(), DbError> {
          SELECT o.id, ?1, COALESCE((SELECT SUM(size_bytes) FROM (
              SELECT DISTINCT v.sha256, v.size_bytes FROM model_versions v
              JOIN models m ON m.id = v.model_id WHERE m.org_id = o.id)), 0)
-         FROM orgs o
+         FROM orgs o WHERE true
          ON CONFLICT (org_id, at) DO UPDATE SET bytes = excluded.bytes",
         params![hour_start(now)],
     )
@@ -101,5 +101,23 @@ mod tests {
         assert_eq!(total, u128::from(BYTES_PER_GB) * (2 * 50 + 4 * 50));
         assert_eq!(integrate(&[], 0, 100), 0);
         assert_eq!(integrate(&[(200, 1)], 0, 100), 0);
+    }
+
+    /// The sampling statement runs on libSQL (an `INSERT … SELECT … ON CONFLICT` needs a
+    /// `WHERE` to parse) and resampling the same hour replaces the sample.
+    #[tokio::test]
+    async fn sampling_records_each_organisation_once_per_hour() {
+        let db = crate::db::Db::memory().await.unwrap();
+        let conn = db.conn().await;
+        crate::orgs::insert(&conn, "acme", "Acme").await.unwrap();
+        sample_all(&conn, 7_200).await.unwrap();
+        sample_all(&conn, 7_300).await.unwrap();
+        let rows = conn
+            .query("SELECT COUNT(*), SUM(bytes) FROM storage_samples", ())
+            .await
+            .unwrap();
+        let row = crate::db::first_row(rows).await.unwrap().unwrap();
+        assert_eq!(row.get::<i64>(0).unwrap(), 1);
+        assert_eq!(row.get::<i64>(1).unwrap(), 0);
     }
 }

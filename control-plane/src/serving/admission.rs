@@ -19,6 +19,10 @@ use crate::plans::Plan;
 
 /// The limiters of every organisation and key.
 pub struct Admission {
+    /// The most calls of one organisation that run at once, whatever its plan allows: the
+    /// machine's cores. Inference is CPU-bound, so an organisation running more calls than
+    /// there are cores only takes CPU time from the others.
+    max_per_org: u32,
     rates: Cache<(String, u32), Arc<DefaultDirectRateLimiter>>,
     slots: Cache<(String, u32), Arc<Semaphore>>,
     clock: DefaultClock,
@@ -32,8 +36,17 @@ impl std::fmt::Debug for Admission {
 
 impl Default for Admission {
     fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::new(u32::try_from(cores).unwrap_or(u32::MAX))
+    }
+}
+
+impl Admission {
+    /// Limiters where no organisation runs more than `max_per_org` calls at once.
+    pub fn new(max_per_org: u32) -> Self {
         let idle = Duration::from_secs(600);
         Self {
+            max_per_org: max_per_org.max(1),
             rates: Cache::builder()
                 .time_to_idle(idle)
                 .max_capacity(100_000)
@@ -94,7 +107,7 @@ impl Admission {
         plan: &Plan,
         wait: Duration,
     ) -> Result<OwnedSemaphorePermit, ApiError> {
-        let permits = plan.max_concurrent_calls.max(1);
+        let permits = plan.max_concurrent_calls.min(self.max_per_org).max(1);
         let slots = self.slots.get_with((org_id.to_owned(), permits), || {
             Arc::new(Semaphore::new(permits as usize))
         });
@@ -158,6 +171,17 @@ mod tests {
         assert!(admission.check_rate(c, &plan).is_ok());
         // A new plan is a new bucket.
         assert!(admission.check_rate(a, &self::plan(10, 1)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn no_plan_runs_more_calls_at_once_than_the_machine_has_cores() {
+        let admission = Admission::new(2);
+        let generous = plan(100, 48);
+        let wait = Duration::from_millis(10);
+        let _a = admission.enter("org-a", &generous, wait).await.unwrap();
+        let _b = admission.enter("org-a", &generous, wait).await.unwrap();
+        let third = admission.enter("org-a", &generous, wait).await.unwrap_err();
+        assert_eq!(third.code(), ErrorCode::Overloaded);
     }
 
     #[tokio::test]
