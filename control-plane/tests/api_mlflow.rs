@@ -999,3 +999,40 @@ async fn logged_models_are_created_finalized_searched_and_tagged() {
     let missing = get(&app, &key, "logged-models/m-nope").await;
     assert_error(&missing, StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST");
 }
+
+#[tokio::test]
+async fn rate_limits_answer_request_limit_exceeded_with_retry_after() {
+    let (app, key) = setup().await;
+    {
+        let conn = app.state.db.conn().await;
+        conn.execute(
+            "UPDATE plans SET key_requests_per_second = 1 WHERE id = 'enterprise'",
+            (),
+        )
+        .await
+        .unwrap();
+    }
+    // One inference request per second is ten tracking requests: of thirty in a row, at
+    // least one is refused.
+    let mut refused = None;
+    for _ in 0..30 {
+        let reply = get(&app, &key, "experiments/get?experiment_id=0").await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(reply);
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    }
+    let refused = refused.expect("the key's rate limit applies to the tracking API");
+    assert_error(
+        &refused,
+        StatusCode::TOO_MANY_REQUESTS,
+        "REQUEST_LIMIT_EXCEEDED",
+    );
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+}

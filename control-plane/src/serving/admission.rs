@@ -17,6 +17,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::{ApiError, ErrorCode};
 use crate::plans::Plan;
 
+/// How many times the plan's request rates the MLflow tracking API allows.
+pub const TRACKING_RATE_FACTOR: u32 = 10;
+
 /// The limiters of every organisation and key.
 pub struct Admission {
     /// The most calls of one organisation that run at once, whatever its plan allows: the
@@ -86,6 +89,25 @@ impl Admission {
         )
     }
 
+    /// Like [`Admission::check_rate`], for the MLflow tracking API: its own buckets, so
+    /// logging never uses up a key's inference rate, [`TRACKING_RATE_FACTOR`] times as large
+    /// (a training script logs in bursts of small calls).
+    pub fn check_tracking_rate(&self, caller: Caller<'_>, plan: &Plan) -> Result<(), ApiError> {
+        let scaled = |rate: u32| rate.saturating_mul(TRACKING_RATE_FACTOR);
+        if let Some(key) = caller.key_id {
+            self.take(
+                format!("tracking-key:{key}"),
+                scaled(plan.key_requests_per_second),
+                "API key",
+            )?;
+        }
+        self.take(
+            format!("tracking-org:{}", caller.org_id),
+            scaled(plan.org_requests_per_second),
+            "organisation",
+        )
+    }
+
     fn take(&self, owner: String, per_second: u32, what: &str) -> Result<(), ApiError> {
         let rate = NonZeroU32::new(per_second.max(1)).expect("at least one");
         let limiter = self.rates.get_with((owner, rate.get()), || {
@@ -93,7 +115,7 @@ impl Admission {
         });
         limiter.check().map_err(|not_until| {
             ApiError::rate_limited(
-                format!("this {what} may make {rate} inference requests per second"),
+                format!("this {what} may make {rate} requests per second"),
                 not_until.wait_time_from(self.clock.now()),
             )
         })

@@ -57,9 +57,10 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use crate::auth::rbac::can::Permission;
-use crate::auth::{CredentialOrg, OrgAccess};
+use crate::auth::{CredentialOrg, OrgAccess, Principal};
 use crate::error::{ApiError, ErrorCode as WispCode};
 use crate::mlflow::{ErrorCode, MlflowError};
+use crate::serving::admission::Caller;
 
 /// `Result` of MLflow handlers.
 pub(crate) type MlflowResult<T> = Result<T, MlflowError>;
@@ -152,10 +153,25 @@ impl<P: Permission> FromRequestParts<AppState> for Access<P> {
     type Rejection = MlflowError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, MlflowError> {
-        CredentialOrg::<P>::from_request_parts(parts, state)
-            .await
-            .map(Access)
-            .map_err(MlflowError::from)
+        let access = CredentialOrg::<P>::from_request_parts(parts, state).await?;
+        // The plan's rate limits: `429 REQUEST_LIMIT_EXCEEDED` with `Retry-After`, which the
+        // MLflow client waits for and retries.
+        let plan = {
+            let conn = state.db.conn().await;
+            crate::plans::of_org(&conn, &access.org.id)
+                .await
+                .map_err(ApiError::from)?
+        };
+        let key_id = match &access.principal {
+            Principal::ApiKey { id, .. } => Some(id.as_str()),
+            Principal::User { .. } => None,
+        };
+        let caller = Caller {
+            org_id: &access.org.id,
+            key_id,
+        };
+        state.admission.check_tracking_rate(caller, &plan)?;
+        Ok(Access(access))
     }
 }
 
