@@ -10,7 +10,7 @@
 //! then do the chunk's row and the job's progress commit, together. A restart therefore
 //! redoes at most the chunk in flight and never writes a row twice; the result file is the
 //! chunks' blobs concatenated in order. Every row is one call through
-//! [`crate::api::predict`]'s `resolve` + `run`, the path of every inference protocol.
+//! [`crate::api::predict`]'s `resolve_routed` + `run`, the path of every inference protocol.
 
 pub mod input;
 pub mod runner;
