@@ -5,17 +5,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use wisp_host::{NamedTensor, Prediction, UsageRecord};
 
 use super::models::find_model;
-use super::{ApiJson, ApiPath, ApiQuery, AppState};
+use super::{ApiPath, ApiQuery, AppState};
 use crate::auth::rbac::can;
 use crate::auth::{Authorized, OrgAccess, Principal};
 use crate::deployments::{self, Status};
@@ -151,9 +153,36 @@ async fn predict(
     access: Authorized<can::Predict>,
     ApiPath(path): ApiPath<(String, String)>,
     headers: HeaderMap,
-    ApiJson(request): ApiJson<PredictRequest>,
-) -> ApiResult<impl IntoResponse> {
+    body: Bytes,
+) -> ApiResult<Response> {
     let (_, name) = path;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Expected request with `Content-Type: application/json`",
+        ));
+    }
+    // The organisation's slot is taken before its body is decoded: a tenant sending huge
+    // requests waits its turn instead of taking the executor's threads from the others.
+    let plan = {
+        let conn = state.db.conn().await;
+        plans::of_org(&conn, &access.org.id).await?
+    };
+    let slot = state
+        .admission
+        .enter(&access.org.id, &plan, plan.tenant_limits().deadline)
+        .await?;
+    let large = body.len() > LARGE_BODY;
+    let request: PredictRequest = off_executor(large, move || {
+        axum::Json::<PredictRequest>::from_bytes(&body)
+            .map(|axum::Json(request)| request)
+            .map_err(ApiError::from)
+    })
+    .await?;
     let target = resolve_routed(
         &state,
         &access.org.id,
@@ -163,19 +192,51 @@ async fn predict(
         route_key(&headers),
     )
     .await?;
-    let inputs = tensors::parse_inputs(&request.inputs, &target.version.signature)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))?;
-    let invoked = invoke(&state, &access, &target, inputs, &headers).await?;
-    let (model, version) = (target.model, target.version);
-    Ok((
-        [(CACHE_HEADER, invoked.cache.as_str())],
-        Json(PredictResponse {
-            model: model.name,
-            version: version.version,
+    let signature = target.version.signature.clone();
+    let inputs = off_executor(large, move || {
+        tensors::parse_inputs(&request.inputs, &signature)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))
+    })
+    .await?;
+    let invoked = invoke_in_slot(&state, &access, &target, inputs, &headers, Some(slot)).await?;
+    let cache = invoked.cache;
+    let large = invoked.usage.output_bytes > LARGE_BODY as u64;
+    let body = off_executor(large, move || {
+        let response = PredictResponse {
+            model: target.model.name,
+            version: target.version.version,
             outputs: tensors::format_outputs(&invoked.outputs),
             usage: Usage::from(&invoked.usage),
-        }),
-    ))
+        };
+        serde_json::to_vec(&response).map_err(ApiError::internal)
+    })
+    .await?;
+    Ok((
+        [
+            (CACHE_HEADER, cache.as_str()),
+            (header::CONTENT_TYPE.as_str(), "application/json"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Bodies above this many bytes are decoded and encoded on the blocking pool.
+const LARGE_BODY: usize = 64 << 10;
+
+/// Runs CPU-heavy request work (decoding and encoding `large` tensors) on the blocking pool,
+/// so it never stalls the executor threads every other request needs; small work runs in
+/// place, where the hop would cost more than it saves.
+async fn off_executor<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    if !large {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)?
 }
 
 /// JSON Schemas of the model's predict request and response, and an example request, from
@@ -325,6 +386,18 @@ pub(crate) async fn invoke(
     inputs: Vec<NamedTensor>,
     headers: &HeaderMap,
 ) -> ApiResult<Invoked> {
+    invoke_in_slot(state, access, target, inputs, headers, None).await
+}
+
+/// [`invoke`], in the organisation's concurrency `slot` when the caller already holds one.
+pub(crate) async fn invoke_in_slot(
+    state: &AppState,
+    access: &OrgAccess,
+    target: &Target,
+    inputs: Vec<NamedTensor>,
+    headers: &HeaderMap,
+    slot: Option<OwnedSemaphorePermit>,
+) -> ApiResult<Invoked> {
     let key_id = match &access.principal {
         Principal::ApiKey { id, .. } => Some(id.as_str()),
         Principal::User { .. } => None,
@@ -378,14 +451,19 @@ pub(crate) async fn invoke(
             cache: CacheStatus::Hit,
         });
     }
-    let _slot = state
-        .admission
-        .enter(
-            &target.org_id,
-            &target.plan,
-            target.plan.tenant_limits().deadline,
-        )
-        .await?;
+    let _slot = match slot {
+        Some(slot) => slot,
+        None => {
+            state
+                .admission
+                .enter(
+                    &target.org_id,
+                    &target.plan,
+                    target.plan.tenant_limits().deadline,
+                )
+                .await?
+        }
+    };
     if let Some(shadow) = &target.shadow {
         mirror(state, &access.principal, target, shadow, inputs.clone());
     }
