@@ -398,13 +398,9 @@ pub(crate) async fn invoke_in_slot(
     headers: &HeaderMap,
     slot: Option<OwnedSemaphorePermit>,
 ) -> ApiResult<Invoked> {
-    let key_id = match &access.principal {
-        Principal::ApiKey { id, .. } => Some(id.as_str()),
-        Principal::User { .. } => None,
-    };
     let rate_caller = RateCaller {
         org_id: &target.org_id,
-        key_id,
+        key_id: access.principal.api_key_id(),
     };
     state.admission.check_rate(rate_caller, &target.plan)?;
     let no_cache = headers

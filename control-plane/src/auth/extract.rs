@@ -35,6 +35,14 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The API key's id, if the caller is one.
+    pub fn api_key_id(&self) -> Option<&str> {
+        match self {
+            Principal::ApiKey { id, .. } => Some(id),
+            Principal::User { .. } => None,
+        }
+    }
+
     /// The actor recorded in the audit log: `user:<id>` or `key:<id>`.
     pub fn actor(&self) -> String {
         match self {

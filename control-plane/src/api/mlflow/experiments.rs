@@ -139,11 +139,7 @@ async fn search(
         .await?
     };
     let (page, next) = mlflow::paginate(experiments, offset, max);
-    let mut body = json!({ "experiments": page });
-    if let Some(next) = next {
-        body["next_page_token"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(Json(super::page_body("experiments", page, next)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -277,11 +277,7 @@ async fn search(
         });
     }
     let (page, next) = mlflow::paginate(matching, offset, max);
-    let mut body = json!({ "models": page });
-    if let Some(next) = next {
-        body["next_page_token"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(Json(super::page_body("models", page, next)))
 }
 
 fn placeholder() -> LoggedModel {

@@ -57,7 +57,7 @@ use serde_json::{Map, Value};
 
 use super::AppState;
 use crate::auth::rbac::can::Permission;
-use crate::auth::{CredentialOrg, OrgAccess, Principal};
+use crate::auth::{CredentialOrg, OrgAccess};
 use crate::error::{ApiError, ErrorCode as WispCode};
 use crate::mlflow::{ErrorCode, MlflowError};
 use crate::serving::admission::Caller;
@@ -137,6 +137,19 @@ impl From<ApiError> for MlflowError {
     }
 }
 
+/// A page of a search answer: `{field: items}`, plus `next_page_token` when more follow.
+pub(crate) fn page_body<T: serde::Serialize>(
+    field: &str,
+    page: Vec<T>,
+    next: Option<String>,
+) -> Value {
+    let mut body = serde_json::json!({ field: page });
+    if let Some(next) = next {
+        body["next_page_token"] = serde_json::json!(next);
+    }
+    body
+}
+
 /// The caller may perform `P` in its credential's organisation; rejections are MLflow
 /// errors.
 #[derive(Debug)]
@@ -162,13 +175,9 @@ impl<P: Permission> FromRequestParts<AppState> for Access<P> {
                 .await
                 .map_err(ApiError::from)?
         };
-        let key_id = match &access.principal {
-            Principal::ApiKey { id, .. } => Some(id.as_str()),
-            Principal::User { .. } => None,
-        };
         let caller = Caller {
             org_id: &access.org.id,
-            key_id,
+            key_id: access.principal.api_key_id(),
         };
         state.admission.check_tracking_rate(caller, &plan)?;
         Ok(Access(access))

@@ -347,11 +347,7 @@ async fn search_models(
         },
     )?;
     let (page, next) = mlflow::paginate(models, offset, max);
-    let mut body = json!({ "registered_models": page });
-    if let Some(next) = next {
-        body["next_page_token"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(Json(super::page_body("registered_models", page, next)))
 }
 
 async fn search_versions(
@@ -398,11 +394,7 @@ async fn search_versions(
         },
     )?;
     let (page, next) = mlflow::paginate(versions, offset, max);
-    let mut body = json!({ "model_versions": page });
-    if let Some(next) = next {
-        body["next_page_token"] = json!(next);
-    }
-    Ok(Json(body))
+    Ok(Json(super::page_body("model_versions", page, next)))
 }
 
 async fn latest_versions(
