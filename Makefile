@@ -2,7 +2,7 @@
 #   make serve   run the platform (embedded libSQL + local storage under ./wisp-data)
 #   make test    run the whole test suite (installs what the tests need first)
 
-.PHONY: serve test test-env lint fmt bench
+.PHONY: serve test test-env lint fmt bench bench-env
 
 serve:
 	cargo run --release -p wisp -- serve
@@ -22,5 +22,12 @@ lint:
 fmt:
 	cargo fmt --all
 
-bench:
+# The benchmark programs behind docs/benchmarks.md (release builds; several minutes each).
+bench: bench-env
 	cargo bench -p wisp-host --bench runtime
+	cargo bench -p wisp --bench metering
+	cargo build --release -p wisp
+	./scripts/bench-serving.py
+
+bench-env:
+	./scripts/bench-env.sh

@@ -1,13 +1,15 @@
 //! API keys: random secrets shown once, stored as sha256, scoped to one organisation.
 //!
-//! Every request re-reads the key row, so revocation takes effect on the next request.
+//! Requests read key rows through a memo that any write in this process makes stale, so a
+//! revocation takes effect on the next request (on other machines sharing a remote database,
+//! within `db::MEMO_TTL`).
 
 use libsql::{Connection, params};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::Scope;
-use crate::db::{self, Db, DbError};
+use crate::db::{self, DbError};
 
 /// An API key as shown by the API (never the secret).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -42,9 +44,37 @@ pub enum KeyCheck {
 /// request into a database write.
 const LAST_USED_RESOLUTION_SECS: i64 = 60;
 
-/// Looks up a presented key by its hash and records its use.
-pub async fn authenticate(db: &Db, key_hash: &str, now: i64) -> Result<KeyCheck, DbError> {
-    let conn = db.conn().await;
+/// An active (unrevoked) key as stored: what authenticating with it needs.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: String,
+    pub org_id: String,
+    pub scopes: Vec<Scope>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+}
+
+impl KeyRow {
+    /// What presenting this key at `now` (Unix seconds) amounts to.
+    pub fn check(self, now: i64) -> KeyCheck {
+        if self.expires_at.is_some_and(|at| at <= now) {
+            return KeyCheck::Expired;
+        }
+        KeyCheck::Valid {
+            id: self.id,
+            org_id: self.org_id,
+            scopes: self.scopes,
+        }
+    }
+}
+
+/// Finds an unrevoked key by the hash of its secret, and records its use (`last_used_at`,
+/// at most every [`LAST_USED_RESOLUTION_SECS`]; no memo holds that column).
+pub async fn find_active(
+    conn: &Connection,
+    key_hash: &str,
+    now: i64,
+) -> Result<Option<KeyRow>, DbError> {
     let rows = conn
         .query(
             "SELECT id, org_id, scopes, expires_at FROM api_keys
@@ -53,25 +83,21 @@ pub async fn authenticate(db: &Db, key_hash: &str, now: i64) -> Result<KeyCheck,
         )
         .await?;
     let Some(row) = db::first_row(rows).await? else {
-        return Ok(KeyCheck::Unknown);
+        return Ok(None);
     };
-    let id: String = row.get(0)?;
-    let expires_at: Option<i64> = row.get(3)?;
-    if expires_at.is_some_and(|at| at <= now) {
-        return Ok(KeyCheck::Expired);
-    }
-    let scopes = Scope::parse_list(&row.get::<String>(2)?).map_err(DbError::Corrupt)?;
+    let key = KeyRow {
+        id: row.get(0)?,
+        org_id: row.get(1)?,
+        scopes: Scope::parse_list(&row.get::<String>(2)?).map_err(DbError::Corrupt)?,
+        expires_at: row.get(3)?,
+    };
     conn.execute(
         "UPDATE api_keys SET last_used_at = ?2
          WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?3)",
-        params![id.as_str(), now, now - LAST_USED_RESOLUTION_SECS],
+        params![key.id.as_str(), now, now - LAST_USED_RESOLUTION_SECS],
     )
     .await?;
-    Ok(KeyCheck::Valid {
-        id,
-        org_id: row.get(1)?,
-        scopes,
-    })
+    Ok(Some(key))
 }
 
 /// What is needed to insert a key.

@@ -7,7 +7,7 @@
 //! - [`blob`]: the content-addressed object store (local filesystem, S3).
 //! - [`inspect`]: the validation hook models pass before a version is accepted.
 //! - [`orgs`], [`users`], [`keys`], [`registry`], [`deployments`], [`plans`], [`audit`]:
-//!   storage of each domain.
+//!   storage of each domain; [`lookups`]: the rows every request reads, memoised.
 //! - [`batch`]: batch inference jobs: input files, chunked background runs, results.
 //! - [`metering`]: one durable usage event per inference call (outbox, rollups), compute
 //!   units, quotas, storage GB-months, invoices and exports.
@@ -35,6 +35,7 @@ pub mod deployments;
 pub mod error;
 pub mod inspect;
 pub mod keys;
+pub mod lookups;
 pub mod metering;
 pub mod mlflow;
 pub mod onnx_inspector;

@@ -41,8 +41,7 @@ fn parse_role(stored: &str) -> Result<Role, DbError> {
 }
 
 /// Finds an organisation by its slug.
-pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<Org>, DbError> {
-    let conn = db.conn().await;
+pub async fn find_by_slug(conn: &Connection, slug: &str) -> Result<Option<Org>, DbError> {
     let rows = conn
         .query(
             "SELECT id, slug, name, created_at FROM orgs WHERE slug = ?1",
@@ -57,8 +56,7 @@ pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<Org>, DbError> {
 }
 
 /// Finds an organisation by id.
-pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<Org>, DbError> {
-    let conn = db.conn().await;
+pub async fn find_by_id(conn: &Connection, id: &str) -> Result<Option<Org>, DbError> {
     let rows = conn
         .query(
             "SELECT id, slug, name, created_at FROM orgs WHERE id = ?1",
@@ -105,12 +103,6 @@ pub async fn insert(conn: &Connection, slug: &str, name: &str) -> Result<Org, Db
 }
 
 /// A user's role in an organisation, if a member.
-pub async fn role_of(db: &Db, org_id: &str, user_id: &str) -> Result<Option<Role>, DbError> {
-    let conn = db.conn().await;
-    role_in(&conn, org_id, user_id).await
-}
-
-/// [`role_of`] on a connection (inside a transaction).
 pub async fn role_in(
     conn: &Connection,
     org_id: &str,

@@ -17,6 +17,7 @@ use crate::cli::Bootstrap;
 use crate::config::{Config, ObjectStoreConfig};
 use crate::db::Db;
 use crate::inspect::ModelInspector;
+use crate::lookups::Lookups;
 use crate::metering::Metering;
 use crate::serving::Serving;
 use crate::serving::result_cache::ResultCache;
@@ -69,6 +70,7 @@ pub async fn state(
     .await
     .context("failed to start usage metering")?;
     Ok(AppState {
+        lookups: Arc::new(Lookups::new(Arc::clone(&db))),
         db,
         blobs,
         staging,

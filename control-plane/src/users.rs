@@ -2,7 +2,7 @@
 
 use libsql::{Connection, params};
 
-use crate::db::{self, Db, DbError};
+use crate::db::{self, DbError};
 
 /// A stored user.
 #[derive(Debug, Clone)]
@@ -25,8 +25,7 @@ fn from_row(row: &libsql::Row) -> Result<User, DbError> {
 }
 
 /// Finds a user by id.
-pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<User>, DbError> {
-    let conn = db.conn().await;
+pub async fn find_by_id(conn: &Connection, id: &str) -> Result<Option<User>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),

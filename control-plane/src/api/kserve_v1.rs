@@ -19,7 +19,10 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use wisp_host::NamedTensor;
 
-use super::predict::{MAX_PREDICT_BODY, invoke, readiness, resolve_routed, route_key};
+use super::predict::{
+    MAX_PREDICT_BODY, enter_org, invoke, is_large, off_executor, readiness, resolve_routed,
+    route_key,
+};
 use super::v2::{V2, V2Error, V2ErrorBody, body_bytes};
 use super::{ApiPath, AppState};
 use crate::auth::CredentialOrg;
@@ -104,14 +107,19 @@ async fn predict(
         )));
     };
     let body = body_bytes(&headers, body)?;
-    let request: V1PredictRequest = serde_json::from_slice(&body).map_err(|e| {
-        let code = if e.is_syntax() || e.is_eof() {
-            ErrorCode::InvalidJson
-        } else {
-            ErrorCode::InvalidRequest
-        };
-        ApiError::new(code, e.to_string())
-    })?;
+    let slot = enter_org(&state, &access.org.id).await?;
+    let large = is_large(body.len());
+    let request: V1PredictRequest = off_executor(large, move || {
+        serde_json::from_slice(&body).map_err(|e| {
+            let code = if e.is_syntax() || e.is_eof() {
+                ErrorCode::InvalidJson
+            } else {
+                ErrorCode::InvalidRequest
+            };
+            ApiError::new(code, e.to_string())
+        })
+    })
+    .await?;
     let target = resolve_routed(
         &state,
         &access.org.id,
@@ -137,11 +145,19 @@ async fn predict(
             spec.name, spec.dtype
         ))
     })?;
-    let tensor =
-        v1_codec::instances_tensor(ty, &request.instances).map_err(|e| invalid(e.to_string()))?;
-    let inputs = vec![NamedTensor::new(&spec.name, tensor)];
-    let invoked = invoke(&state, &access, &target, inputs, &headers).await?;
-    let predictions = v1_codec::predictions(&invoked.outputs)
-        .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))?;
+    let name = spec.name.clone();
+    let tensor = off_executor(large, move || {
+        v1_codec::instances_tensor(ty, &request.instances)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))
+    })
+    .await?;
+    let inputs = vec![NamedTensor::new(&name, tensor)];
+    let invoked = invoke(&state, &access, &target, inputs, &headers, Some(slot)).await?;
+    let large = is_large(invoked.usage.output_bytes as usize);
+    let predictions = off_executor(large, move || {
+        v1_codec::predictions(&invoked.outputs)
+            .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))
+    })
+    .await?;
     Ok(Json(V1PredictResponse { predictions }))
 }

@@ -44,6 +44,7 @@ use crate::blob::{ObjectStore, Staging};
 use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
 use crate::inspect::ModelInspector;
+use crate::lookups::Lookups;
 use crate::metering::Metering;
 use crate::serving::Serving;
 use crate::serving::admission::Admission;
@@ -78,6 +79,8 @@ impl Default for ApiSettings {
 #[derive(Clone)]
 pub struct AppState {
     pub db: Arc<Db>,
+    /// The database rows every request reads, memoised.
+    pub lookups: Arc<Lookups>,
     pub blobs: Arc<dyn ObjectStore>,
     pub staging: Staging,
     pub jwt: Arc<JwtKeys>,

@@ -84,7 +84,9 @@ async fn list_orgs(
             .iter()
             .map(|(org, role)| OrgView::new(org, Some(*role)))
             .collect(),
-        Principal::ApiKey { org_id, .. } => orgs::find_by_id(&state.db, &org_id)
+        Principal::ApiKey { org_id, .. } => state
+            .lookups
+            .org_by_id(&org_id)
             .await?
             .iter()
             .map(|org| OrgView::new(org, None))

@@ -16,17 +16,17 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use wisp_host::{NamedTensor, Prediction, UsageRecord};
 
-use super::models::find_model;
 use super::{ApiPath, ApiQuery, AppState};
 use crate::auth::rbac::can;
 use crate::auth::{Authorized, OrgAccess, Principal};
-use crate::deployments::{self, Status};
+use crate::deployments::Status;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::ModelSignature;
+use crate::lookups::Lookups;
 use crate::metering::compute::compute_units;
 use crate::metering::{CallSubject, Caller, Variant};
 use crate::plans;
-use crate::registry::{self, Model, ModelVersion};
+use crate::registry::{Model, ModelVersion};
 use crate::serving::admission::Caller as RateCaller;
 use crate::serving::result_cache::{CacheKey, CacheStatus};
 use crate::serving::schema;
@@ -166,17 +166,8 @@ async fn predict(
             "Expected request with `Content-Type: application/json`",
         ));
     }
-    // The organisation's slot is taken before its body is decoded: a tenant sending huge
-    // requests waits its turn instead of taking the executor's threads from the others.
-    let plan = {
-        let conn = state.db.conn().await;
-        plans::of_org(&conn, &access.org.id).await?
-    };
-    let slot = state
-        .admission
-        .enter(&access.org.id, &plan, plan.tenant_limits().deadline)
-        .await?;
-    let large = body.len() > LARGE_BODY;
+    let slot = enter_org(&state, &access.org.id).await?;
+    let large = is_large(body.len());
     let request: PredictRequest = off_executor(large, move || {
         axum::Json::<PredictRequest>::from_bytes(&body)
             .map(|axum::Json(request)| request)
@@ -198,9 +189,9 @@ async fn predict(
             .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))
     })
     .await?;
-    let invoked = invoke_in_slot(&state, &access, &target, inputs, &headers, Some(slot)).await?;
+    let invoked = invoke(&state, &access, &target, inputs, &headers, Some(slot)).await?;
     let cache = invoked.cache;
-    let large = invoked.usage.output_bytes > LARGE_BODY as u64;
+    let large = is_large(invoked.usage.output_bytes as usize);
     let body = off_executor(large, move || {
         let response = PredictResponse {
             model: target.model.name,
@@ -221,22 +212,42 @@ async fn predict(
         .into_response())
 }
 
+/// Takes the organisation's concurrency slot for a call whose body is still to be decoded.
+/// Every inference protocol takes it before decoding: a tenant sending huge requests waits
+/// its turn instead of taking the executor's threads from the others.
+pub(crate) async fn enter_org(state: &AppState, org_id: &str) -> ApiResult<OwnedSemaphorePermit> {
+    let plan = state.lookups.plan(org_id).await?;
+    state
+        .admission
+        .enter(org_id, &plan, plan.tenant_limits().deadline)
+        .await
+}
+
 /// Bodies above this many bytes are decoded and encoded on the blocking pool.
 const LARGE_BODY: usize = 64 << 10;
+
+/// Whether decoding or encoding a body of `bytes` belongs on the blocking pool.
+pub(crate) fn is_large(bytes: usize) -> bool {
+    bytes > LARGE_BODY
+}
 
 /// Runs CPU-heavy request work (decoding and encoding `large` tensors) on the blocking pool,
 /// so it never stalls the executor threads every other request needs; small work runs in
 /// place, where the hop would cost more than it saves.
-async fn off_executor<T: Send + 'static>(
+pub(crate) async fn off_executor<T, E>(
     large: bool,
-    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<ApiError> + Send + 'static,
+{
     if !large {
         return work();
     }
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(|e| E::from(ApiError::internal(e)))?
 }
 
 /// JSON Schemas of the model's predict request and response, and an example request, from
@@ -251,9 +262,14 @@ async fn model_schema(
     ApiQuery(query): ApiQuery<SchemaQuery>,
 ) -> ApiResult<Json<ModelSchema>> {
     let (_, name) = path;
-    let conn = state.db.conn().await;
-    let model = find_model(&conn, &access.org.id, &name).await?;
-    let version = described_version(&conn, &model, query.version, query.alias.as_deref()).await?;
+    let model = find_model(&state.lookups, &access.org.id, &name).await?;
+    let version = described_version(
+        &state.lookups,
+        &model,
+        query.version,
+        query.alias.as_deref(),
+    )
+    .await?;
     Ok(Json(ModelSchema {
         request: schema::request(&version.signature),
         response: schema::response(&version.signature),
@@ -314,16 +330,16 @@ pub(crate) async fn resolve_routed(
     route_key: Option<&str>,
 ) -> ApiResult<Target> {
     let explicit = version.is_some() || alias.is_some();
-    let conn = state.db.conn().await;
-    let model = find_model(&conn, org_id, name).await?;
-    let deployment = deployments::get(&conn, &model.id).await?.ok_or_else(|| {
+    let lookups = &state.lookups;
+    let model = find_model(lookups, org_id, name).await?;
+    let deployment = lookups.deployment(&model.id).await?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::NotDeployed,
             format!("model {name:?} is not deployed"),
         )
     })?;
     let mut variant = Variant::Primary;
-    let version = match select(&conn, &model, version, alias).await? {
+    let version = match select(lookups, &model, version, alias).await? {
         Some(version) => version,
         None => {
             if deployment.status == Status::Failed {
@@ -346,16 +362,16 @@ pub(crate) async fn resolve_routed(
             if routed != deployment.version {
                 variant = Variant::Canary;
             }
-            version_of(&conn, &model, routed).await?
+            version_of(lookups, &model, routed).await?
         }
     };
     let shadow = match deployment.shadow {
         Some(shadow) if !explicit && traffic::mirrored(&shadow, route_key) => {
-            Some(version_of(&conn, &model, shadow.version).await?)
+            Some(version_of(lookups, &model, shadow.version).await?)
         }
         _ => None,
     };
-    let plan = plans::of_org(&conn, org_id).await?;
+    let plan = lookups.plan(org_id).await?;
     Ok(Target {
         org_id: org_id.to_owned(),
         model,
@@ -379,18 +395,8 @@ pub(crate) struct Invoked {
 /// Admits and runs one inference call: the plan's rate limits for the key and the
 /// organisation, the deployment's result cache (unless `Cache-Control: no-cache`), then the
 /// organisation's concurrency slots around [`run`]. Every inference protocol calls this.
+/// `slot` is the organisation's concurrency slot when the caller took it already ([`enter_org`]).
 pub(crate) async fn invoke(
-    state: &AppState,
-    access: &OrgAccess,
-    target: &Target,
-    inputs: Vec<NamedTensor>,
-    headers: &HeaderMap,
-) -> ApiResult<Invoked> {
-    invoke_in_slot(state, access, target, inputs, headers, None).await
-}
-
-/// [`invoke`], in the organisation's concurrency `slot` when the caller already holds one.
-pub(crate) async fn invoke_in_slot(
     state: &AppState,
     access: &OrgAccess,
     target: &Target,
@@ -586,12 +592,12 @@ pub(crate) async fn readiness(
     name: &str,
     version: Option<i64>,
 ) -> ApiResult<Result<(), String>> {
-    let conn = state.db.conn().await;
-    let model = find_model(&conn, org_id, name).await?;
+    let lookups = &state.lookups;
+    let model = find_model(lookups, org_id, name).await?;
     if let Some(number) = version {
-        version_of(&conn, &model, number).await?;
+        version_of(lookups, &model, number).await?;
     }
-    Ok(match deployments::get(&conn, &model.id).await? {
+    Ok(match lookups.deployment(&model.id).await? {
         None => Err(format!("model {name:?} is not deployed")),
         Some(deployment) => match deployment.status {
             Status::Ready => Ok(()),
@@ -604,26 +610,26 @@ pub(crate) async fn readiness(
 /// The version a description of the model is about: the one named by `version` or
 /// `alias`, else the deployed one, else the latest.
 pub(crate) async fn described_version(
-    conn: &libsql::Connection,
+    lookups: &Lookups,
     model: &Model,
     version: Option<i64>,
     alias: Option<&str>,
 ) -> ApiResult<ModelVersion> {
-    if let Some(version) = select(conn, model, version, alias).await? {
+    if let Some(version) = select(lookups, model, version, alias).await? {
         return Ok(version);
     }
-    let number = match deployments::get(conn, &model.id).await? {
+    let number = match lookups.deployment(&model.id).await? {
         Some(deployment) => deployment.version,
         None => model
             .latest_version
             .ok_or_else(|| ApiError::not_found("version"))?,
     };
-    version_of(conn, model, number).await
+    version_of(lookups, model, number).await
 }
 
 /// The version a request names explicitly, if it names one.
 async fn select(
-    conn: &libsql::Connection,
+    lookups: &Lookups,
     model: &Model,
     version: Option<i64>,
     alias: Option<&str>,
@@ -631,22 +637,28 @@ async fn select(
     let number = match (version, alias) {
         (None, None) => return Ok(None),
         (Some(version), None) => version,
-        (None, Some(alias)) => registry::alias_target(conn, &model.id, alias)
+        (None, Some(alias)) => lookups
+            .alias_target(&model.id, alias)
             .await?
             .ok_or_else(|| ApiError::not_found("alias"))?,
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid("give `version` or `alias`, not both"));
         }
     };
-    version_of(conn, model, number).await.map(Some)
+    version_of(lookups, model, number).await.map(Some)
 }
 
-async fn version_of(
-    conn: &libsql::Connection,
-    model: &Model,
-    number: i64,
-) -> ApiResult<ModelVersion> {
-    registry::get_version(conn, &model.id, number)
+async fn version_of(lookups: &Lookups, model: &Model, number: i64) -> ApiResult<ModelVersion> {
+    lookups
+        .version(&model.id, number)
         .await?
         .ok_or_else(|| ApiError::not_found("version"))
+}
+
+/// A model of the organisation by name, from the memoised rows.
+pub(crate) async fn find_model(lookups: &Lookups, org_id: &str, name: &str) -> ApiResult<Model> {
+    lookups
+        .model(org_id, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("model"))
 }

@@ -18,9 +18,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::models::find_model;
 use super::predict::{
-    MAX_PREDICT_BODY, described_version, invoke, readiness, resolve_routed, route_key,
+    MAX_PREDICT_BODY, described_version, enter_org, find_model, invoke, is_large, off_executor,
+    readiness, resolve_routed, route_key,
 };
 use super::{ApiPath, AppState};
 use crate::auth::rbac::can;
@@ -151,7 +151,7 @@ async fn server_live() -> StatusCode {
 #[utoipa::path(get, path = "/v2/health/ready", tag = "inference-v2", security(()),
     responses((status = 200, description = "ready"), (status = 503, body = V2ErrorBody)))]
 async fn server_ready(State(state): State<AppState>) -> V2Result<StatusCode> {
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     match conn.query("SELECT 1", ()).await {
         Ok(_) => Ok(StatusCode::OK),
         Err(error) => {
@@ -170,9 +170,9 @@ async fn metadata(
     name: &str,
     version: Option<i64>,
 ) -> V2Result<Json<ModelMetadata>> {
-    let conn = state.db.conn().await;
-    let model = find_model(&conn, org_id, name).await?;
-    let described = described_version(&conn, &model, version, None).await?;
+    let model = find_model(&state.lookups, org_id, name).await?;
+    let described = described_version(&state.lookups, &model, version, None).await?;
+    let conn = state.db.reader().await;
     let mut versions: Vec<String> = registry::list_versions(&conn, &model.id)
         .await
         .map_err(ApiError::from)?
@@ -272,6 +272,7 @@ async fn infer_call(
                 })?,
         ),
     };
+    let slot = enter_org(state, &access.org.id).await?;
     let target = resolve_routed(
         state,
         &access.org.id,
@@ -281,20 +282,31 @@ async fn infer_call(
         route_key(headers),
     )
     .await?;
-    let request = v2_codec::decode_request(&body, header_length, &target.version.signature)?;
-    let invoked = invoke(state, access, &target, request.inputs, headers).await?;
-    let encoded = v2_codec::encode_response(
-        &target.model.name,
-        &target.version.version.to_string(),
-        request.id.as_deref(),
-        &invoked.outputs,
-        &request.outputs,
-    )?;
+    let signature = target.version.signature.clone();
+    let request = off_executor(is_large(body.len()), move || {
+        v2_codec::decode_request(&body, header_length, &signature).map_err(V2Error::from)
+    })
+    .await?;
+    let (id, selection) = (request.id, request.outputs);
+    let invoked = invoke(state, access, &target, request.inputs, headers, Some(slot)).await?;
+    let cache = invoked.cache;
+    let (model_name, version) = (target.model.name, target.version.version.to_string());
+    let encoded = off_executor(is_large(invoked.usage.output_bytes as usize), move || {
+        v2_codec::encode_response(
+            &model_name,
+            &version,
+            id.as_deref(),
+            &invoked.outputs,
+            &selection,
+        )
+        .map_err(V2Error::from)
+    })
+    .await?;
     let mut response = encoded.body.into_response();
     let headers = response.headers_mut();
     headers.insert(
         super::predict::CACHE_HEADER,
-        HeaderValue::from_static(invoked.cache.as_str()),
+        HeaderValue::from_static(cache.as_str()),
     );
     match encoded.header_length {
         Some(length) => {

@@ -108,7 +108,11 @@ fn bearer_or_basic_key(header: &str) -> Option<String> {
 
 async fn authenticate_api_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let hash = tokens::hash_secret(key);
-    let found = crate::keys::authenticate(&state.db, &hash, crate::db::now()).await?;
+    let now = crate::db::now();
+    let found = match state.lookups.api_key(&hash, now).await? {
+        Some(key) => key.check(now),
+        None => crate::keys::KeyCheck::Unknown,
+    };
     match found {
         crate::keys::KeyCheck::Valid { id, org_id, scopes } => {
             Ok(Principal::ApiKey { id, org_id, scopes })
@@ -128,7 +132,9 @@ async fn authenticate_access_token(state: &AppState, token: &str) -> Result<Prin
         TokenError::Expired => ApiError::new(ErrorCode::TokenExpired, "access token expired"),
         TokenError::Invalid => ApiError::new(ErrorCode::InvalidToken, "invalid access token"),
     })?;
-    let user = crate::users::find_by_id(&state.db, &claims.sub)
+    let user = state
+        .lookups
+        .user(&claims.sub)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "invalid access token"))?;
     Ok(Principal::User {
@@ -265,7 +271,9 @@ impl<P: Permission> FromRequestParts<AppState> for CredentialOrg<P> {
         };
         let org = match (&principal, named) {
             (Principal::ApiKey { org_id, .. }, named) => {
-                let org = orgs::find_by_id(&state.db, org_id)
+                let org = state
+                    .lookups
+                    .org_by_id(org_id)
                     .await?
                     .ok_or_else(|| ApiError::not_found("organisation"))?;
                 // A key naming another organisation sees it as missing, like in a path.
@@ -274,7 +282,9 @@ impl<P: Permission> FromRequestParts<AppState> for CredentialOrg<P> {
                 }
                 org
             }
-            (Principal::User { .. }, Some(slug)) => orgs::find_by_slug(&state.db, slug)
+            (Principal::User { .. }, Some(slug)) => state
+                .lookups
+                .org_by_slug(slug)
                 .await?
                 .ok_or_else(|| ApiError::not_found("organisation"))?,
             (Principal::User { id, .. }, None) => {
@@ -303,7 +313,9 @@ async fn resolve(
     slug: &str,
     action: rbac::Action,
 ) -> Result<OrgAccess, ApiError> {
-    let org = orgs::find_by_slug(&state.db, slug)
+    let org = state
+        .lookups
+        .org_by_slug(slug)
         .await?
         .ok_or_else(|| ApiError::not_found("organisation"))?;
     authorize(state, principal, org, action).await
@@ -319,7 +331,9 @@ async fn authorize(
     let not_found = || ApiError::not_found("organisation");
     let (allowed, role) = match &principal {
         Principal::User { id, .. } => {
-            let role = orgs::role_of(&state.db, &org.id, id)
+            let role = state
+                .lookups
+                .role(&org.id, id)
                 .await?
                 .ok_or_else(not_found)?;
             (rbac::role_allows(role, action), Some(role))

@@ -8,15 +8,23 @@
 //! writer anyway, and holding the lock for the whole of a transaction is what keeps two
 //! requests from interleaving statements inside each other's transaction. Never hold it
 //! across anything slow that is not the database (uploads, password hashing).
+//!
+//! Hot rows read on every request (API keys, organisations, plans, deployments) are kept in
+//! [`Memo`]s. Every [`Db::conn`] counts as a possible write and makes every memoised row
+//! stale at once; only [`Db::reader`], for statements that change nothing a memo holds,
+//! leaves them be. So a change made by this process is seen by its very next request.
 
+mod memo;
 mod migrations;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use libsql::{Builder, Connection, Database};
 use tokio::sync::{Mutex, MutexGuard};
 
+pub use memo::{MEMO_TTL, Memo};
 pub use migrations::{MIGRATIONS, Migration};
 
 /// Errors from the storage layer.
@@ -51,6 +59,8 @@ pub enum DbLocation {
 /// The control plane's database.
 pub struct Db {
     conn: Mutex<Connection>,
+    /// Bumped by every [`Db::conn`]: memoised rows read under an older value are stale.
+    generation: AtomicU64,
     // Dropping the `Database` closes the connection, so keep it for as long as `conn`.
     _database: Database,
 }
@@ -95,6 +105,7 @@ impl Db {
         migrations::apply(&conn).await?;
         Ok(Self {
             conn: Mutex::new(conn),
+            generation: AtomicU64::new(0),
             _database: database,
         })
     }
@@ -104,8 +115,19 @@ impl Db {
         Self::open(&DbLocation::Memory).await
     }
 
-    /// Exclusive access to the connection for one operation or one transaction.
+    /// Exclusive access to the connection for one operation or one transaction, which may
+    /// write anything: every memoised row becomes stale.
     pub async fn conn(&self) -> MutexGuard<'_, Connection> {
+        let conn = self.reader().await;
+        // Under the lock, before any statement: a reader that read the old rows did so
+        // before this point, so its stamp is older than the new generation.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        conn
+    }
+
+    /// Exclusive access for statements that change nothing a [`Memo`] holds: reads, and
+    /// writes to columns no memo reads (a key's `last_used_at`). Memoised rows stay valid.
+    pub async fn reader(&self) -> MutexGuard<'_, Connection> {
         let conn = self.conn.lock().await;
         if !conn.is_autocommit() {
             // A request cancelled mid-transaction (its client went away) dropped the future
@@ -116,6 +138,11 @@ impl Db {
             }
         }
         conn
+    }
+
+    /// The current write generation; read it while holding the connection.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 }
 

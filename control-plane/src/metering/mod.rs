@@ -150,7 +150,7 @@ impl Metering {
         let reserved = inner
             .quotas
             .reserve(subject.org_id, period, limit, || async {
-                let conn = inner.db.conn().await;
+                let conn = inner.db.reader().await;
                 Ok::<_, DbError>(
                     store::totals(&conn, subject.org_id, period.start, period.end)
                         .await?
@@ -327,7 +327,8 @@ async fn drain(mut drained: mpsc::UnboundedReceiver<Drained>, db: Arc<Db>) {
             }
         }
         let mut backoff = Duration::from_millis(100);
-        while let Err(error) = store::insert(&*db.conn().await, &events).await {
+        // Usage events and rollups are nothing a memo holds: the memoised rows stay valid.
+        while let Err(error) = store::insert(&*db.reader().await, &events).await {
             // The events stay in the outbox file; keep trying, they are the bill.
             tracing::error!(error = %error, events = events.len(), "failed to store usage events; retrying");
             tokio::time::sleep(backoff).await;
