@@ -7,6 +7,11 @@ use tracing_subscriber::EnvFilter;
 use wisp::cli::{Cli, Command};
 use wisp::onnx_inspector::OnnxInspector;
 
+/// Request handling allocates and frees many small buffers across threads, which glibc's
+/// malloc served at a sixth of the server's CPU time (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

@@ -73,42 +73,47 @@ pub async fn insert(conn: &Connection, events: &[UsageEvent]) -> Result<u64, DbE
     let tx = conn.transaction().await?;
     let mut rollups: BTreeMap<(Granularity, i64, &str, &str, String), Totals> = BTreeMap::new();
     let mut inserted = 0;
+    // Prepared once per batch: parsing the statement again for every event cost more than
+    // running it.
+    let statement = tx
+        .prepare(
+            "INSERT OR IGNORE INTO usage_events (id, org_id, api_key_id, user_id, model_id,
+                model_name, version, variant, outcome, billable, cache_hit, compute_units,
+                fuel, wall_us, inference_us, peak_memory_bytes, bytes_in, bytes_out, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                ?17, ?18, ?19)",
+        )
+        .await?;
     for event in events {
         let (api_key, user) = match &event.caller {
             Caller::ApiKey(id) => (Some(id.as_str()), None),
             Caller::User(id) => (None, Some(id.as_str())),
         };
-        let changed = tx
-            .execute(
-                "INSERT OR IGNORE INTO usage_events (id, org_id, api_key_id, user_id, model_id,
-                    model_name, version, variant, outcome, billable, cache_hit, compute_units,
-                    fuel, wall_us, inference_us, peak_memory_bytes, bytes_in, bytes_out, at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17, ?18, ?19)",
-                params![
-                    event.id.as_str(),
-                    event.org_id.as_str(),
-                    api_key,
-                    user,
-                    event.model_id.as_str(),
-                    event.model_name.as_str(),
-                    event.version,
-                    event.variant.as_str(),
-                    event.outcome.as_str(),
-                    event.billable(),
-                    event.cache_hit,
-                    signed(event.compute_units),
-                    signed(event.fuel),
-                    signed(event.wall_us),
-                    signed(event.inference_us),
-                    signed(event.peak_memory_bytes),
-                    signed(event.bytes_in),
-                    signed(event.bytes_out),
-                    event.at_ms
-                ],
-            )
-            .await?;
-        if changed == 0 {
+        let changed = statement
+            .execute(params![
+                event.id.as_str(),
+                event.org_id.as_str(),
+                api_key,
+                user,
+                event.model_id.as_str(),
+                event.model_name.as_str(),
+                event.version,
+                event.variant.as_str(),
+                event.outcome.as_str(),
+                event.billable(),
+                event.cache_hit,
+                signed(event.compute_units),
+                signed(event.fuel),
+                signed(event.wall_us),
+                signed(event.inference_us),
+                signed(event.peak_memory_bytes),
+                signed(event.bytes_in),
+                signed(event.bytes_out),
+                event.at_ms
+            ])
+            .await;
+        statement.reset();
+        if changed? == 0 {
             continue;
         }
         inserted += 1;
