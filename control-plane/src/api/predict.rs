@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::serving::fair_share::OrgSlot;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,6 +11,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use wisp_host::{NamedTensor, Prediction, UsageRecord};
@@ -215,7 +215,7 @@ async fn predict(
 /// Takes the organisation's concurrency slot for a call whose body is still to be decoded.
 /// Every inference protocol takes it before decoding: a tenant sending huge requests waits
 /// its turn instead of taking the executor's threads from the others.
-pub(crate) async fn enter_org(state: &AppState, org_id: &str) -> ApiResult<OrgSlot> {
+pub(crate) async fn enter_org(state: &AppState, org_id: &str) -> ApiResult<OwnedSemaphorePermit> {
     let plan = state.lookups.plan(org_id).await?;
     state
         .admission
@@ -402,7 +402,7 @@ pub(crate) async fn invoke(
     target: &Target,
     inputs: Vec<NamedTensor>,
     headers: &HeaderMap,
-    slot: Option<OrgSlot>,
+    slot: Option<OwnedSemaphorePermit>,
 ) -> ApiResult<Invoked> {
     let rate_caller = RateCaller {
         org_id: &target.org_id,

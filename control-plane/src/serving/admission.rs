@@ -1,7 +1,6 @@
 //! Admission control in front of the runtime: request rates per API key and per
-//! organisation (GCRA buckets, governor) and concurrent calls per organisation (the plan's
-//! limit, and a fair share of the cores while other organisations are busy:
-//! [`super::fair_share`]), all sized from the organisation's plan.
+//! organisation (GCRA buckets, governor) and concurrent calls per organisation (a
+//! semaphore each), all sized from the organisation's plan.
 //!
 //! Limiters are cached by (owner, limit): a plan change takes effect on the next request,
 //! with a fresh bucket, and no restart. Idle limiters are dropped after a while.
@@ -10,12 +9,13 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fair_share::{FairShare, OrgSlot};
-use crate::error::{ApiError, ErrorCode};
-use crate::plans::Plan;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 use moka::sync::Cache;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::plans::Plan;
 
 /// How many times the plan's request rates the MLflow tracking API allows.
 pub const TRACKING_RATE_FACTOR: u32 = 10;
@@ -27,7 +27,7 @@ pub struct Admission {
     /// there are cores only takes CPU time from the others.
     max_per_org: u32,
     rates: Cache<(String, u32), Arc<DefaultDirectRateLimiter>>,
-    slots: Arc<FairShare>,
+    slots: Cache<(String, u32), Arc<Semaphore>>,
     clock: DefaultClock,
 }
 
@@ -54,7 +54,10 @@ impl Admission {
                 .time_to_idle(idle)
                 .max_capacity(100_000)
                 .build(),
-            slots: FairShare::new(max_per_org.max(1)),
+            slots: Cache::builder()
+                .time_to_idle(idle)
+                .max_capacity(100_000)
+                .build(),
             clock: DefaultClock::default(),
         }
     }
@@ -118,24 +121,28 @@ impl Admission {
         })
     }
 
-    /// Waits (up to `wait`) for one of the organisation's concurrent-call slots: the
-    /// plan's limit, the machine's cores, and a fair share of them while other
-    /// organisations are busy, so one tenant cannot take the runtime from the others.
+    /// Waits (up to `wait`) for one of the organisation's concurrent-call slots, so one
+    /// tenant cannot take every execution slot of the runtime.
     pub async fn enter(
         &self,
         org_id: &str,
         plan: &Plan,
         wait: Duration,
-    ) -> Result<OrgSlot, ApiError> {
-        let cap = plan.max_concurrent_calls.min(self.max_per_org).max(1);
-        tokio::time::timeout(wait, self.slots.enter(org_id, cap))
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    ErrorCode::Overloaded,
-                    format!("the organisation's concurrent calls (at most {cap}) stayed busy"),
-                )
-            })
+    ) -> Result<OwnedSemaphorePermit, ApiError> {
+        let permits = plan.max_concurrent_calls.min(self.max_per_org).max(1);
+        let slots = self.slots.get_with((org_id.to_owned(), permits), || {
+            Arc::new(Semaphore::new(permits as usize))
+        });
+        match tokio::time::timeout(wait, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(ApiError::internal(anyhow::anyhow!(
+                "admission semaphore closed"
+            ))),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::Overloaded,
+                format!("the organisation's {permits} concurrent calls stayed busy"),
+            )),
+        }
     }
 }
 

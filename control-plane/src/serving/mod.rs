@@ -8,7 +8,6 @@
 
 pub mod admission;
 mod artifacts;
-pub mod fair_share;
 pub mod result_cache;
 pub mod schema;
 pub mod tensors;
