@@ -89,8 +89,9 @@ def load(url, body_file, concurrency, seconds, token=None, background=False):
     script = Path(body_file).with_suffix(".lua")
     script.write_text(WRK_SCRIPT)
     threads = min(concurrency, 2)
+    # The saturating neighbour's calls may take seconds: only a stuck call should time out.
     command = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s",
-               "--latency", "-s", str(script), url]
+               "--timeout", "30s", "--latency", "-s", str(script), url]
     env = dict(os.environ, WISP_BENCH_BODY=str(body_file), WISP_BENCH_TOKEN=token or "")
     if background:
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
