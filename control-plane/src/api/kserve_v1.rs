@@ -152,7 +152,7 @@ async fn predict(
     })
     .await?;
     let inputs = vec![NamedTensor::new(&name, tensor)];
-    let invoked = invoke(&state, &access, &target, inputs, &headers, Some(slot)).await?;
+    let invoked = invoke(&state, &access, &target, inputs, &headers, slot).await?;
     let large = is_large(invoked.usage.output_bytes as usize);
     let predictions = off_executor(large, move || {
         v1_codec::predictions(&invoked.outputs)

@@ -189,7 +189,7 @@ async fn predict(
             .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))
     })
     .await?;
-    let invoked = invoke(&state, &access, &target, inputs, &headers, Some(slot)).await?;
+    let invoked = invoke(&state, &access, &target, inputs, &headers, slot).await?;
     let cache = invoked.cache;
     let large = is_large(invoked.usage.output_bytes as usize);
     let body = off_executor(large, move || {
@@ -394,15 +394,15 @@ pub(crate) struct Invoked {
 
 /// Admits and runs one inference call: the plan's rate limits for the key and the
 /// organisation, the deployment's result cache (unless `Cache-Control: no-cache`), then the
-/// organisation's concurrency slots around [`run`]. Every inference protocol calls this.
-/// `slot` is the organisation's concurrency slot when the caller took it already ([`enter_org`]).
+/// call itself in the organisation's concurrency `slot` (taken with [`enter_org`] before the
+/// body was decoded), around [`run`]. Every inference protocol calls this.
 pub(crate) async fn invoke(
     state: &AppState,
     access: &OrgAccess,
     target: &Target,
     inputs: Vec<NamedTensor>,
     headers: &HeaderMap,
-    slot: Option<OwnedSemaphorePermit>,
+    _slot: OwnedSemaphorePermit,
 ) -> ApiResult<Invoked> {
     let rate_caller = RateCaller {
         org_id: &target.org_id,
@@ -453,19 +453,6 @@ pub(crate) async fn invoke(
             cache: CacheStatus::Hit,
         });
     }
-    let _slot = match slot {
-        Some(slot) => slot,
-        None => {
-            state
-                .admission
-                .enter(
-                    &target.org_id,
-                    &target.plan,
-                    target.plan.tenant_limits().deadline,
-                )
-                .await?
-        }
-    };
     if let Some(shadow) = &target.shadow {
         mirror(state, &access.principal, target, shadow, inputs.clone());
     }

@@ -288,7 +288,7 @@ async fn infer_call(
     })
     .await?;
     let (id, selection) = (request.id, request.outputs);
-    let invoked = invoke(state, access, &target, request.inputs, headers, Some(slot)).await?;
+    let invoked = invoke(state, access, &target, request.inputs, headers, slot).await?;
     let cache = invoked.cache;
     let (model_name, version) = (target.model.name, target.version.version.to_string());
     let encoded = off_executor(is_large(invoked.usage.output_bytes as usize), move || {
