@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::OwnedSemaphorePermit;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use wisp_host::{NamedTensor, Prediction, UsageRecord};
@@ -28,6 +27,7 @@ use crate::metering::{CallSubject, Caller, Variant};
 use crate::plans;
 use crate::registry::{Model, ModelVersion};
 use crate::serving::admission::Caller as RateCaller;
+use crate::serving::fair_share::Slot;
 use crate::serving::result_cache::{CacheKey, CacheStatus};
 use crate::serving::schema;
 use crate::serving::tensors::{self, JsonTensor};
@@ -215,7 +215,7 @@ async fn predict(
 /// Takes the organisation's concurrency slot for a call whose body is still to be decoded.
 /// Every inference protocol takes it before decoding: a tenant sending huge requests waits
 /// its turn instead of taking the executor's threads from the others.
-pub(crate) async fn enter_org(state: &AppState, org_id: &str) -> ApiResult<OwnedSemaphorePermit> {
+pub(crate) async fn enter_org(state: &AppState, org_id: &str) -> ApiResult<Slot> {
     let plan = state.lookups.plan(org_id).await?;
     state
         .admission
@@ -402,7 +402,7 @@ pub(crate) async fn invoke(
     target: &Target,
     inputs: Vec<NamedTensor>,
     headers: &HeaderMap,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 ) -> ApiResult<Invoked> {
     let rate_caller = RateCaller {
         org_id: &target.org_id,

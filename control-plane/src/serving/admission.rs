@@ -1,6 +1,6 @@
 //! Admission control in front of the runtime: request rates per API key and per
-//! organisation (GCRA buckets, governor) and concurrent calls per organisation (a
-//! semaphore each), all sized from the organisation's plan.
+//! organisation (GCRA buckets, governor) and concurrent calls per organisation (its fair
+//! share of the cores, [`super::fair_share`]), all sized from the organisation's plan.
 //!
 //! Limiters are cached by (owner, limit): a plan change takes effect on the next request,
 //! with a fresh bucket, and no restart. Idle limiters are dropped after a while.
@@ -12,22 +12,22 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 use moka::sync::Cache;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::plans::Plan;
+
+use super::fair_share::{DEFAULT_LINGER, FairShare, Slot};
 
 /// How many times the plan's request rates the MLflow tracking API allows.
 pub const TRACKING_RATE_FACTOR: u32 = 10;
 
 /// The limiters of every organisation and key.
 pub struct Admission {
-    /// The most calls of one organisation that run at once, whatever its plan allows: the
-    /// machine's cores. Inference is CPU-bound, so an organisation running more calls than
-    /// there are cores only takes CPU time from the others.
-    max_per_org: u32,
     rates: Cache<(String, u32), Arc<DefaultDirectRateLimiter>>,
-    slots: Cache<(String, u32), Arc<Semaphore>>,
+    /// Concurrent calls: never more than the machine's cores for one organisation, whatever
+    /// its plan allows (inference is CPU-bound, so more calls than cores only take CPU time
+    /// from the others), and a fair share of them while other organisations are busy.
+    slots: FairShare,
     clock: DefaultClock,
 }
 
@@ -45,19 +45,15 @@ impl Default for Admission {
 }
 
 impl Admission {
-    /// Limiters where no organisation runs more than `max_per_org` calls at once.
-    pub fn new(max_per_org: u32) -> Self {
+    /// Limiters sharing `cores` between the organisations' concurrent calls.
+    pub fn new(cores: u32) -> Self {
         let idle = Duration::from_secs(600);
         Self {
-            max_per_org: max_per_org.max(1),
             rates: Cache::builder()
                 .time_to_idle(idle)
                 .max_capacity(100_000)
                 .build(),
-            slots: Cache::builder()
-                .time_to_idle(idle)
-                .max_capacity(100_000)
-                .build(),
+            slots: FairShare::new(cores, DEFAULT_LINGER),
             clock: DefaultClock::default(),
         }
     }
@@ -122,27 +118,20 @@ impl Admission {
     }
 
     /// Waits (up to `wait`) for one of the organisation's concurrent-call slots, so one
-    /// tenant cannot take every execution slot of the runtime.
-    pub async fn enter(
-        &self,
-        org_id: &str,
-        plan: &Plan,
-        wait: Duration,
-    ) -> Result<OwnedSemaphorePermit, ApiError> {
-        let permits = plan.max_concurrent_calls.min(self.max_per_org).max(1);
-        let slots = self.slots.get_with((org_id.to_owned(), permits), || {
-            Arc::new(Semaphore::new(permits as usize))
-        });
-        match tokio::time::timeout(wait, slots.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) => Err(ApiError::internal(anyhow::anyhow!(
-                "admission semaphore closed"
-            ))),
-            Err(_) => Err(ApiError::new(
+    /// tenant cannot take every execution slot of the runtime nor slow the others down
+    /// beyond a fair share of the cores.
+    pub async fn enter(&self, org_id: &str, plan: &Plan, wait: Duration) -> Result<Slot, ApiError> {
+        let limit = plan.max_concurrent_calls;
+        self.slots.acquire(org_id, limit, wait).await.map_err(|_| {
+            ApiError::new(
                 ErrorCode::Overloaded,
-                format!("the organisation's {permits} concurrent calls stayed busy"),
-            )),
-        }
+                format!(
+                    "the organisation's {} concurrent calls stayed busy for {} ms",
+                    self.slots.share_of(org_id, limit),
+                    wait.as_millis()
+                ),
+            )
+        })
     }
 }
 

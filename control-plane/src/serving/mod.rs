@@ -8,6 +8,7 @@
 
 pub mod admission;
 mod artifacts;
+pub mod fair_share;
 pub mod result_cache;
 pub mod schema;
 pub mod tensors;
