@@ -5,6 +5,8 @@
 //! ```text
 //! cargo bench -p wisp-host --bench runtime            # full run
 //! cargo bench -p wisp-host --bench runtime -- --quick # fewer iterations
+//! cargo bench -p wisp-host --bench runtime -- --only noop # one section (for a profiler):
+//!                                                         # noop, mlp, cnn, cold, deadline
 //! ```
 //!
 //! Results are recorded in docs/benchmarks.md.
@@ -151,7 +153,13 @@ async fn compare(bench: &Bench, model: &ModelRef, workload: Workload<'_>, per_ro
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|at| args.get(at + 1).cloned());
+    let runs = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let scale = if quick { 10 } else { 1 };
     println!(
         "wisp runtime benchmarks ({} run)\n",
@@ -160,17 +168,19 @@ async fn main() {
 
     // 1. Instantiate + call a no-op component.
     let bench = Bench::new(RuntimeConfig::default());
-    let noop = bench.model("noop", components::NOOP, None);
-    bench.time_predictions(&noop, &[], 500).await;
-    let samples = bench.time_predictions(&noop, &[], 10_000 / scale).await;
-    let n = samples.len();
-    let s = summarize(samples);
-    println!(
-        "no-op instantiate + call ({n} calls)   p50 {}  p99 {}  mean {}",
-        us(s.p50),
-        us(s.p99),
-        us(s.mean)
-    );
+    if runs("noop") {
+        let noop = bench.model("noop", components::NOOP, None);
+        bench.time_predictions(&noop, &[], 500).await;
+        let samples = bench.time_predictions(&noop, &[], 10_000 / scale).await;
+        let n = samples.len();
+        let s = summarize(samples);
+        println!(
+            "no-op instantiate + call ({n} calls)   p50 {}  p99 {}  mean {}",
+            us(s.p50),
+            us(s.p99),
+            us(s.mean)
+        );
+    }
 
     // 2. Wasm + wasi-nn vs the same tract plan called natively, same inputs, same run.
     println!();
@@ -185,7 +195,7 @@ async fn main() {
         Some("digits_cnn.onnx"),
     );
     let per_round = |rows: usize| (if rows > 100 { 50 } else { 200 }) / scale;
-    for rows in [1usize, 64, 1797] {
+    for rows in [1usize, 64, 1797].into_iter().filter(|_| runs("mlp")) {
         let workload = Workload {
             label: format!("MLP, batch {rows}"),
             input_name: "input",
@@ -194,7 +204,7 @@ async fn main() {
         };
         compare(&bench, &mlp, workload, per_round(rows)).await;
     }
-    for rows in [1usize, 64, 512] {
+    for rows in [1usize, 64, 512].into_iter().filter(|_| runs("cnn")) {
         let workload = Workload {
             label: format!("CNN, batch {rows}"),
             input_name: "image",
@@ -207,10 +217,11 @@ async fn main() {
     // 3. Cold path: the first call after the model was evicted.
     println!();
     let dir = tempfile::tempdir().unwrap();
-    for (label, precompiled_dir) in [
+    let cold_runs = [
         ("without disk cache", None),
         ("with disk cache", Some(dir.path().to_owned())),
-    ] {
+    ];
+    for (label, precompiled_dir) in cold_runs.into_iter().filter(|_| runs("cold")) {
         let bench = Bench::new(RuntimeConfig {
             precompiled_dir,
             ..RuntimeConfig::default()
@@ -239,6 +250,9 @@ async fn main() {
     }
 
     // 4. Deadline overshoot: an infinite loop against a 100 ms deadline.
+    if !runs("deadline") {
+        return;
+    }
     println!();
     let spin = bench.model("spin", components::SPIN_LOOP, None);
     let limits = TenantLimits {

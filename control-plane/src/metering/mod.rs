@@ -19,6 +19,7 @@ pub mod compute;
 pub mod context;
 pub mod event;
 pub mod export;
+mod handoff;
 pub mod invoice;
 pub mod outbox;
 pub mod period;
@@ -31,12 +32,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use wisp_host::UsageRecord;
 
 use crate::db::{Db, DbError};
 use crate::plans::Plan;
 pub use event::{Caller, UsageEvent, Variant};
+use handoff::Handoff;
 use outbox::{Drained, Outbox, OutboxError};
 use period::Period;
 pub use quota::QuotaExceeded;
@@ -91,7 +92,7 @@ impl Metering {
     /// Opens the outbox in `dir`, replays what a previous process left in it into the
     /// database, and starts the drainer and the hourly storage sampler.
     pub async fn start(dir: &Path, fsync: bool, db: Arc<Db>) -> Result<Self, MeteringError> {
-        let (outbox, leftovers, drained) = Outbox::open(dir, fsync)?;
+        let (outbox, leftovers, drained) = Outbox::open(dir, fsync, DRAIN_BATCH)?;
         let mut replayed = 0;
         for chunk in leftovers.events.chunks(DRAIN_BATCH) {
             replayed += store::insert(&*db.conn().await, chunk).await?;
@@ -224,7 +225,7 @@ impl MeteredCall {
         let Some(inner) = self.inner.take() else {
             return Ok(());
         };
-        let mut event = self.event.clone();
+        let mut event = self.event;
         match usage {
             Some(usage) => event.measure(usage),
             None => event.wall_us = micros(self.started.elapsed()),
@@ -306,21 +307,13 @@ fn new_event(caller: Caller, subject: CallSubject<'_>) -> UsageEvent {
 
 /// Moves events from the outbox into the database in batches, in order; deletes sealed
 /// segments once their events are committed; answers flushes.
-async fn drain(mut drained: mpsc::UnboundedReceiver<Drained>, db: Arc<Db>) {
-    let mut items = Vec::new();
-    while drained.recv_many(&mut items, DRAIN_BATCH).await > 0 {
-        // Linger unless someone waits: every commit syncs the database under the lock
-        // every request needs, so fewer, bigger transactions keep it out of their way.
-        let deadline = tokio::time::Instant::now() + DRAIN_LINGER;
-        while items.len() < DRAIN_BATCH && !items.iter().any(|i| matches!(i, Drained::Flush(_))) {
-            match tokio::time::timeout_at(deadline, drained.recv()).await {
-                Ok(Some(item)) => items.push(item),
-                Ok(None) | Err(_) => break,
-            }
-        }
+async fn drain(drained: Arc<Handoff>, db: Arc<Db>) {
+    // Linger unless someone waits: every commit syncs the database, so fewer, bigger
+    // transactions cost less per event.
+    while let Some(items) = drained.next_batch(DRAIN_LINGER).await {
         let mut events = Vec::new();
         let mut after = Vec::new();
-        for item in items.drain(..) {
+        for item in items {
             match item {
                 Drained::Event(event) => events.push(event),
                 other => after.push(other),

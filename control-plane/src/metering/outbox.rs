@@ -2,8 +2,8 @@
 //! sent, then drained into libSQL in batches by a background task.
 //!
 //! The outbox is a directory of numbered segment files of JSON lines. An append writes its
-//! line with one `write(2)` under a lock and hands the event to the drainer through a
-//! channel, in file order. Once written, the event survives the death of the process
+//! line with one `write(2)` under a lock and hands the event to the drainer in file order
+//! ([`Handoff`], which wakes nobody for an ordinary event). Once written, the event survives the death of the process
 //! (kill -9, panic, OOM): the kernel has it. With `fsync` on, the append also waits until
 //! the file is synced (calls in flight share one `fdatasync`, group-commit style), so a
 //! machine crash or power loss loses nothing either; without it, the window is the time
@@ -20,9 +20,10 @@ use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::event::UsageEvent;
+use super::handoff::Handoff;
 
 /// Size at which a segment is sealed and a new one started.
 pub const SEGMENT_BYTES: u64 = 4 << 20;
@@ -74,7 +75,13 @@ pub struct Outbox {
     writer: Mutex<Writer>,
     /// How many appends are known to be synced (only maintained with `fsync`).
     synced: tokio::sync::Mutex<u64>,
-    drained: mpsc::UnboundedSender<Drained>,
+    drained: Arc<Handoff>,
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.drained.close();
+    }
 }
 
 /// Segments found at start, oldest first, with their events.
@@ -85,11 +92,12 @@ pub struct Leftovers {
 
 impl Outbox {
     /// Opens the outbox in `dir`, returning the events left behind by a previous process
-    /// and the receiving end for the drainer.
+    /// and the queue the drainer takes from (batches of at most `batch` items).
     pub fn open(
         dir: &Path,
         fsync: bool,
-    ) -> Result<(Self, Leftovers, mpsc::UnboundedReceiver<Drained>), OutboxError> {
+        batch: usize,
+    ) -> Result<(Self, Leftovers, Arc<Handoff>), OutboxError> {
         let io_err = |path: &Path| {
             let path = path.to_owned();
             move |source| OutboxError::Io { path, source }
@@ -109,7 +117,7 @@ impl Outbox {
         }
         let next = numbered.last().map_or(1, |(n, _)| n + 1);
         let segment = create_segment(dir, next)?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let handoff = Arc::new(Handoff::new(batch));
         let outbox = Self {
             dir: dir.to_owned(),
             fsync,
@@ -118,13 +126,13 @@ impl Outbox {
                 written: 0,
             }),
             synced: tokio::sync::Mutex::new(0),
-            drained: tx,
+            drained: Arc::clone(&handoff),
         };
         let leftovers = Leftovers {
             segments: numbered.into_iter().map(|(_, p)| p).collect(),
             events,
         };
-        Ok((outbox, leftovers, rx))
+        Ok((outbox, leftovers, handoff))
     }
 
     /// Appends an event. When this returns `Ok`, the event survives a crash of the process
@@ -145,9 +153,7 @@ impl Outbox {
             }
             segment.len += line.len() as u64;
             writer.written += 1;
-            self.drained
-                .send(Drained::Event(event))
-                .map_err(|_| OutboxError::Closed)?;
+            self.drained.push(Drained::Event(event));
             let sequence = writer.written;
             if writer.segment.len >= SEGMENT_BYTES {
                 self.rotate(&mut writer)?;
@@ -165,9 +171,7 @@ impl Outbox {
         let (tx, rx) = oneshot::channel();
         {
             let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-            self.drained
-                .send(Drained::Flush(tx))
-                .map_err(|_| OutboxError::Closed)?;
+            self.drained.push(Drained::Flush(tx));
         }
         rx.await.map_err(|_| OutboxError::Closed)
     }
@@ -182,9 +186,8 @@ impl Outbox {
         })?;
         let next = create_segment(&self.dir, old.number + 1)?;
         let old = std::mem::replace(&mut writer.segment, next);
-        self.drained
-            .send(Drained::Sealed(old.path))
-            .map_err(|_| OutboxError::Closed)
+        self.drained.push(Drained::Sealed(old.path));
+        Ok(())
     }
 
     /// Group commit: one `fdatasync` covers every append written before it started.
@@ -263,26 +266,30 @@ pub fn read_segment(path: &Path) -> io::Result<Vec<UsageEvent>> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::metering::event::sample;
 
     #[tokio::test]
     async fn appended_events_reach_the_drainer_in_order_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (outbox, leftovers, mut rx) = Outbox::open(dir.path(), true).unwrap();
+        let (outbox, leftovers, handoff) = Outbox::open(dir.path(), true, 100).unwrap();
         assert!(leftovers.events.is_empty());
         for i in 0..3 {
             outbox.append(sample(&format!("e{i}"), i)).await.unwrap();
         }
-        for i in 0..3 {
-            match rx.recv().await.unwrap() {
+        let batch = handoff.next_batch(Duration::ZERO).await.unwrap();
+        assert_eq!(batch.len(), 3);
+        for (i, item) in batch.into_iter().enumerate() {
+            match item {
                 Drained::Event(e) => assert_eq!(e.id, format!("e{i}")),
                 other => panic!("unexpected {other:?}"),
             }
         }
         drop(outbox);
         // Nothing was drained into a database: the next start finds all three.
-        let (_outbox, leftovers, _rx) = Outbox::open(dir.path(), false).unwrap();
+        let (_outbox, leftovers, _handoff) = Outbox::open(dir.path(), false, 100).unwrap();
         let ids: Vec<_> = leftovers.events.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["e0", "e1", "e2"]);
         assert_eq!(leftovers.segments.len(), 1);
@@ -291,7 +298,7 @@ mod tests {
     #[tokio::test]
     async fn a_torn_last_line_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let (outbox, _, _rx) = Outbox::open(dir.path(), false).unwrap();
+        let (outbox, _, _handoff) = Outbox::open(dir.path(), false, 100).unwrap();
         outbox.append(sample("whole", 1)).await.unwrap();
         drop(outbox);
         let segment = std::fs::read_dir(dir.path())
@@ -310,13 +317,15 @@ mod tests {
     #[tokio::test]
     async fn full_segments_are_sealed_after_their_events() {
         let dir = tempfile::tempdir().unwrap();
-        let (outbox, _, mut rx) = Outbox::open(dir.path(), false).unwrap();
+        let (outbox, _, handoff) = Outbox::open(dir.path(), false, 100).unwrap();
         let mut big = sample("big", 0);
         big.model_name = "m".repeat(SEGMENT_BYTES as usize);
         outbox.append(big).await.unwrap();
         outbox.append(sample("next", 1)).await.unwrap();
-        assert!(matches!(rx.recv().await, Some(Drained::Event(e)) if e.id == "big"));
-        assert!(matches!(rx.recv().await, Some(Drained::Sealed(_))));
-        assert!(matches!(rx.recv().await, Some(Drained::Event(e)) if e.id == "next"));
+        let batch = handoff.next_batch(Duration::ZERO).await.unwrap();
+        assert!(
+            matches!(&batch[..], [Drained::Event(big), Drained::Sealed(_), Drained::Event(next)]
+            if big.id == "big" && next.id == "next")
+        );
     }
 }
