@@ -32,6 +32,11 @@ pub struct RuntimeConfig {
     pub load_timeout: Duration,
     /// Directory of precompiled components; `None` compiles on every cold start.
     pub precompiled_dir: Option<PathBuf>,
+    /// Calls of a tenant whose recent calls took longer than this on average run on
+    /// low-priority threads, so other tenants' short calls are scheduled first; zero
+    /// turns this off.
+    #[serde(with = "humantime_serde")]
+    pub low_priority_after: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -47,6 +52,7 @@ impl Default for RuntimeConfig {
             component_cache_entries: 1_000,
             load_timeout: Duration::from_secs(60),
             precompiled_dir: None,
+            low_priority_after: Duration::from_millis(5),
         }
     }
 }

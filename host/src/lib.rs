@@ -17,6 +17,7 @@ mod idle_cache;
 mod limits;
 mod nn;
 mod precompiled;
+mod priority;
 mod request;
 mod runtime;
 mod tensor;

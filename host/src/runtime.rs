@@ -11,6 +11,7 @@ use crate::idle_cache::{CacheStats, IdleCache};
 use crate::limits::TenantLimits;
 use crate::nn::{self, InferenceMeter, OnnxGraph};
 use crate::precompiled::PrecompiledCache;
+use crate::priority::Priorities;
 use crate::request::{RequestState, ServedModel};
 use crate::tensor::{NamedTensor, Signature, Tensor};
 use crate::usage::UsageRecord;
@@ -89,6 +90,7 @@ struct Inner {
     precompiled: Option<Arc<PrecompiledCache>>,
     precompiled_hits: AtomicU64,
     slots: Arc<Semaphore>,
+    priorities: Priorities,
     _ticker: EpochTicker,
 }
 
@@ -142,6 +144,10 @@ impl Runtime {
                 },
             ),
             slots: Arc::new(Semaphore::new(config.max_concurrent_instances as usize)),
+            priorities: Priorities::new(
+                config.low_priority_after,
+                config.max_concurrent_instances as usize,
+            ),
             engine,
             linker,
             precompiled,
@@ -371,12 +377,17 @@ impl Runtime {
         .map_err(|_| RuntimeError::Overloaded("all execution slots stayed busy".into()))?
         .map_err(|e| RuntimeError::internal("execution pool closed", e))?;
         let deadline = limits.deadline;
+        let tenant = prepared.served.tenant.clone();
+        let low = inner.priorities.is_long(&tenant);
         let task = {
             let inner = Arc::clone(inner);
             let limits = limits.clone();
-            tokio::task::spawn_blocking(move || {
+            self.inner.priorities.spawn_blocking(low, move || {
                 let _permit = permit;
-                inner.run_instance(prepared, &limits, call)
+                let started = Instant::now();
+                let executed = inner.run_instance(prepared, &limits, call);
+                inner.priorities.record(&tenant, started.elapsed());
+                executed
             })
         };
         // Epochs stop Wasm code at the deadline; this bounds a call stuck in the backend,
