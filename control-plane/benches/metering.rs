@@ -4,8 +4,8 @@
 //! (`metering.fsync`) against off; calls interleaved so that both variants of a comparison
 //! see the same machine. Prints p50/p99 of each and the p50 ratios against "off".
 //!
-//! cargo test -p wisp --bench metering            # 3,000 calls per variant
-//! cargo test -p wisp --bench metering -- --quick # 600
+//! cargo bench -p wisp --bench metering            # 3,000 calls per variant
+//! cargo bench -p wisp --bench metering -- --quick # 600
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -211,21 +211,13 @@ async fn main() {
     let off = app(dirs[2].path(), false, true).await;
     let body = json!({ "inputs": { "input": [[5.1, 3.5, 1.4, 0.2]] } }).to_string();
     let uri = format!("/v1/orgs/{ORG}/models/iris/predict");
-    // The goal: default metering against none.
-    compare(
-        &[("metering on (default)", &default), ("metering off", &off)],
-        calls,
-        &body,
-        &uri,
-    )
-    .await;
-    // Apart, so its disk flushes do not disturb the comparison above.
-    println!();
-    compare(
-        &[("metering on (fsync)", &fsync), ("metering off", &off)],
-        calls,
-        &body,
-        &uri,
-    )
-    .await;
+    // The goal, default metering against none; then fsync apart, so that its disk flushes
+    // do not disturb the first comparison.
+    for metered in [
+        ("metering on (default)", &default),
+        ("metering on (fsync)", &fsync),
+    ] {
+        compare(&[metered, ("metering off", &off)], calls, &body, &uri).await;
+        println!();
+    }
 }

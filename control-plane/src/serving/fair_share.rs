@@ -116,6 +116,8 @@ impl FairShare {
             let share = self
                 .inner
                 .share(limit, self.inner.busy_with(&state, org, now));
+            state.next_waiter += 1;
+            let id = state.next_waiter;
             let entry = state.orgs.entry(org.to_owned()).or_insert_with(|| Org {
                 running: 0,
                 limit,
@@ -129,14 +131,7 @@ impl FairShare {
                 return Ok(self.slot(org));
             }
             let (sender, receiver) = oneshot::channel();
-            state.next_waiter += 1;
-            let id = state.next_waiter;
-            state
-                .orgs
-                .get_mut(org)
-                .expect("inserted above")
-                .waiters
-                .push_back((id, sender));
+            entry.waiters.push_back((id, sender));
             (id, receiver)
         };
         let mut waiting = Waiting {
@@ -194,15 +189,6 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn busy_orgs(&self, state: &State, now: Instant) -> u32 {
-        let busy = state
-            .orgs
-            .values()
-            .filter(|org| org.busy(now, self.linger))
-            .count();
-        u32::try_from(busy).unwrap_or(u32::MAX)
-    }
-
     /// The busy organisations, counting `org` as one of them.
     fn busy_with(&self, state: &State, org: &str, now: Instant) -> u32 {
         let others = state
@@ -236,9 +222,9 @@ impl Shared {
             entry.running = entry.running.saturating_sub(1);
             entry.last_active = now;
         }
-        // Forget organisations idle for longer than the linger: they no longer count.
+        // Forget organisations idle for longer than the linger: the rest are the busy ones.
         state.orgs.retain(|_, o| o.busy(now, self.linger));
-        let busy = self.busy_orgs(&state, now);
+        let busy = u32::try_from(state.orgs.len()).unwrap_or(u32::MAX);
         for entry in state.orgs.values_mut() {
             let share = self.share(entry.limit, busy);
             while entry.running < share {
