@@ -1,4 +1,13 @@
-//! Which calls run at low CPU priority: those of tenants whose recent calls are long.
+//! Where each call runs: in place, on the pool, or at low CPU priority, from how long the
+//! tenant's recent calls took.
+//!
+//! A short call (a tenant whose recent calls average under [`IN_PLACE_UNDER`]) runs on the
+//! thread that asked for it, inside `tokio::task::block_in_place`: the tokio worker hands
+//! its other tasks to another thread for the duration, so the executor keeps going, and the
+//! call saves the two thread hops (worker → blocking thread → worker) that would otherwise
+//! cost more than a small model's whole inference. Calls of a tenant with no recent calls
+//! run on the blocking pool, where the runtime can give up on one stuck in the backend past
+//! its deadline; one such call is enough to move its tenant back there.
 //!
 //! A long inference (a CNN over hundreds of rows) runs in the backend, where neither epochs
 //! nor the runtime can preempt it; the kernel can. Calls of a tenant whose recent calls
@@ -16,8 +25,22 @@ use tokio::task::JoinHandle;
 
 /// How much the low-priority threads raise their `nice` value (19 is the lowest priority).
 const LOW_PRIORITY_NICE: i32 = 10;
+/// Calls of tenants whose recent calls average under this run in place (see the module
+/// docs). Past it, the hop to the pool costs under 1 % of a call.
+pub(crate) const IN_PLACE_UNDER: Duration = Duration::from_millis(1);
 /// How long a tenant's call-time average is remembered without calls.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// Where one call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// On the calling thread, inside `block_in_place`: a tenant whose calls are short.
+    InPlace,
+    /// On the runtime's blocking pool: a tenant with no recent calls, or middling ones.
+    Pool,
+    /// On the low-priority pool: a tenant whose calls are long.
+    LowPriority,
+}
 
 /// Per-tenant call times, and the pool that runs the long ones.
 pub(crate) struct Priorities {
@@ -52,12 +75,20 @@ impl Priorities {
         }
     }
 
-    /// Whether the tenant's calls are long enough to run at low priority.
-    pub(crate) fn is_long(&self, tenant: &str) -> bool {
-        self.low.is_some()
-            && self.averages.get(tenant).is_some_and(|average| {
-                Duration::from_micros(average.load(Ordering::Relaxed)) > self.threshold
-            })
+    /// Where the tenant's next call runs. In place only on a multi-threaded tokio runtime,
+    /// the one kind whose workers can hand their tasks over.
+    pub(crate) fn placement(&self, tenant: &str) -> Placement {
+        let Some(average) = self.averages.get(tenant) else {
+            return Placement::Pool;
+        };
+        let average = Duration::from_micros(average.load(Ordering::Relaxed));
+        if self.low.is_some() && average > self.threshold {
+            Placement::LowPriority
+        } else if average < IN_PLACE_UNDER && can_block_in_place() {
+            Placement::InPlace
+        } else {
+            Placement::Pool
+        }
     }
 
     /// Adds one call's time to the tenant's moving average (weight 1/8).
@@ -126,6 +157,13 @@ impl Drop for LowPriorityPool {
     }
 }
 
+/// Whether `tokio::task::block_in_place` may be called here: inside a multi-threaded
+/// runtime (it panics in a current-thread one).
+fn can_block_in_place() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
 /// Raises the calling thread's `nice` value (on Linux, `nice` is per thread).
 fn lower_this_thread() {
     #[cfg(unix)]
@@ -140,28 +178,47 @@ fn lower_this_thread() {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_tenant_is_long_once_its_average_passes_the_threshold() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenant_moves_between_placements_with_its_average() {
         let priorities = Priorities::new(Duration::from_millis(5), 2);
-        assert!(!priorities.is_long("a"));
-        priorities.record("a", Duration::from_millis(1));
-        assert!(!priorities.is_long("a"));
+        assert_eq!(priorities.placement("a"), Placement::Pool, "no history yet");
+        priorities.record("a", Duration::from_micros(100));
+        assert_eq!(priorities.placement("a"), Placement::InPlace);
+        for _ in 0..40 {
+            priorities.record("a", Duration::from_millis(2));
+        }
+        assert_eq!(priorities.placement("a"), Placement::Pool, "middling calls");
         for _ in 0..40 {
             priorities.record("a", Duration::from_millis(20));
         }
-        assert!(priorities.is_long("a"));
-        assert!(!priorities.is_long("b"), "averages are per tenant");
+        assert_eq!(priorities.placement("a"), Placement::LowPriority);
+        assert_eq!(
+            priorities.placement("b"),
+            Placement::Pool,
+            "averages are per tenant"
+        );
         for _ in 0..40 {
-            priorities.record("a", Duration::from_millis(1));
+            priorities.record("a", Duration::from_micros(100));
         }
-        assert!(!priorities.is_long("a"), "the average follows recent calls");
+        assert_eq!(
+            priorities.placement("a"),
+            Placement::InPlace,
+            "the average follows recent calls"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_current_thread_runtime_never_runs_calls_in_place() {
+        let priorities = Priorities::new(Duration::from_millis(5), 2);
+        priorities.record("a", Duration::from_micros(100));
+        assert_eq!(priorities.placement("a"), Placement::Pool);
     }
 
     #[test]
     fn a_zero_threshold_keeps_every_call_at_normal_priority() {
         let priorities = Priorities::new(Duration::ZERO, 2);
         priorities.record("a", Duration::from_secs(1));
-        assert!(!priorities.is_long("a"));
+        assert_eq!(priorities.placement("a"), Placement::Pool);
     }
 
     #[cfg(target_os = "linux")]

@@ -3,6 +3,7 @@
 
 use crate::bindings::{host, types};
 use crate::limits::{InstanceLimiter, TenantLimits};
+use crate::nn::OnnxGraph;
 use crate::tensor::{Signature, TensorSpec, TensorType};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -16,14 +17,13 @@ const MAX_LOG_LINE: usize = 4096;
 const STDERR_CAPACITY: usize = 8192;
 
 /// What a component learns about the model version it serves.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct ServedModel {
     pub(crate) tenant: String,
     pub(crate) model: String,
     pub(crate) version: String,
-    pub(crate) graph_name: Option<String>,
-    pub(crate) graph_signature: Option<Signature>,
-    pub(crate) metadata: Vec<(String, String)>,
+    /// The graph, and the name `load-by-name` finds it under.
+    pub(crate) graph: Option<(String, Arc<OnnxGraph>)>,
 }
 
 pub(crate) struct RequestState {
@@ -115,12 +115,13 @@ impl host::Host for RequestState {
 
     fn model_info(&mut self) -> host::ServedModel {
         let served = &*self.served;
+        let info = served.graph.as_ref().map(|(_, graph)| graph.info());
         host::ServedModel {
             model: served.model.clone(),
             version: served.version.clone(),
-            graph: served.graph_name.clone(),
-            graph_signature: served.graph_signature.as_ref().map(Into::into),
-            metadata: served.metadata.clone(),
+            graph: served.graph.as_ref().map(|(name, _)| name.clone()),
+            graph_signature: info.map(|info| (&info.signature).into()),
+            metadata: info.map(|info| info.metadata.clone()).unwrap_or_default(),
         }
     }
 }

@@ -11,11 +11,12 @@ use crate::idle_cache::{CacheStats, IdleCache};
 use crate::limits::TenantLimits;
 use crate::nn::{self, InferenceMeter, OnnxGraph};
 use crate::precompiled::PrecompiledCache;
-use crate::priority::Priorities;
+use crate::priority::{Placement, Priorities};
 use crate::request::{RequestState, ServedModel};
 use crate::tensor::{NamedTensor, Signature, Tensor};
 use crate::usage::UsageRecord;
 use serde::Serialize;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -113,7 +114,6 @@ struct Executed<R> {
 /// A model version ready to instantiate.
 struct Prepared {
     pre: Arc<ModelPre<RequestState>>,
-    graph: Option<Arc<OnnxGraph>>,
     served: Arc<ServedModel>,
     component_warm: bool,
     graph_warm: bool,
@@ -259,11 +259,9 @@ impl Runtime {
             component: Digest::of(b""),
             graph: None,
         };
-        let served = served_model(&upload, graph.as_deref());
         let prepared = Prepared {
             pre,
-            graph,
-            served: Arc::new(served),
+            served: Arc::new(served_model(&upload, graph)),
             component_warm: false,
             graph_warm: false,
         };
@@ -343,11 +341,9 @@ impl Runtime {
                     (Some(graph), warm)
                 }
             };
-            let served = served_model(model, graph.as_deref());
             Ok(Prepared {
                 pre,
-                graph,
-                served: Arc::new(served),
+                served: Arc::new(served_model(model, graph)),
                 component_warm,
                 graph_warm,
             })
@@ -357,7 +353,8 @@ impl Runtime {
             .map_err(|_| RuntimeError::Overloaded("the model did not load in time".into()))?
     }
 
-    /// Runs `call` in a fresh instance on the bounded pool, under the tenant's limits.
+    /// Runs `call` in a fresh instance under the tenant's limits, holding one of the
+    /// bounded execution slots: in place or on a pool, as `priority.rs` decides.
     async fn execute<R, F>(
         &self,
         prepared: Prepared,
@@ -369,19 +366,39 @@ impl Runtime {
         F: FnOnce(&mut Store<RequestState>, &Model) -> wasmtime::Result<R> + Send + 'static,
     {
         let inner = &self.inner;
-        let permit = tokio::time::timeout(
-            inner.config.queue_timeout,
-            Arc::clone(&inner.slots).acquire_owned(),
-        )
-        .await
-        .map_err(|_| RuntimeError::Overloaded("all execution slots stayed busy".into()))?
-        .map_err(|e| RuntimeError::internal("execution pool closed", e))?;
+        let permit = match Arc::clone(&inner.slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(
+                inner.config.queue_timeout,
+                Arc::clone(&inner.slots).acquire_owned(),
+            )
+            .await
+            .map_err(|_| RuntimeError::Overloaded("all execution slots stayed busy".into()))?
+            .map_err(|e| RuntimeError::internal("execution pool closed", e))?,
+        };
         let deadline = limits.deadline;
         let tenant = prepared.served.tenant.clone();
-        let low = inner.priorities.is_long(&tenant);
+        let placement = inner.priorities.placement(&tenant);
+        if placement == Placement::InPlace {
+            let started = Instant::now();
+            let executed = tokio::task::block_in_place(|| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    inner.run_instance(prepared, limits, call)
+                }))
+            });
+            drop(permit);
+            inner.priorities.record(&tenant, started.elapsed());
+            return executed.unwrap_or_else(|panic| {
+                Err(RuntimeError::internal(
+                    "instance panicked",
+                    panic_text(&panic),
+                ))
+            });
+        }
         let task = {
             let inner = Arc::clone(inner);
             let limits = limits.clone();
+            let low = placement == Placement::LowPriority;
             self.inner.priorities.spawn_blocking(low, move || {
                 let _permit = permit;
                 let started = Instant::now();
@@ -402,6 +419,15 @@ impl Runtime {
             Ok(Ok(result)) => result,
         }
     }
+}
+
+/// The message of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 impl Inner {
@@ -487,13 +513,7 @@ impl Inner {
     ) -> Result<Executed<R>, RuntimeError> {
         let deadline_at = Instant::now() + limits.deadline;
         let meter = InferenceMeter::new(deadline_at);
-        let graph = prepared.graph.map(|graph| {
-            (
-                prepared.served.graph_name.clone().unwrap_or_default(),
-                graph,
-            )
-        });
-        let nn = nn::request_context(graph, &meter);
+        let nn = nn::request_context(prepared.served.graph.clone(), &meter);
         let state = RequestState::new(prepared.served, limits, nn);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -539,14 +559,12 @@ impl Inner {
 }
 
 /// What the host interface tells the instance about the version it serves.
-fn served_model(model: &ModelRef, graph: Option<&OnnxGraph>) -> ServedModel {
+fn served_model(model: &ModelRef, graph: Option<Arc<OnnxGraph>>) -> ServedModel {
     ServedModel {
         tenant: model.tenant.clone(),
         model: model.model.clone(),
         version: model.version.clone(),
-        graph_name: graph.map(|_| model.graph_name()),
-        graph_signature: graph.map(|g| g.info().signature.clone()),
-        metadata: graph.map(|g| g.info().metadata.clone()).unwrap_or_default(),
+        graph: graph.map(|graph| (model.graph_name(), graph)),
     }
 }
 

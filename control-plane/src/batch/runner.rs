@@ -1,6 +1,7 @@
 //! The background task of a batch job: chunk after chunk, rows of a chunk concurrently,
 //! results durable before progress; and resuming unfinished jobs when `wisp serve` starts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -116,6 +117,7 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
         .await
         .map_err(|e| job_failure(&e))?;
         InputFile::parse(bytes, job.format, &target.version.signature)
+            .map(Arc::new)
             .map_err(|e| internal(anyhow::anyhow!("stored input no longer parses: {e}")))?
     };
     if file.len() != total {
@@ -156,10 +158,11 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
             None,
         )
         .await
+        .map(Arc::new)
         .map_err(|e| job_failure(&e))?;
         let end = (start + chunk_rows).min(total);
         let lines: Vec<ResultLine> = futures_util::stream::iter(start..end)
-            .map(|row| run_row(state, &caller, &target, &file, row))
+            .map(|row| spawn_row(state, &caller, &target, &file, row))
             .buffered(state.batch.settings().row_concurrency)
             .collect::<Vec<_>>()
             .await
@@ -221,6 +224,24 @@ fn creator(job: &BatchJob) -> Principal {
 }
 
 /// Runs one row: its result line, or `Err` for a failure that is not the row's own.
+/// Runs one row as a task of its own: the runtime may run a short call in place, holding
+/// its task's thread, so rows in one task would run one after another.
+async fn spawn_row(
+    state: &AppState,
+    caller: &Principal,
+    target: &Arc<Target>,
+    file: &Arc<InputFile>,
+    row: usize,
+) -> Result<ResultLine, JobFailure> {
+    let (state, caller) = (state.clone(), caller.clone());
+    let (target, file) = (Arc::clone(target), Arc::clone(file));
+    tokio::spawn(
+        async move { run_row(&state, &caller, &target, &file, row).await }.in_current_span(),
+    )
+    .await
+    .map_err(|e| internal(anyhow::anyhow!("batch row {row} panicked: {e}")))?
+}
+
 async fn run_row(
     state: &AppState,
     caller: &Principal,
