@@ -1,13 +1,16 @@
 //! Where each call runs: in place, on the pool, or at low CPU priority, from how long the
 //! tenant's recent calls took.
 //!
-//! A short call (a tenant whose recent calls average under [`IN_PLACE_UNDER`]) runs on the
-//! thread that asked for it, inside `tokio::task::block_in_place`: the tokio worker hands
-//! its other tasks to another thread for the duration, so the executor keeps going, and the
-//! call saves the two thread hops (worker → blocking thread → worker) that would otherwise
-//! cost more than a small model's whole inference. Calls of a tenant with no recent calls
-//! run on the blocking pool, where the runtime can give up on one stuck in the backend past
-//! its deadline; one such call is enough to move its tenant back there.
+//! A short call (a tenant whose recent calls average under
+//! [`crate::RuntimeConfig::in_place_under`], 1 ms by default) runs on the thread that asked
+//! for it, inside `tokio::task::block_in_place`: the tokio worker hands its other tasks to
+//! another thread for the duration, so the executor keeps going, and the call saves the two
+//! thread hops (worker → blocking thread → worker) that cost more than a small model's
+//! whole inference when the worker would otherwise sleep. The runtime does this only while
+//! no other call runs: under load the workers are awake anyway, and handing a worker's
+//! tasks to another thread on every call costs more than the hop. Calls of a tenant with no
+//! recent calls run on the blocking pool, where the runtime can give up on one stuck in the
+//! backend past its deadline; one such call is enough to move its tenant back there.
 //!
 //! A long inference (a CNN over hundreds of rows) runs in the backend, where neither epochs
 //! nor the runtime can preempt it; the kernel can. Calls of a tenant whose recent calls
@@ -25,9 +28,6 @@ use tokio::task::JoinHandle;
 
 /// How much the low-priority threads raise their `nice` value (19 is the lowest priority).
 const LOW_PRIORITY_NICE: i32 = 10;
-/// Calls of tenants whose recent calls average under this run in place (see the module
-/// docs). Past it, the hop to the pool costs under 1 % of a call.
-pub(crate) const IN_PLACE_UNDER: Duration = Duration::from_millis(1);
 /// How long a tenant's call-time average is remembered without calls.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
@@ -45,6 +45,7 @@ pub(crate) enum Placement {
 /// Per-tenant call times, and the pool that runs the long ones.
 pub(crate) struct Priorities {
     threshold: Duration,
+    in_place_under: Duration,
     /// Moving average of each tenant's call time, in microseconds.
     averages: Cache<String, Arc<AtomicU64>>,
     low: Option<LowPriorityPool>,
@@ -52,8 +53,8 @@ pub(crate) struct Priorities {
 
 impl Priorities {
     /// Calls of tenants averaging over `threshold` run at low priority (never, when zero
-    /// or when the pool cannot be started).
-    pub(crate) fn new(threshold: Duration, threads: usize) -> Self {
+    /// or when the pool cannot be started); under `in_place_under`, in place.
+    pub(crate) fn new(threshold: Duration, in_place_under: Duration, threads: usize) -> Self {
         let low = if threshold.is_zero() {
             None
         } else {
@@ -67,6 +68,7 @@ impl Priorities {
         };
         Self {
             threshold,
+            in_place_under,
             averages: Cache::builder()
                 .time_to_idle(FORGET_AFTER)
                 .max_capacity(100_000)
@@ -84,7 +86,7 @@ impl Priorities {
         let average = Duration::from_micros(average.load(Ordering::Relaxed));
         if self.low.is_some() && average > self.threshold {
             Placement::LowPriority
-        } else if average < IN_PLACE_UNDER && can_block_in_place() {
+        } else if average < self.in_place_under && can_block_in_place() {
             Placement::InPlace
         } else {
             Placement::Pool
@@ -180,7 +182,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_tenant_moves_between_placements_with_its_average() {
-        let priorities = Priorities::new(Duration::from_millis(5), 2);
+        let priorities = Priorities::new(Duration::from_millis(5), Duration::from_millis(1), 2);
         assert_eq!(priorities.placement("a"), Placement::Pool, "no history yet");
         priorities.record("a", Duration::from_micros(100));
         assert_eq!(priorities.placement("a"), Placement::InPlace);
@@ -209,14 +211,14 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_current_thread_runtime_never_runs_calls_in_place() {
-        let priorities = Priorities::new(Duration::from_millis(5), 2);
+        let priorities = Priorities::new(Duration::from_millis(5), Duration::from_millis(1), 2);
         priorities.record("a", Duration::from_micros(100));
         assert_eq!(priorities.placement("a"), Placement::Pool);
     }
 
     #[test]
     fn a_zero_threshold_keeps_every_call_at_normal_priority() {
-        let priorities = Priorities::new(Duration::ZERO, 2);
+        let priorities = Priorities::new(Duration::ZERO, Duration::ZERO, 2);
         priorities.record("a", Duration::from_secs(1));
         assert_eq!(priorities.placement("a"), Placement::Pool);
     }
@@ -224,7 +226,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn low_priority_calls_run_on_niced_threads() {
-        let priorities = Priorities::new(Duration::from_millis(5), 2);
+        let priorities = Priorities::new(Duration::from_millis(5), Duration::from_millis(1), 2);
         // SAFETY: reads the calling thread's nice value.
         let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
         let normal = priorities.spawn_blocking(false, nice).await.unwrap();

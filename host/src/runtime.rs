@@ -146,6 +146,7 @@ impl Runtime {
             slots: Arc::new(Semaphore::new(config.max_concurrent_instances as usize)),
             priorities: Priorities::new(
                 config.low_priority_after,
+                config.in_place_under,
                 config.max_concurrent_instances as usize,
             ),
             engine,
@@ -378,7 +379,13 @@ impl Runtime {
         };
         let deadline = limits.deadline;
         let tenant = prepared.served.tenant.clone();
-        let placement = inner.priorities.placement(&tenant);
+        let placement = match inner.priorities.placement(&tenant) {
+            // In place only while no other call runs: under load the workers are awake
+            // anyway and the hop to the pool is cheaper than handing a worker's tasks to
+            // another thread on every call.
+            Placement::InPlace if !inner.only_call_running() => Placement::Pool,
+            placement => placement,
+        };
         if placement == Placement::InPlace {
             let started = Instant::now();
             let executed = tokio::task::block_in_place(|| {
@@ -431,6 +438,11 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Inner {
+    /// Whether the caller's execution slot is the only one taken.
+    fn only_call_running(&self) -> bool {
+        self.slots.available_permits() + 1 >= self.config.max_concurrent_instances as usize
+    }
+
     async fn load_component(
         &self,
         digest: &Digest,
