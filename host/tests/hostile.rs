@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use wisp_host::{ModelRef, NamedTensor, RuntimeError, TenantLimits, Tensor};
+use wisp_host::{ModelRef, NamedTensor, RuntimeConfig, RuntimeError, TenantLimits, Tensor};
 use wisp_test_artifacts::components;
 
 /// Runs `hostile` under `limits`, returns its error, then checks a normal model still works.
@@ -241,4 +241,54 @@ async fn a_model_without_a_graph_sees_no_graphs() {
         error.to_string().contains("failed to find graph"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_calls_run_in_place_fail_the_same_way() {
+    // Every call after a tenant's first runs in place (on the calling thread, inside
+    // `block_in_place`) with this configuration: the limits hold there too, each failure
+    // keeps its own error, and the next call still succeeds.
+    let harness = Harness::with_config(RuntimeConfig {
+        in_place_under: Duration::from_secs(3_600),
+        low_priority_after: Duration::ZERO,
+        ..test_config()
+    });
+    let healthy = harness.onnx_model("org-a", "iris_logreg.onnx");
+    let input = Tensor::from_values(&[1, 4], &[5.1f32, 3.5, 1.4, 0.2]);
+    harness
+        .runtime
+        .predict(
+            &healthy,
+            &tight_limits(),
+            vec![NamedTensor::new("input", input)],
+        )
+        .await
+        .expect("the first call, on the pool");
+
+    let spin = harness.model("org-a", "spin", components::SPIN_LOOP, None);
+    let limits = TenantLimits {
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_millis(300),
+        ..tight_limits()
+    };
+    let error = expect_failure(&harness, &spin, &limits, vec![]).await;
+    assert_eq!(
+        error,
+        RuntimeError::DeadlineExceeded {
+            deadline: Duration::from_millis(300)
+        }
+    );
+
+    let bomb = harness.model("org-a", "bomb", components::ALLOC_BOMB, None);
+    let error = expect_failure(&harness, &bomb, &tight_limits(), vec![]).await;
+    assert_eq!(
+        error,
+        RuntimeError::MemoryLimitExceeded {
+            limit_bytes: 32 << 20
+        }
+    );
+
+    let unreachable = harness.model("org-a", "unreachable", components::UNREACHABLE, None);
+    let error = expect_failure(&harness, &unreachable, &tight_limits(), vec![]).await;
+    assert_eq!(error.code(), "guest_trap", "{error}");
 }

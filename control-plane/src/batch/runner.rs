@@ -223,7 +223,6 @@ fn creator(job: &BatchJob) -> Principal {
     }
 }
 
-/// Runs one row: its result line, or `Err` for a failure that is not the row's own.
 /// Runs one row as a task of its own: the runtime may run a short call in place, holding
 /// its task's thread, so rows in one task would run one after another.
 async fn spawn_row(
@@ -242,6 +241,7 @@ async fn spawn_row(
     .map_err(|e| internal(anyhow::anyhow!("batch row {row} panicked: {e}")))?
 }
 
+/// Runs one row: its result line, or `Err` for a failure that is not the row's own.
 async fn run_row(
     state: &AppState,
     caller: &Principal,
