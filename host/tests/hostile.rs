@@ -30,15 +30,20 @@ async fn expect_failure(
     error
 }
 
+/// Fuel enough to spin until the 300 ms deadline.
+fn spin_limits() -> TenantLimits {
+    TenantLimits {
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_millis(300),
+        ..tight_limits()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn infinite_loop_hits_the_deadline() {
     let harness = Harness::new();
     let model = harness.model("org-a", "spin", components::SPIN_LOOP, None);
-    let limits = TenantLimits {
-        fuel: u64::MAX / 2,
-        deadline: Duration::from_millis(300),
-        ..tight_limits()
-    };
+    let limits = spin_limits();
     let error = expect_failure(&harness, &model, &limits, vec![]).await;
     assert_eq!(
         error,
@@ -266,11 +271,7 @@ async fn hostile_calls_run_in_place_fail_the_same_way() {
         .expect("the first call, on the pool");
 
     let spin = harness.model("org-a", "spin", components::SPIN_LOOP, None);
-    let limits = TenantLimits {
-        fuel: u64::MAX / 2,
-        deadline: Duration::from_millis(300),
-        ..tight_limits()
-    };
+    let limits = spin_limits();
     let error = expect_failure(&harness, &spin, &limits, vec![]).await;
     assert_eq!(
         error,
