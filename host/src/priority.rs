@@ -10,7 +10,8 @@
 //! no other call runs: under load the workers are awake anyway, and handing a worker's
 //! tasks to another thread on every call costs more than the hop. Calls of a tenant with no
 //! recent calls run on the blocking pool, where the runtime can give up on one stuck in the
-//! backend past its deadline; one such call is enough to move its tenant back there.
+//! backend past its deadline. The average weighs each call 1/8, so one call of 8 ms or more
+//! moves a short-call tenant back to the pool at once.
 //!
 //! A long inference (a CNN over hundreds of rows) runs in the backend, where neither epochs
 //! nor the runtime can preempt it; the kernel can. Calls of a tenant whose recent calls

@@ -20,14 +20,21 @@ async fn expect_failure(
         .predict(hostile, limits, inputs)
         .await
         .expect_err("the hostile guest must fail");
+    predict_healthy(harness, limits)
+        .await
+        .expect("a normal request succeeds afterwards");
+    error
+}
+
+/// One iris prediction of `org-a`: a normal request.
+async fn predict_healthy(harness: &Harness, limits: &TenantLimits) -> Result<(), RuntimeError> {
     let healthy = harness.onnx_model("org-a", "iris_logreg.onnx");
     let input = Tensor::from_values(&[1, 4], &[5.1f32, 3.5, 1.4, 0.2]);
     harness
         .runtime
         .predict(&healthy, limits, vec![NamedTensor::new("input", input)])
         .await
-        .expect("a normal request succeeds afterwards");
-    error
+        .map(drop)
 }
 
 /// Fuel enough to spin until the 300 ms deadline.
@@ -258,15 +265,7 @@ async fn hostile_calls_run_in_place_fail_the_same_way() {
         low_priority_after: Duration::ZERO,
         ..test_config()
     });
-    let healthy = harness.onnx_model("org-a", "iris_logreg.onnx");
-    let input = Tensor::from_values(&[1, 4], &[5.1f32, 3.5, 1.4, 0.2]);
-    harness
-        .runtime
-        .predict(
-            &healthy,
-            &tight_limits(),
-            vec![NamedTensor::new("input", input)],
-        )
+    predict_healthy(&harness, &tight_limits())
         .await
         .expect("the first call, on the pool");
 
