@@ -2,10 +2,14 @@
 //! as constants, so `cargo test` needs no manual step.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Read when the script runs, not when it is compiled: cargo may reuse a build script
+    // compiled in another checkout (a shared target directory), whose path `env!` would bake in.
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set"));
+    let root = manifest_dir.join("../..");
     let root = root.canonicalize().expect("repository root exists");
     let mut components = Vec::new();
     for template in ["onnx-runner", "tabular-classifier", "image-classifier"] {
