@@ -9,9 +9,10 @@ the whole server) shows as one run's p99 far above the others'.
     scripts/bench-repeat.py target/release/wisp [rounds]
 
 Set TMPDIR=/dev/shm to put the server's data directory on tmpfs, WISP_CONFIG to try
-runtime settings. Needs what bench-serving.py needs.
+runtime settings, WISP_BENCH_PAUSE=seconds to wait (printing the server's pid) before
+loading, to attach a profiler. Needs what bench-serving.py needs.
 """
-import importlib.util, sys, json, time, shutil, sqlite3, tempfile, signal
+import importlib.util, os, sys, json, time, shutil, sqlite3, tempfile, signal
 from pathlib import Path
 
 spec = importlib.util.spec_from_file_location("bs", Path(__file__).with_name("bench-serving.py"))
@@ -28,8 +29,12 @@ try:
     key = bs.http("POST", f"{base}/v1/orgs/bench/api-keys", token, {"name": "bench", "scopes": ["predict"]})["secret"]
     with sqlite3.connect(work / "data" / "wisp.db") as db:
         db.execute("UPDATE plans SET key_requests_per_second = 1000000, org_requests_per_second = 1000000")
-    time.sleep(1.5)
     url = f"{base}/v1/orgs/bench/models/mlp/predict"
+    bs.see_outside_write(url, body, key)
+    if os.environ.get("WISP_BENCH_PAUSE"):
+        # Time to attach a profiler: perf record -p <pid of wisp> ...
+        print(f"wisp pid {wisp.pid}; loading in {os.environ['WISP_BENCH_PAUSE']} s", flush=True)
+        time.sleep(float(os.environ["WISP_BENCH_PAUSE"]))
     for r in range(rounds):
         for c in (1, 8):
             w = bs.load(url, body, c, 5, key)

@@ -2,7 +2,7 @@
 //!
 //! Requests read key rows through a memo that any write in this process makes stale, so a
 //! revocation takes effect on the next request (on other machines sharing a remote database,
-//! within `db::MEMO_TTL`).
+//! about `db::MEMO_TTL` later).
 
 use libsql::{Connection, params};
 use serde::Serialize;

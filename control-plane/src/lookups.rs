@@ -54,24 +54,24 @@ impl Lookups {
     /// The unrevoked API key whose secret hashes to `key_hash` ([`keys::find_active`]).
     pub async fn api_key(&self, key_hash: &str, now: i64) -> Result<Option<KeyRow>, DbError> {
         self.keys
-            .get_or_load(&self.db, key_hash.to_owned(), async |conn| {
-                keys::find_active(conn, key_hash, now).await
+            .get_or_load(&self.db, key_hash.to_owned(), move |conn, hash| {
+                Box::pin(keys::find_active(conn, hash, now))
             })
             .await
     }
 
     pub async fn org_by_slug(&self, slug: &str) -> Result<Option<Org>, DbError> {
         self.orgs_by_slug
-            .get_or_load(&self.db, slug.to_owned(), async |conn| {
-                orgs::find_by_slug(conn, slug).await
+            .get_or_load(&self.db, slug.to_owned(), |conn, slug| {
+                Box::pin(orgs::find_by_slug(conn, slug))
             })
             .await
     }
 
     pub async fn org_by_id(&self, id: &str) -> Result<Option<Org>, DbError> {
         self.orgs_by_id
-            .get_or_load(&self.db, id.to_owned(), async |conn| {
-                orgs::find_by_id(conn, id).await
+            .get_or_load(&self.db, id.to_owned(), |conn, id| {
+                Box::pin(orgs::find_by_id(conn, id))
             })
             .await
     }
@@ -82,15 +82,15 @@ impl Lookups {
             .get_or_load(
                 &self.db,
                 (org_id.to_owned(), user_id.to_owned()),
-                async |conn| orgs::role_in(conn, org_id, user_id).await,
+                |conn, (org_id, user_id)| Box::pin(orgs::role_in(conn, org_id, user_id)),
             )
             .await
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<User>, DbError> {
         self.users
-            .get_or_load(&self.db, id.to_owned(), async |conn| {
-                users::find_by_id(conn, id).await
+            .get_or_load(&self.db, id.to_owned(), |conn, id| {
+                Box::pin(users::find_by_id(conn, id))
             })
             .await
     }
@@ -99,8 +99,8 @@ impl Lookups {
     pub async fn plan(&self, org_id: &str) -> Result<Plan, DbError> {
         let plan = self
             .plans
-            .get_or_load(&self.db, org_id.to_owned(), async |conn| {
-                plans::of_org(conn, org_id).await.map(Some)
+            .get_or_load(&self.db, org_id.to_owned(), |conn, org_id| {
+                Box::pin(async move { plans::of_org(conn, org_id).await.map(Some) })
             })
             .await?;
         Ok(plan.expect("of_org answers a plan or an error"))
@@ -112,15 +112,15 @@ impl Lookups {
             .get_or_load(
                 &self.db,
                 (org_id.to_owned(), name.to_owned()),
-                async |conn| registry::get_model(conn, org_id, name).await,
+                |conn, (org_id, name)| Box::pin(registry::get_model(conn, org_id, name)),
             )
             .await
     }
 
     pub async fn deployment(&self, model_id: &str) -> Result<Option<Deployment>, DbError> {
         self.deployments
-            .get_or_load(&self.db, model_id.to_owned(), async |conn| {
-                deployments::get(conn, model_id).await
+            .get_or_load(&self.db, model_id.to_owned(), |conn, model_id| {
+                Box::pin(deployments::get(conn, model_id))
             })
             .await
     }
@@ -131,9 +131,13 @@ impl Lookups {
         version: i64,
     ) -> Result<Option<ModelVersion>, DbError> {
         self.versions
-            .get_or_load(&self.db, (model_id.to_owned(), version), async |conn| {
-                registry::get_version(conn, model_id, version).await
-            })
+            .get_or_load(
+                &self.db,
+                (model_id.to_owned(), version),
+                |conn, (model_id, version)| {
+                    Box::pin(registry::get_version(conn, model_id, *version))
+                },
+            )
             .await
     }
 
@@ -143,7 +147,7 @@ impl Lookups {
             .get_or_load(
                 &self.db,
                 (model_id.to_owned(), alias.to_owned()),
-                async |conn| registry::alias_target(conn, model_id, alias).await,
+                |conn, (model_id, alias)| Box::pin(registry::alias_target(conn, model_id, alias)),
             )
             .await
     }

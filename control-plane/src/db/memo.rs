@@ -1,21 +1,41 @@
-//! Read-through memos of rows read on every request, stale after any write.
+//! Read-through memos of rows read on every request, stale after any write, refreshed in
+//! the background.
 //!
 //! A memoised row is stamped with the database's write generation read under the
 //! connection lock, and is served only while the generation has not moved: any
 //! [`Db::conn`] (a possible write) in this process makes every memo miss once, so a
-//! revoked key or a new deployment is seen by the very next request. Writes made by other
-//! processes sharing a remote database are seen after at most [`MEMO_TTL`].
+//! revoked key or a new deployment is seen by the very next request.
+//!
+//! Writes made by other processes sharing a database cannot bump the generation, so a row
+//! is also read again once it is [`MEMO_TTL`] old. That read happens off the request path:
+//! the request that finds the row old still gets it, and starts one background refresh
+//! (one per row, however many requests find it old). A request therefore never waits for
+//! the database on a warm row, even while the connection is held by a slow commit; only
+//! a row older than [`MEMO_STALE_LIMIT`] (its refreshes kept failing, or nobody asked for
+//! it) is read again on the request path.
 
+use std::fmt::Display;
+use std::future::Future;
 use std::hash::Hash;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use libsql::Connection;
 
 use super::Db;
 
-/// How long a memoised row is served at most, whatever this process writes: the bound on
+/// Age after which a memoised row is read again in the background: the usual bound on
 /// staleness for changes made by other machines sharing the database.
 pub const MEMO_TTL: Duration = Duration::from_secs(1);
+
+/// Age after which a memoised row is never served: the request reads it itself. The bound
+/// on staleness for changes made by other machines while refreshes fail.
+pub const MEMO_STALE_LIMIT: Duration = Duration::from_secs(10);
+
+/// What a memo's `load` returns: the row's read, borrowing the connection and the key.
+pub type LoadFuture<'c, V, E> = Pin<Box<dyn Future<Output = Result<Option<V>, E>> + Send + 'c>>;
 
 /// Memoised rows of one kind, keyed by `K`.
 pub struct Memo<K, V> {
@@ -25,12 +45,26 @@ pub struct Memo<K, V> {
 #[derive(Clone)]
 struct Stamped<V> {
     generation: u64,
+    loaded: Instant,
+    /// Set while a background refresh of this row runs.
+    refreshing: Arc<AtomicBool>,
     value: V,
+}
+
+impl<V> Stamped<V> {
+    fn new(generation: u64, value: V) -> Self {
+        Self {
+            generation,
+            loaded: Instant::now(),
+            refreshing: Arc::new(AtomicBool::new(false)),
+            value,
+        }
+    }
 }
 
 impl<K, V> Memo<K, V>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
     /// A memo holding at most `capacity` rows.
@@ -38,7 +72,7 @@ where
         Self {
             entries: moka::sync::Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(MEMO_TTL)
+                .time_to_live(MEMO_STALE_LIMIT)
                 .build(),
         }
     }
@@ -46,54 +80,139 @@ where
     /// The memoised row for `key`, or what `load` reads on the connection (taken with
     /// [`Db::reader`], so `load` must not change anything a memo holds). Only rows that
     /// exist are memoised: a flood of unknown keys never evicts the known ones.
-    pub async fn get_or_load<E>(
-        &self,
-        db: &Db,
-        key: K,
-        load: impl AsyncFnOnce(&Connection) -> Result<Option<V>, E>,
-    ) -> Result<Option<V>, E> {
+    pub async fn get_or_load<E, F>(&self, db: &Arc<Db>, key: K, load: F) -> Result<Option<V>, E>
+    where
+        F: for<'c> FnOnce(&'c Connection, &'c K) -> LoadFuture<'c, V, E> + Send + 'static,
+        E: Display + Send + 'static,
+    {
         if let Some(hit) = self.entries.get(&key)
             && hit.generation == db.generation()
         {
-            return Ok(Some(hit.value));
+            let age = hit.loaded.elapsed();
+            if age < MEMO_TTL {
+                return Ok(Some(hit.value));
+            }
+            if age < MEMO_STALE_LIMIT {
+                if !hit.refreshing.swap(true, Ordering::AcqRel) {
+                    self.refresh_in_background(db, key, load, hit.refreshing);
+                }
+                return Ok(Some(hit.value));
+            }
         }
         let conn = db.reader().await;
         let generation = db.generation();
-        let value = load(&conn).await?;
+        let value = load(&conn, &key).await?;
         drop(conn);
-        if let Some(value) = &value {
-            let value = value.clone();
-            self.entries.insert(key, Stamped { generation, value });
-        }
+        self.store(key, generation, value.clone());
         Ok(value)
+    }
+
+    /// Reads `key` again on a task of its own; on failure the old row stays, and a later
+    /// request tries again.
+    fn refresh_in_background<E, F>(
+        &self,
+        db: &Arc<Db>,
+        key: K,
+        load: F,
+        refreshing: Arc<AtomicBool>,
+    ) where
+        F: for<'c> FnOnce(&'c Connection, &'c K) -> LoadFuture<'c, V, E> + Send + 'static,
+        E: Display + Send + 'static,
+    {
+        let entries = self.entries.clone();
+        let db = Arc::clone(db);
+        // Off the executor: the load may write (a key's `last_used_at`), and so wait for a
+        // commit's `fsync`.
+        tokio::spawn(super::off_executor(async move {
+            let conn = db.reader().await;
+            let generation = db.generation();
+            let loaded = load(&conn, &key).await;
+            drop(conn);
+            match loaded {
+                Ok(value) => Self::store_in(&entries, key, generation, value),
+                Err(error) => {
+                    tracing::warn!(error = %error, "failed to refresh a memoised row; serving the old one");
+                    refreshing.store(false, Ordering::Release);
+                }
+            }
+        }));
+    }
+
+    fn store(&self, key: K, generation: u64, value: Option<V>) {
+        Self::store_in(&self.entries, key, generation, value);
+    }
+
+    fn store_in(
+        entries: &moka::sync::Cache<K, Stamped<V>>,
+        key: K,
+        generation: u64,
+        value: Option<V>,
+    ) {
+        match value {
+            Some(value) => entries.insert(key, Stamped::new(generation, value)),
+            // Gone (deleted, revoked): never serve the old row again.
+            None => entries.invalidate(&key),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use super::*;
 
-    async fn count_loads(memo: &Memo<&'static str, i64>, db: &Db, loads: &AtomicUsize) -> i64 {
-        memo.get_or_load(db, "k", async |conn: &Connection| {
-            loads.fetch_add(1, Ordering::SeqCst);
-            let mut rows = conn.query("SELECT COUNT(*) FROM orgs", ()).await?;
-            let row = rows.next().await?.expect("one row");
-            Ok::<_, libsql::Error>(Some(row.get::<i64>(0)?))
+    /// Reads the number of organisations through the memo, counting the reads.
+    async fn count_orgs(
+        memo: &Memo<&'static str, i64>,
+        db: &Arc<Db>,
+        loads: &Arc<AtomicUsize>,
+    ) -> i64 {
+        let loads = Arc::clone(loads);
+        memo.get_or_load(db, "k", move |conn: &Connection, _: &&'static str| {
+            Box::pin(async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                let mut rows = conn.query("SELECT COUNT(*) FROM orgs", ()).await?;
+                let row = rows.next().await?.expect("one row");
+                Ok::<_, libsql::Error>(Some(row.get::<i64>(0)?))
+            })
         })
         .await
         .expect("load")
         .expect("some")
     }
 
+    async fn open() -> Arc<Db> {
+        Arc::new(Db::memory().await.expect("open"))
+    }
+
+    /// What another process sharing the database would do: a write this process's
+    /// generation does not see.
+    async fn insert_org_behind_the_memos_back(db: &Db, id: &str) {
+        db.reader()
+            .await
+            .execute(
+                "INSERT INTO orgs (id, slug, name, created_at) VALUES (?1, ?1, ?1, 0)",
+                [id],
+            )
+            .await
+            .expect("insert");
+    }
+
+    /// Makes the memoised row look `age` old.
+    fn age(memo: &Memo<&'static str, i64>, age: Duration) {
+        let mut entry = memo.entries.get(&"k").expect("memoised");
+        entry.loaded -= age;
+        memo.entries.insert("k", entry);
+    }
+
     #[tokio::test]
     async fn a_row_is_read_once_until_a_write_makes_it_stale() {
-        let db = Db::memory().await.expect("open");
+        let db = open().await;
         let memo = Memo::new(10);
-        let loads = AtomicUsize::new(0);
-        assert_eq!(count_loads(&memo, &db, &loads).await, 0);
-        assert_eq!(count_loads(&memo, &db, &loads).await, 0);
+        let loads = Arc::new(AtomicUsize::new(0));
+        assert_eq!(count_orgs(&memo, &db, &loads).await, 0);
+        assert_eq!(count_orgs(&memo, &db, &loads).await, 0);
         assert_eq!(
             loads.load(Ordering::SeqCst),
             1,
@@ -101,7 +220,7 @@ mod tests {
         );
 
         db.reader().await.query("SELECT 1", ()).await.expect("read");
-        assert_eq!(count_loads(&memo, &db, &loads).await, 0);
+        assert_eq!(count_orgs(&memo, &db, &loads).await, 0);
         assert_eq!(
             loads.load(Ordering::SeqCst),
             1,
@@ -116,24 +235,107 @@ mod tests {
             )
             .await
             .expect("insert");
-        assert_eq!(
-            count_loads(&memo, &db, &loads).await,
-            1,
-            "the write is seen"
-        );
+        assert_eq!(count_orgs(&memo, &db, &loads).await, 1, "the write is seen");
         assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
-    async fn missing_rows_are_not_memoised() {
-        let db = Db::memory().await.expect("open");
+    async fn an_old_row_is_served_while_one_background_refresh_reads_it_again() {
+        let db = open().await;
+        let memo = Memo::new(10);
+        let loads = Arc::new(AtomicUsize::new(0));
+        assert_eq!(count_orgs(&memo, &db, &loads).await, 0);
+        insert_org_behind_the_memos_back(&db, "elsewhere").await;
+        age(&memo, MEMO_TTL);
+
+        // Hold the connection, as a slow commit would: the requests must not wait for it.
+        let held = db.reader().await;
+        for _ in 0..5 {
+            // A request that waited for the connection would wait forever here.
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), count_orgs(&memo, &db, &loads));
+            assert_eq!(read.await.expect("served without the connection"), 0);
+        }
+        drop(held);
+        for _ in 0..100 {
+            if loads.load(Ordering::SeqCst) == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            2,
+            "one refresh for five requests"
+        );
+        // The refresh stores the new row just after its read; wait for it to land.
+        let mut seen = 0;
+        for _ in 0..100 {
+            seen = count_orgs(&memo, &db, &loads).await;
+            if seen == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(seen, 1, "the refreshed row is served");
+        assert_eq!(loads.load(Ordering::SeqCst), 2, "and memoised");
+    }
+
+    #[tokio::test]
+    async fn a_row_past_the_stale_limit_is_read_on_the_request_path() {
+        let db = open().await;
+        let memo = Memo::new(10);
+        let loads = Arc::new(AtomicUsize::new(0));
+        assert_eq!(count_orgs(&memo, &db, &loads).await, 0);
+        insert_org_behind_the_memos_back(&db, "elsewhere").await;
+        age(&memo, MEMO_STALE_LIMIT);
+        assert_eq!(count_orgs(&memo, &db, &loads).await, 1);
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_row_that_is_gone_is_never_served_again() {
+        let db = open().await;
         let memo: Memo<&'static str, i64> = Memo::new(10);
-        let loads = AtomicUsize::new(0);
+        let present = Arc::new(AtomicBool::new(true));
+        let read = |present: &Arc<AtomicBool>| {
+            let present = Arc::clone(present);
+            memo.get_or_load(&db, "k", move |_: &Connection, _: &&'static str| {
+                Box::pin(async move {
+                    Ok::<_, libsql::Error>(present.load(Ordering::SeqCst).then_some(7))
+                })
+            })
+        };
+        assert_eq!(read(&present).await.expect("load"), Some(7));
+        present.store(false, Ordering::SeqCst);
+        age(&memo, MEMO_TTL);
+        assert_eq!(
+            read(&present).await.expect("load"),
+            Some(7),
+            "old, while refreshing"
+        );
+        for _ in 0..100 {
+            if memo.entries.get(&"k").is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(read(&present).await.expect("load"), None, "gone");
+    }
+
+    #[tokio::test]
+    async fn missing_rows_are_not_memoised() {
+        let db = open().await;
+        let memo: Memo<&'static str, i64> = Memo::new(10);
+        let loads = Arc::new(AtomicUsize::new(0));
         for _ in 0..3 {
+            let loads = Arc::clone(&loads);
             let found = memo
-                .get_or_load(&db, "absent", async |_: &Connection| {
-                    loads.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, libsql::Error>(None)
+                .get_or_load(&db, "absent", move |_: &Connection, _: &&'static str| {
+                    Box::pin(async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, libsql::Error>(None)
+                    })
                 })
                 .await
                 .expect("load");

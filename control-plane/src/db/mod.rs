@@ -17,6 +17,7 @@
 mod memo;
 mod migrations;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,7 +25,7 @@ use std::time::Duration;
 use libsql::{Builder, Connection, Database};
 use tokio::sync::{Mutex, MutexGuard};
 
-pub use memo::{MEMO_TTL, Memo};
+pub use memo::{LoadFuture, MEMO_STALE_LIMIT, MEMO_TTL, Memo};
 pub use migrations::{MIGRATIONS, Migration};
 
 /// Errors from the storage layer.
@@ -143,6 +144,28 @@ impl Db {
     /// The current write generation; read it while holding the connection.
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs `work` on a thread of the blocking pool and waits for it there.
+///
+/// An embedded database runs each statement on the thread that polls it, and a commit
+/// waits for `fsync`, which a slow disk can stretch to hundreds of milliseconds: work that
+/// writes in the background (the metering drainer, memo refreshes, the hourly jobs) runs
+/// here, so that no executor thread, and none of the requests queued on it, waits for the
+/// disk. The runtime's I/O and timers keep working inside `work`.
+pub async fn off_executor<T, F>(work: F) -> T
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    match tokio::task::spawn_blocking(move || runtime.block_on(work)).await {
+        Ok(output) => output,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // The runtime is shutting down and dropped `work` before it started; so is this
+        // task's caller, at its next await.
+        Err(_) => std::future::pending().await,
     }
 }
 

@@ -311,34 +311,42 @@ async fn drain(drained: Arc<Handoff>, db: Arc<Db>) {
     // Linger unless someone waits: every commit syncs the database, so fewer, bigger
     // transactions cost less per event.
     while let Some(items) = drained.next_batch(DRAIN_LINGER).await {
-        let mut events = Vec::new();
-        let mut after = Vec::new();
-        for item in items {
-            match item {
-                Drained::Event(event) => events.push(event),
-                other => after.push(other),
-            }
+        // The commit waits for `fsync`, and a deletion for the file system: neither may
+        // hold up an executor thread.
+        crate::db::off_executor(commit_batch(Arc::clone(&db), items)).await;
+    }
+}
+
+/// Stores a batch's events, retrying until they are stored (they stay in the outbox file
+/// meanwhile, and they are the bill); then deletes the segments and answers the flushes
+/// that came after them.
+async fn commit_batch(db: Arc<Db>, items: Vec<Drained>) {
+    let mut events = Vec::new();
+    let mut after = Vec::new();
+    for item in items {
+        match item {
+            Drained::Event(event) => events.push(event),
+            other => after.push(other),
         }
-        let mut backoff = Duration::from_millis(100);
-        // Usage events and rollups are nothing a memo holds: the memoised rows stay valid.
-        while let Err(error) = store::insert(&*db.reader().await, &events).await {
-            // The events stay in the outbox file; keep trying, they are the bill.
-            tracing::error!(error = %error, events = events.len(), "failed to store usage events; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-        }
-        for item in after {
-            match item {
-                Drained::Sealed(path) => {
-                    if let Err(error) = std::fs::remove_file(&path) {
-                        tracing::warn!(error = %error, segment = %path.display(), "failed to delete a drained outbox segment");
-                    }
+    }
+    let mut backoff = Duration::from_millis(100);
+    // Usage events and rollups are nothing a memo holds: the memoised rows stay valid.
+    while let Err(error) = store::insert(&*db.reader().await, &events).await {
+        tracing::error!(error = %error, events = events.len(), "failed to store usage events; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+    for item in after {
+        match item {
+            Drained::Sealed(path) => {
+                if let Err(error) = std::fs::remove_file(&path) {
+                    tracing::warn!(error = %error, segment = %path.display(), "failed to delete a drained outbox segment");
                 }
-                Drained::Flush(done) => {
-                    let _ = done.send(());
-                }
-                Drained::Event(_) => unreachable!("events were taken out above"),
             }
+            Drained::Flush(done) => {
+                let _ = done.send(());
+            }
+            Drained::Event(_) => unreachable!("events were taken out above"),
         }
     }
 }
@@ -349,13 +357,18 @@ async fn hourly(db: Arc<Db>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let now = crate::db::now();
-        let conn = db.conn().await;
-        if let Err(error) = storage::sample_all(&conn, now).await {
-            tracing::warn!(error = %error, "failed to sample storage");
-        }
-        if let Err(error) = billing::finalize_all(&conn, now).await {
-            tracing::warn!(error = %error, "failed to finalise invoices");
-        }
+        // These commit, and so wait for `fsync`.
+        crate::db::off_executor(sample_and_finalize(Arc::clone(&db))).await;
+    }
+}
+
+async fn sample_and_finalize(db: Arc<Db>) {
+    let now = crate::db::now();
+    let conn = db.conn().await;
+    if let Err(error) = storage::sample_all(&conn, now).await {
+        tracing::warn!(error = %error, "failed to sample storage");
+    }
+    if let Err(error) = billing::finalize_all(&conn, now).await {
+        tracing::warn!(error = %error, "failed to finalise invoices");
     }
 }
