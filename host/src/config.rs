@@ -37,9 +37,9 @@ pub struct RuntimeConfig {
     /// turns this off.
     #[serde(with = "humantime_serde")]
     pub low_priority_after: Duration,
-    /// Calls of a tenant whose recent calls took less than this on average run on the
-    /// calling thread (`block_in_place`) instead of hopping to a blocking thread and back;
-    /// zero turns this off.
+    /// Calls predicted to take less than this (the tenant's average call time, scaled by
+    /// input size) run on the calling thread instead of hopping to a blocking thread and
+    /// back; zero turns this off. Keep it short: such a call holds an executor thread.
     #[serde(with = "humantime_serde")]
     pub in_place_under: Duration,
 }
@@ -58,7 +58,7 @@ impl Default for RuntimeConfig {
             load_timeout: Duration::from_secs(60),
             precompiled_dir: None,
             low_priority_after: Duration::from_millis(5),
-            in_place_under: Duration::from_millis(1),
+            in_place_under: Duration::from_micros(250),
         }
     }
 }

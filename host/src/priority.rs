@@ -1,17 +1,18 @@
 //! Where each call runs: in place, on the pool, or at low CPU priority, from how long the
 //! tenant's recent calls took.
 //!
-//! A short call (a tenant whose recent calls average under
-//! [`crate::RuntimeConfig::in_place_under`], 1 ms by default) runs on the thread that asked
-//! for it, inside `tokio::task::block_in_place`: the tokio worker hands its other tasks to
-//! another thread for the duration, so the executor keeps going, and the call saves the two
-//! thread hops (worker → blocking thread → worker) that cost more than a small model's
-//! whole inference when the worker would otherwise sleep. The runtime does this only while
-//! no other call runs: under load the workers are awake anyway, and handing a worker's
-//! tasks to another thread on every call costs more than the hop. Calls of a tenant with no
-//! recent calls run on the blocking pool, where the runtime can give up on one stuck in the
-//! backend past its deadline. The average weighs each call 1/8, so one call of 8 ms or more
-//! moves a short-call tenant back to the pool at once.
+//! A call predicted to be short (under [`crate::RuntimeConfig::in_place_under`], 250 µs by
+//! default) runs on the thread that asked for it, a tokio worker, like any other short
+//! piece of request work: the two thread hops to the blocking pool and back (worker →
+//! blocking thread → worker, each a wake-up and a cold cache) cost more than a small
+//! model's whole call, and under load the kernel's scheduling of those hops was a fifth of
+//! the server's CPU. The prediction is the tenant's average call time, scaled up by how
+//! much bigger this call's input is than its average input, so a tenant of one-row calls
+//! that sends a 10,000-row batch goes to the pool. A call that runs longer than predicted
+//! holds one worker for its duration (the other workers steal its queued tasks), and moves
+//! its tenant to the pool at once: the average weighs each call 1/8, so one call of 8 × the
+//! threshold (2 ms) or more does it. Calls of a tenant with no recent calls run on the
+//! pool, where the runtime can give up on one stuck in the backend past its deadline.
 //!
 //! A long inference (a CNN over hundreds of rows) runs in the backend, where neither epochs
 //! nor the runtime can preempt it; the kernel can. Calls of a tenant whose recent calls
@@ -35,7 +36,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(60);
 /// Where one call runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Placement {
-    /// On the calling thread, inside `block_in_place`: a tenant whose calls are short.
+    /// On the calling thread: a call predicted to be short.
     InPlace,
     /// On the runtime's blocking pool: a tenant with no recent calls, or middling ones.
     Pool,
@@ -47,14 +48,38 @@ pub(crate) enum Placement {
 pub(crate) struct Priorities {
     threshold: Duration,
     in_place_under: Duration,
-    /// Moving average of each tenant's call time, in microseconds.
-    averages: Cache<String, Arc<AtomicU64>>,
+    histories: Cache<String, Arc<History>>,
     low: Option<LowPriorityPool>,
+}
+
+/// Moving averages (weight 1/8) of a tenant's recent calls.
+struct History {
+    micros: AtomicU64,
+    input_bytes: AtomicU64,
+}
+
+impl History {
+    fn add(&self, micros: u64, input_bytes: u64) {
+        for (average, sample) in [(&self.micros, micros), (&self.input_bytes, input_bytes)] {
+            let old = average.load(Ordering::Relaxed);
+            average.store(old - old / 8 + sample / 8, Ordering::Relaxed);
+        }
+    }
+
+    /// The average call time, scaled up by how much bigger `input_bytes` is than the
+    /// average input.
+    fn predict(&self, input_bytes: u64) -> Duration {
+        let micros = u128::from(self.micros.load(Ordering::Relaxed));
+        let usual = u128::from(self.input_bytes.load(Ordering::Relaxed).max(1));
+        let scaled = micros * u128::from(input_bytes).max(usual) / usual;
+        Duration::from_micros(u64::try_from(scaled).unwrap_or(u64::MAX))
+    }
 }
 
 impl Priorities {
     /// Calls of tenants averaging over `threshold` run at low priority (never, when zero
-    /// or when the pool cannot be started); under `in_place_under`, in place.
+    /// or when the pool cannot be started); calls predicted under `in_place_under`, in
+    /// place.
     pub(crate) fn new(threshold: Duration, in_place_under: Duration, threads: usize) -> Self {
         let low = if threshold.is_zero() {
             None
@@ -70,7 +95,7 @@ impl Priorities {
         Self {
             threshold,
             in_place_under,
-            averages: Cache::builder()
+            histories: Cache::builder()
                 .time_to_idle(FORGET_AFTER)
                 .max_capacity(100_000)
                 .build(),
@@ -78,31 +103,52 @@ impl Priorities {
         }
     }
 
-    /// Where the tenant's next call runs. In place only on a multi-threaded tokio runtime,
-    /// the one kind whose workers can hand their tasks over.
-    pub(crate) fn placement(&self, tenant: &str) -> Placement {
-        let Some(average) = self.averages.get(tenant) else {
+    /// Where the tenant's next call, with `input_bytes` of input, runs.
+    pub(crate) fn placement(&self, tenant: &str, input_bytes: u64) -> Placement {
+        let Some(history) = self.histories.get(tenant) else {
             return Placement::Pool;
         };
-        let average = Duration::from_micros(average.load(Ordering::Relaxed));
+        let average = Duration::from_micros(history.micros.load(Ordering::Relaxed));
         if self.low.is_some() && average > self.threshold {
             Placement::LowPriority
-        } else if average < self.in_place_under && can_block_in_place() {
+        } else if history.predict(input_bytes) < self.in_place_under {
             Placement::InPlace
         } else {
             Placement::Pool
         }
     }
 
-    /// Adds one call's time to the tenant's moving average (weight 1/8).
-    pub(crate) fn record(&self, tenant: &str, took: Duration) {
-        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let average = self
-            .averages
-            .get_with_by_ref(tenant, || Arc::new(AtomicU64::new(sample)));
-        let old = average.load(Ordering::Relaxed);
-        let new = old - old / 8 + sample / 8;
-        average.store(new, Ordering::Relaxed);
+    /// Adds one call's time and input size to the tenant's moving averages.
+    pub(crate) fn record(&self, tenant: &str, took: Duration, input_bytes: u64) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let mut first = false;
+        let history = self.histories.get_with_by_ref(tenant, || {
+            first = true;
+            Arc::new(History {
+                micros: AtomicU64::new(micros),
+                input_bytes: AtomicU64::new(input_bytes),
+            })
+        });
+        if !first {
+            history.add(micros, input_bytes);
+        }
+    }
+
+    /// Sends the tenant's next calls to the pool: its last call could not run in place.
+    /// They come back once their average falls under the threshold again.
+    pub(crate) fn keep_on_pool(&self, tenant: &str) {
+        let mut far_over = self.in_place_under.saturating_mul(8);
+        if self.low.is_some() {
+            // Not so far that it lands on the low-priority pool.
+            far_over = far_over.min(self.threshold);
+        }
+        let far_over = u64::try_from(far_over.as_micros()).unwrap_or(u64::MAX);
+        if let Some(history) = self.histories.get(tenant) {
+            let micros = history.micros.load(Ordering::Relaxed);
+            history
+                .micros
+                .store(micros.max(far_over), Ordering::Relaxed);
+        }
     }
 
     /// Runs `work` on a blocking thread: a low-priority one when `low` (and there is a
@@ -160,13 +206,6 @@ impl Drop for LowPriorityPool {
     }
 }
 
-/// Whether `tokio::task::block_in_place` may be called here: inside a multi-threaded
-/// runtime (it panics in a current-thread one).
-fn can_block_in_place() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-}
-
 /// Raises the calling thread's `nice` value (on Linux, `nice` is per thread).
 fn lower_this_thread() {
     #[cfg(unix)]
@@ -181,47 +220,101 @@ fn lower_this_thread() {
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_tenant_moves_between_placements_with_its_average() {
+    const ROW: u64 = 256;
+
+    #[test]
+    fn a_tenant_moves_between_placements_with_its_average() {
         let priorities = Priorities::new(Duration::from_millis(5), Duration::from_millis(1), 2);
-        assert_eq!(priorities.placement("a"), Placement::Pool, "no history yet");
-        priorities.record("a", Duration::from_micros(100));
-        assert_eq!(priorities.placement("a"), Placement::InPlace);
-        for _ in 0..40 {
-            priorities.record("a", Duration::from_millis(2));
-        }
-        assert_eq!(priorities.placement("a"), Placement::Pool, "middling calls");
-        for _ in 0..40 {
-            priorities.record("a", Duration::from_millis(20));
-        }
-        assert_eq!(priorities.placement("a"), Placement::LowPriority);
         assert_eq!(
-            priorities.placement("b"),
+            priorities.placement("a", ROW),
+            Placement::Pool,
+            "no history yet"
+        );
+        priorities.record("a", Duration::from_micros(100), ROW);
+        assert_eq!(priorities.placement("a", ROW), Placement::InPlace);
+        for _ in 0..40 {
+            priorities.record("a", Duration::from_millis(2), ROW);
+        }
+        assert_eq!(
+            priorities.placement("a", ROW),
+            Placement::Pool,
+            "middling calls"
+        );
+        for _ in 0..40 {
+            priorities.record("a", Duration::from_millis(20), ROW);
+        }
+        assert_eq!(priorities.placement("a", ROW), Placement::LowPriority);
+        assert_eq!(
+            priorities.placement("b", ROW),
             Placement::Pool,
             "averages are per tenant"
         );
         for _ in 0..40 {
-            priorities.record("a", Duration::from_micros(100));
+            priorities.record("a", Duration::from_micros(100), ROW);
         }
         assert_eq!(
-            priorities.placement("a"),
+            priorities.placement("a", ROW),
             Placement::InPlace,
             "the average follows recent calls"
         );
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_current_thread_runtime_never_runs_calls_in_place() {
+    #[test]
+    fn a_call_much_bigger_than_the_tenants_usual_ones_goes_to_the_pool() {
         let priorities = Priorities::new(Duration::from_millis(5), Duration::from_millis(1), 2);
-        priorities.record("a", Duration::from_micros(100));
-        assert_eq!(priorities.placement("a"), Placement::Pool);
+        for _ in 0..40 {
+            priorities.record("a", Duration::from_micros(100), ROW);
+        }
+        assert_eq!(priorities.placement("a", ROW), Placement::InPlace);
+        assert_eq!(priorities.placement("a", 0), Placement::InPlace, "smaller");
+        assert_eq!(
+            priorities.placement("a", 5 * ROW),
+            Placement::InPlace,
+            "predicted 500 µs"
+        );
+        assert_eq!(
+            priorities.placement("a", 20 * ROW),
+            Placement::Pool,
+            "predicted 2 ms"
+        );
+        assert_eq!(priorities.placement("a", u64::MAX), Placement::Pool);
+    }
+
+    #[test]
+    fn one_long_call_moves_a_tenant_to_the_pool() {
+        let priorities = Priorities::new(Duration::from_millis(5), Duration::from_millis(1), 2);
+        for _ in 0..40 {
+            priorities.record("a", Duration::from_micros(50), ROW);
+        }
+        priorities.record("a", Duration::from_millis(8), ROW);
+        assert_eq!(priorities.placement("a", ROW), Placement::Pool);
+    }
+
+    #[test]
+    fn a_tenant_kept_on_the_pool_comes_back_with_its_next_short_calls() {
+        let priorities = Priorities::new(Duration::from_millis(5), Duration::from_micros(250), 2);
+        for _ in 0..40 {
+            priorities.record("a", Duration::from_micros(40), ROW);
+        }
+        priorities.keep_on_pool("a");
+        assert_eq!(
+            priorities.placement("a", ROW),
+            Placement::Pool,
+            "not low priority"
+        );
+        let mut calls = 0;
+        while priorities.placement("a", ROW) == Placement::Pool {
+            priorities.record("a", Duration::from_micros(40), ROW);
+            calls += 1;
+        }
+        assert!((10..=20).contains(&calls), "back after {calls} calls");
     }
 
     #[test]
     fn a_zero_threshold_keeps_every_call_at_normal_priority() {
         let priorities = Priorities::new(Duration::ZERO, Duration::ZERO, 2);
-        priorities.record("a", Duration::from_secs(1));
-        assert_eq!(priorities.placement("a"), Placement::Pool);
+        priorities.record("a", Duration::from_secs(1), ROW);
+        assert_eq!(priorities.placement("a", ROW), Placement::Pool);
     }
 
     #[cfg(target_os = "linux")]

@@ -112,6 +112,7 @@ struct Executed<R> {
 }
 
 /// A model version ready to instantiate.
+#[derive(Clone)]
 struct Prepared {
     pre: Arc<ModelPre<RequestState>>,
     served: Arc<ServedModel>,
@@ -179,10 +180,11 @@ impl Runtime {
         }
         let prepared = self.prepare(model).await?;
         let (component_warm, graph_warm) = (prepared.component_warm, prepared.graph_warm);
-        let inputs: Vec<types::NamedTensor> = inputs.into_iter().map(Into::into).collect();
+        // Shared, not moved: a call in place may have to run again on the pool.
+        let inputs: Arc<[types::NamedTensor]> = inputs.into_iter().map(Into::into).collect();
         let max_output_bytes = limits.max_output_bytes;
         let executed = self
-            .execute(prepared, limits, move |store, model| {
+            .execute(prepared, limits, input_bytes, move |store, model| {
                 model.wisp_model_predictor().call_predict(store, &inputs)
             })
             .await?;
@@ -218,7 +220,7 @@ impl Runtime {
     ) -> Result<Signature, RuntimeError> {
         let prepared = self.prepare(model).await?;
         let executed = self
-            .execute(prepared, limits, |store, model| {
+            .execute(prepared, limits, 0, |store, model| {
                 model.wisp_model_predictor().call_describe(store)
             })
             .await?;
@@ -267,7 +269,7 @@ impl Runtime {
             graph_warm: false,
         };
         let executed = self
-            .execute(prepared, limits, |store, model| {
+            .execute(prepared, limits, 0, |store, model| {
                 model.wisp_model_predictor().call_describe(store)
             })
             .await?;
@@ -360,11 +362,12 @@ impl Runtime {
         &self,
         prepared: Prepared,
         limits: &TenantLimits,
+        input_bytes: u64,
         call: F,
     ) -> Result<Executed<R>, RuntimeError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Store<RequestState>, &Model) -> wasmtime::Result<R> + Send + 'static,
+        F: FnOnce(&mut Store<RequestState>, &Model) -> wasmtime::Result<R> + Clone + Send + 'static,
     {
         let inner = &self.inner;
         let permit = match Arc::clone(&inner.slots).try_acquire_owned() {
@@ -377,31 +380,41 @@ impl Runtime {
             .map_err(|_| RuntimeError::Overloaded("all execution slots stayed busy".into()))?
             .map_err(|e| RuntimeError::internal("execution pool closed", e))?,
         };
-        let deadline = limits.deadline;
         let tenant = prepared.served.tenant.clone();
-        let placement = match inner.priorities.placement(&tenant) {
-            // In place only while no other call runs: under load the workers are awake
-            // anyway and the hop to the pool is cheaper than handing a worker's tasks to
-            // another thread on every call.
-            Placement::InPlace if !inner.only_call_running() => Placement::Pool,
-            placement => placement,
-        };
+        let placement = inner.priorities.placement(&tenant, input_bytes);
+        let mut retry_limits = None;
         if placement == Placement::InPlace {
+            // A call predicted shorter than the hops to the pool and back (see
+            // `priority.rs`): its limits hold here as anywhere, and a panic is caught.
             let started = Instant::now();
-            let executed = tokio::task::block_in_place(|| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    inner.run_instance(prepared, limits, call)
-                }))
-            });
-            drop(permit);
-            inner.priorities.record(&tenant, started.elapsed());
-            return executed.unwrap_or_else(|panic| {
-                Err(RuntimeError::internal(
-                    "instance panicked",
-                    panic_text(&panic),
-                ))
-            });
+            let executed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                inner.run_instance(prepared.clone(), limits, call.clone())
+            }));
+            match executed {
+                Ok(executed) => {
+                    drop(permit);
+                    inner
+                        .priorities
+                        .record(&tenant, started.elapsed(), input_bytes);
+                    return executed;
+                }
+                // WASI's synchronous stream functions (a guest writing its panic message
+                // to stderr) block on the tokio runtime, which a worker thread must not
+                // do, and panic there. The call had no effect outside its own instance:
+                // run it again on the pool, where they may, and keep the tenant there.
+                Err(panic) => {
+                    tracing::debug!(tenant = %tenant, panic = %panic_text(&panic), "a call in place panicked; running it on the pool");
+                    inner.priorities.keep_on_pool(&tenant);
+                    // Within what is left of the call's deadline.
+                    retry_limits = Some(TenantLimits {
+                        deadline: limits.deadline.saturating_sub(started.elapsed()),
+                        ..limits.clone()
+                    });
+                }
+            }
         }
+        let limits = retry_limits.as_ref().unwrap_or(limits);
+        let deadline = limits.deadline;
         let task = {
             let inner = Arc::clone(inner);
             let limits = limits.clone();
@@ -410,7 +423,9 @@ impl Runtime {
                 let _permit = permit;
                 let started = Instant::now();
                 let executed = inner.run_instance(prepared, &limits, call);
-                inner.priorities.record(&tenant, started.elapsed());
+                inner
+                    .priorities
+                    .record(&tenant, started.elapsed(), input_bytes);
                 executed
             })
         };
@@ -438,11 +453,6 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Inner {
-    /// Whether the caller's execution slot is the only one taken.
-    fn only_call_running(&self) -> bool {
-        self.slots.available_permits() + 1 >= self.config.max_concurrent_instances as usize
-    }
-
     async fn load_component(
         &self,
         digest: &Digest,

@@ -257,9 +257,11 @@ async fn a_model_without_a_graph_sees_no_graphs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_calls_run_in_place_fail_the_same_way() {
-    // Every call after a tenant's first runs in place (on the calling thread, inside
-    // `block_in_place`) with this configuration: the limits hold there too, each failure
-    // keeps its own error, and the next call still succeeds.
+    // Every call after a tenant's first runs in place (on the calling tokio worker) with
+    // this configuration: the limits hold there too, each failure keeps its own error, and
+    // the next call still succeeds. A guest that writes its panic message to stderr
+    // (`unreachable` here) cannot finish in place, where WASI's synchronous streams may not
+    // block on the runtime: it runs again on the pool, and the caller sees its own trap.
     let harness = Harness::with_config(RuntimeConfig {
         in_place_under: Duration::from_secs(3_600),
         low_priority_after: Duration::ZERO,
