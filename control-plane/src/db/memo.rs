@@ -199,6 +199,18 @@ mod tests {
             .expect("insert");
     }
 
+    /// Whether `done` comes true within a second: a background refresh lands shortly
+    /// after it starts.
+    async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
+        for _ in 0..100 {
+            if done().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     /// Makes the memoised row look `age` old.
     fn age(memo: &Memo<&'static str, i64>, age: Duration) {
         let mut entry = memo.entries.get(&"k").expect("memoised");
@@ -257,27 +269,15 @@ mod tests {
             assert_eq!(read.await.expect("served without the connection"), 0);
         }
         drop(held);
-        for _ in 0..100 {
-            if loads.load(Ordering::SeqCst) == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(async || loads.load(Ordering::SeqCst) >= 2).await;
         assert_eq!(
             loads.load(Ordering::SeqCst),
             2,
             "one refresh for five requests"
         );
-        // The refresh stores the new row just after its read; wait for it to land.
-        let mut seen = 0;
-        for _ in 0..100 {
-            seen = count_orgs(&memo, &db, &loads).await;
-            if seen == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(seen, 1, "the refreshed row is served");
+        // The refresh stores the new row just after its read.
+        let refreshed = eventually(async || count_orgs(&memo, &db, &loads).await == 1).await;
+        assert!(refreshed, "the refreshed row is served");
         assert_eq!(loads.load(Ordering::SeqCst), 2, "and memoised");
     }
 
@@ -314,12 +314,7 @@ mod tests {
             Some(7),
             "old, while refreshing"
         );
-        for _ in 0..100 {
-            if memo.entries.get(&"k").is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(async || memo.entries.get(&"k").is_none()).await;
         assert_eq!(read(&present).await.expect("load"), None, "gone");
     }
 
