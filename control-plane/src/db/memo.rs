@@ -103,7 +103,7 @@ where
         let generation = db.generation();
         let value = load(&conn, &key).await?;
         drop(conn);
-        self.store(key, generation, value.clone());
+        Self::store_in(&self.entries, key, generation, value.clone());
         Ok(value)
     }
 
@@ -123,7 +123,7 @@ where
         let db = Arc::clone(db);
         // Off the executor: the load may write (a key's `last_used_at`), and so wait for a
         // commit's `fsync`.
-        tokio::spawn(super::off_executor(async move {
+        tokio::spawn(super::on_blocking_thread(async move {
             let conn = db.reader().await;
             let generation = db.generation();
             let loaded = load(&conn, &key).await;
@@ -138,10 +138,7 @@ where
         }));
     }
 
-    fn store(&self, key: K, generation: u64, value: Option<V>) {
-        Self::store_in(&self.entries, key, generation, value);
-    }
-
+    /// Memoises a row read under `generation`, or forgets one that is gone.
     fn store_in(
         entries: &moka::sync::Cache<K, Stamped<V>>,
         key: K,

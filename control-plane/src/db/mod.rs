@@ -154,7 +154,7 @@ impl Db {
 /// writes in the background (the metering drainer, memo refreshes, the hourly jobs) runs
 /// here, so that no executor thread, and none of the requests queued on it, waits for the
 /// disk. The runtime's I/O and timers keep working inside `work`.
-pub async fn off_executor<T, F>(work: F) -> T
+pub async fn on_blocking_thread<T, F>(work: F) -> T
 where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,

@@ -313,7 +313,7 @@ async fn drain(drained: Arc<Handoff>, db: Arc<Db>) {
     while let Some(items) = drained.next_batch(DRAIN_LINGER).await {
         // The commit waits for `fsync`, and a deletion for the file system: neither may
         // hold up an executor thread.
-        crate::db::off_executor(commit_batch(Arc::clone(&db), items)).await;
+        crate::db::on_blocking_thread(commit_batch(Arc::clone(&db), items)).await;
     }
 }
 
@@ -358,10 +358,11 @@ async fn hourly(db: Arc<Db>) {
     loop {
         ticks.tick().await;
         // These commit, and so wait for `fsync`.
-        crate::db::off_executor(sample_and_finalize(Arc::clone(&db))).await;
+        crate::db::on_blocking_thread(sample_and_finalize(Arc::clone(&db))).await;
     }
 }
 
+/// One hourly round: samples every organisation's storage and finalises closed periods.
 async fn sample_and_finalize(db: Arc<Db>) {
     let now = crate::db::now();
     let conn = db.conn().await;
