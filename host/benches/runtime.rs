@@ -19,6 +19,13 @@ use wisp_host::{
 };
 use wisp_test_artifacts::{component, components, fixture};
 
+/// The allocator the `wisp` binary uses, so both paths allocate as they would in the server.
+/// Under glibc's malloc the native baseline's large batches paid for the heap being trimmed
+/// and regrown on every call (page faults the pool threads' arenas mostly escaped), which
+/// made wasm look faster than native.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Summary {
     p50: Duration,
     p99: Duration,
