@@ -68,13 +68,9 @@ impl KeyRow {
     }
 }
 
-/// Finds an unrevoked key by the hash of its secret, and records its use (`last_used_at`,
-/// at most every [`LAST_USED_RESOLUTION_SECS`]; no memo holds that column).
-pub async fn find_active(
-    conn: &Connection,
-    key_hash: &str,
-    now: i64,
-) -> Result<Option<KeyRow>, DbError> {
+/// Finds an unrevoked key by the hash of its secret. Reads only; see [`touch`] for
+/// recording its use.
+pub async fn find_active(conn: &Connection, key_hash: &str) -> Result<Option<KeyRow>, DbError> {
     let rows = conn
         .query(
             "SELECT id, org_id, scopes, expires_at FROM api_keys
@@ -91,13 +87,20 @@ pub async fn find_active(
         scopes: Scope::parse_list(&row.get::<String>(2)?).map_err(DbError::Corrupt)?,
         expires_at: row.get(3)?,
     };
+    Ok(Some(key))
+}
+
+/// Records that key `id` was used at `now` (Unix seconds), at most every
+/// [`LAST_USED_RESOLUTION_SECS`]. No memo holds the column, so [`crate::db::Db::reader`]
+/// may run it.
+pub async fn touch(conn: &Connection, id: &str, now: i64) -> Result<(), DbError> {
     conn.execute(
         "UPDATE api_keys SET last_used_at = ?2
          WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?3)",
-        params![key.id.as_str(), now, now - LAST_USED_RESOLUTION_SECS],
+        params![id, now, now - LAST_USED_RESOLUTION_SECS],
     )
     .await?;
-    Ok(Some(key))
+    Ok(())
 }
 
 /// What is needed to insert a key.

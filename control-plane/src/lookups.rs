@@ -4,8 +4,12 @@
 //! Each lookup is a [`Memo`] over the same query the rest of the code uses; any write in
 //! this process makes them all stale (see [`crate::db`]), so they never answer with a row
 //! this process has changed. Only rows that exist are memoised.
+//!
+//! Loads only read. The one write authentication makes, a key's `last_used_at`, is queued
+//! in [`KeyUses`] and written in the background, and before anything reads the column.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::auth::Role;
 use crate::db::{Db, DbError, Memo};
@@ -22,6 +26,7 @@ const CAPACITY: u64 = 10_000;
 /// Memoised reads of the rows on the request path.
 pub struct Lookups {
     db: Arc<Db>,
+    key_uses: Arc<KeyUses>,
     keys: Memo<String, KeyRow>,
     orgs_by_slug: Memo<String, Org>,
     orgs_by_id: Memo<String, Org>,
@@ -37,6 +42,7 @@ pub struct Lookups {
 impl Lookups {
     pub fn new(db: Arc<Db>) -> Self {
         Self {
+            key_uses: Arc::new(KeyUses::new(Arc::clone(&db))),
             db,
             keys: Memo::new(CAPACITY),
             orgs_by_slug: Memo::new(CAPACITY),
@@ -52,12 +58,26 @@ impl Lookups {
     }
 
     /// The unrevoked API key whose secret hashes to `key_hash` ([`keys::find_active`]).
+    /// Its use at `now` is recorded whenever the row is read (at most every
+    /// [`crate::db::MEMO_TTL`] while it is used).
     pub async fn api_key(&self, key_hash: &str, now: i64) -> Result<Option<KeyRow>, DbError> {
+        let key_uses = Arc::clone(&self.key_uses);
         self.keys
             .get_or_load(&self.db, key_hash.to_owned(), move |conn, hash| {
-                Box::pin(keys::find_active(conn, hash, now))
+                Box::pin(async move {
+                    let key = keys::find_active(conn, hash).await?;
+                    if let Some(key) = &key {
+                        key_uses.record(&key.id, now);
+                    }
+                    Ok(key)
+                })
             })
             .await
+    }
+
+    /// Writes the key uses not yet written: call before reading `last_used_at`.
+    pub async fn flush_key_uses(&self) -> Result<(), DbError> {
+        self.key_uses.flush().await
     }
 
     pub async fn org_by_slug(&self, slug: &str) -> Result<Option<Org>, DbError> {
@@ -150,5 +170,56 @@ impl Lookups {
                 |conn, (model_id, alias)| Box::pin(registry::alias_target(conn, model_id, alias)),
             )
             .await
+    }
+}
+
+/// Uses of API keys not yet written to `last_used_at`, keyed by key id.
+struct KeyUses {
+    db: Arc<Db>,
+    pending: Mutex<HashMap<String, i64>>,
+    /// Held while a batch is written, so a flush returns only once earlier uses are stored.
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl KeyUses {
+    fn new(db: Arc<Db>) -> Self {
+        Self {
+            db,
+            pending: Mutex::new(HashMap::new()),
+            writing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Queues a use; the first use queued starts a background write for the batch.
+    fn record(self: &Arc<Self>, key_id: &str, now: i64) {
+        let first = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let first = pending.is_empty();
+            let at = pending.entry(key_id.to_owned()).or_insert(now);
+            *at = (*at).max(now);
+            first
+        };
+        if first {
+            let uses = Arc::clone(self);
+            // Off the executor: the write waits for the connection and a commit's `fsync`.
+            tokio::spawn(crate::db::on_blocking_thread(async move {
+                if let Err(error) = uses.flush().await {
+                    tracing::warn!(%error, "failed to record API key uses");
+                }
+            }));
+        }
+    }
+
+    async fn flush(&self) -> Result<(), DbError> {
+        let _writing = self.writing.lock().await;
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let conn = self.db.reader().await;
+        for (key_id, at) in &batch {
+            keys::touch(&conn, key_id, *at).await?;
+        }
+        Ok(())
     }
 }

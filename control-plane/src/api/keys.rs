@@ -66,7 +66,8 @@ async fn list_keys(
     State(state): State<AppState>,
     access: Authorized<can::ReadKeys>,
 ) -> ApiResult<Json<Vec<ApiKey>>> {
-    let conn = state.db.conn().await;
+    state.lookups.flush_key_uses().await?;
+    let conn = state.db.reader().await;
     Ok(Json(keys::list(&conn, &access.org.id).await?))
 }
 
@@ -162,7 +163,8 @@ async fn get_key(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<ApiKey>> {
     let (_, key_id) = path;
-    let conn = state.db.conn().await;
+    state.lookups.flush_key_uses().await?;
+    let conn = state.db.reader().await;
     keys::get(&conn, &access.org.id, &key_id)
         .await?
         .map(Json)

@@ -1,10 +1,12 @@
 //! Read-through memos of rows read on every request, stale after any write, refreshed in
 //! the background.
 //!
-//! A memoised row is stamped with the database's write generation read under the
-//! connection lock, and is served only while the generation has not moved: any
+//! A memoised row is stamped with the database's write generation read before the load's
+//! first statement, and is served only while the generation has not moved: any
 //! [`Db::conn`] (a possible write) in this process makes every memo miss once, so a
-//! revoked key or a new deployment is seen by the very next request.
+//! revoked key or a new deployment is seen by the very next request. Loads run on
+//! [`Db::snapshot`], and so may run while a write is under way: the write bumps the
+//! generation again when it is released, which makes whatever they read meanwhile stale.
 //!
 //! Writes made by other processes sharing a database cannot bump the generation, so a row
 //! is also read again once it is [`MEMO_TTL`] old. That read happens off the request path:
@@ -77,9 +79,9 @@ where
         }
     }
 
-    /// The memoised row for `key`, or what `load` reads on the connection (taken with
-    /// [`Db::reader`], so `load` must not change anything a memo holds). Only rows that
-    /// exist are memoised: a flood of unknown keys never evicts the known ones.
+    /// The memoised row for `key`, or what `load` reads on [`Db::snapshot`] (which is
+    /// read-only on an embedded file, so `load` must only read). Only rows that exist are
+    /// memoised: a flood of unknown keys never evicts the known ones.
     pub async fn get_or_load<E, F>(&self, db: &Arc<Db>, key: K, load: F) -> Result<Option<V>, E>
     where
         F: for<'c> FnOnce(&'c Connection, &'c K) -> LoadFuture<'c, V, E> + Send + 'static,
@@ -99,7 +101,7 @@ where
                 return Ok(Some(hit.value));
             }
         }
-        let conn = db.reader().await;
+        let conn = db.snapshot().await;
         let generation = db.generation();
         let value = load(&conn, &key).await?;
         drop(conn);
@@ -121,10 +123,10 @@ where
     {
         let entries = self.entries.clone();
         let db = Arc::clone(db);
-        // Off the executor: the load may write (a key's `last_used_at`), and so wait for a
-        // commit's `fsync`.
+        // Off the executor: without a snapshot connection of its own (`:memory:`, remote)
+        // the load waits for the main one, and whatever commit holds it.
         tokio::spawn(super::on_blocking_thread(async move {
-            let conn = db.reader().await;
+            let conn = db.snapshot().await;
             let generation = db.generation();
             let loaded = load(&conn, &key).await;
             drop(conn);
@@ -246,6 +248,60 @@ mod tests {
             .expect("insert");
         assert_eq!(count_orgs(&memo, &db, &loads).await, 1, "the write is seen");
         assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn on_a_file_a_stale_row_is_read_while_a_write_holds_the_connection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(
+            Db::open(&crate::db::DbLocation::File(dir.path().join("wisp.db")))
+                .await
+                .expect("open"),
+        );
+        let memo = Memo::new(10);
+        let loads = Arc::new(AtomicUsize::new(0));
+        assert_eq!(count_orgs(&memo, &db, &loads).await, 0);
+
+        // A write under way, as an API call or the metering drainer waiting for its commit.
+        let writing = db.conn().await;
+        writing.execute("BEGIN", ()).await.expect("begin");
+        writing
+            .execute(
+                "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",
+                (),
+            )
+            .await
+            .expect("insert");
+        // The row is stale (the write took the connection); its read must not wait for it.
+        let read = tokio::time::timeout(Duration::from_secs(10), count_orgs(&memo, &db, &loads));
+        assert_eq!(
+            read.await.expect("read without the main connection"),
+            0,
+            "the last commit"
+        );
+        writing.execute("COMMIT", ()).await.expect("commit");
+        drop(writing);
+
+        // What was read during the write is stale now that it is committed.
+        assert_eq!(count_orgs(&memo, &db, &loads).await, 1, "the write is seen");
+        assert_eq!(loads.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_connection_refuses_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&crate::db::DbLocation::File(dir.path().join("wisp.db")))
+            .await
+            .expect("open");
+        let written = db
+            .snapshot()
+            .await
+            .execute(
+                "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",
+                (),
+            )
+            .await;
+        assert!(written.is_err(), "a memo load must only read");
     }
 
     #[tokio::test]

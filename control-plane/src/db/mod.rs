@@ -11,13 +11,20 @@
 //!
 //! Hot rows read on every request (API keys, organisations, plans, deployments) are kept in
 //! [`Memo`]s. Every [`Db::conn`] counts as a possible write and makes every memoised row
-//! stale at once; only [`Db::reader`], for statements that change nothing a memo holds,
-//! leaves them be. So a change made by this process is seen by its very next request.
+//! stale, once when it is taken and again when it is released (after the commit); only
+//! [`Db::reader`], for statements that change nothing a memo holds, leaves them be. So a
+//! change made by this process is seen by its very next request.
+//!
+//! Memos read through [`Db::snapshot`]: on an embedded file, a second connection that only
+//! reads. Under WAL it reads the last commit while the main connection is inside a
+//! transaction or waiting for a commit's `fsync`, so a request whose rows went stale does
+//! not queue behind the metering drainer's batch or an API write.
 
 mod memo;
 mod migrations;
 
 use std::future::Future;
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -60,7 +67,10 @@ pub enum DbLocation {
 /// The control plane's database.
 pub struct Db {
     conn: Mutex<Connection>,
-    /// Bumped by every [`Db::conn`]: memoised rows read under an older value are stale.
+    /// A read-only second connection to an embedded file, for memo loads ([`Db::snapshot`]).
+    snapshot: Option<Mutex<Connection>>,
+    /// Bumped when a [`Db::conn`] is taken and when it is released: memoised rows read
+    /// under an older value are stale.
     generation: AtomicU64,
     // Dropping the `Database` closes the connection, so keep it for as long as `conn`.
     _database: Database,
@@ -104,8 +114,15 @@ impl Db {
             }
         }
         migrations::apply(&conn).await?;
+        let snapshot = match location {
+            DbLocation::File(_) => Some(Mutex::new(open_snapshot(&database).await?)),
+            // `:memory:` is private to its connection; a remote server or a replica answers
+            // reads without waiting for the writer's disk.
+            _ => None,
+        };
         Ok(Self {
             conn: Mutex::new(conn),
+            snapshot,
             generation: AtomicU64::new(0),
             _database: database,
         })
@@ -117,13 +134,27 @@ impl Db {
     }
 
     /// Exclusive access to the connection for one operation or one transaction, which may
-    /// write anything: every memoised row becomes stale.
-    pub async fn conn(&self) -> MutexGuard<'_, Connection> {
+    /// write anything: every memoised row becomes stale, and so does every row a memo
+    /// reads while the guard is held.
+    pub async fn conn(&self) -> WriteGuard<'_> {
         let conn = self.reader().await;
-        // Under the lock, before any statement: a reader that read the old rows did so
-        // before this point, so its stamp is older than the new generation.
+        // Before any statement: a memo load that read the old rows stamped them before
+        // this point, so its stamp is older than the new generation.
         self.generation.fetch_add(1, Ordering::SeqCst);
-        conn
+        WriteGuard {
+            conn,
+            generation: &self.generation,
+        }
+    }
+
+    /// A connection for memo loads, which only read. On an embedded file it is a
+    /// connection of its own, which reads the last commit without waiting for the main
+    /// one; elsewhere it is [`Db::reader`].
+    pub async fn snapshot(&self) -> MutexGuard<'_, Connection> {
+        match &self.snapshot {
+            Some(snapshot) => snapshot.lock().await,
+            None => self.reader().await,
+        }
     }
 
     /// Exclusive access for statements that change nothing a [`Memo`] holds: reads, and
@@ -141,10 +172,41 @@ impl Db {
         conn
     }
 
-    /// The current write generation; read it while holding the connection.
+    /// The current write generation; read it before a memo load's first statement.
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
+}
+
+/// The connection held for a possible write ([`Db::conn`]).
+pub struct WriteGuard<'a> {
+    conn: MutexGuard<'a, Connection>,
+    generation: &'a AtomicU64,
+}
+
+impl Deref for WriteGuard<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        // After the commit: a memo load on the snapshot connection that ran meanwhile read
+        // the rows as they were before it, under a generation this makes old.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The snapshot connection: it waits for a lock as the main one does, and never writes.
+async fn open_snapshot(database: &Database) -> Result<Connection, DbError> {
+    let conn = database.connect()?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mut rows = conn.query("PRAGMA query_only = ON", ()).await?;
+    while rows.next().await?.is_some() {}
+    Ok(conn)
 }
 
 /// Runs `work` on a thread of the blocking pool and waits for it there.
