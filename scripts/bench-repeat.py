@@ -10,9 +10,11 @@ the whole server) shows as one run's p99 far above the others'.
 
 Set TMPDIR=/dev/shm to put the server's data directory on tmpfs, WISP_CONFIG to try
 runtime settings, WISP_BENCH_PAUSE=seconds to wait (printing the server's pid) before
-loading, to attach a profiler. Needs what bench-serving.py needs.
+loading, to attach a profiler. WISP_BENCH_WRITES=seconds creates an API key through the
+API that often while loading: each is a write that makes every memoised row stale, as an
+operator at work would. Needs what bench-serving.py needs.
 """
-import importlib.util, os, sys, json, time, shutil, sqlite3, tempfile, signal
+import importlib.util, os, sys, json, time, shutil, sqlite3, tempfile, signal, threading
 from pathlib import Path
 
 spec = importlib.util.spec_from_file_location("bs", Path(__file__).with_name("bench-serving.py"))
@@ -23,6 +25,7 @@ row = refs["digits_mlp.onnx"]["inputs"]["input"]["data"][:64]
 work = Path(tempfile.mkdtemp(prefix="wisp-probe-"))
 body = work / "mlp.json"; body.write_text(json.dumps({"inputs": {"input": [row]}}))
 wisp, base = bs.start_wisp(binary, work / "data")
+stop = threading.Event()
 try:
     token = bs.http("POST", f"{base}/v1/auth/login", body={"email": "bench@localhost", "password": bs.PASSWORD})["access_token"]
     bs.deploy(base, token, "bench", "mlp", "digits_mlp.onnx")
@@ -35,10 +38,19 @@ try:
         # Time to attach a profiler: perf record -p <pid of wisp> ...
         print(f"wisp pid {wisp.pid}; loading in {os.environ['WISP_BENCH_PAUSE']} s", flush=True)
         time.sleep(float(os.environ["WISP_BENCH_PAUSE"]))
+    if os.environ.get("WISP_BENCH_WRITES"):
+        every = float(os.environ["WISP_BENCH_WRITES"])
+        def write_while_loading():
+            n = 0
+            while not stop.wait(every):
+                n += 1
+                bs.http("POST", f"{base}/v1/orgs/bench/api-keys", token, {"name": f"operator-{n}", "scopes": ["read"]})
+        threading.Thread(target=write_while_loading, daemon=True).start()
     for r in range(rounds):
         for c in (1, 8):
             w = bs.load(url, body, c, 5, key)
             print(f"round {r} c={c}: {w[0]:.0f} req/s p50 {w[1]:.2f} p99 {w[2]:.2f}", flush=True)
 finally:
+    stop.set()
     wisp.send_signal(signal.SIGTERM); wisp.wait(timeout=30)
     shutil.rmtree(work, ignore_errors=True)

@@ -211,7 +211,7 @@ async fn create_job(
         )
         .await?;
         let known = {
-            let conn = state.db.conn().await;
+            let conn = state.db.reader().await;
             store::org_has_input(&conn, &org_id, &body.input_sha256).await?
         };
         let bytes = match known {
@@ -338,12 +338,12 @@ async fn list_jobs(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<BatchJob>>> {
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     Ok(Json(store::list(&conn, &access.org.id, limit).await?))
 }
 
 async fn find_job(state: &AppState, org_id: &str, id: &str) -> ApiResult<BatchJob> {
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     store::get(&conn, org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("batch job"))
@@ -425,7 +425,7 @@ async fn job_results(
     let (_, id) = path;
     let job = find_job(&state, &access.org.id, &id).await?;
     let chunks = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         store::chunks(&conn, &job.id).await?
     };
     let blobs = state.blobs.clone();

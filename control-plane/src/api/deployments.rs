@@ -84,7 +84,7 @@ async fn list_deployments(
     State(state): State<AppState>,
     access: Authorized<can::ReadModels>,
 ) -> ApiResult<Json<Vec<Deployment>>> {
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     Ok(Json(deployments::list(&conn, &access.org.id).await?))
 }
 
@@ -98,7 +98,7 @@ async fn get_deployment(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Deployment>> {
     let (_, name) = path;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     deployments::get(&conn, &model.id)
         .await?
@@ -337,7 +337,7 @@ async fn traffic_stats(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Vec<VariantStats>>> {
     let (_, name) = path;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(state.traffic.of_model(&model.id)))
 }
@@ -352,7 +352,7 @@ async fn deployment_history(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Vec<HistoryEntry>>> {
     let (_, name) = path;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(deployments::history(&conn, &model.id).await?))
 }
@@ -396,7 +396,7 @@ async fn respond(state: &AppState, job: WarmUp, model_id: &str, wait: bool) -> A
     if wait {
         handle.await.map_err(ApiError::internal)?;
     }
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let deployment = deployments::get(&conn, model_id).await?.ok_or_else(|| {
         ApiError::new(ErrorCode::NotFound, "the deployment was removed meanwhile")
     })?;

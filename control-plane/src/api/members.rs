@@ -80,7 +80,7 @@ async fn list_members(
     State(state): State<AppState>,
     access: Authorized<can::ReadMembers>,
 ) -> ApiResult<Json<Vec<Member>>> {
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     Ok(Json(orgs::members(&conn, &access.org.id).await?))
 }
 
@@ -94,7 +94,7 @@ async fn get_member(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Member>> {
     let (_, user_id) = path;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     orgs::member(&conn, &access.org.id, &user_id)
         .await?
         .map(Json)

@@ -129,7 +129,7 @@ async fn list_models(
     State(state): State<AppState>,
     access: Authorized<can::ReadModels>,
 ) -> ApiResult<Json<Vec<Model>>> {
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     Ok(Json(registry::list_models(&conn, &access.org.id).await?))
 }
 
@@ -191,7 +191,7 @@ async fn get_model(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Model>> {
     let (_, name) = path;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     Ok(Json(find_model(&conn, &access.org.id, &name).await?))
 }
 
@@ -257,7 +257,7 @@ async fn get_version(
     ApiPath(path): ApiPath<(String, String, i64)>,
 ) -> ApiResult<Json<ModelVersion>> {
     let (_, name, version) = path;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(resolve_version(&conn, &model, version).await?))
 }
@@ -273,7 +273,7 @@ async fn download_version(
 ) -> ApiResult<Response> {
     let (_, name, version) = path;
     let digest = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         let model = find_model(&conn, &access.org.id, &name).await?;
         resolve_version(&conn, &model, version).await?.sha256
     };
@@ -349,7 +349,7 @@ async fn list_aliases(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Vec<Alias>>> {
     let (_, name) = path;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(registry::list_aliases(&conn, &model.id).await?))
 }
@@ -364,7 +364,7 @@ async fn get_alias(
     ApiPath(path): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<ModelVersion>> {
     let (_, name, alias) = path;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     let version = registry::alias_target(&conn, &model.id, &alias)
         .await?
@@ -475,7 +475,7 @@ async fn alias_history(
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Vec<AliasMove>>> {
     let (_, name) = path;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(
         registry::alias_history(&conn, &model.id, query.alias.as_deref()).await?,

@@ -39,7 +39,7 @@ pub fn spawn(state: AppState, job_id: String) {
 /// Restarts every `queued` or `running` job, from its last completed chunk. Returns how many.
 pub async fn resume(state: &AppState) -> anyhow::Result<usize> {
     let ids = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         store::unfinished(&conn)
             .await
             .context("failed to list unfinished batch jobs")?
@@ -56,7 +56,7 @@ pub async fn resume(state: &AppState) -> anyhow::Result<usize> {
 async fn run(state: &AppState, job_id: &str) -> anyhow::Result<()> {
     let _slot = state.batch.slots().acquire_owned().await?;
     let job = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         if !store::start(&conn, job_id).await? {
             return Ok(()); // Cancelled while it waited.
         }
@@ -71,7 +71,7 @@ async fn run(state: &AppState, job_id: &str) -> anyhow::Result<()> {
     );
     if let Err(failure) = run_chunks(state, &job).await {
         tracing::warn!(failure.code = %failure.code, failure.message = %failure.message, "batch job failed");
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         store::fail(&conn, job_id, &failure).await?;
     }
     Ok(())
@@ -130,7 +130,7 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
     loop {
         // A chunk boundary: stop here if the job was cancelled (or finished elsewhere).
         let status = {
-            let conn = state.db.conn().await;
+            let conn = state.db.reader().await;
             store::get_by_id(&conn, &job.id)
                 .await
                 .map_err(internal)?
@@ -142,7 +142,7 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
         }
         let start = usize::try_from(index).map_err(internal)? * chunk_rows;
         if start >= total {
-            let conn = state.db.conn().await;
+            let conn = state.db.reader().await;
             store::succeed(&conn, &job.id).await.map_err(internal)?;
             tracing::info!("batch job succeeded");
             return Ok(());
@@ -188,7 +188,7 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
         // this chunk to redo, never a counted chunk without its results.
         state.blobs.commit(staged).await.map_err(internal)?;
         let committed = {
-            let conn = state.db.conn().await;
+            let conn = state.db.reader().await;
             store::commit_chunk(&conn, &job.id, &chunk)
                 .await
                 .map_err(internal)?

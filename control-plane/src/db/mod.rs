@@ -158,7 +158,10 @@ impl Db {
     }
 
     /// Exclusive access for statements that change nothing a [`Memo`] holds: reads, and
-    /// writes to columns no memo reads (a key's `last_used_at`). Memoised rows stay valid.
+    /// writes to tables and columns no memo reads (usage, invoices, batch jobs, MLflow
+    /// tracking, a key's `last_used_at`). Memoised rows stay valid, so prefer it wherever
+    /// that holds: every [`Db::conn`] sends the next request of every tenant to the
+    /// database for its rows.
     pub async fn reader(&self) -> MutexGuard<'_, Connection> {
         let conn = self.conn.lock().await;
         if !conn.is_autocommit() {

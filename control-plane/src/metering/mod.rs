@@ -95,7 +95,7 @@ impl Metering {
         let (outbox, leftovers, drained) = Outbox::open(dir, fsync, DRAIN_BATCH)?;
         let mut replayed = 0;
         for chunk in leftovers.events.chunks(DRAIN_BATCH) {
-            replayed += store::insert(&*db.conn().await, chunk).await?;
+            replayed += store::insert(&*db.reader().await, chunk).await?;
         }
         for segment in &leftovers.segments {
             std::fs::remove_file(segment).map_err(|source| OutboxError::Io {
@@ -365,7 +365,8 @@ async fn hourly(db: Arc<Db>) {
 /// One hourly round: samples every organisation's storage and finalises closed periods.
 async fn sample_and_finalize(db: Arc<Db>) {
     let now = crate::db::now();
-    let conn = db.conn().await;
+    // Storage samples and invoices: nothing a memo holds.
+    let conn = db.reader().await;
     if let Err(error) = storage::sample_all(&conn, now).await {
         tracing::warn!(error = %error, "failed to sample storage");
     }

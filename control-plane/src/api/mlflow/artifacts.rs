@@ -146,7 +146,7 @@ async fn download(
 ) -> MlflowResult<Response> {
     let path = request_path(&request)?;
     let file = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         artifacts::get(&conn, &access.org.id, &path).await?
     }
     .ok_or_else(|| MlflowError::not_found(format!("No artifact at path {path:?}")))?;
@@ -201,7 +201,7 @@ async fn list(
     Fields(request): Fields<ListRequest>,
 ) -> MlflowResult<Json<Value>> {
     let dir = artifacts::normalize(request.path.as_deref().unwrap_or(""))?;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let files = artifacts::list(&conn, &access.org.id, &dir).await?;
     Ok(Json(json!({ "files": files })))
 }
@@ -219,7 +219,7 @@ async fn list_run_artifacts(
     Fields(request): Fields<RunListRequest>,
 ) -> MlflowResult<Json<Value>> {
     let run_id = required_str(request.run_id.or(request.run_uuid), "run_id")?;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let run = tracking::get_run(&conn, &access.org.id, &run_id).await?;
     let root = artifacts::path_of_uri(&run.info.artifact_uri).unwrap_or_default();
     let sub = artifacts::normalize(request.path.as_deref().unwrap_or(""))?;

@@ -81,7 +81,7 @@ async fn get_experiment(
     Fields(request): Fields<IdRequest>,
 ) -> MlflowResult<Json<Value>> {
     let id = required_str(request.experiment_id, "experiment_id")?;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let experiment = tracking::get_experiment(&conn, &access.org.id, &id).await?;
     Ok(Json(json!({ "experiment": experiment })))
 }
@@ -97,7 +97,7 @@ async fn get_by_name(
     Fields(request): Fields<ByNameRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.experiment_name, "experiment_name")?;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     tracking::ensure_default_experiment(&conn, &access.org.id).await?;
     let experiment = tracking::find_experiment_by_name(&conn, &access.org.id, &name)
         .await?
@@ -128,7 +128,7 @@ async fn search(
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let view = ViewType::parse(request.view_type.as_deref())?;
     let experiments = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         tracking::search_experiments(
             &conn,
             &access.org.id,

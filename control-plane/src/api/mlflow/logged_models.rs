@@ -76,7 +76,7 @@ async fn get_model(
     access: Access<can::ReadExperiments>,
     Path(model_id): Path<String>,
 ) -> MlflowResult<Json<Value>> {
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let model = logged_models::get(&conn, &access.org.id, &model_id).await?;
     Ok(Json(json!({ "model": model })))
 }
@@ -232,7 +232,7 @@ async fn search(
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let clauses = filter::parse_filter(request.filter.as_deref().unwrap_or(""))?;
     let models = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         logged_models::list(&conn, &access.org.id, None).await?
     };
     let mut matching = Vec::new();

@@ -137,7 +137,7 @@ async fn get_model(
     Fields(request): Fields<ModelRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let model = mlregistry::get_model(&conn, &access.org.id, &name).await?;
     Ok(Json(json!({ "registered_model": model })))
 }
@@ -330,7 +330,7 @@ async fn search_models(
     let max = mlflow::max_results(request.max_results, 100, 1000)?;
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let models = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         mlregistry::list_models(&conn, &access.org.id, None).await?
     };
     let models = search(
@@ -358,7 +358,7 @@ async fn search_versions(
     let max = mlflow::max_results(request.max_results, 10_000, 200_000)?;
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let mut versions = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         mlregistry::list_versions(&conn, &access.org.id, None).await?
     };
     // Default order: by name, newest version first.
@@ -408,7 +408,7 @@ async fn latest_versions(
         .iter()
         .map(|s| mlregistry::canonical_stage(s))
         .collect::<MlflowResult<Vec<_>>>()?;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     mlregistry::check_model(&conn, &access.org.id, &name).await?;
     let versions = mlregistry::list_versions(&conn, &access.org.id, Some(&name)).await?;
     Ok(Json(
@@ -563,7 +563,7 @@ async fn get_by_alias(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let alias = required_str(request.alias, "alias")?;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     mlregistry::check_model(&conn, &access.org.id, &name).await?;
     let version = mlregistry::alias_target(&conn, &access.org.id, &name, &alias)
         .await?
@@ -656,7 +656,7 @@ async fn inspect_artifacts(state: &AppState, org_id: &str, location: &str) -> Ml
         return Ok(Bridge::Nothing);
     };
     let file = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         artifacts::find_onnx(&conn, org_id, &dir).await?
     };
     let Some(file) = file else {
@@ -816,7 +816,7 @@ async fn get_version(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let version = required_str(request.version, "version")?;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let version = mlregistry::get_version(&conn, &access.org.id, &name, &version).await?;
     Ok(Json(json!({ "model_version": version })))
 }
@@ -906,7 +906,7 @@ async fn download_uri(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let version = required_str(request.version, "version")?;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let found = mlregistry::get_version(&conn, &access.org.id, &name, &version).await?;
     Ok(Json(json!({ "artifact_uri": found.storage_location })))
 }

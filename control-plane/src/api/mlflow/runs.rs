@@ -93,7 +93,7 @@ async fn get_run(
     Fields(run): Fields<RunRef>,
 ) -> MlflowResult<Json<Value>> {
     let id = run.id()?;
-    let conn = state.db.conn().await;
+    let conn = state.db.reader().await;
     let run = tracking::get_run(&conn, &access.org.id, &id).await?;
     Ok(Json(json!({ "run": run })))
 }
@@ -399,7 +399,7 @@ async fn search(
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let view = ViewType::parse(request.run_view_type.as_deref())?;
     let (runs, more) = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         tracking::search_runs(
             &conn,
             &access.org.id,
@@ -444,7 +444,7 @@ async fn metric_history(
     let max = mlflow::max_results(request.max_results, WHOLE_HISTORY, WHOLE_HISTORY)?;
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let mut metrics = {
-        let conn = state.db.conn().await;
+        let conn = state.db.reader().await;
         tracking::metric_history(&conn, &access.org.id, &id, &key, offset, max).await?
     };
     let more = metrics.len() > max;
