@@ -18,6 +18,7 @@ mod limits;
 mod nn;
 mod precompiled;
 mod priority;
+mod ready_streams;
 mod request;
 mod runtime;
 mod tensor;

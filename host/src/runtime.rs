@@ -73,6 +73,9 @@ pub struct RuntimeStats {
     pub graphs: CacheStats,
     /// Components deserialized from the precompiled disk cache instead of compiled.
     pub precompiled_hits: u64,
+    /// Calls that could not finish in place (they blocked on the runtime) and ran again
+    /// on the pool.
+    pub in_place_retries: u64,
 }
 
 /// The inference host. Cheap to clone; all clones share engine, caches and pool.
@@ -90,6 +93,7 @@ struct Inner {
     graphs: IdleCache<GraphKey, Arc<OnnxGraph>>,
     precompiled: Option<Arc<PrecompiledCache>>,
     precompiled_hits: AtomicU64,
+    in_place_retries: AtomicU64,
     slots: Arc<Semaphore>,
     priorities: Priorities,
     _ticker: EpochTicker,
@@ -154,6 +158,7 @@ impl Runtime {
             linker,
             precompiled,
             precompiled_hits: Default::default(),
+            in_place_retries: Default::default(),
             artifacts,
             config,
         });
@@ -303,6 +308,7 @@ impl Runtime {
             components: self.inner.components.stats(),
             graphs: self.inner.graphs.stats(),
             precompiled_hits: self.inner.precompiled_hits.load(Ordering::Relaxed),
+            in_place_retries: self.inner.in_place_retries.load(Ordering::Relaxed),
         }
     }
 
@@ -398,12 +404,14 @@ impl Runtime {
                         .record(&tenant, started.elapsed(), input_bytes);
                     return executed;
                 }
-                // WASI's synchronous stream functions (a guest writing its panic message
-                // to stderr) block on the tokio runtime, which a worker thread must not
-                // do, and panic there. The call had no effect outside its own instance:
-                // run it again on the pool, where they may, and keep the tenant there.
+                // A WASI function that must wait (a stream that is not ready, a sleep)
+                // blocks on the tokio runtime, which a worker thread must not do, and
+                // panics there; stderr writes finish without it (`ready_streams.rs`). The
+                // call had no effect outside its own instance: run it again on the pool,
+                // where such functions may block, and keep the tenant there.
                 Err(panic) => {
                     tracing::debug!(tenant = %tenant, panic = %panic_text(&panic), "a call in place panicked; running it on the pool");
+                    inner.in_place_retries.fetch_add(1, Ordering::Relaxed);
                     inner.priorities.keep_on_pool(&tenant);
                     // Within what is left of the call's deadline.
                     retry_limits = Some(TenantLimits {
@@ -413,6 +421,8 @@ impl Runtime {
                 }
             }
         }
+        // A call run again keeps the tenant's deadline in its errors, whatever is left.
+        let tenant_deadline = limits.deadline;
         let limits = retry_limits.as_ref().unwrap_or(limits);
         let deadline = limits.deadline;
         let task = {
@@ -432,14 +442,20 @@ impl Runtime {
         // Epochs stop Wasm code at the deadline; this bounds a call stuck in the backend,
         // whose thread finishes (and frees its slot) in the background.
         let grace = deadline / 10 + inner.config.epoch_tick * 5;
-        match tokio::time::timeout(deadline + grace, task).await {
+        let result = match tokio::time::timeout(deadline + grace, task).await {
             Err(_) => Err(RuntimeError::DeadlineExceeded { deadline }),
             Ok(Err(join_error)) => Err(RuntimeError::internal(
                 "instance thread panicked",
                 join_error,
             )),
             Ok(Ok(result)) => result,
-        }
+        };
+        result.map_err(|error| match error {
+            RuntimeError::DeadlineExceeded { .. } => RuntimeError::DeadlineExceeded {
+                deadline: tenant_deadline,
+            },
+            other => other,
+        })
     }
 }
 
@@ -649,6 +665,7 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>> {
     let mut linker = Linker::new(engine);
     // Rust's std for wasm32-wasip2 imports wasi:cli and friends even in a library component.
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    crate::ready_streams::add_to_linker(&mut linker)?;
     wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |state: &mut RequestState| {
         let (table, nn) = state.nn_view_parts();
         wasmtime_wasi_nn::wit::WasiNnView::new(table, nn)

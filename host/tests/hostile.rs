@@ -260,8 +260,8 @@ async fn hostile_calls_run_in_place_fail_the_same_way() {
     // Every call after a tenant's first runs in place (on the calling tokio worker) with
     // this configuration: the limits hold there too, each failure keeps its own error, and
     // the next call still succeeds. A guest that writes its panic message to stderr
-    // (`unreachable` here) cannot finish in place, where WASI's synchronous streams may not
-    // block on the runtime: it runs again on the pool, and the caller sees its own trap.
+    // (`unreachable` here) finishes in place too: its stderr is ready, so the write does
+    // not block on the runtime (which would panic on a worker and run the call again).
     let harness = Harness::with_config(RuntimeConfig {
         in_place_under: Duration::from_secs(3_600),
         low_priority_after: Duration::ZERO,
@@ -293,4 +293,80 @@ async fn hostile_calls_run_in_place_fail_the_same_way() {
     let unreachable = harness.model("org-a", "unreachable", components::UNREACHABLE, None);
     let error = expect_failure(&harness, &unreachable, &tight_limits(), vec![]).await;
     assert_eq!(error.code(), "guest_trap", "{error}");
+
+    let panicker = harness.model("org-a", "panicker", components::PANICKER, None);
+    let error = expect_failure(&harness, &panicker, &tight_limits(), vec![]).await;
+    assert!(
+        error.to_string().contains("model exploded on 0 inputs"),
+        "the panic message written to stderr in place reaches the caller: {error}"
+    );
+    assert_eq!(
+        harness.runtime.stats().in_place_retries,
+        0,
+        "no call had to run again on the pool"
+    );
+}
+
+/// The sleeper's input: how long it sleeps.
+fn sleep_for(ms: i64) -> Vec<NamedTensor> {
+    vec![NamedTensor::new("ms", Tensor::from_values(&[1], &[ms]))]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_must_block_runs_again_on_the_pool() {
+    // A guest's sleep blocks on the runtime, which a call in place cannot do: the call runs
+    // again on the pool, and the tenant's next calls go there directly.
+    let harness = Harness::with_config(RuntimeConfig {
+        in_place_under: Duration::from_secs(3_600),
+        low_priority_after: Duration::ZERO,
+        ..test_config()
+    });
+    let sleeper = harness.model("org-a", "sleeper", components::SLEEPER, None);
+    let limits = TenantLimits {
+        deadline: Duration::from_secs(10),
+        ..tight_limits()
+    };
+    for call in 0..3 {
+        harness
+            .runtime
+            .predict(&sleeper, &limits, sleep_for(1))
+            .await
+            .unwrap_or_else(|e| panic!("call {call}: {e}"));
+    }
+    assert_eq!(
+        harness.runtime.stats().in_place_retries,
+        1,
+        "the first call ran on the pool, the second in place and again, the third on the pool"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_run_again_reports_the_tenants_deadline() {
+    let harness = Harness::with_config(RuntimeConfig {
+        in_place_under: Duration::from_secs(3_600),
+        low_priority_after: Duration::ZERO,
+        ..test_config()
+    });
+    let sleeper = harness.model("org-a", "sleeper", components::SLEEPER, None);
+    let limits = spin_limits();
+    // A short first call, on the pool, so that the second is predicted short.
+    harness
+        .runtime
+        .predict(&sleeper, &limits, sleep_for(0))
+        .await
+        .expect("a short sleep");
+    // Sleeping past the deadline: in place it cannot block, so it runs again on the pool
+    // with what is left of the deadline, where the wall-clock timeout stops it.
+    let error = harness
+        .runtime
+        .predict(&sleeper, &limits, sleep_for(1_000))
+        .await
+        .expect_err("sleeps past the deadline");
+    assert_eq!(harness.runtime.stats().in_place_retries, 1);
+    assert_eq!(
+        error,
+        RuntimeError::DeadlineExceeded {
+            deadline: limits.deadline
+        }
+    );
 }
