@@ -5,7 +5,8 @@ Starts `wisp serve` (the binary given, or target/release/wisp, else target/debug
 the Python baseline (tests/bench/fastapi_app.py under uvicorn with httptools and uvloop,
 2 workers: one per core) on 127.0.0.1,
 loads each with `wrk` for a fixed time at concurrency 1, 8 and 64, and prints req/s, p50
-and p99 with the ratios. Then the noisy-neighbour check: organisation B's p99 alone, and
+and p99 with the ratios. Then the ceiling: wisp's bare `GET /healthz` under the same load
+generator, the most requests any endpoint can answer here. Then the noisy-neighbour check: organisation B's p99 alone, and
 while organisation A saturates a slow model, with B at concurrency 1 (within its fair
 share of the cores) and 8 (saturating the machine by itself).
 
@@ -98,6 +99,13 @@ def load(url, body_file, concurrency, seconds, token=None, background=False):
     if background:
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     return parse_wrk(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout, url)
+
+
+def load_get(url, concurrency, seconds):
+    """Loads `url` with plain GETs; returns req/s, p50 and p99 in ms."""
+    command = ["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d", f"{seconds}s",
+               "--latency", url]
+    return parse_wrk(subprocess.run(command, capture_output=True, text=True, check=True).stdout, url)
 
 
 def parse_wrk(out, url):
@@ -195,14 +203,22 @@ def main():
         print(f"wisp: {binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary}; "
               f"{args.seconds} s per point; digits MLP, one row per request\n")
         print(f"{'c':>3} | {'wisp req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'python req/s':>12} {'p50 ms':>7} {'p99 ms':>7} | {'throughput x':>12} {'p99 ratio':>9}")
+        python_best = 0
         for concurrency in (1, 8, 64):
             load(wisp_url, body, concurrency, 2, key)  # warm-up
             w = load(wisp_url, body, concurrency, args.seconds, key)
             load(python_url, body, concurrency, 2)
             p = load(python_url, body, concurrency, args.seconds)
+            python_best = max(python_best, p[0])
             print(f"{concurrency:>3} | {w[0]:>10.0f} {w[1]:>7.2f} {w[2]:>7.2f} | {p[0]:>12.0f} {p[1]:>7.2f} {p[2]:>7.2f} | "
                   f"{w[0] / p[0]:>12.2f} {w[2] / p[2]:>9.2f}")
         uvicorn.send_signal(signal.SIGTERM)
+
+        # The ceiling of any request on these cores with wrk beside it: wisp's bare health
+        # check (no auth, no JSON, no runtime, no metering), against 5x Python's best.
+        ceiling = {c: load_get(f"{base}/healthz", c, args.seconds) for c in (8, 64)}
+        print(f"\nceiling: GET /healthz {ceiling[8][0]:.0f} req/s at c=8, {ceiling[64][0]:.0f} at c=64; "
+              f"5x Python's best ({python_best:.0f}) is {5 * python_best:.0f} req/s")
 
         # Noisy neighbour: org B's p99 alone, then while org A saturates a slow model (the
         # digits CNN on 512-row batches).
