@@ -255,6 +255,15 @@ async fn a_model_without_a_graph_sees_no_graphs() {
     );
 }
 
+/// A harness where every call after a tenant's first runs in place, on the calling worker.
+fn in_place_harness() -> Harness {
+    Harness::with_config(RuntimeConfig {
+        in_place_under: Duration::from_secs(3_600),
+        low_priority_after: Duration::ZERO,
+        ..test_config()
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_calls_run_in_place_fail_the_same_way() {
     // Every call after a tenant's first runs in place (on the calling tokio worker) with
@@ -262,11 +271,7 @@ async fn hostile_calls_run_in_place_fail_the_same_way() {
     // the next call still succeeds. A guest that writes its panic message to stderr
     // (`unreachable` here) finishes in place too: its stderr is ready, so the write does
     // not block on the runtime (which would panic on a worker and run the call again).
-    let harness = Harness::with_config(RuntimeConfig {
-        in_place_under: Duration::from_secs(3_600),
-        low_priority_after: Duration::ZERO,
-        ..test_config()
-    });
+    let harness = in_place_harness();
     predict_healthy(&harness, &tight_limits())
         .await
         .expect("the first call, on the pool");
@@ -316,11 +321,7 @@ fn sleep_for(ms: i64) -> Vec<NamedTensor> {
 async fn a_call_that_must_block_runs_again_on_the_pool() {
     // A guest's sleep blocks on the runtime, which a call in place cannot do: the call runs
     // again on the pool, and the tenant's next calls go there directly.
-    let harness = Harness::with_config(RuntimeConfig {
-        in_place_under: Duration::from_secs(3_600),
-        low_priority_after: Duration::ZERO,
-        ..test_config()
-    });
+    let harness = in_place_harness();
     let sleeper = harness.model("org-a", "sleeper", components::SLEEPER, None);
     let limits = TenantLimits {
         deadline: Duration::from_secs(10),
@@ -342,11 +343,7 @@ async fn a_call_that_must_block_runs_again_on_the_pool() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_run_again_reports_the_tenants_deadline() {
-    let harness = Harness::with_config(RuntimeConfig {
-        in_place_under: Duration::from_secs(3_600),
-        low_priority_after: Duration::ZERO,
-        ..test_config()
-    });
+    let harness = in_place_harness();
     let sleeper = harness.model("org-a", "sleeper", components::SLEEPER, None);
     let limits = spin_limits();
     // A short first call, on the pool, so that the second is predicted short.

@@ -185,6 +185,12 @@ mod tests {
         Arc::new(Db::memory().await.expect("open"))
     }
 
+    /// A database file in `dir`: memos load through its snapshot connection.
+    async fn open_file(dir: &tempfile::TempDir) -> Arc<Db> {
+        let location = crate::db::DbLocation::File(dir.path().join("wisp.db"));
+        Arc::new(Db::open(&location).await.expect("open"))
+    }
+
     /// What another process sharing the database would do: a write this process's
     /// generation does not see.
     async fn insert_org_behind_the_memos_back(db: &Db, id: &str) {
@@ -253,11 +259,7 @@ mod tests {
     #[tokio::test]
     async fn on_a_file_a_stale_row_is_read_while_a_write_holds_the_connection() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Arc::new(
-            Db::open(&crate::db::DbLocation::File(dir.path().join("wisp.db")))
-                .await
-                .expect("open"),
-        );
+        let db = open_file(&dir).await;
         let memo = Memo::new(10);
         let loads = Arc::new(AtomicUsize::new(0));
         assert_eq!(count_orgs(&memo, &db, &loads).await, 0);
@@ -290,9 +292,7 @@ mod tests {
     #[tokio::test]
     async fn the_snapshot_connection_refuses_writes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(&crate::db::DbLocation::File(dir.path().join("wisp.db")))
-            .await
-            .expect("open");
+        let db = open_file(&dir).await;
         let written = db
             .snapshot()
             .await
