@@ -19,7 +19,9 @@ use wasmtime_wasi_io::streams::{DynOutputStream, StreamError};
 use crate::request::RequestState;
 
 /// The `wasi:io/streams` instance wasmtime-wasi defines; guests importing any 0.2 version
-/// resolve to it.
+/// resolve to it. It follows the wasmtime-wasi release: after an upgrade that changes it,
+/// either instantiation fails everywhere (a second, partial instance) or the in-place
+/// hostile test sees a call run again (these functions no longer shadow the bindings').
 const STREAMS: &str = "wasi:io/streams@0.2.12";
 
 /// What `blocking-write-and-flush` accepts at once, as the bindings enforce it.
