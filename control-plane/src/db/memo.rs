@@ -6,7 +6,7 @@
 //! [`Db::conn`] (a possible write) in this process makes every memo miss once, so a
 //! revoked key or a new deployment is seen by the very next request. Loads run on
 //! [`Db::snapshot`], and so may run while a write is under way: the write bumps the
-//! generation again when it is released, which makes whatever they read meanwhile stale.
+//! generation when it is released, which makes whatever they read meanwhile stale.
 //!
 //! Writes made by other processes sharing a database cannot bump the generation, so a row
 //! is also read again once it is [`MEMO_TTL`] old. That read happens off the request path:
@@ -191,17 +191,18 @@ mod tests {
         Arc::new(Db::open(&location).await.expect("open"))
     }
 
+    async fn insert_org(conn: &Connection, id: &str) -> libsql::Result<u64> {
+        conn.execute(
+            "INSERT INTO orgs (id, slug, name, created_at) VALUES (?1, ?1, ?1, 0)",
+            [id],
+        )
+        .await
+    }
+
     /// What another process sharing the database would do: a write this process's
     /// generation does not see.
     async fn insert_org_behind_the_memos_back(db: &Db, id: &str) {
-        db.reader()
-            .await
-            .execute(
-                "INSERT INTO orgs (id, slug, name, created_at) VALUES (?1, ?1, ?1, 0)",
-                [id],
-            )
-            .await
-            .expect("insert");
+        insert_org(&*db.reader().await, id).await.expect("insert");
     }
 
     /// Whether `done` comes true within a second: a background refresh lands shortly
@@ -244,14 +245,7 @@ mod tests {
             "a reader leaves memos valid"
         );
 
-        db.conn()
-            .await
-            .execute(
-                "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",
-                (),
-            )
-            .await
-            .expect("insert");
+        insert_org(&*db.conn().await, "1").await.expect("insert");
         assert_eq!(count_orgs(&memo, &db, &loads).await, 1, "the write is seen");
         assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
@@ -263,29 +257,26 @@ mod tests {
         let memo = Memo::new(10);
         let loads = Arc::new(AtomicUsize::new(0));
         assert_eq!(count_orgs(&memo, &db, &loads).await, 0);
+        // A committed write makes the row stale.
+        insert_org(&*db.conn().await, "1").await.expect("insert");
 
-        // A write under way, as an API call or the metering drainer waiting for its commit.
+        // Another write under way, as an API call or the metering drainer waiting for its
+        // commit: reading the stale row must not wait for it.
         let writing = db.conn().await;
         writing.execute("BEGIN", ()).await.expect("begin");
-        writing
-            .execute(
-                "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",
-                (),
-            )
-            .await
-            .expect("insert");
-        // The row is stale (the write took the connection); its read must not wait for it.
+        insert_org(&writing, "2").await.expect("insert");
         let read = tokio::time::timeout(Duration::from_secs(10), count_orgs(&memo, &db, &loads));
         assert_eq!(
             read.await.expect("read without the main connection"),
-            0,
+            1,
             "the last commit"
         );
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
         writing.execute("COMMIT", ()).await.expect("commit");
         drop(writing);
 
         // What was read during the write is stale now that it is committed.
-        assert_eq!(count_orgs(&memo, &db, &loads).await, 1, "the write is seen");
+        assert_eq!(count_orgs(&memo, &db, &loads).await, 2, "the write is seen");
         assert_eq!(loads.load(Ordering::SeqCst), 3);
     }
 
@@ -293,14 +284,7 @@ mod tests {
     async fn the_snapshot_connection_refuses_writes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open_file(&dir).await;
-        let written = db
-            .snapshot()
-            .await
-            .execute(
-                "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",
-                (),
-            )
-            .await;
+        let written = insert_org(&*db.snapshot().await, "1").await;
         assert!(written.is_err(), "a memo load must only read");
     }
 

@@ -11,9 +11,9 @@
 //!
 //! Hot rows read on every request (API keys, organisations, plans, deployments) are kept in
 //! [`Memo`]s. Every [`Db::conn`] counts as a possible write and makes every memoised row
-//! stale, once when it is taken and again when it is released (after the commit); only
-//! [`Db::reader`], for statements that change nothing a memo holds, leaves them be. So a
-//! change made by this process is seen by its very next request.
+//! stale when it is released (after the commit), including rows read while it was held;
+//! only [`Db::reader`], for statements that change nothing a memo holds, leaves them be.
+//! So a change made by this process is seen by its very next request.
 //!
 //! Memos read through [`Db::snapshot`]: on an embedded file, a second connection that only
 //! reads. Under WAL it reads the last commit while the main connection is inside a
@@ -69,8 +69,8 @@ pub struct Db {
     conn: Mutex<Connection>,
     /// A read-only second connection to an embedded file, for memo loads ([`Db::snapshot`]).
     snapshot: Option<Mutex<Connection>>,
-    /// Bumped when a [`Db::conn`] is taken and when it is released: memoised rows read
-    /// under an older value are stale.
+    /// Bumped when a [`Db::conn`] is released: memoised rows read under an older value are
+    /// stale.
     generation: AtomicU64,
     // Dropping the `Database` closes the connection, so keep it for as long as `conn`.
     _database: Database,
@@ -138,9 +138,6 @@ impl Db {
     /// reads while the guard is held.
     pub async fn conn(&self) -> WriteGuard<'_> {
         let conn = self.reader().await;
-        // Before any statement: a memo load that read the old rows stamped them before
-        // this point, so its stamp is older than the new generation.
-        self.generation.fetch_add(1, Ordering::SeqCst);
         WriteGuard {
             conn,
             generation: &self.generation,
@@ -197,8 +194,9 @@ impl Deref for WriteGuard<'_> {
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        // After the commit: a memo load on the snapshot connection that ran meanwhile read
-        // the rows as they were before it, under a generation this makes old.
+        // After the commit: a memo load stamped before this point (on the snapshot
+        // connection, it may have run during the write and read the rows as they were
+        // before it) is now stale.
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 }
