@@ -123,22 +123,51 @@ pub struct AuditPage {
 
 /// Reads one page of an organisation's log.
 pub async fn query(conn: &Connection, org_id: &str, q: &AuditQuery) -> Result<AuditPage, DbError> {
+    query_scoped(conn, "org_id = ?1", org_id, q).await
+}
+
+/// The action prefix of every platform operator's entry.
+pub const PLATFORM_ACTION_PREFIX: &str = "platform.";
+
+/// Reads one page of the platform operators' entries, across organisations (each is also
+/// in the log of the organisation it concerns).
+pub async fn query_platform(conn: &Connection, q: &AuditQuery) -> Result<AuditPage, DbError> {
+    // A range on `action`, so the `audit_log_action` index serves it: `platform.` up to
+    // `platform/`, the next character.
+    query_scoped(
+        conn,
+        "action >= ?1 AND action < 'platform/'",
+        PLATFORM_ACTION_PREFIX,
+        q,
+    )
+    .await
+}
+
+/// One page of the entries matching `scope`, a condition on the parameter `?1` (`scope_value`).
+async fn query_scoped(
+    conn: &Connection,
+    scope: &str,
+    scope_value: &str,
+    q: &AuditQuery,
+) -> Result<AuditPage, DbError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
     // Every filter is a bound parameter; a NULL parameter disables its condition.
     let rows = conn
         .query(
-            "SELECT id, actor, action, target, details, source_ip, request_id, created_at
+            &format!(
+                "SELECT id, actor, action, target, details, source_ip, request_id, created_at
              FROM audit_log
-             WHERE org_id = ?1
+             WHERE {scope}
                AND (?2 IS NULL OR action = ?2)
                AND (?3 IS NULL OR actor = ?3)
                AND (?4 IS NULL OR substr(target, 1, length(?4)) = ?4)
                AND (?5 IS NULL OR created_at >= ?5)
                AND (?6 IS NULL OR created_at < ?6)
                AND (?7 IS NULL OR id < ?7)
-             ORDER BY id DESC LIMIT ?8",
+             ORDER BY id DESC LIMIT ?8"
+            ),
             params![
-                org_id,
+                scope_value,
                 q.action.as_deref(),
                 q.actor.as_deref(),
                 q.target_prefix.as_deref(),

@@ -73,6 +73,65 @@ pub enum Command {
     Predict(PredictArgs),
     /// Read the organisation's audit log, newest first.
     Audit(AuditArgs),
+    /// Platform operators only: every organisation, plans, suspension, usage.
+    #[command(subcommand)]
+    Platform(PlatformCommand),
+}
+
+/// `wisp platform …` (for the emails listed in the server's `platform.operators`).
+#[derive(Debug, Subcommand)]
+pub enum PlatformCommand {
+    /// Every organisation with its plan, overrides and suspension.
+    Orgs,
+    /// Move an organisation to another plan and/or replace its quota overrides.
+    SetPlan(SetPlanArgs),
+    /// Suspend an organisation: its calls, keys and inference are refused.
+    Suspend {
+        /// Organisation slug.
+        org: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reinstate a suspended organisation.
+    Reinstate {
+        /// Organisation slug.
+        org: String,
+    },
+    /// Every organisation's usage of a billing period.
+    Usage {
+        /// `YYYY-MM` [default: the current month].
+        #[arg(long)]
+        period: Option<String>,
+    },
+    /// Every platform operator's action, newest first.
+    Audit {
+        /// At most this many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+/// Flags of `wisp platform set-plan`. Any override flag replaces all overrides: the ones
+/// not given go back to the plan's values.
+#[derive(Debug, Args)]
+pub struct SetPlanArgs {
+    /// Organisation slug.
+    pub org: String,
+    /// `free`, `pro` or `enterprise` [default: keep the current plan].
+    #[arg(long)]
+    pub plan: Option<String>,
+    #[arg(long)]
+    pub max_models: Option<u64>,
+    #[arg(long)]
+    pub calls_per_month: Option<u64>,
+    #[arg(long)]
+    pub max_storage_bytes: Option<u64>,
+    #[arg(long)]
+    pub compute_units_per_call: Option<u64>,
+    /// Remove every override.
+    #[arg(long, conflicts_with_all = ["max_models", "calls_per_month", "max_storage_bytes", "compute_units_per_call"])]
+    pub clear_overrides: bool,
 }
 
 /// Flags of `wisp login`.
@@ -226,6 +285,9 @@ pub struct ServeArgs {
     /// First start only: the admin's password [default: generated and printed once].
     #[arg(long, env = "WISP_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// Emails of the platform operators, comma-separated; replaces `platform.operators`.
+    #[arg(long, env = "WISP_PLATFORM_OPERATORS", value_delimiter = ',')]
+    pub platform_operators: Option<Vec<String>>,
 }
 
 /// Who to create on first start.
@@ -258,6 +320,9 @@ impl ServeArgs {
         }
         if let Some(secret) = &self.jwt_secret {
             config.auth.jwt_secret = Some(secret.clone());
+        }
+        if let Some(operators) = &self.platform_operators {
+            config.platform.operators = operators.clone();
         }
         config.validate()?;
         Ok(config)

@@ -39,6 +39,20 @@ pub struct Config {
     pub batch: BatchConfig,
     #[serde(default)]
     pub metering: MeteringConfig,
+    #[serde(default)]
+    pub platform: PlatformConfig,
+}
+
+/// The service owner's side: who operates the platform above the organisations.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// Emails of the platform operators: signed in, they may change any organisation's
+    /// plan and quotas, suspend and reinstate organisations and read platform-wide usage
+    /// (`/v1/platform/…`). Not an organisation role: no member, owner included, has it.
+    /// Empty (the default): nobody.
+    #[serde(default)]
+    pub operators: Vec<String>,
 }
 
 /// Where the libSQL database lives.
@@ -198,6 +212,7 @@ impl Default for Config {
             runtime: wisp_host::RuntimeConfig::default(),
             batch: BatchConfig::default(),
             metering: MeteringConfig::default(),
+            platform: PlatformConfig::default(),
         }
     }
 }
@@ -281,6 +296,14 @@ impl Config {
         }
         if self.database.auth_token.is_some() && !remote {
             return invalid("database.auth_token only applies to a remote database.url");
+        }
+        if let Some(bad) = self.platform.operators.iter().find(|email| {
+            let email = email.trim();
+            !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace)
+        }) {
+            return Err(ConfigError::Invalid(format!(
+                "platform.operators must be email addresses, got {bad:?}"
+            )));
         }
         Ok(())
     }
@@ -372,5 +395,15 @@ mod tests {
         assert!(replica_without_remote.validate().is_err());
         let zero_limit = parse("[limits]\nmax_upload_bytes = 0").expect("parse");
         assert!(zero_limit.validate().is_err());
+        let not_an_email = parse("[platform]\noperators = [\"ops\"]").expect("parse");
+        assert!(not_an_email.validate().is_err());
+    }
+
+    #[test]
+    fn platform_operators_parse() {
+        let config = parse("[platform]\noperators = [\"ops@example.com\"]").expect("parse");
+        config.validate().expect("valid");
+        assert_eq!(config.platform.operators, ["ops@example.com"]);
+        assert!(parse("[platform]\noperator = [\"ops@example.com\"]").is_err());
     }
 }

@@ -78,6 +78,9 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// Something failed inside wisp; details are in the server log.
     Internal,
+    /// A platform operator suspended the organisation: its calls, keys and inference are
+    /// refused until it is reinstated.
+    OrgSuspended,
 }
 
 impl ErrorCode {
@@ -114,6 +117,7 @@ impl ErrorCode {
         Self::RateLimited,
         Self::QuotaExceeded,
         Self::Internal,
+        Self::OrgSuspended,
     ];
 
     /// The stable string clients match on.
@@ -150,6 +154,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::QuotaExceeded => "quota_exceeded",
             Self::Internal => "internal",
+            Self::OrgSuspended => "org_suspended",
         }
     }
 
@@ -160,7 +165,7 @@ impl ErrorCode {
             | Self::InvalidToken
             | Self::TokenExpired
             | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::OrgSuspended => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::AlreadyExists
             | Self::LastOwner

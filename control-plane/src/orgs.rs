@@ -1,4 +1,5 @@
-//! Organisations (the tenants) and their memberships.
+//! Organisations (the tenants) and their memberships, and their suspension by a platform
+//! operator.
 
 use libsql::{Connection, params};
 use serde::Serialize;
@@ -15,7 +16,13 @@ pub struct Org {
     pub slug: String,
     pub name: String,
     pub created_at: i64,
+    /// Unix seconds; set while a platform operator has suspended the organisation: its
+    /// API calls, keys and inference are refused with `org_suspended`.
+    pub suspended_at: Option<i64>,
 }
+
+/// The columns [`org_from_row`] reads, of `orgs` (aliased `o` where joined).
+const ORG_COLUMNS: &str = "o.id, o.slug, o.name, o.created_at, o.suspended_at";
 
 /// A user's membership as shown by the API.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -33,6 +40,7 @@ fn org_from_row(row: &libsql::Row) -> Result<Org, DbError> {
         slug: row.get(1)?,
         name: row.get(2)?,
         created_at: row.get(3)?,
+        suspended_at: row.get(4)?,
     })
 }
 
@@ -44,7 +52,7 @@ fn parse_role(stored: &str) -> Result<Role, DbError> {
 pub async fn find_by_slug(conn: &Connection, slug: &str) -> Result<Option<Org>, DbError> {
     let rows = conn
         .query(
-            "SELECT id, slug, name, created_at FROM orgs WHERE slug = ?1",
+            &format!("SELECT {ORG_COLUMNS} FROM orgs o WHERE o.slug = ?1"),
             params![slug],
         )
         .await?;
@@ -59,7 +67,7 @@ pub async fn find_by_slug(conn: &Connection, slug: &str) -> Result<Option<Org>, 
 pub async fn find_by_id(conn: &Connection, id: &str) -> Result<Option<Org>, DbError> {
     let rows = conn
         .query(
-            "SELECT id, slug, name, created_at FROM orgs WHERE id = ?1",
+            &format!("SELECT {ORG_COLUMNS} FROM orgs o WHERE o.id = ?1"),
             params![id],
         )
         .await?;
@@ -75,13 +83,15 @@ pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<(Org, Role)>, D
     let conn = db.conn().await;
     let rows = conn
         .query(
-            "SELECT o.id, o.slug, o.name, o.created_at, m.role FROM orgs o
-             JOIN memberships m ON m.org_id = o.id WHERE m.user_id = ?1 ORDER BY o.slug",
+            &format!(
+                "SELECT {ORG_COLUMNS}, m.role FROM orgs o
+                 JOIN memberships m ON m.org_id = o.id WHERE m.user_id = ?1 ORDER BY o.slug"
+            ),
             params![user_id],
         )
         .await?;
     db::collect(rows, |row| {
-        Ok((org_from_row(row)?, parse_role(&row.get::<String>(4)?)?))
+        Ok((org_from_row(row)?, parse_role(&row.get::<String>(5)?)?))
     })
     .await
 }
@@ -93,6 +103,7 @@ pub async fn insert(conn: &Connection, slug: &str, name: &str) -> Result<Org, Db
         slug: slug.to_owned(),
         name: name.to_owned(),
         created_at: db::now(),
+        suspended_at: None,
     };
     conn.execute(
         "INSERT INTO orgs (id, slug, name, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -219,4 +230,44 @@ fn member_from_row(row: &libsql::Row) -> Result<Member, DbError> {
         role: parse_role(&row.get::<String>(2)?)?,
         joined_at: db::rfc3339(row.get(3)?),
     })
+}
+
+/// Every organisation with its plan id, by slug: the platform operator's view.
+pub async fn list_all(conn: &Connection) -> Result<Vec<(Org, String)>, DbError> {
+    let rows = conn
+        .query(
+            &format!("SELECT {ORG_COLUMNS}, o.plan_id FROM orgs o ORDER BY o.slug"),
+            (),
+        )
+        .await?;
+    db::collect(rows, |row| Ok((org_from_row(row)?, row.get::<String>(5)?))).await
+}
+
+/// Suspends an organisation (`reason` is shown to operators), or reinstates it with
+/// `None`. Returns whether the organisation exists. Its memoised row goes stale with this
+/// write, so the next request in this process sees it; other processes sharing the
+/// database see it within `db::MEMO_TTL`.
+pub async fn set_suspended(
+    conn: &Connection,
+    org_id: &str,
+    reason: Option<&str>,
+) -> Result<bool, DbError> {
+    let changed = match reason {
+        Some(reason) => {
+            conn.execute(
+                "UPDATE orgs SET suspended_at = COALESCE(suspended_at, ?2), suspended_reason = ?3
+                 WHERE id = ?1",
+                params![org_id, db::now(), reason],
+            )
+            .await?
+        }
+        None => {
+            conn.execute(
+                "UPDATE orgs SET suspended_at = NULL, suspended_reason = NULL WHERE id = ?1",
+                params![org_id],
+            )
+            .await?
+        }
+    };
+    Ok(changed > 0)
 }

@@ -86,6 +86,12 @@ pub async fn state(
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,
             refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
+            platform_operators: config
+                .platform
+                .operators
+                .iter()
+                .map(|email| email.trim().to_lowercase())
+                .collect(),
         },
     })
 }

@@ -1,8 +1,12 @@
 //! API keys: create (the secret is shown once), list, read, rename, revoke.
+//!
+//! A caller sees and manages only the keys it could have created ([`rbac::key_access`]):
+//! a key it may not see answers `404`, one it may see but not manage `403`.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use libsql::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -12,10 +16,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, AppState, transaction};
 use crate::audit::{self, AuditEvent, RequestMeta};
-use crate::auth::rbac::{self, can};
-use crate::auth::{Authorized, Scope, tokens};
+use crate::auth::rbac::{self, KeyAccess, can};
+use crate::auth::{Authorized, OrgAccess, Principal, Scope, tokens};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::keys::{self, ApiKey, NewKey};
+use crate::keys::{self, ApiKey, ManagedKey, NewKey};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -58,7 +62,44 @@ fn validate_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// API keys of the organisation (never their secrets).
+/// The user the caller acts for: a signed-in user, or the person its key acts for.
+async fn caller_principal(conn: &Connection, access: &OrgAccess) -> ApiResult<Option<String>> {
+    Ok(match &access.principal {
+        Principal::User { id, .. } => Some(id.clone()),
+        Principal::ApiKey { id, .. } => keys::principal_of(conn, &access.org.id, id).await?,
+    })
+}
+
+/// What the caller, acting for `me`, may do with `key`.
+fn access_to(access: &OrgAccess, me: Option<&str>, key: &ManagedKey) -> KeyAccess {
+    let own = me.is_some() && key.key.principal_user_id.as_deref() == me;
+    rbac::key_access(
+        access.acting_role(),
+        own,
+        &key.key.scopes,
+        key.principal_role,
+    )
+}
+
+/// The key `key_id` if the caller may manage it: `404` if it may not even see it, `403` if
+/// it sees it but could not have created it.
+async fn managed_key(conn: &Connection, access: &OrgAccess, key_id: &str) -> ApiResult<ApiKey> {
+    let me = caller_principal(conn, access).await?;
+    let key = keys::get(conn, &access.org.id, key_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("API key"))?;
+    match access_to(access, me.as_deref(), &key) {
+        KeyAccess::Manage => Ok(key.key),
+        KeyAccess::ReadOnly => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "you can only manage keys you could have created",
+        )),
+        KeyAccess::Hidden => Err(ApiError::not_found("API key")),
+    }
+}
+
+/// API keys of the organisation that the caller may see (never their secrets): owners
+/// and admins see every key, members the keys acting for themselves.
 #[utoipa::path(get, path = "/v1/orgs/{org}/api-keys", tag = "api-keys",
     params(("org" = String, Path, description = "Organisation slug")),
     responses((status = 200, body = [ApiKey])))]
@@ -68,7 +109,14 @@ async fn list_keys(
 ) -> ApiResult<Json<Vec<ApiKey>>> {
     state.lookups.flush_key_uses().await?;
     let conn = state.db.reader().await;
-    Ok(Json(keys::list(&conn, &access.org.id).await?))
+    let me = caller_principal(&conn, &access).await?;
+    let visible = keys::list(&conn, &access.org.id)
+        .await?
+        .into_iter()
+        .filter(|key| access_to(&access, me.as_deref(), key) != KeyAccess::Hidden)
+        .map(|key| key.key)
+        .collect();
+    Ok(Json(visible))
 }
 
 /// Creates a key. Nobody creates a key with more power than they have.
@@ -115,6 +163,13 @@ async fn create_key(
     }
     let generated = tokens::generate_secret(tokens::API_KEY_PREFIX);
     let key = transaction!(state, |tx| {
+        // The new key acts for the caller's person, so that it dies with their membership.
+        let principal = caller_principal(&tx, &access).await?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Forbidden,
+                "this key acts for nobody and cannot create keys",
+            )
+        })?;
         let id = keys::insert(
             &tx,
             &NewKey {
@@ -124,6 +179,7 @@ async fn create_key(
                 key_hash: &generated.hash,
                 scopes: &scopes,
                 created_by: &access.actor(),
+                principal_user_id: &principal,
                 expires_at,
             },
         )
@@ -142,6 +198,7 @@ async fn create_key(
         .await?;
         keys::get(&tx, &access.org.id, &id)
             .await?
+            .map(|key| key.key)
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("key vanished")))
     })?;
     Ok((
@@ -153,7 +210,7 @@ async fn create_key(
     ))
 }
 
-/// One key.
+/// One key the caller may see (`404` otherwise, as for a key that does not exist).
 #[utoipa::path(get, path = "/v1/orgs/{org}/api-keys/{key_id}", tag = "api-keys",
     params(("org" = String, Path, description = "Organisation slug"), ("key_id" = String, Path)),
     responses((status = 200, body = ApiKey), (status = 404, body = crate::error::ErrorBody)))]
@@ -165,16 +222,18 @@ async fn get_key(
     let (_, key_id) = path;
     state.lookups.flush_key_uses().await?;
     let conn = state.db.reader().await;
+    let me = caller_principal(&conn, &access).await?;
     keys::get(&conn, &access.org.id, &key_id)
         .await?
-        .map(Json)
+        .filter(|key| access_to(&access, me.as_deref(), key) != KeyAccess::Hidden)
+        .map(|key| Json(key.key))
         .ok_or_else(|| ApiError::not_found("API key"))
 }
 
-/// Renames a key.
+/// Renames a key the caller could have created (see the key permission table).
 #[utoipa::path(patch, path = "/v1/orgs/{org}/api-keys/{key_id}", tag = "api-keys", request_body = RenameKey,
     params(("org" = String, Path, description = "Organisation slug"), ("key_id" = String, Path)),
-    responses((status = 200, body = ApiKey), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = ApiKey), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 async fn rename_key(
     State(state): State<AppState>,
     access: Authorized<can::ManageKeys>,
@@ -185,6 +244,7 @@ async fn rename_key(
     let (_, key_id) = path;
     validate_name(&request.name)?;
     let key = transaction!(state, |tx| {
+        managed_key(&tx, &access, &key_id).await?;
         if !keys::rename(&tx, &access.org.id, &key_id, &request.name).await? {
             return Err(ApiError::not_found("API key"));
         }
@@ -202,15 +262,16 @@ async fn rename_key(
         .await?;
         keys::get(&tx, &access.org.id, &key_id)
             .await?
+            .map(|key| key.key)
             .ok_or_else(|| ApiError::not_found("API key"))
     })?;
     Ok(Json(key))
 }
 
-/// Revokes a key: the next request made with it is refused.
+/// Revokes a key the caller could have created: the next request made with it is refused.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/api-keys/{key_id}", tag = "api-keys",
     params(("org" = String, Path, description = "Organisation slug"), ("key_id" = String, Path)),
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 async fn revoke_key(
     State(state): State<AppState>,
     access: Authorized<can::ManageKeys>,
@@ -219,6 +280,7 @@ async fn revoke_key(
 ) -> ApiResult<StatusCode> {
     let (_, key_id) = path;
     transaction!(state, |tx| {
+        managed_key(&tx, &access, &key_id).await?;
         if !keys::revoke(&tx, &access.org.id, &key_id).await? {
             return Err(ApiError::not_found("API key"));
         }

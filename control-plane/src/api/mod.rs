@@ -21,6 +21,7 @@ mod members;
 mod mlflow;
 mod models;
 mod orgs;
+mod platform;
 pub(crate) mod predict;
 mod upload;
 mod usage;
@@ -64,6 +65,8 @@ pub struct ApiSettings {
     pub max_upload_bytes: u64,
     /// Lifetime of refresh tokens, in seconds.
     pub refresh_token_ttl_secs: i64,
+    /// Lower-cased emails of the platform operators (`platform.operators`).
+    pub platform_operators: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -71,6 +74,7 @@ impl Default for ApiSettings {
         Self {
             max_upload_bytes: 512 * 1024 * 1024,
             refresh_token_ttl_secs: 30 * 24 * 3600,
+            platform_operators: Vec::new(),
         }
     }
 }
@@ -157,6 +161,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(usage::routes())
         .merge(v2::routes())
         .merge(kserve_v1::routes())
+        .merge(platform::routes())
 }
 
 /// The complete HTTP application.

@@ -114,7 +114,27 @@ async fn authenticate_api_key(state: &AppState, key: &str) -> Result<Principal, 
         None => crate::keys::KeyCheck::Unknown,
     };
     match found {
-        crate::keys::KeyCheck::Valid { id, org_id, scopes } => {
+        crate::keys::KeyCheck::Valid {
+            id,
+            org_id,
+            scopes,
+            principal_user_id,
+        } => {
+            // The key has no more power than the person it acts for has now, even if a
+            // revocation was missed: none once they left, their role's once demoted.
+            let role = match &principal_user_id {
+                Some(user_id) => state.lookups.role(&org_id, user_id).await?,
+                None => None,
+            };
+            let scopes = role
+                .map(|role| crate::keys::scopes_within_role(scopes, role))
+                .unwrap_or_default();
+            if scopes.is_empty() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "invalid or revoked API key",
+                ));
+            }
             Ok(Principal::ApiKey { id, org_id, scopes })
         }
         crate::keys::KeyCheck::Expired => {
@@ -345,6 +365,13 @@ async fn authorize(
             (rbac::scopes_allow(scopes, action), None)
         }
     };
+    // After the membership check, so only the organisation's own callers learn of it.
+    if org.suspended_at.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::OrgSuspended,
+            "this organisation is suspended; contact the service operator",
+        ));
+    }
     if !allowed {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

@@ -5,12 +5,15 @@
 //! - [`rbac`]: the one permission table, action → roles and API-key scopes.
 //! - [`extract`]: the axum extractors that apply it to every request.
 //! - [`throttle`]: login attempts per account and per address.
+//! - [`operator`]: the platform operator, above the organisations.
 
 pub mod extract;
+pub mod operator;
 pub mod password;
 pub mod rbac;
 pub mod throttle;
 pub mod tokens;
 
 pub use extract::{Authorized, CredentialOrg, CurrentUser, OrgAccess, Principal};
+pub use operator::PlatformOperator;
 pub use rbac::{Action, Role, Scope};

@@ -134,6 +134,54 @@ pub fn role_may_assign(actor: Role, target: Role) -> bool {
     }
 }
 
+/// What a caller may do with an existing API key of its organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// Not even shown: it answers `404`, so its existence does not leak.
+    Hidden,
+    /// Shown (without its secret), but renaming or revoking it is `403`.
+    ReadOnly,
+    /// Shown, renamed, revoked.
+    Manage,
+}
+
+/// Who manages which API key: a caller manages only keys it could have created.
+///
+/// | caller (acting role) | sees | renames and revokes |
+/// |---|---|---|
+/// | owner | every key | every key |
+/// | admin | every key | keys it acts for, and keys of admins, members and viewers (not of owners) |
+/// | member | only keys it acts for | those, when their scopes are ones a member may grant |
+/// | viewer | none | none |
+///
+/// `own`: the key acts for the caller's own person. `principal_role`: the current role of
+/// the person the key acts for (`None`: they left, the key is dead; admins may clean it
+/// up). Every case also requires that `role` could grant each of the key's scopes
+/// ([`role_may_grant`]), so a member never touches an `admin` key, even one of its own left
+/// over from before a demotion.
+pub fn key_access(
+    role: Role,
+    own: bool,
+    key_scopes: &[Scope],
+    principal_role: Option<Role>,
+) -> KeyAccess {
+    let visible = match role {
+        Role::Owner | Role::Admin => true,
+        Role::Member => own,
+        Role::Viewer => false,
+    };
+    if !visible {
+        return KeyAccess::Hidden;
+    }
+    let grantable = key_scopes.iter().all(|scope| role_may_grant(role, *scope));
+    let principal_ok = own || principal_role.is_none_or(|p| role_may_assign(role, p));
+    if grantable && principal_ok {
+        KeyAccess::Manage
+    } else {
+        KeyAccess::ReadOnly
+    }
+}
+
 impl Role {
     /// The stored and serialised name.
     pub fn as_str(self) -> &'static str {
@@ -272,6 +320,52 @@ mod tests {
         assert!(!role_may_grant(Role::Viewer, Scope::Predict));
         assert!(role_may_assign(Role::Owner, Role::Owner));
         assert!(!role_may_assign(Role::Admin, Role::Owner));
+    }
+
+    #[test]
+    fn a_caller_manages_only_keys_it_could_have_created() {
+        use KeyAccess::*;
+        let admin_key = &[Scope::Admin];
+        let predict_key = &[Scope::Predict];
+        // Members see and manage only their own keys, never an admin key.
+        assert_eq!(
+            key_access(Role::Member, false, predict_key, Some(Role::Member)),
+            Hidden
+        );
+        assert_eq!(
+            key_access(Role::Member, false, admin_key, Some(Role::Admin)),
+            Hidden
+        );
+        assert_eq!(
+            key_access(Role::Member, true, predict_key, Some(Role::Member)),
+            Manage
+        );
+        assert_eq!(
+            key_access(Role::Member, true, admin_key, Some(Role::Member)),
+            ReadOnly
+        );
+        // Admins manage everyone's keys but the owners'.
+        assert_eq!(
+            key_access(Role::Admin, false, admin_key, Some(Role::Admin)),
+            Manage
+        );
+        assert_eq!(
+            key_access(Role::Admin, false, predict_key, Some(Role::Owner)),
+            ReadOnly
+        );
+        assert_eq!(
+            key_access(Role::Admin, true, admin_key, Some(Role::Admin)),
+            Manage
+        );
+        assert_eq!(key_access(Role::Admin, false, admin_key, None), Manage);
+        assert_eq!(
+            key_access(Role::Owner, false, admin_key, Some(Role::Owner)),
+            Manage
+        );
+        assert_eq!(
+            key_access(Role::Viewer, true, &[Scope::Read], Some(Role::Viewer)),
+            Hidden
+        );
     }
 
     #[test]

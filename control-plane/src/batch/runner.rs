@@ -85,6 +85,19 @@ fn job_failure(error: &ApiError) -> JobFailure {
     }
 }
 
+/// Fails the job with `org_suspended` while a platform operator has suspended its
+/// organisation.
+async fn refuse_if_suspended(state: &AppState, org_id: &str) -> Result<(), JobFailure> {
+    let org = state.lookups.org_by_id(org_id).await.map_err(internal)?;
+    if org.is_some_and(|org| org.suspended_at.is_some()) {
+        return Err(job_failure(&ApiError::new(
+            ErrorCode::OrgSuspended,
+            "the organisation is suspended",
+        )));
+    }
+    Ok(())
+}
+
 /// An internal failure: logged with its cause, recorded without details.
 fn internal(error: impl Into<anyhow::Error>) -> JobFailure {
     job_failure(&ApiError::internal(error))
@@ -147,6 +160,8 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
             tracing::info!("batch job succeeded");
             return Ok(());
         }
+        // A suspended organisation's inference stops here, as its API calls do.
+        refuse_if_suspended(state, &job.org_id).await?;
         // Resolved once per chunk: an undeployed or deleted model stops the job here, and
         // the plan's current limits apply.
         let target = predict::resolve_routed(

@@ -14,7 +14,7 @@ use super::output;
 use super::session::{self, Session};
 use crate::cli::{
     AuditArgs, Command, DeployArgs, GlobalArgs, KeysCommand, LoginArgs, ModelsCommand, OrgsCommand,
-    PredictArgs, PushArgs,
+    PlatformCommand, PredictArgs, PushArgs, SetPlanArgs,
 };
 
 /// Runs a client subcommand.
@@ -48,6 +48,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Deployments => cli.deployments().await,
         Command::Predict(args) => cli.predict(args).await,
         Command::Audit(args) => cli.audit(args).await,
+        Command::Platform(command) => cli.platform(command).await,
     }
 }
 
@@ -514,6 +515,92 @@ impl Cli {
         Ok(())
     }
 
+    async fn platform(&mut self, command: PlatformCommand) -> anyhow::Result<()> {
+        let org_columns: &[(&str, &str)] = &[
+            ("slug", "slug"),
+            ("name", "name"),
+            ("plan", "plan"),
+            ("overrides", "overrides"),
+            ("suspended", "suspended_at"),
+        ];
+        match command {
+            PlatformCommand::Orgs => {
+                let orgs = self.call(Method::GET, "/v1/platform/orgs", None).await?;
+                self.show(&orgs, |orgs| output::table(orgs, org_columns));
+            }
+            PlatformCommand::SetPlan(args) => {
+                let path = format!("/v1/platform/orgs/{}/plan", segment(&args.org));
+                let org = self
+                    .call(Method::PUT, &path, Some(set_plan_body(&args)))
+                    .await?;
+                self.show(&org, |org| {
+                    println!(
+                        "{} is on plan {} (overrides: {}).",
+                        output::cell(&org["slug"]),
+                        output::cell(&org["plan"]),
+                        org["overrides"]
+                    )
+                });
+            }
+            PlatformCommand::Suspend { org, reason } => {
+                let path = format!("/v1/platform/orgs/{}/suspend", segment(&org));
+                let body = json!({ "reason": reason });
+                let org = self.call(Method::POST, &path, Some(body)).await?;
+                self.show(&org, |org| {
+                    println!(
+                        "Suspended {}: its calls are refused until reinstated.",
+                        output::cell(&org["slug"])
+                    )
+                });
+            }
+            PlatformCommand::Reinstate { org } => {
+                let path = format!("/v1/platform/orgs/{}/reinstate", segment(&org));
+                let org = self.call(Method::POST, &path, None).await?;
+                self.show(&org, |org| {
+                    println!("Reinstated {}.", output::cell(&org["slug"]))
+                });
+            }
+            PlatformCommand::Usage { period } => {
+                let mut path = "/v1/platform/usage".to_owned();
+                if let Some(period) = &period {
+                    path.push_str(&format!("?period={}", segment(period)));
+                }
+                let usage = self.call(Method::GET, &path, None).await?;
+                self.show(&usage, |usage| {
+                    println!("Period {}", output::cell(&usage["period"]));
+                    output::table(
+                        &usage["orgs"],
+                        &[
+                            ("slug", "slug"),
+                            ("plan", "plan"),
+                            ("suspended", "suspended"),
+                            ("calls", "calls"),
+                            ("billed", "billed_calls"),
+                            ("failed", "failed_calls"),
+                            ("compute units", "compute_units"),
+                        ],
+                    );
+                });
+            }
+            PlatformCommand::Audit { limit } => {
+                let path = format!("/v1/platform/audit?limit={limit}");
+                let page = self.call(Method::GET, &path, None).await?;
+                self.show(&page, |page| {
+                    output::table(
+                        &page["entries"],
+                        &[
+                            ("at", "at"),
+                            ("actor", "actor"),
+                            ("action", "action"),
+                            ("target", "target"),
+                        ],
+                    );
+                });
+            }
+        }
+        Ok(())
+    }
+
     async fn audit(&mut self, args: AuditArgs) -> anyhow::Result<()> {
         let mut path = format!("{}/audit?limit={}", self.org_path()?, args.limit);
         if let Some(action) = &args.action {
@@ -534,6 +621,29 @@ impl Cli {
         });
         Ok(())
     }
+}
+
+/// The body of `PUT /v1/platform/orgs/{org}/plan` for `wisp platform set-plan`.
+fn set_plan_body(args: &SetPlanArgs) -> Value {
+    let overrides = [
+        args.max_models,
+        args.calls_per_month,
+        args.max_storage_bytes,
+        args.compute_units_per_call,
+    ];
+    let overrides = if args.clear_overrides {
+        Some(json!({}))
+    } else if overrides.iter().any(Option::is_some) {
+        Some(json!({
+            "max_models": args.max_models,
+            "calls_per_month": args.calls_per_month,
+            "max_storage_bytes": args.max_storage_bytes,
+            "compute_units_per_call": args.compute_units_per_call,
+        }))
+    } else {
+        None
+    };
+    json!({ "plan": args.plan, "overrides": overrides })
 }
 
 /// A streamed multipart file part that advances `bar` as it is sent.

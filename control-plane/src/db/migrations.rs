@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rate limits, concurrency, result cache, traffic splitting",
         sql: include_str!("migrations/0006_admission.sql"),
     },
+    Migration {
+        version: 8,
+        name: "key principals, org suspension, platform audit",
+        sql: include_str!("migrations/0008_key_principals_platform.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
@@ -131,6 +136,52 @@ mod tests {
             versions.push(row.get::<i64>(0).expect("version"));
         }
         assert_eq!(versions, [1, 3, 5]);
+    }
+
+    #[tokio::test]
+    async fn existing_keys_get_the_human_at_the_end_of_their_creator_chain() {
+        let db = libsql::Builder::new_local(":memory:")
+            .build()
+            .await
+            .expect("db");
+        let conn = db.connect().expect("connect");
+        let before: Vec<_> = MIGRATIONS.iter().filter(|m| m.version < 8).collect();
+        for migration in before {
+            let copy = table(migration.version, migration.name, migration.sql);
+            apply_list(&conn, &[copy]).await.expect("earlier migration");
+        }
+        conn.execute_batch(
+            "INSERT INTO orgs (id, slug, name, created_at) VALUES ('o', 'o', 'o', 0);
+             INSERT INTO api_keys (id, org_id, name, prefix, key_hash, scopes, created_by, created_at)
+             VALUES ('k1', 'o', 'k', 'p', 'h1', 'admin', 'user:u', 1),
+                    ('k2', 'o', 'k', 'p', 'h2', 'admin', 'key:k1', 2),
+                    ('k3', 'o', 'k', 'p', 'h3', 'read', 'key:k2', 3),
+                    ('k4', 'o', 'k', 'p', 'h4', 'read', 'key:gone', 4);",
+        )
+        .await
+        .expect("keys");
+        apply_list(&conn, MIGRATIONS).await.expect("the rest");
+        let mut rows = conn
+            .query("SELECT id, principal_user_id FROM api_keys ORDER BY id", ())
+            .await
+            .expect("query");
+        let mut principals = Vec::new();
+        while let Some(row) = rows.next().await.expect("row") {
+            principals.push((
+                row.get::<String>(0).expect("id"),
+                row.get::<Option<String>>(1).expect("principal"),
+            ));
+        }
+        let user = Some("u".to_owned());
+        assert_eq!(
+            principals,
+            [
+                ("k1".to_owned(), user.clone()),
+                ("k2".to_owned(), user.clone()),
+                ("k3".to_owned(), user),
+                ("k4".to_owned(), None),
+            ]
+        );
     }
 
     #[test]

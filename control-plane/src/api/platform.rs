@@ -1,0 +1,325 @@
+//! The platform operator's API, above the organisations: every organisation with its plan
+//! and state, changing a plan and its quota overrides, suspending and reinstating an
+//! organisation, platform-wide usage, and the operators' audit view.
+//!
+//! Only [`PlatformOperator`]s get in; organisation members, owners included, get `403`.
+//! Every use is audited: changes in the log of the organisation they concern (actor
+//! `operator:<user id>`), reads of the whole platform without an organisation, and all of
+//! them, as `platform.*` actions, in the platform view.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{ApiJson, ApiPath, ApiQuery, AppState, transaction};
+use crate::audit::{self, AuditEvent, AuditPage, AuditQuery, RequestMeta};
+use crate::auth::PlatformOperator;
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::metering::period::Period;
+use crate::metering::store::{self, Totals};
+use crate::orgs::{self, Org};
+use crate::plans::{self, Overrides};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_orgs))
+        .routes(routes!(set_plan))
+        .routes(routes!(suspend))
+        .routes(routes!(reinstate))
+        .routes(routes!(usage))
+        .routes(routes!(platform_audit))
+}
+
+/// An organisation as the platform operator sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformOrg {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    /// The plan's id: `free`, `pro`, `enterprise`.
+    pub plan: String,
+    /// The organisation's overrides of its plan's quotas (absent fields keep the plan's).
+    pub overrides: Overrides,
+    /// RFC 3339; present while the organisation is suspended.
+    pub suspended_at: Option<String>,
+}
+
+/// A new plan and/or new quota overrides for an organisation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPlan {
+    /// The plan's id; absent keeps the current plan.
+    pub plan: Option<String>,
+    /// Replaces every override (an empty object removes them); absent keeps them.
+    pub overrides: Option<Overrides>,
+}
+
+/// Why an organisation is suspended, for the audit log.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Suspend {
+    /// Up to 500 characters.
+    pub reason: Option<String>,
+}
+
+/// Which billing period: a calendar month in UTC.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformPeriod {
+    /// `YYYY-MM`; by default the current one.
+    pub period: Option<String>,
+}
+
+/// One organisation's usage of the period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgUsage {
+    pub slug: String,
+    pub plan: String,
+    pub suspended: bool,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// Usage of every organisation in a period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlatformUsage {
+    /// `YYYY-MM`.
+    pub period: String,
+    pub orgs: Vec<OrgUsage>,
+}
+
+async fn platform_org(conn: &libsql::Connection, org: Org, plan: String) -> ApiResult<PlatformOrg> {
+    let overrides = plans::overrides_of(conn, &org.id).await?;
+    Ok(PlatformOrg {
+        id: org.id,
+        slug: org.slug,
+        name: org.name,
+        plan,
+        overrides,
+        suspended_at: org.suspended_at.map(db::rfc3339),
+    })
+}
+
+/// The organisation `slug` and its plan id, read in the transaction.
+async fn find_org(conn: &libsql::Connection, slug: &str) -> ApiResult<(Org, String)> {
+    let org = orgs::find_by_slug(conn, slug)
+        .await?
+        .ok_or_else(|| ApiError::not_found("organisation"))?;
+    let plan = plans::of_org(conn, &org.id).await?.id;
+    Ok((org, plan))
+}
+
+/// Records an operator's action on the platform as a whole (no organisation).
+async fn audit_platform_read(
+    state: &AppState,
+    meta: &RequestMeta,
+    operator: &PlatformOperator,
+    action: &str,
+    details: serde_json::Value,
+) -> ApiResult<()> {
+    transaction!(state, |tx| {
+        audit::record(
+            &tx,
+            meta,
+            AuditEvent {
+                org_id: None,
+                actor: &operator.actor(),
+                action,
+                target: None,
+                details,
+            },
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+/// Every organisation, with its plan, overrides and suspension.
+#[utoipa::path(get, path = "/v1/platform/orgs", tag = "platform",
+    responses((status = 200, body = [PlatformOrg]), (status = 403, body = crate::error::ErrorBody)))]
+async fn list_orgs(
+    State(state): State<AppState>,
+    operator: PlatformOperator,
+    meta: RequestMeta,
+) -> ApiResult<Json<Vec<PlatformOrg>>> {
+    audit_platform_read(&state, &meta, &operator, "platform.orgs_listed", json!({})).await?;
+    let conn = state.db.reader().await;
+    let mut listed = Vec::new();
+    for (org, plan) in orgs::list_all(&conn).await? {
+        listed.push(platform_org(&conn, org, plan).await?);
+    }
+    Ok(Json(listed))
+}
+
+/// Moves an organisation to another plan and/or replaces its quota overrides. Takes effect
+/// on its next call.
+#[utoipa::path(put, path = "/v1/platform/orgs/{org}/plan", tag = "platform", request_body = SetPlan,
+    params(("org" = String, Path, description = "Organisation slug")),
+    responses((status = 200, body = PlatformOrg), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+async fn set_plan(
+    State(state): State<AppState>,
+    operator: PlatformOperator,
+    meta: RequestMeta,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(request): ApiJson<SetPlan>,
+) -> ApiResult<Json<PlatformOrg>> {
+    if request.plan.is_none() && request.overrides.is_none() {
+        return Err(ApiError::invalid("give a plan, overrides, or both"));
+    }
+    let changed = transaction!(state, |tx| {
+        let (org, from) = find_org(&tx, &slug).await?;
+        let before = plans::overrides_of(&tx, &org.id).await?;
+        if let Some(plan) = &request.plan
+            && !plans::assign(&tx, &org.id, plan).await?
+        {
+            return Err(ApiError::invalid(format!("no plan {plan:?}")));
+        }
+        if let Some(overrides) = &request.overrides {
+            plans::set_overrides(&tx, &org.id, overrides).await?;
+        }
+        let (org, to) = find_org(&tx, &slug).await?;
+        let after = platform_org(&tx, org, to.clone()).await?;
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&after.id),
+                actor: &operator.actor(),
+                action: "platform.plan_changed",
+                target: Some(&format!("org:{}", after.slug)),
+                details: json!({
+                    "from": { "plan": from, "overrides": before },
+                    "to": { "plan": to, "overrides": after.overrides },
+                }),
+            },
+        )
+        .await?;
+        Ok(after)
+    })?;
+    Ok(Json(changed))
+}
+
+/// Suspends an organisation: every call in it (its members', its API keys', inference) is
+/// refused with `403 org_suspended` until it is reinstated. Nothing is deleted.
+#[utoipa::path(post, path = "/v1/platform/orgs/{org}/suspend", tag = "platform", request_body = Suspend,
+    params(("org" = String, Path, description = "Organisation slug")),
+    responses((status = 200, body = PlatformOrg), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+async fn suspend(
+    State(state): State<AppState>,
+    operator: PlatformOperator,
+    meta: RequestMeta,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(request): ApiJson<Suspend>,
+) -> ApiResult<Json<PlatformOrg>> {
+    let reason = request.reason.unwrap_or_default();
+    if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "reason must be at most 500 printable characters",
+        ));
+    }
+    set_suspended(&state, &operator, &meta, &slug, Some(&reason)).await
+}
+
+/// Reinstates a suspended organisation: its members, keys and deployments work again.
+#[utoipa::path(post, path = "/v1/platform/orgs/{org}/reinstate", tag = "platform",
+    params(("org" = String, Path, description = "Organisation slug")),
+    responses((status = 200, body = PlatformOrg), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+async fn reinstate(
+    State(state): State<AppState>,
+    operator: PlatformOperator,
+    meta: RequestMeta,
+    ApiPath(slug): ApiPath<String>,
+) -> ApiResult<Json<PlatformOrg>> {
+    set_suspended(&state, &operator, &meta, &slug, None).await
+}
+
+async fn set_suspended(
+    state: &AppState,
+    operator: &PlatformOperator,
+    meta: &RequestMeta,
+    slug: &str,
+    reason: Option<&str>,
+) -> ApiResult<Json<PlatformOrg>> {
+    let org = transaction!(state, |tx| {
+        let (org, _) = find_org(&tx, slug).await?;
+        orgs::set_suspended(&tx, &org.id, reason).await?;
+        let (org, plan) = find_org(&tx, slug).await?;
+        let (action, details) = match reason {
+            Some(reason) => ("platform.org_suspended", json!({ "reason": reason })),
+            None => ("platform.org_reinstated", json!({})),
+        };
+        audit::record(
+            &tx,
+            meta,
+            AuditEvent {
+                org_id: Some(&org.id),
+                actor: &operator.actor(),
+                action,
+                target: Some(&format!("org:{}", org.slug)),
+                details,
+            },
+        )
+        .await?;
+        platform_org(&tx, org, plan).await
+    })?;
+    Ok(Json(org))
+}
+
+/// Every organisation's usage of a billing period (calls, billed calls, compute units…).
+#[utoipa::path(get, path = "/v1/platform/usage", tag = "platform", params(PlatformPeriod),
+    responses((status = 200, body = PlatformUsage), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+async fn usage(
+    State(state): State<AppState>,
+    operator: PlatformOperator,
+    meta: RequestMeta,
+    ApiQuery(query): ApiQuery<PlatformPeriod>,
+) -> ApiResult<Json<PlatformUsage>> {
+    let period = match query.period.as_deref() {
+        None => Period::containing(db::now()),
+        Some(label) => Period::parse(label)
+            .ok_or_else(|| ApiError::invalid(format!("period must be YYYY-MM, got {label:?}")))?,
+    };
+    audit_platform_read(
+        &state,
+        &meta,
+        &operator,
+        "platform.usage_read",
+        json!({ "period": period.label() }),
+    )
+    .await?;
+    // Every call answered before this request is counted.
+    state.metering.flush().await?;
+    let conn = state.db.reader().await;
+    let mut usage = Vec::new();
+    for (org, plan) in orgs::list_all(&conn).await? {
+        let totals = store::totals(&conn, &org.id, period.start, period.end).await?;
+        usage.push(OrgUsage {
+            slug: org.slug,
+            plan,
+            suspended: org.suspended_at.is_some(),
+            totals,
+        });
+    }
+    Ok(Json(PlatformUsage {
+        period: period.label(),
+        orgs: usage,
+    }))
+}
+
+/// Every platform operator's action, newest first, across organisations.
+#[utoipa::path(get, path = "/v1/platform/audit", tag = "platform", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 403, body = crate::error::ErrorBody)))]
+async fn platform_audit(
+    State(state): State<AppState>,
+    _operator: PlatformOperator,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<AuditPage>> {
+    let conn = state.db.reader().await;
+    Ok(Json(audit::query_platform(&conn, &query).await?))
+}
