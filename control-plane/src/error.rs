@@ -78,6 +78,10 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// Something failed inside wisp; details are in the server log.
     Internal,
+    /// The `Idempotency-Key` cannot run this request: it was used for a different request,
+    /// its first request is still running, or that request's response was too large to
+    /// replay (`details.reason`).
+    IdempotencyConflict,
 }
 
 impl ErrorCode {
@@ -114,6 +118,7 @@ impl ErrorCode {
         Self::RateLimited,
         Self::QuotaExceeded,
         Self::Internal,
+        Self::IdempotencyConflict,
     ];
 
     /// The stable string clients match on.
@@ -150,6 +155,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::QuotaExceeded => "quota_exceeded",
             Self::Internal => "internal",
+            Self::IdempotencyConflict => "idempotency_conflict",
         }
     }
 
@@ -167,7 +173,8 @@ impl ErrorCode {
             | Self::NotDeployed
             | Self::DeploymentFailed
             | Self::AliasInUse
-            | Self::JobFinished => StatusCode::CONFLICT,
+            | Self::JobFinished
+            | Self::IdempotencyConflict => StatusCode::CONFLICT,
             Self::InvalidJson | Self::InvalidRequest | Self::EmptyUpload | Self::InvalidInput => {
                 StatusCode::BAD_REQUEST
             }
@@ -251,6 +258,18 @@ impl ApiError {
         let error = error.into();
         tracing::error!(error.type = "internal", error = format!("{error:#}"), "request failed");
         Self::new(ErrorCode::Internal, "internal error")
+    }
+
+    /// Adds structured detail for the caller.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// Adds a `Retry-After` of `seconds`.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The code of this error.

@@ -69,6 +69,14 @@ pub async fn state(
     )
     .await
     .context("failed to start usage metering")?;
+    tokio::spawn(crate::blob::intents::collect_hourly(
+        Arc::clone(&db),
+        Arc::clone(&blobs),
+    ));
+    tokio::spawn(crate::metering::idempotency::purge_hourly(
+        Arc::clone(&db),
+        config.metering.idempotency().ttl,
+    ));
     Ok(AppState {
         lookups: Arc::new(Lookups::new(Arc::clone(&db))),
         db,
@@ -86,6 +94,7 @@ pub async fn state(
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,
             refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
+            idempotency: config.metering.idempotency(),
         },
     })
 }

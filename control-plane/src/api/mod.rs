@@ -15,6 +15,7 @@ mod auth;
 mod batch;
 mod deployments;
 mod docs;
+mod idempotency;
 mod keys;
 mod kserve_v1;
 mod members;
@@ -64,6 +65,8 @@ pub struct ApiSettings {
     pub max_upload_bytes: u64,
     /// Lifetime of refresh tokens, in seconds.
     pub refresh_token_ttl_secs: i64,
+    /// `Idempotency-Key` TTL and replay bound.
+    pub idempotency: crate::metering::idempotency::IdempotencySettings,
 }
 
 impl Default for ApiSettings {
@@ -71,6 +74,7 @@ impl Default for ApiSettings {
         Self {
             max_upload_bytes: 512 * 1024 * 1024,
             refresh_token_ttl_secs: 30 * 24 * 3600,
+            idempotency: Default::default(),
         }
     }
 }

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rate limits, concurrency, result cache, traffic splitting",
         sql: include_str!("migrations/0006_admission.sql"),
     },
+    Migration {
+        version: 9,
+        name: "idempotency keys, storage of artifacts and batch files",
+        sql: include_str!("migrations/0009_billing_integrity.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
