@@ -168,7 +168,7 @@ fn default_batch_chunk_rows() -> u32 {
 }
 
 /// Usage metering.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeteringConfig {
     /// Also sync the usage outbox (`fdatasync`, shared by concurrent calls) before
@@ -179,6 +179,42 @@ pub struct MeteringConfig {
     /// Syncing costs one disk flush per response (see docs/benchmarks.md).
     #[serde(default)]
     pub fsync: bool,
+    /// How long an `Idempotency-Key` is remembered (its response replayed), in seconds.
+    #[serde(default = "default_idempotency_ttl")]
+    pub idempotency_ttl_secs: u64,
+    /// Largest response stored for replay under an `Idempotency-Key`, in bytes. A bigger
+    /// one is answered normally, but a retry gets `409 idempotency_conflict` (reason
+    /// `not_replayable`) instead of running and being billed again.
+    #[serde(default = "default_idempotency_max_response")]
+    pub idempotency_max_response_bytes: u64,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> Self {
+        Self {
+            fsync: false,
+            idempotency_ttl_secs: default_idempotency_ttl(),
+            idempotency_max_response_bytes: default_idempotency_max_response(),
+        }
+    }
+}
+
+impl MeteringConfig {
+    /// The idempotency settings of the API.
+    pub fn idempotency(&self) -> crate::metering::idempotency::IdempotencySettings {
+        crate::metering::idempotency::IdempotencySettings {
+            ttl: Duration::from_secs(self.idempotency_ttl_secs),
+            max_response_bytes: usize::try_from(self.idempotency_max_response_bytes)
+                .unwrap_or(usize::MAX),
+        }
+    }
+}
+
+fn default_idempotency_ttl() -> u64 {
+    24 * 3600
+}
+fn default_idempotency_max_response() -> u64 {
+    1 << 20
 }
 
 fn default_listen() -> SocketAddr {
@@ -265,6 +301,11 @@ impl Config {
         }
         if self.auth.access_token_ttl_secs <= 0 || self.auth.refresh_token_ttl_secs <= 0 {
             return invalid("token lifetimes must be positive");
+        }
+        if self.metering.idempotency_ttl_secs == 0
+            || i64::try_from(self.metering.idempotency_ttl_secs).is_err()
+        {
+            return invalid("metering.idempotency_ttl_secs must be positive");
         }
         if self.limits.max_upload_bytes == 0 {
             return invalid("limits.max_upload_bytes must be positive");

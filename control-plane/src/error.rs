@@ -81,6 +81,10 @@ pub enum ErrorCode {
     /// A platform operator suspended the organisation: its calls, keys and inference are
     /// refused until it is reinstated.
     OrgSuspended,
+    /// The `Idempotency-Key` cannot run this request: it was used for a different request,
+    /// its first request is still running, or that request's response was too large to
+    /// replay (`details.reason`).
+    IdempotencyConflict,
 }
 
 impl ErrorCode {
@@ -118,6 +122,7 @@ impl ErrorCode {
         Self::QuotaExceeded,
         Self::Internal,
         Self::OrgSuspended,
+        Self::IdempotencyConflict,
     ];
 
     /// The stable string clients match on.
@@ -155,6 +160,7 @@ impl ErrorCode {
             Self::QuotaExceeded => "quota_exceeded",
             Self::Internal => "internal",
             Self::OrgSuspended => "org_suspended",
+            Self::IdempotencyConflict => "idempotency_conflict",
         }
     }
 
@@ -172,7 +178,8 @@ impl ErrorCode {
             | Self::NotDeployed
             | Self::DeploymentFailed
             | Self::AliasInUse
-            | Self::JobFinished => StatusCode::CONFLICT,
+            | Self::JobFinished
+            | Self::IdempotencyConflict => StatusCode::CONFLICT,
             Self::InvalidJson | Self::InvalidRequest | Self::EmptyUpload | Self::InvalidInput => {
                 StatusCode::BAD_REQUEST
             }
@@ -256,6 +263,18 @@ impl ApiError {
         let error = error.into();
         tracing::error!(error.type = "internal", error = format!("{error:#}"), "request failed");
         Self::new(ErrorCode::Internal, "internal error")
+    }
+
+    /// Adds structured detail for the caller.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// Adds a `Retry-After` of `seconds`.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The code of this error.

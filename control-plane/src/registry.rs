@@ -177,7 +177,8 @@ pub async fn delete_model(conn: &Connection, model_id: &str) -> Result<Vec<Strin
 
 /// Of `digests`, those nothing refers to any more: no version (of any organisation), no
 /// batch job input or result chunk, no MLflow artifact (a version made from an MLflow
-/// `.onnx` artifact shares its blob).
+/// `.onnx` artifact shares its blob), no request committing it now
+/// ([`crate::blob::intents`]).
 pub async fn unreferenced(conn: &Connection, digests: &[String]) -> Result<Vec<String>, DbError> {
     let mut out = Vec::new();
     for digest in digests {
@@ -187,6 +188,7 @@ pub async fn unreferenced(conn: &Connection, digests: &[String]) -> Result<Vec<S
                  UNION ALL SELECT 1 FROM batch_jobs WHERE input_sha256 = ?1
                  UNION ALL SELECT 1 FROM batch_chunks WHERE sha256 = ?1
                  UNION ALL SELECT 1 FROM mlflow_artifacts WHERE sha256 = ?1
+                 UNION ALL SELECT 1 FROM blob_intents WHERE sha256 = ?1
                  LIMIT 1",
                 params![digest.as_str()],
             )

@@ -69,6 +69,14 @@ pub async fn state(
     )
     .await
     .context("failed to start usage metering")?;
+    tokio::spawn(crate::blob::intents::collect_hourly(
+        Arc::clone(&db),
+        Arc::clone(&blobs),
+    ));
+    tokio::spawn(crate::metering::idempotency::purge_hourly(
+        Arc::clone(&db),
+        config.metering.idempotency().ttl,
+    ));
     Ok(AppState {
         lookups: Arc::new(Lookups::new(Arc::clone(&db))),
         db,
@@ -92,6 +100,7 @@ pub async fn state(
                 .iter()
                 .map(|email| email.trim().to_lowercase())
                 .collect(),
+            idempotency: config.metering.idempotency(),
         },
     })
 }

@@ -28,8 +28,10 @@ use crate::auth::rbac::can;
 use crate::batch::input::InputFile;
 use crate::batch::store::{self, NewJob};
 use crate::batch::{BatchJob, Format, ResultLine, runner};
+use crate::blob::intents::Intent;
 use crate::blob::{StageError, StagedBlob};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::metering::storage;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -266,14 +268,29 @@ async fn create_job(
         (target, format, sha256, size, rows, Some(staged))
     };
 
-    if let Some(staged) = staged {
-        state
-            .blobs
-            .commit(staged)
-            .await
-            .map_err(ApiError::internal)?;
+    // The input counts toward the plan's storage: checked before it is committed, so a
+    // refusal leaves nothing behind, and again under the lock below.
+    let input_blob = [(
+        input_sha256.as_str(),
+        u64::try_from(input_bytes).unwrap_or(0),
+    )];
+    let storage_limit = target.plan.quotas.max_storage_bytes;
+    storage::check_room(
+        &*state.db.reader().await,
+        &org_id,
+        storage_limit,
+        &input_blob,
+    )
+    .await??;
+    let intent = Intent::record(&state.db, &[input_sha256.as_str()]).await?;
+    if let Some(staged) = staged
+        && let Err(error) = state.blobs.commit(staged).await
+    {
+        intent.abandon(&state.db, &*state.blobs).await;
+        return Err(ApiError::internal(error));
     }
     let job = transaction!(state, |tx| {
+        storage::check_room(&tx, &org_id, storage_limit, &input_blob).await??;
         // Under the lock that deleting a model's blobs takes: the input is still there, and
         // once the job row exists it is referenced and no longer deleted.
         if !state
@@ -322,7 +339,17 @@ async fn create_job(
         store::get(&tx, &org_id, &id)
             .await?
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job vanished")))
-    })?;
+    });
+    let job = match job {
+        Ok(job) => {
+            intent.settle(&state.db).await;
+            job
+        }
+        Err(error) => {
+            intent.abandon(&state.db, &*state.blobs).await;
+            return Err(error);
+        }
+    };
     tracing::info!(job.id = %job.id, model = %job.model, version = job.version, rows = job.rows_total, "batch job created");
     runner::spawn(state.clone(), job.id.clone());
     Ok((StatusCode::CREATED, Json(job)))

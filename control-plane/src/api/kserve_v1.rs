@@ -10,8 +10,9 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::HeaderMap;
+use axum::extract::{DefaultBodyLimit, OriginalUri, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,14 +20,15 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use wisp_host::NamedTensor;
 
+use super::idempotency::{Called, once};
 use super::predict::{
     MAX_PREDICT_BODY, enter_org, invoke, is_large, off_executor, readiness, resolve_routed,
     route_key,
 };
 use super::v2::{V2, V2Error, V2ErrorBody, body_bytes};
 use super::{ApiPath, AppState};
-use crate::auth::CredentialOrg;
 use crate::auth::rbac::can;
+use crate::auth::{CredentialOrg, OrgAccess};
 use crate::error::{ApiError, ErrorCode};
 use crate::serving::tensors::tensor_type;
 use crate::serving::v1_codec;
@@ -97,17 +99,42 @@ async fn predict(
     State(state): State<AppState>,
     V2(access): V2<CredentialOrg<can::Predict>>,
     V2(ApiPath(target)): V2<ApiPath<String>>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<V1PredictResponse>, V2Error> {
+) -> Response {
     let Some(name) = target.strip_suffix(":predict") else {
-        return Err(V2Error(ApiError::new(
+        return V2Error(ApiError::new(
             ErrorCode::NotFound,
             "no such endpoint: POST /v1/models/{name}:predict",
-        )));
+        ))
+        .into_response();
     };
-    let body = body_bytes(&headers, body)?;
-    let slot = enter_org(&state, &access.org.id).await?;
+    let body = match body_bytes(&headers, body) {
+        Ok(body) => body,
+        Err(error) => return V2Error(error).into_response(),
+    };
+    let called = Called {
+        method: &Method::POST,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let call = predict_call(&state, &access, name, &headers, body.clone());
+    once(&state, &access, called, async {
+        call.await.into_response()
+    })
+    .await
+}
+
+async fn predict_call(
+    state: &AppState,
+    access: &OrgAccess,
+    name: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Json<V1PredictResponse>, V2Error> {
+    let slot = enter_org(state, &access.org.id).await?;
     let large = is_large(body.len());
     let request: V1PredictRequest = off_executor(large, move || {
         serde_json::from_slice(&body).map_err(|e| {
@@ -120,15 +147,8 @@ async fn predict(
         })
     })
     .await?;
-    let target = resolve_routed(
-        &state,
-        &access.org.id,
-        name,
-        None,
-        None,
-        route_key(&headers),
-    )
-    .await?;
+    let target =
+        resolve_routed(state, &access.org.id, name, None, None, route_key(headers)).await?;
     let invalid = |message: String| ApiError::new(ErrorCode::InvalidInput, message);
     let spec = match target.version.signature.inputs.as_slice() {
         [spec] => spec,
@@ -152,7 +172,7 @@ async fn predict(
     })
     .await?;
     let inputs = vec![NamedTensor::new(&name, tensor)];
-    let invoked = invoke(&state, &access, &target, inputs, &headers, slot).await?;
+    let invoked = invoke(state, access, &target, inputs, headers, slot).await?;
     let large = is_large(invoked.usage.output_bytes as usize);
     let predictions = off_executor(large, move || {
         v1_codec::predictions(&invoked.outputs)

@@ -15,6 +15,7 @@ mod auth;
 mod batch;
 mod deployments;
 mod docs;
+mod idempotency;
 mod keys;
 mod kserve_v1;
 mod members;
@@ -67,6 +68,8 @@ pub struct ApiSettings {
     pub refresh_token_ttl_secs: i64,
     /// Lower-cased emails of the platform operators (`platform.operators`).
     pub platform_operators: Vec<String>,
+    /// `Idempotency-Key` TTL and replay bound.
+    pub idempotency: crate::metering::idempotency::IdempotencySettings,
 }
 
 impl Default for ApiSettings {
@@ -75,6 +78,7 @@ impl Default for ApiSettings {
             max_upload_bytes: 512 * 1024 * 1024,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             platform_operators: Vec::new(),
+            idempotency: Default::default(),
         }
     }
 }

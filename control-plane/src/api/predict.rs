@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{DefaultBodyLimit, OriginalUri, State};
+use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use wisp_host::{NamedTensor, Prediction, UsageRecord};
 
+use super::idempotency::{Called, once};
 use super::{ApiPath, ApiQuery, AppState};
 use crate::auth::rbac::can;
 use crate::auth::{Authorized, OrgAccess, Principal};
@@ -133,15 +134,17 @@ pub struct ModelSchema {
 }
 
 /// Runs the model: by default the deployed version, or the given version or alias of a
-/// deployed model.
+/// deployed model. With an `Idempotency-Key` (1–255 visible ASCII characters), a retry of
+/// the same request within the TTL gets the first response back (`Idempotent-Replayed:
+/// true`), neither run nor billed again.
 #[utoipa::path(post, path = "/v1/orgs/{org}/models/{model}/predict", tag = "predict", request_body = PredictRequest,
     params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
     responses(
         (status = 200, body = PredictResponse, headers(("x-wisp-cache" = String, description = "`hit`, `miss` or `bypass` (`Cache-Control: no-cache`, or the deployment does not cache)"))),
-        (status = 400, description = "`invalid_json`, `invalid_input`, `invalid_request`", body = crate::error::ErrorBody),
+        (status = 400, description = "`invalid_json`, `invalid_input`, `invalid_request` (also a malformed `Idempotency-Key`)", body = crate::error::ErrorBody),
         (status = 429, description = "`rate_limited` (with `Retry-After`)", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`: model, version or alias", body = crate::error::ErrorBody),
-        (status = 409, description = "`not_deployed`, `deployment_failed`", body = crate::error::ErrorBody),
+        (status = 409, description = "`not_deployed`, `deployment_failed`, `idempotency_conflict`", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`, `output_too_large`", body = crate::error::ErrorBody),
         (status = 422, description = "`fuel_exhausted`, `memory_limit_exceeded`, `guest_trap`, `inference_failed`, `invalid_model`, `invalid_component`", body = crate::error::ErrorBody),
         (status = 429, description = "`quota_exceeded`: the plan's calls this month (with `details` and `Retry-After`)", body = crate::error::ErrorBody),
@@ -152,7 +155,28 @@ async fn predict(
     State(state): State<AppState>,
     access: Authorized<can::Predict>,
     ApiPath(path): ApiPath<(String, String)>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let called = Called {
+        method: &Method::POST,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let call = predict_call(&state, &access, path, &headers, body.clone());
+    once(&state, &access, called, async {
+        call.await.into_response()
+    })
+    .await
+}
+
+async fn predict_call(
+    state: &AppState,
+    access: &OrgAccess,
+    path: (String, String),
+    headers: &HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let (_, name) = path;
@@ -189,7 +213,7 @@ async fn predict(
             .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))
     })
     .await?;
-    let invoked = invoke(&state, &access, &target, inputs, &headers, slot).await?;
+    let invoked = invoke(&state, access, &target, inputs, &headers, slot).await?;
     let cache = invoked.cache;
     let large = is_large(invoked.usage.output_bytes as usize);
     let body = off_executor(large, move || {

@@ -21,6 +21,7 @@ use super::{ApiPath, ApiQuery, AppState, transaction};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::Authorized;
 use crate::auth::rbac::can;
+use crate::blob::intents::Intent;
 use crate::blob::{StageError, StagedBlob};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::{Framework, InspectError, InspectedModel, ModelSignature};
@@ -286,18 +287,38 @@ async fn upload_version(
     } = staged;
     let (digest, size) = (file.sha256.clone(), file.size);
     let graph_digest = graph.as_ref().map(|g| g.sha256.clone());
-    state.blobs.commit(file).await.map_err(ApiError::internal)?;
-    if let Some(graph) = graph {
-        state
-            .blobs
-            .commit(graph)
-            .await
-            .map_err(ApiError::internal)?;
+    let graph_size = graph.as_ref().map_or(0, |g| g.size);
+    let mut blobs = vec![(digest.as_str(), size)];
+    blobs.extend(graph_digest.as_deref().map(|g| (g, graph_size)));
+    // Checked before anything is committed: a refused upload leaves no blob behind.
+    storage::check_room(
+        &*state.db.reader().await,
+        &access.org.id,
+        plan.quotas.max_storage_bytes,
+        &blobs,
+    )
+    .await??;
+    let digests: Vec<&str> = blobs.iter().map(|(d, _)| *d).collect();
+    let intent = Intent::record(&state.db, &digests).await?;
+    let committed = async {
+        state.blobs.commit(file).await?;
+        if let Some(graph) = graph {
+            state.blobs.commit(graph).await?;
+        }
+        Ok::<_, crate::blob::BlobError>(())
+    }
+    .await;
+    if let Err(error) = committed {
+        intent.abandon(&state.db, &*state.blobs).await;
+        return Err(ApiError::internal(error));
     }
 
     let version = transaction!(state, |tx| {
         // Looked up again: the model may have been deleted while the file streamed in.
         let model = find_model(&tx, &access.org.id, &name).await?;
+        // Checked again under the lock: concurrent uploads may have used the room. A
+        // refusal here abandons the intent, which deletes the blobs nothing else uses.
+        storage::check_room(&tx, &access.org.id, plan.quotas.max_storage_bytes, &blobs).await??;
         let number = registry::insert_version(
             &tx,
             &NewVersion {
@@ -315,14 +336,9 @@ async fn upload_version(
             },
         )
         .await?;
-        // Counted with this version in, so bytes already stored are not counted twice.
-        let stored = storage::org_bytes(&tx, &access.org.id).await?;
-        quota::check(
-            QuotaKind::StorageBytes,
-            stored.saturating_sub(size),
-            size,
-            plan.quotas.max_storage_bytes,
-        )?;
+        if graph_digest.is_some() {
+            storage::set_graph_size(&tx, &model.id, number, graph_size).await?;
+        }
         // A concurrent deletion of the last model using these bytes removes the blob under
         // this same lock; check it survived before the version becomes visible.
         for blob in std::iter::once(&digest).chain(graph_digest.as_ref()) {
@@ -347,7 +363,17 @@ async fn upload_version(
         registry::get_version(&tx, &model.id, number)
             .await?
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("version vanished")))
-    })?;
+    });
+    let version = match version {
+        Ok(version) => {
+            intent.settle(&state.db).await;
+            version
+        }
+        Err(error) => {
+            intent.abandon(&state.db, &*state.blobs).await;
+            return Err(error);
+        }
+    };
     tracing::info!(model = %name, version = version.version, sha256 = %version.sha256, "model version uploaded");
     Ok((StatusCode::CREATED, Json(version)))
 }

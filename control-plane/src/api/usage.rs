@@ -107,7 +107,7 @@ pub struct UsageReport {
     pub plan: Plan,
     pub quotas: Vec<QuotaUsage>,
     pub totals: Totals,
-    /// Bytes of model files stored now.
+    /// Bytes stored now: model files, graphs, MLflow artifacts, batch inputs and results.
     pub storage_bytes: u64,
     pub by_model: Vec<GroupUsage>,
     /// By API key or user.

@@ -10,14 +10,15 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::idempotency::{Called, once};
 use super::predict::{
     MAX_PREDICT_BODY, described_version, enter_org, find_model, invoke, is_large, off_executor,
     readiness, resolve_routed, route_key,
@@ -349,10 +350,11 @@ async fn infer(
     State(state): State<AppState>,
     V2(access): V2<CredentialOrg<can::Predict>>,
     V2(ApiPath(name)): V2<ApiPath<String>>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> V2Result<Response> {
-    infer_call(&state, &access, &name, None, &headers, body).await
+) -> Response {
+    idempotent_infer(&state, &access, &name, None, &uri, &headers, body).await
 }
 
 /// Inference on one version of a deployed model; otherwise as `/v2/models/{model}/infer`.
@@ -368,9 +370,37 @@ async fn infer_version(
     State(state): State<AppState>,
     V2(access): V2<CredentialOrg<can::Predict>>,
     V2(ApiPath((name, version))): V2<ApiPath<(String, String)>>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> V2Result<Response> {
-    let version = version_number(&version)?;
-    infer_call(&state, &access, &name, Some(version), &headers, body).await
+) -> Response {
+    let version = match version_number(&version) {
+        Ok(version) => version,
+        Err(error) => return V2Error(error).into_response(),
+    };
+    idempotent_infer(&state, &access, &name, Some(version), &uri, &headers, body).await
+}
+
+/// [`infer_call`] under the caller's `Idempotency-Key`, if it sent one.
+async fn idempotent_infer(
+    state: &AppState,
+    access: &OrgAccess,
+    name: &str,
+    version: Option<i64>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_bytes(headers, body) {
+        Ok(body) => body,
+        Err(error) => return V2Error(error).into_response(),
+    };
+    let called = Called {
+        method: &Method::POST,
+        uri,
+        headers,
+        body: &body,
+    };
+    let call = infer_call(state, access, name, version, headers, Ok(body.clone()));
+    once(state, access, called, async { call.await.into_response() }).await
 }

@@ -15,7 +15,9 @@ use super::{JobStatus, ResultLine, RowError};
 use crate::api::AppState;
 use crate::api::predict::{self, Target};
 use crate::auth::Principal;
+use crate::blob::intents::Intent;
 use crate::error::{ApiError, ErrorCode};
+use crate::metering::storage;
 use crate::serving::tensors;
 
 /// How often a row that found every execution slot busy is tried again before `overloaded`
@@ -199,14 +201,56 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
             rows: (end - start) as i64,
             errors: lines.iter().filter(|l| l.error.is_some()).count() as i64,
         };
-        // Durable first, then counted: a crash in between leaves an unreferenced blob and
-        // this chunk to redo, never a counted chunk without its results.
-        state.blobs.commit(staged).await.map_err(internal)?;
+        // Results count toward the plan's storage: a job that would go past it fails with
+        // `quota_exceeded` before the chunk's blob is committed.
+        let size = staged.size;
+        let room = {
+            let conn = state.db.reader().await;
+            storage::check_room(
+                &conn,
+                &job.org_id,
+                target.plan.quotas.max_storage_bytes,
+                &[(chunk.sha256.as_str(), size)],
+            )
+            .await
+            .map_err(internal)?
+        };
+        if let Err(exceeded) = room {
+            return Err(job_failure(&ApiError::from(exceeded)));
+        }
+        // Durable first, then counted: a crash in between leaves the intent, whose blob is
+        // collected unless referenced, and this chunk to redo, never a counted chunk
+        // without its results.
+        let intent = Intent::record(&state.db, &[chunk.sha256.as_str()])
+            .await
+            .map_err(internal)?;
+        if let Err(error) = state.blobs.commit(staged).await {
+            intent.abandon(&state.db, &*state.blobs).await;
+            return Err(internal(error));
+        }
         let committed = {
             let conn = state.db.reader().await;
-            store::commit_chunk(&conn, &job.id, &chunk)
-                .await
-                .map_err(internal)?
+            let committed = store::commit_chunk(&conn, &job.id, &chunk).await;
+            if let Ok(true) = committed {
+                storage::set_chunk_size(&conn, &job.id, chunk.index, size)
+                    .await
+                    .map_err(internal)?;
+            }
+            committed
+        };
+        let committed = match committed {
+            Ok(true) => {
+                intent.settle(&state.db).await;
+                true
+            }
+            Ok(false) => {
+                intent.abandon(&state.db, &*state.blobs).await;
+                false
+            }
+            Err(error) => {
+                intent.abandon(&state.db, &*state.blobs).await;
+                return Err(internal(error));
+            }
         };
         if !committed {
             tracing::info!(

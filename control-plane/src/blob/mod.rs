@@ -6,6 +6,7 @@
 //! [`ObjectStore::commit`] it, which makes it durable under its digest. Because the key is
 //! the digest, a commit is idempotent and concurrent uploads of the same bytes are harmless.
 
+pub mod intents;
 mod local;
 mod s3;
 mod staging;

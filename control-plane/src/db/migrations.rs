@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "key principals, org suspension, platform audit",
         sql: include_str!("migrations/0008_key_principals_platform.sql"),
     },
+    Migration {
+        version: 9,
+        name: "idempotency keys, storage of artifacts and batch files",
+        sql: include_str!("migrations/0009_billing_integrity.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.

@@ -1,6 +1,6 @@
-//! The per-request side channel between the HTTP edge and metering: the caller's
-//! `Idempotency-Key` goes in, the usage event id and soft-limit warnings come out as
-//! response headers. A task-local set by [`layer`], so that no inference handler has to
+//! The per-request side channel between the HTTP edge and metering: the usage event id and
+//! soft-limit warnings come out as response headers, and whether the call ran (for
+//! `api::idempotency`). A task-local set by [`layer`], so that no inference handler has to
 //! thread it through.
 
 use std::sync::{Arc, Mutex};
@@ -10,8 +10,6 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 
-/// The request header a client sets to make a retried call count once.
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// The response header carrying the usage event id of the call.
 pub const USAGE_ID_HEADER: &str = "wisp-usage-id";
 /// The response header carrying soft-limit warnings (`calls_per_month 812/1000 (81%)`).
@@ -19,7 +17,6 @@ pub const QUOTA_WARNING_HEADER: &str = "wisp-quota-warning";
 
 #[derive(Debug, Default)]
 struct CallContext {
-    idempotency_key: Option<String>,
     notes: Mutex<Notes>,
 }
 
@@ -27,23 +24,17 @@ struct CallContext {
 struct Notes {
     usage_id: Option<String>,
     warning: Option<String>,
+    /// The call ran (or a stored result answered it): its event is the bill.
+    finished: bool,
 }
 
 tokio::task_local! {
     static CALL: Arc<CallContext>;
 }
 
-/// Middleware: reads `Idempotency-Key`, runs the request, adds the metering headers.
+/// Middleware: runs the request, adds the metering headers.
 pub async fn layer(request: Request, next: Next) -> Response {
-    let idempotency_key = request
-        .headers()
-        .get(IDEMPOTENCY_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .map(str::to_owned);
     let context = Arc::new(CallContext {
-        idempotency_key,
         notes: Mutex::default(),
     });
     let mut response = CALL.scope(Arc::clone(&context), next.run(request)).await;
@@ -60,18 +51,25 @@ pub async fn layer(request: Request, next: Next) -> Response {
     response
 }
 
-/// The `Idempotency-Key` of the current request, if any.
-pub fn idempotency_key() -> Option<String> {
-    CALL.try_with(|c| c.idempotency_key.clone()).ok().flatten()
-}
-
-/// Notes the usage event of the current request, and a soft-limit warning if any.
-pub fn note(usage_id: &str, warning: Option<String>) {
+/// Notes the usage event of the current request, and a soft-limit warning if any;
+/// `finished` when the call ran (not when it was refused before running).
+pub fn note(usage_id: &str, warning: Option<String>, finished: bool) {
     let _ = CALL.try_with(|c| {
         let mut notes = c.notes.lock().unwrap_or_else(|p| p.into_inner());
         notes.usage_id = Some(usage_id.to_owned());
+        notes.finished |= finished;
         if warning.is_some() {
             notes.warning = warning;
         }
     });
+}
+
+/// The usage event id of the current request's call, if it ran.
+pub fn finished_call() -> Option<String> {
+    CALL.try_with(|c| {
+        let notes = c.notes.lock().unwrap_or_else(|p| p.into_inner());
+        notes.finished.then(|| notes.usage_id.clone()).flatten()
+    })
+    .ok()
+    .flatten()
 }

@@ -13,6 +13,7 @@
 //! - [`quota`]: hard quotas and soft-limit warnings. [`storage`]: GB-months.
 //! - [`invoice`]: line items; [`billing`]: invoices of periods from the database.
 //! - [`export`]: CSV and Stripe meter events. [`context`]: request headers in and out.
+//! - [`idempotency`]: `Idempotency-Key` claims and stored responses for replay.
 
 pub mod billing;
 pub mod compute;
@@ -20,6 +21,7 @@ pub mod context;
 pub mod event;
 pub mod export;
 mod handoff;
+pub mod idempotency;
 pub mod invoice;
 pub mod outbox;
 pub mod period;
@@ -31,7 +33,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use wisp_host::UsageRecord;
 
 use crate::db::{Db, DbError};
@@ -74,7 +75,7 @@ pub struct Metering {
 
 struct Inner {
     outbox: Outbox,
-    quotas: CallQuotas,
+    quotas: Arc<CallQuotas>,
     db: Arc<Db>,
 }
 
@@ -110,15 +111,23 @@ impl Metering {
                 "replayed usage events left in the outbox"
             );
         }
-        tokio::spawn(drain(drained, Arc::clone(&db)));
+        let quotas = Arc::new(CallQuotas::default());
+        tokio::spawn(drain(drained, Arc::clone(&db), Arc::clone(&quotas)));
         tokio::spawn(hourly(Arc::clone(&db)));
+        tokio::spawn(resync_every(Arc::clone(&db), Arc::downgrade(&quotas)));
         Ok(Self {
-            inner: Some(Arc::new(Inner {
-                outbox,
-                quotas: CallQuotas::default(),
-                db,
-            })),
+            inner: Some(Arc::new(Inner { outbox, quotas, db })),
         })
+    }
+
+    /// Sets every calls counter again from the database and this process's undrained
+    /// calls, so that what other machines sharing the database billed counts here too.
+    /// Runs every [`quota::RESYNC_INTERVAL`]; public for tests.
+    pub async fn resync_quotas(&self) -> Result<(), MeteringError> {
+        match &self.inner {
+            Some(inner) => Ok(resync(&inner.db, &inner.quotas).await?),
+            None => Ok(()),
+        }
     }
 
     /// No metering at all: no events, no quotas. Only for measuring metering's own cost.
@@ -179,7 +188,7 @@ impl Metering {
                     .append(event)
                     .await
                     .map_err(MeteringError::from)?;
-                context::note(&id, None);
+                context::note(&id, None, false);
                 Err(exceeded.into())
             }
         }
@@ -255,7 +264,7 @@ impl MeteredCall {
             }
             _ => None,
         };
-        context::note(&id, warning);
+        context::note(&id, warning, true);
         Ok(())
     }
 }
@@ -264,22 +273,12 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// A new event for a call, with its id: derived from the request's `Idempotency-Key` (so a
-/// retry is the same event) or random.
+/// A new event for a call, with a random id: every call that runs is billed once. A retry
+/// under an `Idempotency-Key` that must not run again never gets here: `api::idempotency`
+/// replays the first call's response instead.
 fn new_event(caller: Caller, subject: CallSubject<'_>) -> UsageEvent {
-    let id = match context::idempotency_key() {
-        Some(key) => {
-            let digest = Sha256::new()
-                .chain_update(subject.org_id)
-                .chain_update([0])
-                .chain_update(key)
-                .finalize();
-            format!("idem-{}", &hex::encode(digest)[..32])
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
     UsageEvent {
-        id,
+        id: uuid::Uuid::new_v4().to_string(),
         org_id: subject.org_id.to_owned(),
         caller,
         model_id: subject.model_id.to_owned(),
@@ -305,22 +304,54 @@ fn new_event(caller: Caller, subject: CallSubject<'_>) -> UsageEvent {
     }
 }
 
+/// One resync of every counter (see [`Metering::resync_quotas`]).
+async fn resync(db: &Db, quotas: &CallQuotas) -> Result<(), DbError> {
+    for (org_id, start) in quotas.counted() {
+        let period = Period::containing(start);
+        // Under the connection: no drained batch is stored (and subtracted from the
+        // undrained calls) between the read and the update.
+        let conn = db.reader().await;
+        let durable = store::totals(&conn, &org_id, period.start, period.end)
+            .await?
+            .billed_calls;
+        quotas.resync(&org_id, period.start, durable);
+    }
+    Ok(())
+}
+
+/// Resyncs the calls counters every [`quota::RESYNC_INTERVAL`] while metering lives.
+async fn resync_every(db: Arc<Db>, quotas: std::sync::Weak<CallQuotas>) {
+    let mut ticks = tokio::time::interval(quota::RESYNC_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(quotas) = quotas.upgrade() else {
+            return;
+        };
+        if let Err(error) = resync(&db, &quotas).await {
+            tracing::warn!(error = %error, "failed to resync the calls quotas");
+        }
+    }
+}
+
 /// Moves events from the outbox into the database in batches, in order; deletes sealed
 /// segments once their events are committed; answers flushes.
-async fn drain(drained: Arc<Handoff>, db: Arc<Db>) {
+async fn drain(drained: Arc<Handoff>, db: Arc<Db>, quotas: Arc<CallQuotas>) {
     // Linger unless someone waits: every commit syncs the database, so fewer, bigger
     // transactions cost less per event.
     while let Some(items) = drained.next_batch(DRAIN_LINGER).await {
         // The commit waits for `fsync`, and a deletion for the file system: neither may
         // hold up an executor thread.
-        crate::db::on_blocking_thread(commit_batch(Arc::clone(&db), items)).await;
+        crate::db::on_blocking_thread(commit_batch(Arc::clone(&db), Arc::clone(&quotas), items))
+            .await;
     }
 }
 
 /// Stores a batch's events, retrying until they are stored (they stay in the outbox file
 /// meanwhile, and they are the bill); then deletes the segments and answers the flushes
 /// that came after them.
-async fn commit_batch(db: Arc<Db>, items: Vec<Drained>) {
+async fn commit_batch(db: Arc<Db>, quotas: Arc<CallQuotas>, items: Vec<Drained>) {
     let mut events = Vec::new();
     let mut after = Vec::new();
     for item in items {
@@ -330,11 +361,25 @@ async fn commit_batch(db: Arc<Db>, items: Vec<Drained>) {
         }
     }
     let mut backoff = Duration::from_millis(100);
-    // Usage events and rollups are nothing a memo holds: the memoised rows stay valid.
-    while let Err(error) = store::insert(&*db.reader().await, &events).await {
-        tracing::error!(error = %error, events = events.len(), "failed to store usage events; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+    loop {
+        // Usage events and rollups are nothing a memo holds: the memoised rows stay valid.
+        let conn = db.reader().await;
+        match store::insert(&conn, &events).await {
+            Ok(_) => {
+                // Still under the connection, so that a resync sees them either undrained
+                // or stored, never both or neither.
+                for ((org_id, start), billed) in billed_per_counter(&events) {
+                    quotas.drained(org_id, start, billed);
+                }
+                break;
+            }
+            Err(error) => {
+                drop(conn);
+                tracing::error!(error = %error, events = events.len(), "failed to store usage events; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
     }
     for item in after {
         match item {
@@ -349,6 +394,16 @@ async fn commit_batch(db: Arc<Db>, items: Vec<Drained>) {
             Drained::Event(_) => unreachable!("events were taken out above"),
         }
     }
+}
+
+/// Billed events per calls counter: `(org, period start)`.
+fn billed_per_counter(events: &[UsageEvent]) -> std::collections::HashMap<(&str, i64), u64> {
+    let mut billed = std::collections::HashMap::new();
+    for event in events.iter().filter(|e| e.billable()) {
+        let start = Period::containing(event.at_ms.div_euclid(1_000)).start;
+        *billed.entry((event.org_id.as_str(), start)).or_default() += 1;
+    }
+    billed
 }
 
 /// Samples storage every hour (and at start) and finalises the invoices of closed periods.

@@ -3,12 +3,16 @@
 //!
 //! The calls counter lives in memory, one per organisation and month, started from the
 //! database's daily rollups the first time the month is seen (the outbox is replayed before
-//! serving, so the database is complete then). A call reserves a slot before it runs and
-//! commits it when it succeeds or releases it when it fails, so concurrent calls can never
-//! exceed the quota: with a quota of 1,000, exactly 1,000 succeed. Machines that share one
-//! database each count their own calls on top of what the database held when they started
-//! counting, so across machines the quota is approximate (it can be exceeded by what the
-//! other machines served since); on one machine it is exact.
+//! serving, so the database is complete then: a restart starts from every call billed
+//! before it). A call reserves a slot before it runs and commits it when it succeeds or
+//! releases it when it fails, so concurrent calls can never exceed the quota: with a quota
+//! of 1,000, exactly 1,000 succeed.
+//!
+//! Machines that share one database each count their own calls, so every
+//! [`RESYNC_INTERVAL`] each counter is set again from the durable count plus this
+//! machine's billed calls still in its outbox ([`CallQuotas::resync`]): a machine learns
+//! what the others served. Across machines the quota can be exceeded by what the others
+//! served since the last resync (and not yet drained); on one machine it is exact.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -54,7 +58,13 @@ struct Counter {
     used: u64,
     /// Calls running now that would be billed if they succeed.
     reserved: u64,
+    /// Billed calls of this process not yet in the database (signed: the drainer may store
+    /// an event an instant before its commit counts it here).
+    undrained: i64,
 }
+
+/// How often counters are set again from the database ([`CallQuotas::resync`]).
+pub const RESYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 type Slot = Arc<OnceCell<Mutex<Counter>>>;
 
@@ -100,6 +110,7 @@ impl CallQuotas {
             Ok(Mutex::new(Counter {
                 used: used_before().await?,
                 reserved: 0,
+                undrained: 0,
             }))
         })
         .await?;
@@ -124,6 +135,44 @@ impl CallQuotas {
     }
 }
 
+impl CallQuotas {
+    /// The counters seen so far, as `(org_id, period start)`.
+    pub fn counted(&self) -> Vec<(String, i64)> {
+        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        counters
+            .iter()
+            .filter(|(_, slot)| slot.initialized())
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Sets the counter of `org_id` for the period starting at `period_start` to `durable`
+    /// billed calls (read from the database while no drained batch could be stored) plus
+    /// this process's billed calls not yet drained.
+    pub fn resync(&self, org_id: &str, period_start: i64, durable: u64) {
+        let slot = {
+            let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+            match counters.get(&(org_id.to_owned(), period_start)) {
+                Some(slot) if slot.initialized() => Arc::clone(slot),
+                _ => return,
+            }
+        };
+        let mut counter = lock(&slot);
+        counter.used = durable.saturating_add_signed(counter.undrained);
+    }
+
+    /// The drainer stored `billed` billed calls of `org_id` in the period starting at
+    /// `period_start`: they are in the durable count now.
+    pub fn drained(&self, org_id: &str, period_start: i64, billed: u64) {
+        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = counters.get(&(org_id.to_owned(), period_start))
+            && slot.initialized()
+        {
+            lock(slot).undrained -= i64::try_from(billed).unwrap_or(i64::MAX);
+        }
+    }
+}
+
 fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, Counter> {
     slot.get()
         .expect("initialised before a reservation exists")
@@ -138,6 +187,7 @@ impl Reservation {
         let mut counter = lock(&self.slot);
         counter.reserved -= 1;
         counter.used += 1;
+        counter.undrained += 1;
         counter.used
     }
 
@@ -242,6 +292,24 @@ mod tests {
             total += task.await.unwrap();
         }
         assert_eq!(total, 1_000);
+    }
+
+    #[tokio::test]
+    async fn a_resync_adds_what_other_machines_billed() {
+        let quotas = CallQuotas::default();
+        let start = Period::containing(NOVEMBER).start;
+        // Seven before; this process bills one, which is not drained yet.
+        reserve(&quotas, 100).await.unwrap().commit();
+        // Another machine billed 80 more: the database holds 7 + 80.
+        quotas.resync("org", start, 87);
+        assert_eq!(reserve(&quotas, 100).await.unwrap().commit(), 89);
+        // Both of this process's calls are drained: the database has them now.
+        quotas.drained("org", start, 2);
+        quotas.resync("org", start, 89);
+        assert_eq!(reserve(&quotas, 100).await.unwrap().used(), 89);
+        quotas.resync("org", start, 100);
+        assert_eq!(reserve(&quotas, 100).await.unwrap_err().used, 100);
+        assert_eq!(quotas.counted(), vec![("org".to_owned(), start)]);
     }
 
     #[test]

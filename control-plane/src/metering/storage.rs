@@ -1,5 +1,7 @@
-//! Storage accounting: the bytes each organisation's model files occupy in the object
-//! store, sampled, and integrated over time into GB-months.
+//! Storage accounting: the bytes each organisation's blobs (model files, graphs, MLflow
+//! artifacts, batch inputs and results) occupy in the object store, checked against the
+//! plan's quota before anything is committed, sampled, and integrated over time into
+//! GB-months.
 //!
 //! A sample is taken at start and every hour while the server runs; between two samples
 //! the earlier one's size is assumed. Model files only change through the API, so a
@@ -14,14 +16,29 @@ use crate::db::{self, DbError};
 /// Bytes in one GB, as object stores bill it.
 pub const BYTES_PER_GB: u64 = 1_000_000_000;
 
-/// Bytes of an organisation's model files in the object store. Files are stored once per
-/// digest, so a file used by several versions counts once.
+/// Every blob an organisation references, with its size: model files, custom components'
+/// graphs, MLflow artifacts, batch inputs and batch results. `?1` is the organisation.
+const ORG_BLOBS: &str = "
+    SELECT v.sha256 AS sha256, v.size_bytes AS size_bytes FROM model_versions v
+        JOIN models m ON m.id = v.model_id WHERE m.org_id = ?1
+    UNION ALL SELECT v.graph_sha256, v.graph_size_bytes FROM model_versions v
+        JOIN models m ON m.id = v.model_id WHERE m.org_id = ?1 AND v.graph_sha256 IS NOT NULL
+    UNION ALL SELECT sha256, size_bytes FROM mlflow_artifacts WHERE org_id = ?1
+    UNION ALL SELECT input_sha256, input_bytes FROM batch_jobs WHERE org_id = ?1
+    UNION ALL SELECT c.sha256, c.size_bytes FROM batch_chunks c
+        JOIN batch_jobs j ON j.id = c.job_id WHERE j.org_id = ?1";
+
+/// Bytes an organisation stores in the object store: its model files, custom components'
+/// graphs, MLflow artifacts, batch inputs and results. Blobs are stored once per digest,
+/// so a blob used several times (by versions, an artifact and the version made from it)
+/// counts once.
 pub async fn org_bytes(conn: &Connection, org_id: &str) -> Result<u64, DbError> {
     let rows = conn
         .query(
-            "SELECT COALESCE(SUM(size_bytes), 0) FROM (
-                SELECT DISTINCT v.sha256, v.size_bytes FROM model_versions v
-                JOIN models m ON m.id = v.model_id WHERE m.org_id = ?1)",
+            &format!(
+                "SELECT COALESCE(SUM(size_bytes), 0) FROM (
+                    SELECT MAX(size_bytes) AS size_bytes FROM ({ORG_BLOBS}) GROUP BY sha256)"
+            ),
             params![org_id],
         )
         .await?;
@@ -33,18 +50,105 @@ pub async fn org_bytes(conn: &Connection, org_id: &str) -> Result<u64, DbError> 
     Ok(u64::try_from(bytes).unwrap_or(0))
 }
 
-/// Records every organisation's current bytes at the hour of `now`.
-pub async fn sample_all(conn: &Connection, now: i64) -> Result<(), DbError> {
+/// Bytes that storing `blobs` (digest, size) would add to what the organisation stores:
+/// those it does not reference yet, each once.
+pub async fn added_bytes(
+    conn: &Connection,
+    org_id: &str,
+    blobs: &[(&str, u64)],
+) -> Result<u64, DbError> {
+    let mut added = 0u64;
+    let mut seen = Vec::new();
+    for &(digest, size) in blobs {
+        if seen.contains(&digest) {
+            continue;
+        }
+        seen.push(digest);
+        let rows = conn
+            .query(
+                &format!("SELECT 1 FROM ({ORG_BLOBS}) WHERE sha256 = ?2 LIMIT 1"),
+                params![org_id, digest],
+            )
+            .await?;
+        if db::first_row(rows).await?.is_none() {
+            added = added.saturating_add(size);
+        }
+    }
+    Ok(added)
+}
+
+/// `Err(quota_exceeded)` if storing `blobs` would take the organisation past its plan's
+/// storage quota. Callers check before committing the blobs, so a refusal leaves nothing.
+pub async fn check_room(
+    conn: &Connection,
+    org_id: &str,
+    limit: Option<u64>,
+    blobs: &[(&str, u64)],
+) -> Result<Result<(), super::QuotaExceeded>, DbError> {
+    if limit.is_none() {
+        return Ok(Ok(()));
+    }
+    let stored = org_bytes(conn, org_id).await?;
+    let adding = added_bytes(conn, org_id, blobs).await?;
+    Ok(super::quota::check(
+        super::quota::QuotaKind::StorageBytes,
+        stored,
+        adding,
+        limit,
+    ))
+}
+
+/// Records the size of a custom component's graph, which its version row does not carry.
+pub async fn set_graph_size(
+    conn: &Connection,
+    model_id: &str,
+    version: i64,
+    bytes: u64,
+) -> Result<(), DbError> {
     conn.execute(
-        "INSERT INTO storage_samples (org_id, at, bytes)
-         SELECT o.id, ?1, COALESCE((SELECT SUM(size_bytes) FROM (
-             SELECT DISTINCT v.sha256, v.size_bytes FROM model_versions v
-             JOIN models m ON m.id = v.model_id WHERE m.org_id = o.id)), 0)
-         FROM orgs o WHERE true
-         ON CONFLICT (org_id, at) DO UPDATE SET bytes = excluded.bytes",
-        params![hour_start(now)],
+        "UPDATE model_versions SET graph_size_bytes = ?3 WHERE model_id = ?1 AND version = ?2",
+        params![model_id, version, i64::try_from(bytes).unwrap_or(i64::MAX)],
     )
     .await?;
+    Ok(())
+}
+
+/// Records the size of a batch job's result chunk.
+pub async fn set_chunk_size(
+    conn: &Connection,
+    job_id: &str,
+    chunk_index: i64,
+    bytes: u64,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE batch_chunks SET size_bytes = ?3 WHERE job_id = ?1 AND chunk_index = ?2",
+        params![
+            job_id,
+            chunk_index,
+            i64::try_from(bytes).unwrap_or(i64::MAX)
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records every organisation's current bytes at the hour of `now`.
+pub async fn sample_all(conn: &Connection, now: i64) -> Result<(), DbError> {
+    let rows = conn.query("SELECT id FROM orgs", ()).await?;
+    let orgs = db::collect(rows, |row| Ok(row.get::<String>(0)?)).await?;
+    for org_id in orgs {
+        let bytes = org_bytes(conn, &org_id).await?;
+        conn.execute(
+            "INSERT INTO storage_samples (org_id, at, bytes) VALUES (?1, ?2, ?3)
+             ON CONFLICT (org_id, at) DO UPDATE SET bytes = excluded.bytes",
+            params![
+                org_id,
+                hour_start(now),
+                i64::try_from(bytes).unwrap_or(i64::MAX)
+            ],
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -22,6 +22,9 @@ use super::{Access, Fields, MlflowResult, empty, required_str};
 use crate::api::AppState;
 use crate::auth::rbac::can;
 use crate::blob::StageError;
+use crate::blob::intents::Intent;
+use crate::error::ApiError;
+use crate::metering::storage;
 use crate::mlflow::{ErrorCode, MlflowError, artifacts, tracking};
 use crate::{plans, registry};
 
@@ -100,19 +103,63 @@ async fn upload(
             StageError::Io(e) => MlflowError::internal(e),
         })?;
     let (digest, size) = (staged.sha256.clone(), staged.size as i64);
-    state
-        .blobs
-        .commit(staged)
-        .await
-        .map_err(MlflowError::internal)?;
+    // Artifacts count toward the plan's storage: checked before the blob is committed, so
+    // a refusal leaves nothing behind.
+    let blobs = [(digest.as_str(), staged.size)];
+    let room = storage::check_room(
+        &*state.db.reader().await,
+        &access.org.id,
+        plan.quotas.max_storage_bytes,
+        &blobs,
+    )
+    .await?;
+    room.map_err(|e| MlflowError::from(ApiError::from(e)))?;
+    let intent = Intent::record(&state.db, &[digest.as_str()]).await?;
+    if let Err(error) = state.blobs.commit(staged).await {
+        intent.abandon(&state.db, &*state.blobs).await;
+        return Err(MlflowError::internal(error));
+    }
+    let stored = store_artifact(&state, &access.org.id, &path, &digest, size, &plan).await;
+    match stored {
+        Ok(()) => intent.settle(&state.db).await,
+        Err(error) => {
+            intent.abandon(&state.db, &*state.blobs).await;
+            return Err(error);
+        }
+    }
+    tracing::debug!(path, size, sha256 = %digest, "mlflow artifact stored");
+    Ok(empty())
+}
+
+/// Records an uploaded artifact whose blob is committed.
+async fn store_artifact(
+    state: &AppState,
+    org_id: &str,
+    path: &str,
+    digest: &str,
+    size: i64,
+    plan: &plans::Plan,
+) -> MlflowResult<()> {
     // Recorded under the database lock, after checking the blob survived a concurrent
     // deletion of its last other reference; a replaced blob is collected under it too.
     let conn = state.db.conn().await;
     let tx = conn.transaction().await.map_err(MlflowError::internal)?;
-    let replaced = artifacts::put(&tx, &access.org.id, &path, &digest, size).await?;
+    // Again under the lock: concurrent uploads may have used the room meanwhile.
+    let room = storage::check_room(
+        &tx,
+        org_id,
+        plan.quotas.max_storage_bytes,
+        &[(digest, u64::try_from(size).unwrap_or(0))],
+    )
+    .await?;
+    if let Err(exceeded) = room {
+        let _ = tx.rollback().await;
+        return Err(ApiError::from(exceeded).into());
+    }
+    let replaced = artifacts::put(&tx, org_id, path, digest, size).await?;
     if !state
         .blobs
-        .exists(&digest)
+        .exists(digest)
         .await
         .map_err(MlflowError::internal)?
     {
@@ -125,10 +172,9 @@ async fn upload(
         None => Vec::new(),
     };
     tx.commit().await.map_err(MlflowError::internal)?;
-    delete_blobs(&state, orphans).await;
+    delete_blobs(state, orphans).await;
     drop(conn);
-    tracing::debug!(path, size, sha256 = %digest, "mlflow artifact stored");
-    Ok(empty())
+    Ok(())
 }
 
 async fn delete_blobs(state: &AppState, digests: Vec<String>) {

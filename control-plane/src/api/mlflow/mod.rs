@@ -122,16 +122,21 @@ impl From<ApiError> for MlflowError {
             WispCode::Forbidden | WispCode::OrgSuspended => ErrorCode::PermissionDenied,
             WispCode::NotFound => ErrorCode::ResourceDoesNotExist,
             WispCode::AlreadyExists => ErrorCode::ResourceAlreadyExists,
-            WispCode::RateLimited => ErrorCode::RequestLimitExceeded,
+            WispCode::RateLimited | WispCode::QuotaExceeded => ErrorCode::RequestLimitExceeded,
             WispCode::Overloaded => ErrorCode::TemporarilyUnavailable,
             WispCode::Internal => ErrorCode::InternalError,
             WispCode::InvalidJson => ErrorCode::BadRequest,
             WispCode::AliasInUse | WispCode::LastOwner => ErrorCode::InvalidState,
             _ => ErrorCode::InvalidParameterValue,
         };
+        // MLflow has no quota code: the message starts with wisp's.
+        let message = match error.code() {
+            WispCode::QuotaExceeded => format!("quota_exceeded: {}", error.message()),
+            _ => error.message().to_owned(),
+        };
         Self {
             code,
-            message: error.message().to_owned(),
+            message,
             retry_after: error.retry_after(),
         }
     }

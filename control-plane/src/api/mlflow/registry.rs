@@ -7,6 +7,9 @@
 //! MLflow alias moves the wisp alias of the same name to the matching wisp version, and a
 //! deployment that follows it redeploys; the move is audited. Renaming or deleting a
 //! registered model or version leaves the wisp model alone (deployments may serve it).
+//! The bridge goes through the plan's models and storage quotas like the wisp API: a
+//! version past them is created in MLflow, tagged `wisp.serving_error`
+//! (`quota_exceeded: …`), and not bridged.
 
 use axum::Json;
 use axum::Router;
@@ -21,11 +24,14 @@ use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::can;
 use crate::deployments;
 use crate::inspect::InspectedModel;
+use crate::metering::quota::{self, QuotaKind};
+use crate::metering::storage;
 use crate::mlflow::artifacts::{self, StoredFile};
 use crate::mlflow::filter::{self, Entity};
 use crate::mlflow::registry::{self as mlregistry, ModelVersion, NewVersion, RegisteredModel};
 use crate::mlflow::tracking::{self, Field};
 use crate::mlflow::{self, ErrorCode, KeyValue, MlflowError, logged_models};
+use crate::plans;
 use crate::registry;
 use crate::serving::warmup;
 
@@ -678,6 +684,37 @@ async fn inspect_artifacts(state: &AppState, org_id: &str, location: &str) -> Ml
     })
 }
 
+/// Why the bridge may not make a wisp version of `file` as model `wisp_name` under the
+/// organisation's plan: a new wisp model past the models quota, or its file past the
+/// storage quota (an artifact's blob is usually counted already). `None` when it may.
+async fn bridge_refusal(
+    conn: &libsql::Connection,
+    org_id: &str,
+    wisp_name: &str,
+    file: &StoredFile,
+) -> MlflowResult<Option<String>> {
+    let plan = plans::of_org(conn, org_id).await?;
+    if registry::get_model(conn, org_id, wisp_name)
+        .await?
+        .is_none()
+    {
+        let models = registry::list_models(conn, org_id).await?.len() as u64;
+        if let Err(exceeded) = quota::check(QuotaKind::Models, models, 1, plan.quotas.max_models) {
+            return Ok(Some(format!("quota_exceeded: {exceeded}")));
+        }
+    }
+    let room = storage::check_room(
+        conn,
+        org_id,
+        plan.quotas.max_storage_bytes,
+        &[(file.sha256.as_str(), u64::try_from(file.size).unwrap_or(0))],
+    )
+    .await?;
+    Ok(room
+        .err()
+        .map(|exceeded| format!("quota_exceeded: {exceeded}")))
+}
+
 /// The tag that tells why a version's ONNX file could not be served by wisp.
 pub const SERVING_ERROR_TAG: &str = "wisp.serving_error";
 
@@ -722,19 +759,51 @@ async fn create_version(
         )
         .await?;
         let mut wisp_version = None;
-        match (&bridge, wisp_name_of(&name)) {
-            (Bridge::Serve(file, inspected), Some(wisp_name)) => {
+        let refusal = match (&bridge, wisp_name_of(&name)) {
+            (Bridge::Serve(file, _), Some(wisp_name)) => {
+                bridge_refusal(&tx, &access.org.id, wisp_name, file).await?
+            }
+            _ => None,
+        };
+        match (&bridge, wisp_name_of(&name), refusal) {
+            (Bridge::Serve(..), Some(_), Some(reason)) => {
+                // The plan has no room for the wisp model or its file: the MLflow version
+                // exists, wisp serves nothing, and the tag says why.
+                mlregistry::set_version_tag(
+                    &tx,
+                    &access.org.id,
+                    &name,
+                    number,
+                    SERVING_ERROR_TAG,
+                    &reason,
+                )
+                .await?;
+            }
+            (Bridge::Serve(file, inspected), Some(wisp_name), None) => {
                 let model = match registry::get_model(&tx, &access.org.id, wisp_name).await? {
                     Some(model) => model,
                     None => {
-                        registry::create_model(
+                        let model = registry::create_model(
                             &tx,
                             &access.org.id,
                             wisp_name,
                             "registered through MLflow",
                             &actor,
                         )
-                        .await?
+                        .await?;
+                        audit::record(
+                            &tx,
+                            &meta,
+                            AuditEvent {
+                                org_id: Some(&access.org.id),
+                                actor: &actor,
+                                action: "model.created",
+                                target: Some(&format!("model:{wisp_name}")),
+                                details: json!({ "source": "mlflow", "mlflow_version": number }),
+                            },
+                        )
+                        .await?;
+                        model
                     }
                 };
                 let no_map = Default::default();
@@ -779,7 +848,7 @@ async fn create_version(
                 .await?;
                 wisp_version = Some(created);
             }
-            (Bridge::Refused(reason), _) => {
+            (Bridge::Refused(reason), _, _) => {
                 mlregistry::set_version_tag(
                     &tx,
                     &access.org.id,
