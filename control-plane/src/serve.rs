@@ -86,6 +86,7 @@ pub async fn state(
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,
             refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
+            max_json_body_bytes: config.limits.max_json_body_bytes,
         },
     })
 }

@@ -8,8 +8,7 @@
 //! The OpenAPI document still shows the paths as clients write them.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
@@ -29,7 +28,7 @@ use crate::auth::CredentialOrg;
 use crate::auth::rbac::can;
 use crate::error::{ApiError, ErrorCode};
 use crate::serving::tensors::tensor_type;
-use crate::serving::v1_codec;
+use crate::serving::v1_codec::{self, V1Error};
 
 #[derive(OpenApi)]
 #[openapi(paths(model_status, predict))]
@@ -98,7 +97,7 @@ async fn predict(
     V2(access): V2<CredentialOrg<can::Predict>>,
     V2(ApiPath(target)): V2<ApiPath<String>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<V1PredictResponse>, V2Error> {
     let Some(name) = target.strip_suffix(":predict") else {
         return Err(V2Error(ApiError::new(
@@ -106,7 +105,7 @@ async fn predict(
             "no such endpoint: POST /v1/models/{name}:predict",
         )));
     };
-    let body = body_bytes(&headers, body)?;
+    let body = body_bytes(&state, &access, &headers, body).await?;
     let slot = enter_org(&state, &access.org.id).await?;
     let large = is_large(body.len());
     let request: V1PredictRequest = off_executor(large, move || {
@@ -155,8 +154,10 @@ async fn predict(
     let invoked = invoke(&state, &access, &target, inputs, &headers, slot).await?;
     let large = is_large(invoked.usage.output_bytes as usize);
     let predictions = off_executor(large, move || {
-        v1_codec::predictions(&invoked.outputs)
-            .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))
+        v1_codec::predictions(&invoked.outputs).map_err(|e| match e {
+            V1Error::TooLarge(why) => ApiError::new(ErrorCode::OutputTooLarge, why),
+            V1Error::Invalid(why) => ApiError::new(ErrorCode::InferenceFailed, why),
+        })
     })
     .await?;
     Ok(Json(V1PredictResponse { predictions }))

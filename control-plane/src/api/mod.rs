@@ -64,6 +64,8 @@ pub struct ApiSettings {
     pub max_upload_bytes: u64,
     /// Lifetime of refresh tokens, in seconds.
     pub refresh_token_ttl_secs: i64,
+    /// Largest JSON read on the streaming routes (upload metadata, batch job bodies).
+    pub max_json_body_bytes: u64,
 }
 
 impl Default for ApiSettings {
@@ -71,6 +73,7 @@ impl Default for ApiSettings {
         Self {
             max_upload_bytes: 512 * 1024 * 1024,
             refresh_token_ttl_secs: 30 * 24 * 3600,
+            max_json_body_bytes: crate::config::default_max_json_body(),
         }
     }
 }

@@ -8,8 +8,7 @@
 //! the status of the wisp error code; [`V2Error`] is the only place that maps them.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,8 +18,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::predict::{
-    MAX_PREDICT_BODY, described_version, enter_org, find_model, invoke, is_large, off_executor,
-    readiness, resolve_routed, route_key,
+    MAX_PREDICT_BODY, admitted_body, described_version, enter_org, find_model, invoke, is_large,
+    off_executor, readiness, resolve_routed, route_key,
 };
 use super::{ApiPath, AppState};
 use crate::auth::rbac::can;
@@ -104,10 +103,13 @@ where
 
 type V2Result<T> = Result<T, V2Error>;
 
-/// The body of a call, read whatever its `Content-Type` (`tritonclient` often sends none).
-pub(super) fn body_bytes(
+/// The body of a call, read whatever its `Content-Type` (`tritonclient` often sends none),
+/// after the caller's rate limits ([`admitted_body`]).
+pub(super) async fn body_bytes(
+    state: &AppState,
+    access: &OrgAccess,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Bytes, ApiError> {
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
         && encoding.as_bytes() != b"identity"
@@ -117,13 +119,7 @@ pub(super) fn body_bytes(
             "compressed request bodies are not supported",
         ));
     }
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text())
-        } else {
-            ApiError::invalid(rejection.body_text())
-        }
-    })
+    admitted_body(state, access, headers, body).await
 }
 
 /// A version number in a path.
@@ -257,9 +253,9 @@ async fn infer_call(
     name: &str,
     version: Option<i64>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> V2Result<Response> {
-    let body = body_bytes(headers, body)?;
+    let body = body_bytes(state, access, headers, body).await?;
     let header_length = match headers.get(v2_codec::HEADER_LENGTH) {
         None => None,
         Some(value) => Some(
@@ -350,7 +346,7 @@ async fn infer(
     V2(access): V2<CredentialOrg<can::Predict>>,
     V2(ApiPath(name)): V2<ApiPath<String>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> V2Result<Response> {
     infer_call(&state, &access, &name, None, &headers, body).await
 }
@@ -369,7 +365,7 @@ async fn infer_version(
     V2(access): V2<CredentialOrg<can::Predict>>,
     V2(ApiPath((name, version))): V2<ApiPath<(String, String)>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> V2Result<Response> {
     let version = version_number(&version)?;
     infer_call(&state, &access, &name, Some(version), &headers, body).await
