@@ -167,10 +167,7 @@ pub fn example(signature: &ModelSignature) -> Example {
                 let value = json!({"dtype": dtype_name(spec.dtype), "shape": shown, "data": []});
                 return (spec.name.clone(), value);
             }
-            let value = dims.iter().rev().fold(zero(spec.dtype), |inner, &len| {
-                Value::Array(vec![inner; len as usize])
-            });
-            (spec.name.clone(), value)
+            (spec.name.clone(), zeros(&dims, &zero(spec.dtype)))
         })
         .collect();
     let note = (!left_out.is_empty()).then(|| {
@@ -181,6 +178,17 @@ pub fn example(signature: &ModelSignature) -> Example {
     Example {
         request: json!({ "inputs": inputs }),
         note,
+    }
+}
+
+/// Nested arrays of `zero` shaped `dims`, built from the outside in: nothing inside a
+/// zero-length dimension is built (`[0, 1024, 1024, 1024]` is `[]`, not a billion zeros
+/// thrown away). The caller bounds the arrays and the depth with `check_nesting`.
+fn zeros(dims: &[u32], zero: &Value) -> Value {
+    match dims.split_first() {
+        None => zero.clone(),
+        Some((0, _)) => Value::Array(Vec::new()),
+        Some((&len, inner)) => Value::Array(vec![zeros(inner, zero); len as usize]),
     }
 }
 
@@ -239,6 +247,8 @@ mod tests {
             request(&deep)["properties"]["inputs"]["properties"]["x"]["anyOf"][0],
             json!({"type": "array"})
         );
+        let empty_batch = example(&signature(vec![0, 1024, 1024, 1024]));
+        assert_eq!(empty_batch.request, json!({"inputs": {"x": []}}));
         let largest = example(&signature(vec![-1, 256, 256]));
         assert_eq!(largest.note, None, "64Ki elements are still shown");
     }

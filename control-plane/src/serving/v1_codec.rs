@@ -99,6 +99,10 @@ fn rows(tensor: &Tensor) -> Result<Vec<Value>, V1Error> {
     // Within u64 and the nesting cap, so within usize on 64-bit targets.
     let row_len = usize::try_from(super::shape_limits::element_count(row_shape).unwrap_or(0))
         .map_err(|_| V1Error::TooLarge("the output is too large".into()))?;
+    if count == 0 {
+        // `vec![row; 0]` would still build the row, and `[0, 4294967295]` passes the cap.
+        return Ok(Vec::new());
+    }
     if row_len == 0 {
         return Ok(vec![nest(&[], row_shape); count as usize]);
     }
@@ -191,6 +195,8 @@ mod tests {
         );
         assert!(matches!(predictions(&[deep]), Err(V1Error::TooLarge(_))));
         // A batch of zero detections is still fine.
+        let no_rows = NamedTensor::new("boxes", empty(vec![0, u32::MAX]));
+        assert_eq!(predictions(&[no_rows]).unwrap(), Vec::<Value>::new());
         let none = NamedTensor::new("boxes", empty(vec![3, 0, 4]));
         assert_eq!(
             predictions(&[none]).unwrap(),
