@@ -527,6 +527,24 @@ mod tests {
     }
 
     #[test]
+    fn filters_are_bounded_before_they_run() {
+        assert!(parse_filter(&format!("name = '{}'", "x".repeat(MAX_FILTER_BYTES))).is_err());
+        let clauses = |n: usize| vec!["params.a = '1'"; n].join(" AND ");
+        assert!(parse_filter(&clauses(MAX_CLAUSES)).is_ok());
+        assert!(parse_filter(&clauses(MAX_CLAUSES + 1)).is_err());
+        let list = |n: usize| format!("tags.t IN ({})", vec!["'a'"; n].join(", "));
+        assert!(parse_filter(&list(MAX_LIST_ITEMS)).is_ok());
+        assert!(parse_filter(&list(MAX_LIST_ITEMS + 1)).is_err());
+        let like = |pattern: String| parse_filter(&format!("name LIKE '{pattern}'"));
+        assert!(like("%a".repeat(MAX_LIKE_WILDCARDS)).is_ok());
+        assert!(like("%a".repeat(MAX_LIKE_WILDCARDS + 1)).is_err());
+        assert!(like("a".repeat(MAX_LIKE_PATTERN_CHARS + 1)).is_err());
+        let orders: Vec<String> = vec!["name".into(); MAX_ORDER_BY_TERMS + 1];
+        assert!(parse_order_bys(&orders[..MAX_ORDER_BY_TERMS]).is_ok());
+        assert!(parse_order_bys(&orders).is_err());
+    }
+
+    #[test]
     fn parses_a_conjunction_of_every_entity() {
         let parsed = parse_filter(
             "metrics.rmse < 0.5 and params.alpha = '0.1' AND tags.\"mlflow.runName\" != 'x' \
