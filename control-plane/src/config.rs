@@ -120,6 +120,10 @@ pub struct LimitsConfig {
     /// Memory for cached prediction results, in bytes.
     #[serde(default = "default_result_cache")]
     pub result_cache_bytes: u64,
+    /// Largest JSON read on routes that stream large bodies (and so lift the general body
+    /// limit): an upload's `metadata` part, a batch job's JSON body. In bytes.
+    #[serde(default = "default_max_json_body")]
+    pub max_json_body_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -127,6 +131,7 @@ impl Default for LimitsConfig {
         Self {
             max_upload_bytes: default_max_upload(),
             result_cache_bytes: default_result_cache(),
+            max_json_body_bytes: default_max_json_body(),
         }
     }
 }
@@ -235,6 +240,11 @@ fn default_max_upload() -> u64 {
 fn default_result_cache() -> u64 {
     256 * 1024 * 1024
 }
+/// JSON metadata is a few kB; 1 MiB leaves room for generous tags without letting one
+/// request buffer unbounded memory.
+pub(crate) fn default_max_json_body() -> u64 {
+    1024 * 1024
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -309,6 +319,9 @@ impl Config {
         }
         if self.limits.max_upload_bytes == 0 {
             return invalid("limits.max_upload_bytes must be positive");
+        }
+        if self.limits.max_json_body_bytes == 0 {
+            return invalid("limits.max_json_body_bytes must be positive");
         }
         if self.runtime.max_concurrent_instances == 0 {
             return invalid("runtime.max_concurrent_instances must be positive");
@@ -438,6 +451,8 @@ mod tests {
         assert!(zero_limit.validate().is_err());
         let not_an_email = parse("[platform]\noperators = [\"ops\"]").expect("parse");
         assert!(not_an_email.validate().is_err());
+        let zero_json = parse("[limits]\nmax_json_body_bytes = 0").expect("parse");
+        assert!(zero_json.validate().is_err());
     }
 
     #[test]

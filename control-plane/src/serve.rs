@@ -101,6 +101,7 @@ pub async fn state(
                 .map(|email| email.trim().to_lowercase())
                 .collect(),
             idempotency: config.metering.idempotency(),
+            max_json_body_bytes: config.limits.max_json_body_bytes,
         },
     })
 }

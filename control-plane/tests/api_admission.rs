@@ -158,3 +158,108 @@ async fn the_first_request_after_scale_to_zero_waits_for_the_model() {
     assert_eq!(usage["graph_warm"], false, "it loaded the model: {usage}");
     assert_eq!(reply.body["outputs"]["label"]["data"], json!([0]));
 }
+
+/// A body that records being read, and fails if it is.
+fn poisoned_body(polled: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> Body {
+    let polled = polled.clone();
+    Body::from_stream(futures_util::stream::once(async move {
+        polled.store(true, std::sync::atomic::Ordering::SeqCst);
+        Err::<bytes::Bytes, _>(std::io::Error::other("the body was read"))
+    }))
+}
+
+#[tokio::test]
+async fn callers_over_their_rate_or_without_credentials_send_bodies_nobody_reads() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let (_, key) = app.api_key(&admin, ORG, &["predict"]).await;
+    {
+        let conn = app.state.db.conn().await;
+        conn.execute(
+            "UPDATE plans SET key_requests_per_second = 1 WHERE id = 'enterprise'",
+            (),
+        )
+        .await
+        .unwrap();
+    }
+    let request = |uri: &str, token: Option<&str>, body: Body| {
+        let mut builder = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        builder.body(body).unwrap()
+    };
+    let uris = [
+        format!("/v1/orgs/{ORG}/models/iris/predict"),
+        "/v2/models/iris/infer".to_owned(),
+        "/v1/models/iris:predict".to_owned(),
+    ];
+    for uri in &uris {
+        // Unauthenticated: refused on the headers alone.
+        let polled = Arc::new(AtomicBool::new(false));
+        let reply = app
+            .send(request(uri.as_str(), None, poisoned_body(&polled)))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{uri}: {reply:?}");
+        assert!(!polled.load(Ordering::SeqCst), "{uri}: read before auth");
+
+        // Over the key's rate (one request a second): the bucket is emptied with ordinary
+        // calls, then a call whose body fails if read must be refused unread. A token
+        // that refills in between (a slow machine) only means another round.
+        let mut refused_unread = false;
+        for _ in 0..5 {
+            loop {
+                let reply = app
+                    .send(request(uri.as_str(), Some(&key), Body::from(IRIS_ROW)))
+                    .await;
+                if reply.status == StatusCode::TOO_MANY_REQUESTS {
+                    break;
+                }
+            }
+            let polled = Arc::new(AtomicBool::new(false));
+            let reply = app
+                .send(request(uri.as_str(), Some(&key), poisoned_body(&polled)))
+                .await;
+            if reply.status == StatusCode::TOO_MANY_REQUESTS {
+                assert!(
+                    !polled.load(Ordering::SeqCst),
+                    "{uri}: read before the rate limit"
+                );
+                refused_unread = true;
+                break;
+            }
+        }
+        assert!(
+            refused_unread,
+            "{uri}: the rate limit applies before the body is read"
+        );
+    }
+
+    // A declared length over the limit is refused before reading, for an admitted caller.
+    {
+        let conn = app.state.db.conn().await;
+        conn.execute(
+            "UPDATE plans SET key_requests_per_second = 1000 WHERE id = 'enterprise'",
+            (),
+        )
+        .await
+        .unwrap();
+    }
+    for uri in &uris {
+        let polled = Arc::new(AtomicBool::new(false));
+        let mut oversized = request(uri.as_str(), Some(&key), poisoned_body(&polled));
+        oversized
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, (64u64 << 20).into());
+        let reply = app.send(oversized).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{uri}: {reply:?}"
+        );
+        assert!(!polled.load(Ordering::SeqCst), "{uri}");
+    }
+}

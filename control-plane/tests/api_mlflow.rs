@@ -618,19 +618,22 @@ async fn put_artifact(app: &TestApp, key: &str, path: &str, bytes: &[u8]) -> Rep
 #[tokio::test]
 async fn artifacts_are_stored_listed_served_and_deleted() {
     let (app, key) = setup().await;
+    let exp = experiment(&app, &key, "exp").await;
+    let run_id = run(&app, &key, &exp, "r").await;
+    let root = format!("{exp}/{run_id}/artifacts");
     put_artifact(
         &app,
         &key,
-        "1/run/artifacts/model/model.onnx",
+        &format!("{root}/model/model.onnx"),
         &onnx_bytes("a"),
     )
     .await;
-    put_artifact(&app, &key, "1/run/artifacts/notes.txt", b"hello").await;
+    put_artifact(&app, &key, &format!("{root}/notes.txt"), b"hello").await;
     let blobs = app.blob_count();
 
     let list = app
         .get(
-            "/api/2.0/mlflow-artifacts/artifacts?path=1/run/artifacts",
+            &format!("/api/2.0/mlflow-artifacts/artifacts?path={root}"),
             &key,
         )
         .await;
@@ -643,7 +646,7 @@ async fn artifacts_are_stored_listed_served_and_deleted() {
     );
     let file = app
         .get(
-            "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/notes.txt",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{root}/notes.txt"),
             &key,
         )
         .await;
@@ -651,11 +654,11 @@ async fn artifacts_are_stored_listed_served_and_deleted() {
     assert_eq!(file.body, json!("hello"));
 
     // Overwriting replaces the bytes and collects the old blob.
-    put_artifact(&app, &key, "1/run/artifacts/notes.txt", b"hello again").await;
+    put_artifact(&app, &key, &format!("{root}/notes.txt"), b"hello again").await;
     assert_eq!(app.blob_count(), blobs);
     let file = app
         .get(
-            "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/notes.txt",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{root}/notes.txt"),
             &key,
         )
         .await;
@@ -676,7 +679,7 @@ async fn artifacts_are_stored_listed_served_and_deleted() {
     let deleted = app
         .call(
             Method::DELETE,
-            "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{root}"),
             Some(&key),
             None,
         )
@@ -685,11 +688,210 @@ async fn artifacts_are_stored_listed_served_and_deleted() {
     assert_eq!(app.blob_count(), 0);
     let gone = app
         .get(
-            "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/notes.txt",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{root}/notes.txt"),
             &key,
         )
         .await;
     assert_error(&gone, StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST");
+}
+
+#[tokio::test]
+async fn artifact_deletion_stays_within_a_run_and_is_audited() {
+    let (app, key) = setup().await;
+    let admin = app.admin().await;
+    let exp = experiment(&app, &key, "exp").await;
+    let run_id = run(&app, &key, &exp, "r").await;
+    let root = format!("{exp}/{run_id}/artifacts");
+    put_artifact(&app, &key, &format!("{root}/a.txt"), b"a").await;
+    put_artifact(&app, &key, &format!("{root}/dir/b.txt"), b"b").await;
+    put_artifact(&app, &key, "elsewhere/c.txt", b"c").await;
+    let delete = |path: String| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            app.call(
+                Method::DELETE,
+                &format!("/api/2.0/mlflow-artifacts/artifacts/{path}"),
+                Some(&key),
+                None,
+            )
+            .await
+        }
+    };
+    // `%2F` decoded to the namespace's root and removed every artifact of the organisation.
+    for path in [
+        "%2F".to_owned(),
+        "%2f".to_owned(),
+        "/".to_owned(),
+        "%2F%2F".to_owned(),
+        "/etc".to_owned(),
+        "elsewhere".to_owned(),
+        "elsewhere/c.txt".to_owned(),
+        exp.clone(),
+        format!("{exp}%2F{run_id}%2Fartifacts"),
+        format!("{exp}/{run_id}"),
+        format!("{root}/%2e%2e/%2e%2e"),
+        format!("{root}/../x"),
+        format!("{root}%252Fa.txt"),
+    ] {
+        let reply = delete(path.clone()).await;
+        assert_error(&reply, StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE");
+    }
+    for path in [
+        format!("{root}/a.txt"),
+        format!("{root}/dir/b.txt"),
+        "elsewhere/c.txt".into(),
+    ] {
+        let still = app
+            .get(&format!("/api/2.0/mlflow-artifacts/artifacts/{path}"), &key)
+            .await;
+        assert_eq!(still.status, StatusCode::OK, "{path}: {still:?}");
+    }
+
+    // Within the run's root, files and directories go, each with an audit entry.
+    let file = delete(format!("{root}/a.txt")).await;
+    assert_eq!(file.status, StatusCode::OK, "{file:?}");
+    let dir = delete(format!("{root}/dir")).await;
+    assert_eq!(dir.status, StatusCode::OK, "{dir:?}");
+    let audit = app
+        .get(
+            &format!("/v1/orgs/{ORG}/audit?action=mlflow.artifact.deleted"),
+            &admin,
+        )
+        .await;
+    let entries = audit.body["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{audit:?}");
+    let targets: Vec<&str> = entries
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert!(
+        targets.contains(&format!("artifact:{root}/dir").as_str()),
+        "{targets:?}"
+    );
+    assert!(
+        targets.contains(&format!("artifact:{root}/a.txt").as_str()),
+        "{targets:?}"
+    );
+}
+
+#[tokio::test]
+async fn searches_and_names_are_bounded() {
+    let (app, key) = setup().await;
+    let exp = experiment(&app, &key, "exp").await;
+    run(&app, &key, &exp, "r").await;
+    let search_runs = |filter: String| {
+        let app = &app;
+        let key = key.clone();
+        let exp = exp.clone();
+        async move {
+            post(
+                app,
+                &key,
+                "runs/search",
+                json!({ "experiment_ids": [exp], "filter": filter }),
+            )
+            .await
+        }
+    };
+    let ok = search_runs("tags.team LIKE '%a%b%'".into()).await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+    let too_long = search_runs(format!("tags.team = '{}'", "x".repeat(5000))).await;
+    assert_error(
+        &too_long,
+        StatusCode::BAD_REQUEST,
+        "INVALID_PARAMETER_VALUE",
+    );
+    let clauses = vec!["params.a = '1'"; 40].join(" AND ");
+    let many = search_runs(clauses).await;
+    assert_error(&many, StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE");
+    let wild = search_runs(format!("tags.team LIKE '{}'", "%a".repeat(20))).await;
+    assert_error(&wild, StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE");
+    let long_pattern = search_runs(format!("tags.team LIKE '{}'", "a".repeat(300))).await;
+    assert_error(
+        &long_pattern,
+        StatusCode::BAD_REQUEST,
+        "INVALID_PARAMETER_VALUE",
+    );
+    let experiments = post(
+        &app,
+        &key,
+        "experiments/search",
+        json!({ "filter": format!("name ILIKE '{}'", "%_".repeat(50)) }),
+    )
+    .await;
+    assert_error(
+        &experiments,
+        StatusCode::BAD_REQUEST,
+        "INVALID_PARAMETER_VALUE",
+    );
+    let orders = get(
+        &app,
+        &key,
+        &format!(
+            "registered-models/search?{}",
+            vec!["order_by=name"; 20].join("&")
+        ),
+    )
+    .await;
+    assert_error(&orders, StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE");
+
+    // MLflow's length limits on names and values.
+    let long_name = post(
+        &app,
+        &key,
+        "experiments/create",
+        json!({ "name": "n".repeat(501) }),
+    )
+    .await;
+    assert_error(
+        &long_name,
+        StatusCode::BAD_REQUEST,
+        "INVALID_PARAMETER_VALUE",
+    );
+    let long_tag = post(
+        &app,
+        &key,
+        "experiments/set-experiment-tag",
+        json!({ "experiment_id": exp, "key": "k", "value": "v".repeat(5001) }),
+    )
+    .await;
+    assert_error(
+        &long_tag,
+        StatusCode::BAD_REQUEST,
+        "INVALID_PARAMETER_VALUE",
+    );
+    let long_run = post(
+        &app,
+        &key,
+        "runs/create",
+        json!({ "experiment_id": exp, "run_name": "r".repeat(8001) }),
+    )
+    .await;
+    assert_error(
+        &long_run,
+        StatusCode::BAD_REQUEST,
+        "INVALID_PARAMETER_VALUE",
+    );
+    post(
+        &app,
+        &key,
+        "registered-models/create",
+        json!({ "name": "m" }),
+    )
+    .await;
+    let long_model_tag = post(
+        &app,
+        &key,
+        "registered-models/set-tag",
+        json!({ "name": "m", "key": "k", "value": "v".repeat(5001) }),
+    )
+    .await;
+    assert_error(
+        &long_model_tag,
+        StatusCode::BAD_REQUEST,
+        "INVALID_PARAMETER_VALUE",
+    );
 }
 
 #[tokio::test]

@@ -519,3 +519,66 @@ async fn concurrent_uploads_get_distinct_version_numbers() {
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=8).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn the_metadata_part_is_bounded_though_the_file_streams() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    app.model(&admin, ORG, "iris").await;
+    let metadata = json!({ "description": "d".repeat(2 << 20) }).to_string();
+    let reply = app
+        .upload_parts(
+            ORG,
+            "iris",
+            &admin,
+            &[
+                ("metadata", metadata.as_bytes()),
+                ("file", &onnx_bytes("m")),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        "{reply:?}"
+    );
+    assert_eq!(app.blob_count(), 0);
+}
+
+#[tokio::test]
+async fn a_schema_example_never_builds_a_huge_input() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    app.model(&admin, ORG, "cube").await;
+    let upload = app.upload(ORG, "cube", &admin, onnx_bytes("cube")).await;
+    assert_eq!(upload.status, StatusCode::CREATED, "{upload:?}");
+    // An uploaded model declares its input shape; this one used to make `…/schema` build
+    // a trillion zeros and abort the process.
+    let signature = json!({
+        "inputs": [{"name": "x", "dtype": "f32", "shape": [1024, 1024, 1024, 1024]}],
+        "outputs": [{"name": "y", "dtype": "f32", "shape": [-1]}],
+    });
+    {
+        let conn = app.state.db.conn().await;
+        conn.execute(
+            "UPDATE model_versions SET signature = ?1",
+            [signature.to_string()],
+        )
+        .await
+        .unwrap();
+    }
+    let schema = app
+        .get(&format!("/v1/orgs/{ORG}/models/cube/schema"), &admin)
+        .await;
+    assert_eq!(schema.status, StatusCode::OK, "{schema:?}");
+    assert_eq!(
+        schema.body["example_request"]["inputs"]["x"],
+        json!({"dtype": "f32", "shape": [1024, 1024, 1024, 1024], "data": []})
+    );
+    assert!(
+        schema.body["example_note"]
+            .as_str()
+            .is_some_and(|note| note.contains("\"x\"")),
+        "{schema:?}"
+    );
+}

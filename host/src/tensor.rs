@@ -97,8 +97,13 @@ impl_element!(f32 => F32, f64 => F64, i32 => I32, i64 => I64, u8 => U8);
 impl Tensor {
     /// Builds a tensor from typed values. Panics if `values` does not fill `shape`.
     pub fn from_values<T: Element>(shape: &[u32], values: &[T]) -> Self {
-        let elements: usize = shape.iter().map(|&d| d as usize).product();
-        assert_eq!(elements, values.len(), "values do not fill shape {shape:?}");
+        // Checked: a product that wraps around could otherwise match `values`.
+        let elements = Self::elements_of(shape);
+        assert_eq!(
+            elements,
+            Some(values.len()),
+            "values do not fill shape {shape:?}"
+        );
         let mut data = Vec::with_capacity(values.len() * T::TYPE.size_of());
         for &value in values {
             value.write_le(&mut data);
@@ -122,7 +127,12 @@ impl Tensor {
 
     /// Number of elements the shape describes (1 for a scalar).
     pub fn element_count(&self) -> Option<usize> {
-        self.shape
+        Self::elements_of(&self.shape)
+    }
+
+    /// Number of elements `shape` describes, or `None` if the count overflows `usize`.
+    pub fn elements_of(shape: &[u32]) -> Option<usize> {
+        shape
             .iter()
             .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
     }
@@ -231,6 +241,21 @@ mod tests {
             t.check_layout().unwrap_err(),
             "shape [3] of i64 needs 24 bytes, got 16"
         );
+    }
+
+    #[test]
+    fn overflowing_shapes_are_caught_not_wrapped() {
+        // 65536^4 is 2^64: it wraps to 0 in release builds, which would match no values.
+        let shape = [65536, 65536, 65536, 65536];
+        assert_eq!(Tensor::elements_of(&shape), None);
+        let t = Tensor {
+            ty: TensorType::U8,
+            shape: shape.to_vec(),
+            data: Vec::new(),
+        };
+        assert!(t.check_layout().unwrap_err().contains("too large"));
+        let wrapped = std::panic::catch_unwind(|| Tensor::from_values::<u8>(&shape, &[]));
+        assert!(wrapped.is_err(), "an overflowing shape is not an empty one");
     }
 
     #[test]

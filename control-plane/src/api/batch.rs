@@ -15,6 +15,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use http_body_util::Limited;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -202,6 +203,9 @@ async fn create_job(
                 "with a JSON body, give the model and format in the body, not the query",
             ));
         }
+        // The route lifts the body limit for streamed inputs; a JSON body is small.
+        let limit = usize::try_from(state.settings.max_json_body_bytes).unwrap_or(usize::MAX);
+        let request = request.map(|body| Body::new(Limited::new(body, limit)));
         let ApiJson(body) = ApiJson::<CreateFromStored>::from_request(request, &state).await?;
         let target = predict::resolve_routed(
             &state,

@@ -8,8 +8,7 @@
 //! The OpenAPI document still shows the paths as clients write them.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, OriginalUri, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
@@ -31,7 +30,7 @@ use crate::auth::rbac::can;
 use crate::auth::{CredentialOrg, OrgAccess};
 use crate::error::{ApiError, ErrorCode};
 use crate::serving::tensors::tensor_type;
-use crate::serving::v1_codec;
+use crate::serving::v1_codec::{self, V1Error};
 
 #[derive(OpenApi)]
 #[openapi(paths(model_status, predict))]
@@ -101,7 +100,7 @@ async fn predict(
     V2(ApiPath(target)): V2<ApiPath<String>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let Some(name) = target.strip_suffix(":predict") else {
         return V2Error(ApiError::new(
@@ -110,7 +109,7 @@ async fn predict(
         ))
         .into_response();
     };
-    let body = match body_bytes(&headers, body) {
+    let body = match body_bytes(&state, &access, &headers, body).await {
         Ok(body) => body,
         Err(error) => return V2Error(error).into_response(),
     };
@@ -175,8 +174,10 @@ async fn predict_call(
     let invoked = invoke(state, access, &target, inputs, headers, slot).await?;
     let large = is_large(invoked.usage.output_bytes as usize);
     let predictions = off_executor(large, move || {
-        v1_codec::predictions(&invoked.outputs)
-            .map_err(|e| ApiError::new(ErrorCode::InferenceFailed, e.to_string()))
+        v1_codec::predictions(&invoked.outputs).map_err(|e| match e {
+            V1Error::TooLarge(why) => ApiError::new(ErrorCode::OutputTooLarge, why),
+            V1Error::Invalid(why) => ApiError::new(ErrorCode::InferenceFailed, why),
+        })
     })
     .await?;
     Ok(Json(V1PredictResponse { predictions }))

@@ -70,6 +70,8 @@ pub struct ApiSettings {
     pub platform_operators: Vec<String>,
     /// `Idempotency-Key` TTL and replay bound.
     pub idempotency: crate::metering::idempotency::IdempotencySettings,
+    /// Largest JSON read on the streaming routes (upload metadata, batch job bodies).
+    pub max_json_body_bytes: u64,
 }
 
 impl Default for ApiSettings {
@@ -79,6 +81,7 @@ impl Default for ApiSettings {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             platform_operators: Vec::new(),
             idempotency: Default::default(),
+            max_json_body_bytes: crate::config::default_max_json_body(),
         }
     }
 }

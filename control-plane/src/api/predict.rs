@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, OriginalUri, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -131,6 +132,9 @@ pub struct ModelSchema {
     /// A request body that fits the signature.
     #[schema(value_type = Object)]
     pub example_request: Value,
+    /// Which inputs the example leaves out because they are too large to show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example_note: Option<String>,
 }
 
 /// Runs the model: by default the deployed version, or the given version or alias of a
@@ -157,8 +161,13 @@ async fn predict(
     ApiPath(path): ApiPath<(String, String)>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    // The body is read only once the caller passed its rate limits (`admitted_body`).
+    let body = match admitted_body(&state, &access, &headers, body).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
     let called = Called {
         method: &Method::POST,
         uri: &uri,
@@ -190,7 +199,7 @@ async fn predict_call(
             "Expected request with `Content-Type: application/json`",
         ));
     }
-    let slot = enter_org(&state, &access.org.id).await?;
+    let slot = enter_org(state, &access.org.id).await?;
     let large = is_large(body.len());
     let request: PredictRequest = off_executor(large, move || {
         axum::Json::<PredictRequest>::from_bytes(&body)
@@ -234,6 +243,50 @@ async fn predict_call(
         body,
     )
         .into_response())
+}
+
+/// Reads the body of an inference call, once the caller has passed its key's and its
+/// organisation's rate limits: a caller over its rate (or, earlier, without a valid
+/// credential: the auth extractors run before the handler) is answered without a byte of
+/// its body read, so it cannot make the server buffer [`MAX_PREDICT_BODY`] per request.
+/// The body is refused past that size, from its `Content-Length` or while it streams.
+/// Every inference protocol reads its body here.
+pub(crate) async fn admitted_body(
+    state: &AppState,
+    access: &OrgAccess,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Bytes> {
+    let plan = state.lookups.plan(&access.org.id).await?;
+    let caller = RateCaller {
+        org_id: &access.org.id,
+        key_id: access.principal.api_key_id(),
+    };
+    state.admission.check_rate(caller, &plan)?;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body exceeds the limit of {MAX_PREDICT_BODY} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_PREDICT_BODY as u64) {
+        return Err(too_large());
+    }
+    let collected = Limited::new(body, MAX_PREDICT_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                too_large()
+            } else {
+                ApiError::invalid(format!("reading the request body failed: {e}"))
+            }
+        })?;
+    Ok(collected.to_bytes())
 }
 
 /// Takes the organisation's concurrency slot for a call whose body is still to be decoded.
@@ -294,10 +347,12 @@ async fn model_schema(
         query.alias.as_deref(),
     )
     .await?;
+    let example = schema::example(&version.signature);
     Ok(Json(ModelSchema {
         request: schema::request(&version.signature),
         response: schema::response(&version.signature),
-        example_request: schema::example(&version.signature),
+        example_request: example.request,
+        example_note: example.note,
         model: model.name,
         version: version.version,
         signature: version.signature,
@@ -416,10 +471,11 @@ pub(crate) struct Invoked {
     pub cache: CacheStatus,
 }
 
-/// Admits and runs one inference call: the plan's rate limits for the key and the
-/// organisation, the deployment's result cache (unless `Cache-Control: no-cache`), then the
-/// call itself in the organisation's concurrency `slot` (taken with [`enter_org`] before the
-/// body was decoded), around [`run`]. Every inference protocol calls this.
+/// Runs one admitted inference call (its rate limits were taken by [`admitted_body`]
+/// before its body was read): the deployment's result cache (unless
+/// `Cache-Control: no-cache`), then the call itself in the organisation's concurrency
+/// `slot` (taken with [`enter_org`] before the body was decoded), around [`run`]. Every
+/// inference protocol calls this.
 pub(crate) async fn invoke(
     state: &AppState,
     access: &OrgAccess,
@@ -428,11 +484,6 @@ pub(crate) async fn invoke(
     headers: &HeaderMap,
     _slot: Slot,
 ) -> ApiResult<Invoked> {
-    let rate_caller = RateCaller {
-        org_id: &target.org_id,
-        key_id: access.principal.api_key_id(),
-    };
-    state.admission.check_rate(rate_caller, &target.plan)?;
     let no_cache = headers
         .get_all(header::CACHE_CONTROL)
         .iter()

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
@@ -137,11 +138,8 @@ async fn stage_multipart(state: &AppState, request: Request, limit: u64) -> ApiR
                 graph = Some(blob);
             }
             Some("metadata") => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| ApiError::invalid(format!("malformed multipart body: {e}")))?;
-                metadata = serde_json::from_str(&text)
+                let bytes = read_bounded(field, state.settings.max_json_body_bytes).await?;
+                metadata = serde_json::from_slice(&bytes)
                     .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("metadata: {e}")))?;
             }
             other => {
@@ -157,6 +155,27 @@ async fn stage_multipart(state: &AppState, request: Request, limit: u64) -> ApiR
         graph,
         metadata,
     })
+}
+
+/// Reads a small multipart part into memory, refusing it past `limit` bytes: the route
+/// lifts the body limit for the streamed `file`, which must not let the other parts
+/// buffer unbounded memory.
+async fn read_bounded(mut field: Field<'_>, limit: u64) -> ApiResult<Vec<u8>> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::invalid(format!("malformed multipart body: {e}")))?
+    {
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the `metadata` part exceeds the limit of {limit} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// Checks a staged upload and extracts its signature: an ONNX file with the backend that

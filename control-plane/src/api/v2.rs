@@ -8,8 +8,7 @@
 //! the status of the wisp error code; [`V2Error`] is the only place that maps them.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
@@ -20,8 +19,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::idempotency::{Called, once};
 use super::predict::{
-    MAX_PREDICT_BODY, described_version, enter_org, find_model, invoke, is_large, off_executor,
-    readiness, resolve_routed, route_key,
+    MAX_PREDICT_BODY, admitted_body, described_version, enter_org, find_model, invoke, is_large,
+    off_executor, readiness, resolve_routed, route_key,
 };
 use super::{ApiPath, AppState};
 use crate::auth::rbac::can;
@@ -105,10 +104,13 @@ where
 
 type V2Result<T> = Result<T, V2Error>;
 
-/// The body of a call, read whatever its `Content-Type` (`tritonclient` often sends none).
-pub(super) fn body_bytes(
+/// The body of a call, read whatever its `Content-Type` (`tritonclient` often sends none),
+/// after the caller's rate limits ([`admitted_body`]).
+pub(super) async fn body_bytes(
+    state: &AppState,
+    access: &OrgAccess,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Bytes, ApiError> {
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
         && encoding.as_bytes() != b"identity"
@@ -118,13 +120,7 @@ pub(super) fn body_bytes(
             "compressed request bodies are not supported",
         ));
     }
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text())
-        } else {
-            ApiError::invalid(rejection.body_text())
-        }
-    })
+    admitted_body(state, access, headers, body).await
 }
 
 /// A version number in a path.
@@ -258,9 +254,8 @@ async fn infer_call(
     name: &str,
     version: Option<i64>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
 ) -> V2Result<Response> {
-    let body = body_bytes(headers, body)?;
     let header_length = match headers.get(v2_codec::HEADER_LENGTH) {
         None => None,
         Some(value) => Some(
@@ -352,7 +347,7 @@ async fn infer(
     V2(ApiPath(name)): V2<ApiPath<String>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     idempotent_infer(&state, &access, &name, None, &uri, &headers, body).await
 }
@@ -372,7 +367,7 @@ async fn infer_version(
     V2(ApiPath((name, version))): V2<ApiPath<(String, String)>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let version = match version_number(&version) {
         Ok(version) => version,
@@ -389,9 +384,9 @@ async fn idempotent_infer(
     version: Option<i64>,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    let body = match body_bytes(headers, body) {
+    let body = match body_bytes(state, access, headers, body).await {
         Ok(body) => body,
         Err(error) => return V2Error(error).into_response(),
     };
@@ -401,6 +396,6 @@ async fn idempotent_infer(
         headers,
         body: &body,
     };
-    let call = infer_call(state, access, name, version, headers, Ok(body.clone()));
+    let call = infer_call(state, access, name, version, headers, body.clone());
     once(state, access, called, async { call.await.into_response() }).await
 }

@@ -173,6 +173,46 @@ pub async fn list(conn: &Connection, org_id: &str, dir: &str) -> MlflowResult<Ve
     Ok(out)
 }
 
+/// The artifact root of the run or logged model that `path` lies in (the root itself or a
+/// path under it), if any. Deletions are allowed there only: a client deletes within a
+/// run's artifacts, never a whole experiment's or organisation's namespace. The owner is
+/// found from the ids among the path's segments (`<experiment>/<run_id>/artifacts/…`,
+/// `<experiment>/models/<model_id>/artifacts/…`), so a run of an experiment with a custom
+/// `mlflow-artifacts:` location is found too.
+pub async fn owning_root(
+    conn: &Connection,
+    org_id: &str,
+    path: &str,
+) -> MlflowResult<Option<String>> {
+    let is_hex = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let candidates = path
+        .split('/')
+        .filter(|s| is_hex(s) || s.strip_prefix("m-").is_some_and(is_hex))
+        // Every id names a lookup: a path of thousands of id-like segments is not a run's.
+        .take(8);
+    for id in candidates {
+        let rows = conn
+            .query(
+                "SELECT artifact_uri FROM mlflow_runs WHERE org_id = ?1 AND run_uuid = ?2
+                 UNION ALL
+                 SELECT artifact_uri FROM mlflow_logged_models WHERE org_id = ?1 AND model_id = ?2",
+                params![org_id, id],
+            )
+            .await
+            .map_err(DbError::from)?;
+        let uris = db::collect(rows, |row| Ok(row.get::<String>(0)?)).await?;
+        for uri in uris {
+            let Some(root) = path_of_uri(&uri).filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            if path == root || path.starts_with(&format!("{root}/")) {
+                return Ok(Some(root));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Deletes the file at `path`, or everything under it; returns the blobs they used.
 pub async fn delete(conn: &Connection, org_id: &str, path: &str) -> MlflowResult<Vec<String>> {
     let mut files = files_under(conn, org_id, path).await?;

@@ -13,6 +13,11 @@
 //!
 //! What each entity accepts (numbers for metrics, strings for params and tags, the
 //! attribute's own type) is checked by the caller, which knows its context.
+//!
+//! Searches run while the organisation's rows are read under the database lock every
+//! tenant shares, so a filter is bounded before it is parsed: its length, its clauses, its
+//! lists, and each `LIKE` pattern's length and `%` wildcards (matching backtracks to the
+//! last `%`, so its cost grows with text length times pattern length).
 
 use std::fmt;
 
@@ -89,6 +94,19 @@ pub struct OrderBy {
     pub ascending: bool,
 }
 
+/// Longest `filter_string` (or `order_by` term), in bytes.
+pub const MAX_FILTER_BYTES: usize = 4096;
+/// Most clauses joined by `AND` in one filter.
+pub const MAX_CLAUSES: usize = 32;
+/// Most items of an `IN (…)` list.
+pub const MAX_LIST_ITEMS: usize = 100;
+/// Longest `LIKE`/`ILIKE` pattern, in characters.
+pub const MAX_LIKE_PATTERN_CHARS: usize = 256;
+/// Most `%` wildcards in one `LIKE`/`ILIKE` pattern.
+pub const MAX_LIKE_WILDCARDS: usize = 8;
+/// Most `order_by` terms.
+pub const MAX_ORDER_BY_TERMS: usize = 8;
+
 /// Why a filter or order clause was rejected. Callers answer `INVALID_PARAMETER_VALUE`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
@@ -100,6 +118,12 @@ fn err<T>(message: impl fmt::Display) -> Result<T, FilterError> {
 
 /// Parses a `filter_string`; an empty or blank one is no clause at all.
 pub fn parse_filter(filter: &str) -> Result<Vec<Clause>, FilterError> {
+    if filter.len() > MAX_FILTER_BYTES {
+        return err(format!(
+            "the filter is {} bytes long; at most {MAX_FILTER_BYTES} are accepted",
+            filter.len()
+        ));
+    }
     let mut parser = Parser {
         text: filter,
         pos: 0,
@@ -110,6 +134,11 @@ pub fn parse_filter(filter: &str) -> Result<Vec<Clause>, FilterError> {
         return Ok(clauses);
     }
     loop {
+        if clauses.len() == MAX_CLAUSES {
+            return err(format!(
+                "the filter has more than {MAX_CLAUSES} clauses; at most {MAX_CLAUSES} are accepted"
+            ));
+        }
         clauses.push(parser.clause()?);
         parser.skip_ws();
         if parser.at_end() {
@@ -126,8 +155,25 @@ pub fn parse_filter(filter: &str) -> Result<Vec<Clause>, FilterError> {
     }
 }
 
+/// Parses every `order_by` term, at most [`MAX_ORDER_BY_TERMS`] of them.
+pub fn parse_order_bys(terms: &[String]) -> Result<Vec<OrderBy>, FilterError> {
+    if terms.len() > MAX_ORDER_BY_TERMS {
+        return err(format!(
+            "{} order_by terms; at most {MAX_ORDER_BY_TERMS} are accepted",
+            terms.len()
+        ));
+    }
+    terms.iter().map(|term| parse_order_by(term)).collect()
+}
+
 /// Parses one `order_by` term: `identifier [ASC|DESC]`.
 pub fn parse_order_by(term: &str) -> Result<OrderBy, FilterError> {
+    if term.len() > MAX_FILTER_BYTES {
+        return err(format!(
+            "an order_by term is {} bytes long; at most {MAX_FILTER_BYTES} are accepted",
+            term.len()
+        ));
+    }
     let mut parser = Parser { text: term, pos: 0 };
     parser.skip_ws();
     let (entity, key) = parser.identifier()?;
@@ -352,6 +398,11 @@ impl<'a> Parser<'a> {
                 let mut items = Vec::new();
                 loop {
                     self.skip_ws();
+                    if items.len() == MAX_LIST_ITEMS {
+                        return err(format!(
+                            "a list of the filter has more than {MAX_LIST_ITEMS} items"
+                        ));
+                    }
                     match self.peek() {
                         Some(q @ ('\'' | '"')) => items.push(self.quoted(q)?),
                         Some(')') if items.is_empty() => {}
@@ -407,6 +458,9 @@ impl<'a> Parser<'a> {
                 self.text
             ));
         }
+        if let (Op::Like | Op::ILike, Value::String(pattern)) = (op, &value) {
+            check_like_pattern(pattern)?;
+        }
         Ok(Clause {
             entity,
             key,
@@ -414,6 +468,23 @@ impl<'a> Parser<'a> {
             value,
         })
     }
+}
+
+/// Bounds a `LIKE` pattern's length and `%` wildcards, which set the cost of matching it.
+fn check_like_pattern(pattern: &str) -> Result<(), FilterError> {
+    let chars = pattern.chars().count();
+    if chars > MAX_LIKE_PATTERN_CHARS {
+        return err(format!(
+            "a LIKE pattern has {chars} characters; at most {MAX_LIKE_PATTERN_CHARS} are accepted"
+        ));
+    }
+    let wildcards = pattern.matches('%').count();
+    if wildcards > MAX_LIKE_WILDCARDS {
+        return err(format!(
+            "a LIKE pattern has {wildcards} '%' wildcards; at most {MAX_LIKE_WILDCARDS} are accepted"
+        ));
+    }
+    Ok(())
 }
 
 fn strip_quotes(key: &str) -> String {
@@ -453,6 +524,24 @@ mod tests {
             op,
             value,
         }
+    }
+
+    #[test]
+    fn filters_are_bounded_before_they_run() {
+        assert!(parse_filter(&format!("name = '{}'", "x".repeat(MAX_FILTER_BYTES))).is_err());
+        let clauses = |n: usize| vec!["params.a = '1'"; n].join(" AND ");
+        assert!(parse_filter(&clauses(MAX_CLAUSES)).is_ok());
+        assert!(parse_filter(&clauses(MAX_CLAUSES + 1)).is_err());
+        let list = |n: usize| format!("tags.t IN ({})", vec!["'a'"; n].join(", "));
+        assert!(parse_filter(&list(MAX_LIST_ITEMS)).is_ok());
+        assert!(parse_filter(&list(MAX_LIST_ITEMS + 1)).is_err());
+        let like = |pattern: String| parse_filter(&format!("name LIKE '{pattern}'"));
+        assert!(like("%a".repeat(MAX_LIKE_WILDCARDS)).is_ok());
+        assert!(like("%a".repeat(MAX_LIKE_WILDCARDS + 1)).is_err());
+        assert!(like("a".repeat(MAX_LIKE_PATTERN_CHARS + 1)).is_err());
+        let orders: Vec<String> = vec!["name".into(); MAX_ORDER_BY_TERMS + 1];
+        assert!(parse_order_bys(&orders[..MAX_ORDER_BY_TERMS]).is_ok());
+        assert!(parse_order_bys(&orders).is_err());
     }
 
     #[test]

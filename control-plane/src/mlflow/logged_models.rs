@@ -7,7 +7,7 @@ use libsql::{Connection, params};
 use serde::Serialize;
 
 use super::tracking::{self, Metric};
-use super::{KeyValue, MlflowError, MlflowResult, now_ms, validate_key};
+use super::{KeyValue, MlflowError, MlflowResult, limits, now_ms, validate_key, validate_length};
 use crate::db::{self, DbError};
 
 /// `LoggedModelInfo`.
@@ -303,6 +303,11 @@ pub async fn set_tags(
     check(conn, org_id, model_id).await?;
     for tag in tags {
         validate_key("tag", &tag.key)?;
+        validate_length(
+            &format!("Tag value for '{}'", tag.key),
+            &tag.value,
+            limits::TAG_VALUE,
+        )?;
         conn.execute(
             "INSERT INTO mlflow_logged_model_tags (model_id, key, value) VALUES (?1, ?2, ?3)
              ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
@@ -347,6 +352,11 @@ pub async fn log_params(
     check(conn, org_id, model_id).await?;
     for param in params {
         validate_key("parameter", &param.key)?;
+        validate_length(
+            &format!("Param value for '{}'", param.key),
+            &param.value,
+            limits::PARAM_VALUE,
+        )?;
         let rows = conn
             .query(
                 "SELECT value FROM mlflow_logged_model_params WHERE model_id = ?1 AND key = ?2",

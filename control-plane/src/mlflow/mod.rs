@@ -191,6 +191,32 @@ pub fn paginate<T>(items: Vec<T>, offset: usize, max: usize) -> (Vec<T>, Option<
     (page, next)
 }
 
+/// MLflow's own length limits (`mlflow/utils/validation.py`), in characters.
+pub mod limits {
+    /// Experiment names (`MAX_EXPERIMENT_NAME_LENGTH`).
+    pub const EXPERIMENT_NAME: usize = 500;
+    /// Experiment tag values (`MAX_EXPERIMENT_TAG_VAL_LENGTH`).
+    pub const EXPERIMENT_TAG_VALUE: usize = 5000;
+    /// Run param values (`MAX_PARAM_VAL_LENGTH`).
+    pub const PARAM_VALUE: usize = 6000;
+    /// Run (and logged model) tag values, run names included: a run's name is its
+    /// `mlflow.runName` tag (`MAX_TAG_VAL_LENGTH`).
+    pub const TAG_VALUE: usize = 8000;
+    /// Registered model and model version tag values (`MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH`).
+    pub const REGISTRY_TAG_VALUE: usize = 5000;
+}
+
+/// Refuses `value` longer than `max` characters, with MLflow's message.
+pub fn validate_length(what: &str, value: &str, max: usize) -> MlflowResult<()> {
+    // Bytes bound characters from above: most values are short, and counting them is not.
+    if value.len() > max && value.chars().count() > max {
+        return Err(MlflowError::invalid(format!(
+            "{what} exceeds the maximum length of {max} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates a key of a param, tag or metric the way MLflow does: not empty, at most 250
 /// characters, and not a path escaping its directory.
 pub fn validate_key(kind: &str, key: &str) -> MlflowResult<()> {

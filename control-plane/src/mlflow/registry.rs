@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use libsql::{Connection, params};
 use serde::Serialize;
 
-use super::{KeyValue, MlflowError, MlflowResult, now_ms, validate_key};
+use super::{KeyValue, MlflowError, MlflowResult, limits, now_ms, validate_key, validate_length};
 use crate::db::{self, DbError};
 
 /// `RegisteredModelAlias`.
@@ -377,6 +377,11 @@ pub async fn set_model_tag(
     value: &str,
 ) -> MlflowResult<()> {
     validate_key("tag", key)?;
+    validate_length(
+        &format!("Tag value for '{key}'"),
+        value,
+        limits::REGISTRY_TAG_VALUE,
+    )?;
     check_model(conn, org_id, name).await?;
     conn.execute(
         "INSERT INTO mlflow_registered_model_tags (org_id, name, key, value) VALUES (?1, ?2, ?3, ?4)
@@ -428,6 +433,11 @@ pub async fn create_version(
     check_model(conn, org_id, new.name).await?;
     for tag in new.tags {
         validate_key("tag", &tag.key)?;
+        validate_length(
+            &format!("Tag value for '{}'", tag.key),
+            &tag.value,
+            limits::REGISTRY_TAG_VALUE,
+        )?;
     }
     let rows = conn
         .query(
@@ -669,6 +679,11 @@ pub async fn set_version_tag(
     value: &str,
 ) -> MlflowResult<()> {
     validate_key("tag", key)?;
+    validate_length(
+        &format!("Tag value for '{key}'"),
+        value,
+        limits::REGISTRY_TAG_VALUE,
+    )?;
     conn.execute(
         "INSERT INTO mlflow_model_version_tags (org_id, name, version, key, value) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (org_id, name, version, key) DO UPDATE SET value = excluded.value",

@@ -7,7 +7,7 @@ use libsql::{Connection, Value as SqlValue, params};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::filter::{self, Clause, Entity, Op, OrderBy, Value};
-use super::{KeyValue, MlflowError, MlflowResult, now_ms, validate_key};
+use super::{KeyValue, MlflowError, MlflowResult, limits, now_ms, validate_key, validate_length};
 use crate::db::{self, DbError};
 
 /// MLflow's lifecycle stages.
@@ -189,6 +189,7 @@ pub async fn create_experiment(
     if name.trim().is_empty() {
         return Err(MlflowError::invalid("Invalid experiment name: ''"));
     }
+    validate_length("Experiment name", name, limits::EXPERIMENT_NAME)?;
     ensure_default_experiment(conn, org_id).await?;
     if find_experiment_by_name(conn, org_id, name).await?.is_some() {
         return Err(MlflowError::exists(format!(
@@ -344,10 +345,7 @@ pub async fn search_experiments(
             }
         }
     }
-    let orders = order_by
-        .iter()
-        .map(|o| filter::parse_order_by(o))
-        .collect::<Result<Vec<_>, _>>()?;
+    let orders = filter::parse_order_bys(order_by)?;
     for order in &orders {
         if order.entity != Entity::Attribute
             || !matches!(
@@ -432,6 +430,7 @@ pub async fn rename_experiment(
     if new_name.trim().is_empty() {
         return Err(MlflowError::invalid("Invalid experiment name: ''"));
     }
+    validate_length("Experiment name", new_name, limits::EXPERIMENT_NAME)?;
     if let Some(other) = find_experiment_by_name(conn, org_id, new_name).await?
         && other.experiment_id != experiment.experiment_id
     {
@@ -496,6 +495,11 @@ pub async fn set_experiment_tag(
     value: &str,
 ) -> MlflowResult<()> {
     validate_key("tag", key)?;
+    validate_length(
+        &format!("Tag value for '{key}'"),
+        value,
+        limits::EXPERIMENT_TAG_VALUE,
+    )?;
     conn.execute(
         "INSERT INTO mlflow_experiment_tags (org_id, experiment_id, key, value) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (org_id, experiment_id, key) DO UPDATE SET value = excluded.value",
@@ -569,6 +573,18 @@ pub async fn create_run(conn: &Connection, org_id: &str, new: &NewRun<'_>) -> Ml
             "The experiment {} must be in the 'active' state. Current state is {}.",
             experiment.experiment_id, experiment.lifecycle_stage
         )));
+    }
+    // Checked before anything is written: the run row would otherwise carry the name.
+    if let Some(name) = new.run_name {
+        validate_length("Run name", name, limits::TAG_VALUE)?;
+    }
+    for tag in new.tags {
+        validate_key("tag", &tag.key)?;
+        validate_length(
+            &format!("Tag value for '{}'", tag.key),
+            &tag.value,
+            limits::TAG_VALUE,
+        )?;
     }
     let tag_name = new
         .tags
@@ -811,6 +827,9 @@ pub async fn update_run(
         )));
     }
     let run_name = run_name.filter(|n| !n.is_empty());
+    if let Some(name) = run_name {
+        validate_length("Run name", name, limits::TAG_VALUE)?;
+    }
     conn.execute(
         "UPDATE mlflow_runs SET status = COALESCE(?3, status), end_time = COALESCE(?4, end_time),
             name = COALESCE(?5, name)
@@ -848,8 +867,8 @@ pub const MAX_BATCH_METRICS: usize = 1000;
 pub const MAX_BATCH_PARAMS: usize = 100;
 pub const MAX_BATCH_TAGS: usize = 100;
 pub const MAX_BATCH_TOTAL: usize = 1000;
-const MAX_PARAM_VALUE: usize = 6000;
-const MAX_TAG_VALUE: usize = 8000;
+const MAX_PARAM_VALUE: usize = limits::PARAM_VALUE;
+const MAX_TAG_VALUE: usize = limits::TAG_VALUE;
 
 /// Params, metrics and tags logged to a run at once (`log-batch`, and the single ones).
 #[derive(Debug, Default)]
@@ -1435,8 +1454,8 @@ pub async fn search_runs(
         sql.push_str(&condition);
     }
     let mut orders = Vec::new();
-    for term in order_by {
-        orders.push(order_sql(&filter::parse_order_by(term)?, &mut binds)?);
+    for order in filter::parse_order_bys(order_by)? {
+        orders.push(order_sql(&order, &mut binds)?);
     }
     orders.push("r.start_time DESC".into());
     orders.push("r.run_uuid".into());

@@ -8,9 +8,12 @@
 
 pub mod admission;
 mod artifacts;
+#[cfg(test)]
+mod codec_properties;
 pub mod fair_share;
 pub mod result_cache;
 pub mod schema;
+pub mod shape_limits;
 pub mod tensors;
 pub mod traffic;
 pub mod v1_codec;

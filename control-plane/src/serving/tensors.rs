@@ -19,6 +19,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use wisp_host::{Element, NamedTensor, Tensor, TensorType};
 
+use super::shape_limits::element_count;
 use crate::inspect::{DType, ModelSignature};
 
 /// Why an input could not be read. Answered as `invalid_input`.
@@ -199,7 +200,9 @@ pub fn tensor_from_json(
     let (nested_shape, leaves) = flatten(data)?;
     let shape = match shape {
         Some(shape) => {
-            let count: u64 = shape.iter().map(|&d| u64::from(d)).product();
+            // Checked: an overflowing product must not wrap around to the data's length.
+            let count = element_count(&shape)
+                .ok_or_else(|| format!("shape {shape:?} holds more elements than wisp counts"))?;
             if count != leaves.len() as u64 {
                 return Err(format!(
                     "shape {shape:?} holds {count} elements, data has {}",
@@ -378,6 +381,11 @@ mod tests {
                 .contains("holds 8 elements")
         );
         assert!(message(json!({"wrong": [1]})).contains("no such input"));
+        // 65536^4 wraps to 0 in u64: it must not pass for the empty data.
+        assert!(
+            message(json!({"input": {"shape": [65536, 65536, 65536, 65536], "data": []}}))
+                .contains("more elements than wisp counts")
+        );
         assert!(message(json!({})).contains("missing"));
     }
 

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::{Access, Fields, MlflowResult, empty, required_str};
 use crate::api::AppState;
+use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::can;
 use crate::blob::StageError;
 use crate::blob::intents::Intent;
@@ -214,15 +215,69 @@ async fn download(
         .into_response())
 }
 
+/// The path of a deletion: a file or directory within the artifact root of one of the
+/// organisation's runs or logged models, given plainly. The root of the namespace (``,
+/// `/`, or `%2F` decoding to it), an absolute path (`//x`), an encoded separator and
+/// anything outside a run are refused: `DELETE …/artifacts/%2F` used to remove every
+/// artifact of the organisation.
+async fn deletion_path(
+    conn: &libsql::Connection,
+    org_id: &str,
+    request: &Request,
+) -> MlflowResult<String> {
+    let raw = request.uri().path().strip_prefix(ROOT).unwrap_or("");
+    let lowered = raw.to_ascii_lowercase();
+    if lowered.contains("%2f") || lowered.contains("%5c") || lowered.contains("%25") {
+        return Err(MlflowError::invalid(format!(
+            "Invalid artifact path {raw:?}: separators and '%' may not be percent-encoded"
+        )));
+    }
+    if raw.starts_with("//") {
+        return Err(MlflowError::invalid(format!(
+            "Invalid artifact path {raw:?}: the path must be relative"
+        )));
+    }
+    let path = request_path(request)?;
+    if path.is_empty() {
+        return Err(MlflowError::invalid(
+            "Deleting the artifact root is not allowed: name a path within a run's artifacts",
+        ));
+    }
+    if artifacts::owning_root(conn, org_id, &path).await?.is_none() {
+        return Err(MlflowError::invalid(format!(
+            "Invalid artifact path {path:?}: only artifacts within the artifact root of a run or logged model can be deleted"
+        )));
+    }
+    Ok(path)
+}
+
 async fn delete(
     State(state): State<AppState>,
     access: Access<can::WriteExperiments>,
+    meta: RequestMeta,
     request: Request,
 ) -> MlflowResult<Json<Value>> {
-    let path = request_path(&request)?;
     let conn = state.db.conn().await;
     let tx = conn.transaction().await.map_err(MlflowError::internal)?;
-    let digests = match artifacts::delete(&tx, &access.org.id, &path).await {
+    let deleted = async {
+        let path = deletion_path(&tx, &access.org.id, &request).await?;
+        let digests = artifacts::delete(&tx, &access.org.id, &path).await?;
+        audit::record(
+            &tx,
+            &meta,
+            AuditEvent {
+                org_id: Some(&access.org.id),
+                actor: &access.actor(),
+                action: "mlflow.artifact.deleted",
+                target: Some(&format!("artifact:{path}")),
+                details: json!({ "path": path, "blobs": digests.len() }),
+            },
+        )
+        .await?;
+        Ok::<_, MlflowError>(digests)
+    }
+    .await;
+    let digests = match deleted {
         Ok(digests) => digests,
         Err(e) => {
             let _ = tx.rollback().await;

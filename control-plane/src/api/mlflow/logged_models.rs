@@ -231,6 +231,13 @@ async fn search(
     let max = mlflow::max_results(request.max_results, 100, 50_000)?;
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let clauses = filter::parse_filter(request.filter.as_deref().unwrap_or(""))?;
+    if request.order_by.len() > filter::MAX_ORDER_BY_TERMS {
+        return Err(MlflowError::invalid(format!(
+            "{} order_by terms; at most {} are accepted",
+            request.order_by.len(),
+            filter::MAX_ORDER_BY_TERMS
+        )));
+    }
     let models = {
         let conn = state.db.reader().await;
         logged_models::list(&conn, &access.org.id, None).await?

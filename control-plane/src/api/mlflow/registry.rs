@@ -288,10 +288,7 @@ fn search<T>(
             )));
         }
     }
-    let orders = order_by
-        .iter()
-        .map(|o| filter::parse_order_by(o))
-        .collect::<Result<Vec<_>, _>>()?;
+    let orders = filter::parse_order_bys(order_by)?;
     for order in &orders {
         if order.entity != Entity::Attribute || !known(order.entity, &order.key) {
             return Err(MlflowError::invalid(format!(
