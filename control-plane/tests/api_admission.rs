@@ -211,7 +211,7 @@ async fn callers_over_their_rate_or_without_credentials_send_bodies_nobody_reads
         // that refills in between (a slow machine) only means another round.
         let mut refused_unread = false;
         for _ in 0..5 {
-            loop {
+            for _ in 0..50 {
                 let reply = app
                     .send(request(uri.as_str(), Some(&key), Body::from(IRIS_ROW)))
                     .await;
