@@ -78,6 +78,9 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// Something failed inside wisp; details are in the server log.
     Internal,
+    /// The account's password is a one-time one: change it (`POST /v1/auth/password`)
+    /// before doing anything else.
+    PasswordChangeRequired,
 }
 
 impl ErrorCode {
@@ -114,6 +117,7 @@ impl ErrorCode {
         Self::RateLimited,
         Self::QuotaExceeded,
         Self::Internal,
+        Self::PasswordChangeRequired,
     ];
 
     /// The stable string clients match on.
@@ -150,6 +154,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::QuotaExceeded => "quota_exceeded",
             Self::Internal => "internal",
+            Self::PasswordChangeRequired => "password_change_required",
         }
     }
 
@@ -186,6 +191,7 @@ impl ErrorCode {
             // `code` tells a quota from a rate limit. See the README's billing section.
             Self::RateLimited | Self::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::PasswordChangeRequired => StatusCode::FORBIDDEN,
         }
     }
 }

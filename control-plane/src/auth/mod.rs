@@ -5,12 +5,14 @@
 //! - [`rbac`]: the one permission table, action → roles and API-key scopes.
 //! - [`extract`]: the axum extractors that apply it to every request.
 //! - [`throttle`]: login attempts per account and per address.
+//! - [`input`]: bounds on every credential, checked before any work.
 
 pub mod extract;
+pub mod input;
 pub mod password;
 pub mod rbac;
 pub mod throttle;
 pub mod tokens;
 
-pub use extract::{Authorized, CredentialOrg, CurrentUser, OrgAccess, Principal};
+pub use extract::{Authorized, CredentialOrg, CurrentSession, CurrentUser, OrgAccess, Principal};
 pub use rbac::{Action, Role, Scope};

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rate limits, concurrency, result cache, traffic splitting",
         sql: include_str!("migrations/0006_admission.sql"),
     },
+    Migration {
+        version: 7,
+        name: "invitations, sessions, sign-in history, forced password change",
+        sql: include_str!("migrations/0007_accounts.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.

@@ -119,7 +119,7 @@ impl From<ApiError> for MlflowError {
             | WispCode::InvalidToken
             | WispCode::TokenExpired
             | WispCode::InvalidCredentials => ErrorCode::Unauthenticated,
-            WispCode::Forbidden => ErrorCode::PermissionDenied,
+            WispCode::Forbidden | WispCode::PasswordChangeRequired => ErrorCode::PermissionDenied,
             WispCode::NotFound => ErrorCode::ResourceDoesNotExist,
             WispCode::AlreadyExists => ErrorCode::ResourceAlreadyExists,
             WispCode::RateLimited => ErrorCode::RequestLimitExceeded,
