@@ -4,6 +4,7 @@
 //! the log and the data cannot disagree.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -11,9 +12,11 @@ use libsql::{Connection, params};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::client_ip::ClientIpPolicy;
 use crate::db::{self, DbError};
 
-/// Where a request came from: the peer address and the `x-request-id`.
+/// Where a request came from: the client's address ([`crate::client_ip`]: the peer, or
+/// what a trusted proxy says) and the `x-request-id`.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
     pub source_ip: Option<String>,
@@ -24,10 +27,15 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let source_ip = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .map(|ConnectInfo(addr)| addr.ip());
+        let source_ip = match parts.extensions.get::<Arc<ClientIpPolicy>>() {
+            Some(policy) => policy.client_ip(peer, &parts.headers),
+            None => peer,
+        }
+        .map(|ip| ip.to_string());
         let request_id = parts
             .headers
             .get(crate::api::REQUEST_ID_HEADER)

@@ -42,8 +42,17 @@ pub enum Command {
     Serve(ServeArgs),
     /// Sign in to a server and remember the session.
     Login(LoginArgs),
-    /// Forget the stored session.
-    Logout,
+    /// End the stored session on the server and forget it.
+    Logout(LogoutArgs),
+    /// Your password.
+    #[command(subcommand)]
+    Password(PasswordCommand),
+    /// Members of the organisation, and inviting new ones.
+    #[command(subcommand)]
+    Members(MembersCommand),
+    /// Invitations: accept one you were sent, or list and revoke the organisation's.
+    #[command(subcommand)]
+    Invitations(InvitationsCommand),
     /// Organisations.
     #[command(subcommand)]
     Orgs(OrgsCommand),
@@ -143,6 +152,59 @@ pub struct LoginArgs {
     /// Read the password from the first line of standard input instead of asking.
     #[arg(long)]
     pub password_stdin: bool,
+}
+
+/// Flags of `wisp logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Sign out everywhere: end every session of the account, on every device.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `wisp password …`
+#[derive(Debug, Subcommand)]
+pub enum PasswordCommand {
+    /// Change your password; every other session of the account ends.
+    Change {
+        /// Read the current password, then the new one, from the first two lines of
+        /// standard input instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// `wisp members …`
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Members of the organisation.
+    List,
+    /// Invite an email address; prints a single-use invitation to forward to them.
+    Add {
+        email: String,
+        /// `owner`, `admin`, `member` or `viewer`.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// Remove a member (by user id, see `wisp members list`).
+    Remove { user_id: String },
+}
+
+/// `wisp invitations …`
+#[derive(Debug, Subcommand)]
+pub enum InvitationsCommand {
+    /// Accept an invitation you were sent. Signed in, your account joins; otherwise a new
+    /// account is created with the password you choose, and you are signed in.
+    Accept {
+        token: String,
+        /// Read the new account's password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Pending invitations of the organisation.
+    List,
+    /// Revoke a pending invitation.
+    Revoke { id: String },
 }
 
 /// `wisp orgs …`
@@ -279,10 +341,15 @@ pub struct ServeArgs {
     /// JWT signing secret (at least 32 bytes); generated and stored in the data dir if absent.
     #[arg(long, env = "WISP_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Proxies whose `Fly-Client-IP` / `X-Forwarded-For` name the client (addresses or
+    /// ranges, comma-separated) [default: none: those headers are ignored].
+    #[arg(long, env = "WISP_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
     /// First start only: email of the admin user [default: admin@localhost].
     #[arg(long, env = "WISP_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
-    /// First start only: the admin's password [default: generated and printed once].
+    /// First start only: the admin's password [default: generated into
+    /// `<data_dir>/admin-password`, and to be changed at the first sign-in].
     #[arg(long, env = "WISP_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
     /// Emails of the platform operators, comma-separated; replaces `platform.operators`.
@@ -294,7 +361,7 @@ pub struct ServeArgs {
 #[derive(Debug, Clone)]
 pub struct Bootstrap {
     pub admin_email: String,
-    /// `None`: generate one and print it once.
+    /// `None`: generate one into `<data_dir>/admin-password`, to be changed at first use.
     pub admin_password: Option<String>,
     pub org_slug: String,
 }
@@ -323,6 +390,9 @@ impl ServeArgs {
         }
         if let Some(operators) = &self.platform_operators {
             config.platform.operators = operators.clone();
+        }
+        if let Some(proxies) = &self.trusted_proxies {
+            config.server.trusted_proxies = proxies.clone();
         }
         config.validate()?;
         Ok(config)

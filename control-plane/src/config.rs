@@ -41,6 +41,26 @@ pub struct Config {
     pub metering: MeteringConfig,
     #[serde(default)]
     pub platform: PlatformConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// How the server sees its network.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Proxies (addresses or ranges, e.g. `"172.16.0.0/12"`, `"fdaa::/16"` on Fly) whose
+    /// `Fly-Client-IP` / `X-Forwarded-For` headers name the client. Empty (the default):
+    /// those headers are ignored and the socket's peer address is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl ServerConfig {
+    /// The trusted proxy ranges, parsed.
+    pub fn trusted_proxy_ranges(&self) -> Result<Vec<crate::client_ip::IpRange>, String> {
+        self.trusted_proxies.iter().map(|r| r.parse()).collect()
+    }
 }
 
 /// The service owner's side: who operates the platform above the organisations.
@@ -98,6 +118,16 @@ pub struct AuthConfig {
     pub access_token_ttl_secs: i64,
     #[serde(default = "default_refresh_ttl")]
     pub refresh_token_ttl_secs: i64,
+    /// How long an invitation's token can be accepted.
+    #[serde(default = "default_invitation_ttl")]
+    pub invitation_ttl_secs: i64,
+    /// Password hashes and verifications (argon2id, 19 MiB each) running at once, across
+    /// every request; more wait.
+    #[serde(default = "default_password_hashes")]
+    pub max_concurrent_password_hashes: usize,
+    /// How long a login waits for a hashing slot before it is answered `overloaded`.
+    #[serde(default = "default_password_hash_wait")]
+    pub password_hash_wait_ms: u64,
 }
 
 impl Default for AuthConfig {
@@ -106,6 +136,9 @@ impl Default for AuthConfig {
             jwt_secret: None,
             access_token_ttl_secs: default_access_ttl(),
             refresh_token_ttl_secs: default_refresh_ttl(),
+            invitation_ttl_secs: default_invitation_ttl(),
+            max_concurrent_password_hashes: default_password_hashes(),
+            password_hash_wait_ms: default_password_hash_wait(),
         }
     }
 }
@@ -234,6 +267,15 @@ fn default_access_ttl() -> i64 {
 fn default_refresh_ttl() -> i64 {
     30 * 24 * 3600
 }
+fn default_invitation_ttl() -> i64 {
+    7 * 24 * 3600
+}
+fn default_password_hashes() -> usize {
+    4
+}
+fn default_password_hash_wait() -> u64 {
+    2000
+}
 fn default_max_upload() -> u64 {
     512 * 1024 * 1024
 }
@@ -259,6 +301,7 @@ impl Default for Config {
             batch: BatchConfig::default(),
             metering: MeteringConfig::default(),
             platform: PlatformConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -316,6 +359,15 @@ impl Config {
             || i64::try_from(self.metering.idempotency_ttl_secs).is_err()
         {
             return invalid("metering.idempotency_ttl_secs must be positive");
+        }
+        if self.auth.invitation_ttl_secs <= 0 {
+            return invalid("auth.invitation_ttl_secs must be positive");
+        }
+        if self.auth.max_concurrent_password_hashes == 0 {
+            return invalid("auth.max_concurrent_password_hashes must be positive");
+        }
+        if let Err(e) = self.server.trusted_proxy_ranges() {
+            return Err(ConfigError::Invalid(format!("server.trusted_proxies: {e}")));
         }
         if self.limits.max_upload_bytes == 0 {
             return invalid("limits.max_upload_bytes must be positive");
@@ -453,6 +505,11 @@ mod tests {
         assert!(not_an_email.validate().is_err());
         let zero_json = parse("[limits]\nmax_json_body_bytes = 0").expect("parse");
         assert!(zero_json.validate().is_err());
+        let bad_proxy = parse("[server]\ntrusted_proxies = [\"10.0.0.0/40\"]").expect("parse");
+        assert!(bad_proxy.validate().is_err());
+        let good_proxy =
+            parse("[server]\ntrusted_proxies = [\"fdaa::/16\", \"10.0.0.1\"]").expect("parse");
+        good_proxy.validate().expect("valid");
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub enum ErrorCode {
     /// its first request is still running, or that request's response was too large to
     /// replay (`details.reason`).
     IdempotencyConflict,
+    /// The account's password is a one-time one: change it (`POST /v1/auth/password`)
+    /// before doing anything else.
+    PasswordChangeRequired,
 }
 
 impl ErrorCode {
@@ -123,6 +126,7 @@ impl ErrorCode {
         Self::Internal,
         Self::OrgSuspended,
         Self::IdempotencyConflict,
+        Self::PasswordChangeRequired,
     ];
 
     /// The stable string clients match on.
@@ -161,6 +165,7 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::OrgSuspended => "org_suspended",
             Self::IdempotencyConflict => "idempotency_conflict",
+            Self::PasswordChangeRequired => "password_change_required",
         }
     }
 
@@ -198,6 +203,7 @@ impl ErrorCode {
             // `code` tells a quota from a rate limit. See the README's billing section.
             Self::RateLimited | Self::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::PasswordChangeRequired => StatusCode::FORBIDDEN,
         }
     }
 }

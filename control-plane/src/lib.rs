@@ -7,7 +7,8 @@
 //! - [`blob`]: the content-addressed object store (local filesystem, S3).
 //! - [`inspect`]: the validation hook models pass before a version is accepted.
 //! - [`orgs`], [`users`], [`keys`], [`registry`], [`deployments`], [`plans`], [`audit`]:
-//!   storage of each domain; [`lookups`]: the rows every request reads, memoised.
+//!   storage of each domain; [`invitations`], [`sessions`], [`sign_ins`]: how people
+//!   join organisations and sign in; [`lookups`]: the rows every request reads, memoised.
 //! - [`batch`]: batch inference jobs: input files, chunked background runs, results.
 //! - [`metering`]: one durable usage event per inference call (outbox, rollups), compute
 //!   units, quotas, storage GB-months, invoices and exports.
@@ -29,11 +30,13 @@ pub mod batch;
 pub mod blob;
 pub mod cli;
 pub mod client;
+pub mod client_ip;
 pub mod config;
 pub mod db;
 pub mod deployments;
 pub mod error;
 pub mod inspect;
+pub mod invitations;
 pub mod keys;
 pub mod lookups;
 pub mod metering;
@@ -44,6 +47,8 @@ pub mod plans;
 pub mod registry;
 pub mod serve;
 pub mod serving;
+pub mod sessions;
+pub mod sign_ins;
 pub mod users;
 
 pub use api::{AppState, app};

@@ -1,5 +1,6 @@
-//! The rows every request reads — its credential, organisation, plan, model, deployment and
-//! version — memoised, so a warm inference call does not touch the database.
+//! The rows every request reads — its credential (API key, or user and session),
+//! organisation, plan, model, deployment and version — memoised, so a warm inference call
+//! does not touch the database.
 //!
 //! Each lookup is a [`Memo`] over the same query the rest of the code uses; any write in
 //! this process makes them all stale (see [`crate::db`]), so they never answer with a row
@@ -18,6 +19,7 @@ use crate::keys::{self, KeyRow};
 use crate::orgs::{self, Org};
 use crate::plans::{self, Plan};
 use crate::registry::{self, Model, ModelVersion};
+use crate::sessions::{self, ActiveSession};
 use crate::users::{self, User};
 
 /// Rows of each kind memoised at most; beyond, the least used are dropped.
@@ -32,6 +34,7 @@ pub struct Lookups {
     orgs_by_id: Memo<String, Org>,
     roles: Memo<(String, String), Role>,
     users: Memo<String, User>,
+    sessions: Memo<String, ActiveSession>,
     plans: Memo<String, Plan>,
     models: Memo<(String, String), Model>,
     deployments: Memo<String, Deployment>,
@@ -49,6 +52,7 @@ impl Lookups {
             orgs_by_id: Memo::new(CAPACITY),
             roles: Memo::new(CAPACITY),
             users: Memo::new(CAPACITY),
+            sessions: Memo::new(CAPACITY),
             plans: Memo::new(CAPACITY),
             models: Memo::new(CAPACITY),
             deployments: Memo::new(CAPACITY),
@@ -111,6 +115,16 @@ impl Lookups {
         self.users
             .get_or_load(&self.db, id.to_owned(), |conn, id| {
                 Box::pin(users::find_by_id(conn, id))
+            })
+            .await
+    }
+
+    /// The session an access token names, if it has not ended ([`sessions::find_active`]):
+    /// memoised like the rest, so a logout or a password change is seen by the next request.
+    pub async fn session(&self, id: &str) -> Result<Option<ActiveSession>, DbError> {
+        self.sessions
+            .get_or_load(&self.db, id.to_owned(), |conn, id| {
+                Box::pin(sessions::find_active(conn, id))
             })
             .await
     }

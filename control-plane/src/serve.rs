@@ -9,11 +9,13 @@ use serde_json::json;
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::auth::password::HashingPool;
 use crate::auth::tokens::{self, JwtKeys};
 use crate::auth::{Role, password};
 use crate::batch::{self, BatchJobs};
 use crate::blob::{LocalStore, ObjectStore, S3Store, Staging};
 use crate::cli::Bootstrap;
+use crate::client_ip::ClientIpPolicy;
 use crate::config::{Config, ObjectStoreConfig};
 use crate::db::Db;
 use crate::inspect::ModelInspector;
@@ -54,7 +56,7 @@ pub async fn state(
         None => load_or_create_secret(&config.data_dir.join("jwt-secret"))?,
     };
     let jwt = JwtKeys::new(secret.as_bytes(), config.auth.access_token_ttl_secs);
-    bootstrap_admin(&db, bootstrap).await?;
+    bootstrap_admin(&db, bootstrap, &config.data_dir).await?;
     let mut runtime = config.runtime.clone();
     if runtime.precompiled_dir.is_none() {
         runtime.precompiled_dir = Some(config.data_dir.join("precompiled"));
@@ -87,6 +89,10 @@ pub async fn state(
         serving,
         metering,
         login_throttle: Arc::default(),
+        password_hashing: Arc::new(HashingPool::new(
+            config.auth.max_concurrent_password_hashes,
+            std::time::Duration::from_millis(config.auth.password_hash_wait_ms),
+        )),
         admission: Arc::default(),
         result_cache: Arc::new(ResultCache::new(config.limits.result_cache_bytes)),
         traffic: Arc::default(),
@@ -102,6 +108,13 @@ pub async fn state(
                 .collect(),
             idempotency: config.metering.idempotency(),
             max_json_body_bytes: config.limits.max_json_body_bytes,
+            invitation_ttl_secs: config.auth.invitation_ttl_secs,
+            client_ip: Arc::new(ClientIpPolicy::new(
+                config
+                    .server
+                    .trusted_proxy_ranges()
+                    .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,
+            )),
         },
     })
 }
@@ -194,8 +207,20 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// The file, in the data directory, holding the first admin's generated password.
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+
+/// The line `wisp serve` prints on first start, followed by the password file's path.
+pub const ADMIN_PASSWORD_ANNOUNCEMENT: &str = "One-time admin password written to: ";
+
 /// On first start (no users at all), creates the admin user and the first organisation.
-async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap) -> anyhow::Result<()> {
+///
+/// A password given by the operator (`WISP_ADMIN_PASSWORD`) is theirs to keep. A generated
+/// one is never printed, so it cannot linger in logs: it is written to
+/// `<data_dir>/admin-password` (mode 0600) and that path is printed; and it must be changed
+/// before the account can do anything else (`must_change_password`), so the file is
+/// useless once it has been used.
+async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap, data_dir: &Path) -> anyhow::Result<()> {
     {
         let conn = db.conn().await;
         if users::any_exist(&conn).await? {
@@ -218,6 +243,9 @@ async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap) -> anyhow::Result<()> {
         return Ok(()); // Another machine sharing the database got there first.
     }
     let user_id = users::insert(&tx, &bootstrap.admin_email, &hash).await?;
+    if generated {
+        users::require_password_change(&tx, &user_id).await?;
+    }
     let org = orgs::insert(&tx, &bootstrap.org_slug, &bootstrap.org_slug).await?;
     orgs::add_member(&tx, &org.id, &user_id, Role::Owner).await?;
     // The operator's own organisation is not held to the Free plan.
@@ -234,13 +262,42 @@ async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // Written before the commit: if it fails, no admin exists whose password nobody has.
+    let password_file = data_dir.join(ADMIN_PASSWORD_FILE);
+    if generated {
+        write_secret_file(&password_file, &password)?;
+    }
     tx.commit().await?;
     tracing::info!(email = %bootstrap.admin_email, org = %org.slug, "created the first admin and organisation");
     if generated {
         announce(&format!(
-            "First start: created admin {} in organisation {:?}.\nOne-time password (shown only now): {password}",
-            bootstrap.admin_email, org.slug
+            "First start: created admin {} in organisation {:?}.\n{ADMIN_PASSWORD_ANNOUNCEMENT}{}\n\
+             Sign in with it (`wisp login --email {}`); you will have to choose a new password \
+             (`wisp password change`) before doing anything else.",
+            bootstrap.admin_email,
+            org.slug,
+            password_file.display(),
+            bootstrap.admin_email,
         ));
     }
+    Ok(())
+}
+
+/// Writes `secret` to a new file readable by its owner only, replacing a stale one.
+fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("failed to replace {}", path.display())),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
+    file.sync_all()?;
     Ok(())
 }

@@ -11,9 +11,12 @@ pub struct User {
     pub email: String,
     pub password_hash: String,
     pub created_at: i64,
+    /// Set on the bootstrap admin's generated password: until it is changed, the account's
+    /// tokens can only change it (see [`crate::auth::extract`]).
+    pub must_change_password: bool,
 }
 
-const COLUMNS: &str = "id, email, password_hash, created_at";
+const COLUMNS: &str = "id, email, password_hash, created_at, must_change_password";
 
 fn from_row(row: &libsql::Row) -> Result<User, DbError> {
     Ok(User {
@@ -21,6 +24,7 @@ fn from_row(row: &libsql::Row) -> Result<User, DbError> {
         email: row.get(1)?,
         password_hash: row.get(2)?,
         created_at: row.get(3)?,
+        must_change_password: row.get::<i64>(4)? != 0,
     })
 }
 
@@ -67,6 +71,26 @@ pub async fn insert(
     )
     .await?;
     Ok(id)
+}
+
+/// Marks the password as one to be replaced before anything else.
+pub async fn require_password_change(conn: &Connection, id: &str) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE users SET must_change_password = 1 WHERE id = ?1",
+        params![id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Replaces a user's password hash and clears the forced change.
+pub async fn set_password(conn: &Connection, id: &str, password_hash: &str) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE id = ?1",
+        params![id, password_hash],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Whether any user exists (first start creates the admin when none does).

@@ -20,9 +20,7 @@ fn probes(org: &str) -> Vec<(&'static str, Method, String, Option<Value>)> {
             "ManageMembers",
             Method::POST,
             format!("/v1/orgs/{org}/members"),
-            Some(
-                json!({ "email": "new@example.com", "role": "viewer", "password": "password-123" }),
-            ),
+            Some(json!({ "email": "new@example.com", "role": "viewer" })),
         ),
         (
             "ReadKeys",
@@ -294,7 +292,7 @@ async fn member_management_roles_and_last_owner() {
         .expect("id")
         .to_owned();
 
-    // Adding a new email creates the user with a generated one-time password.
+    // Adding an email invites it: the person sets their own password when accepting.
     let added = app
         .post(
             &format!("/v1/orgs/{ORG}/members"),
@@ -302,12 +300,14 @@ async fn member_management_roles_and_last_owner() {
             json!({ "email": "eve@example.com", "role": "admin" }),
         )
         .await;
-    assert_eq!(added.status, StatusCode::CREATED);
-    let initial = added.body["initial_password"]
-        .as_str()
-        .expect("generated password");
-    let eve = app.login("eve@example.com", initial).await;
-    let eve_id = added.body["user_id"].as_str().expect("id").to_owned();
+    assert_eq!(added.status, StatusCode::CREATED, "{added:?}");
+    assert_eq!(added.body["status"], "pending");
+    assert!(added.body.get("initial_password").is_none());
+    let token = added.body["token"].as_str().expect("token");
+    let accepted = app.accept(token, None, Some("eve's own password")).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{accepted:?}");
+    let eve = app.login("eve@example.com", "eve's own password").await;
+    let eve_id = accepted.body["user_id"].as_str().expect("id").to_owned();
 
     let duplicate = app
         .post(

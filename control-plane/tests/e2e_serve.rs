@@ -90,7 +90,6 @@ async fn login_key_model_upload_audit_over_http() {
             "model.version.uploaded",
             "model.created",
             "apikey.created",
-            "auth.login",
             "org.created"
         ]
     );
@@ -169,9 +168,10 @@ fn cli(config_dir: &Path, server: &str, args: &[&str], stdin: Option<&str>) -> S
     stdout
 }
 
-/// The README's quick start, step by step: `wisp serve` with no configuration prints a
-/// one-time password; log in with it, create an API key, push the iris model, deploy it,
-/// call predict with curl, and find it all in the audit log.
+/// The README's quick start, step by step: `wisp serve` with no configuration writes a
+/// one-time password to a file and prints its path; log in with it, choose a new password,
+/// create an API key, push the iris model, deploy it, call predict with curl, find it all
+/// in the audit log, invite a colleague who accepts with a password of their own, log out.
 #[tokio::test]
 async fn the_readme_quick_start_works_end_to_end() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -184,14 +184,16 @@ async fn the_readme_quick_start_works_end_to_end() {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some((_, password)) = line.split_once("One-time password (shown only now): ") {
-                let _ = sender.send(password.to_owned());
+            if let Some((_, path)) = line.split_once(wisp::serve::ADMIN_PASSWORD_ANNOUNCEMENT) {
+                let _ = sender.send(path.to_owned());
             }
         }
     });
-    let password = receiver
+    let password_file = receiver
         .recv_timeout(Duration::from_secs(60))
-        .expect("a one-time password line");
+        .expect("a line naming the one-time password file");
+    let password = std::fs::read_to_string(&password_file).expect("the password file");
+    let password = password.trim();
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base, &mut child).await;
     let _server = Server {
@@ -207,6 +209,14 @@ async fn the_readme_quick_start_works_end_to_end() {
         Some(&format!("{password}\n")),
     );
     assert!(login.contains("organisation default"), "{login}");
+    assert!(login.contains("wisp password change"), "{login}");
+    let changed = cli(
+        dir,
+        &base,
+        &["password", "change", "--password-stdin"],
+        Some(&format!("{password}\nmy own admin password\n")),
+    );
+    assert!(changed.contains("Password changed"), "{changed}");
 
     let key: Value = serde_json::from_str(&cli(
         dir,
@@ -288,7 +298,7 @@ async fn the_readme_quick_start_works_end_to_end() {
         .filter_map(|e| e["action"].as_str())
         .collect();
     for action in [
-        "auth.login",
+        "org.created",
         "apikey.created",
         "model.created",
         "model.version.uploaded",
@@ -298,6 +308,39 @@ async fn the_readme_quick_start_works_end_to_end() {
     }
     let table = cli(dir, &base, &["audit"], None);
     assert!(table.contains("model.deployed"), "{table}");
+
+    // Invite a colleague: the admin gets a single-use command to forward, never a password.
+    let invited = cli(
+        dir,
+        &base,
+        &["members", "add", "dev@example.com", "--role", "member"],
+        None,
+    );
+    assert!(
+        invited.contains("Invited dev@example.com as member"),
+        "{invited}"
+    );
+    let accept = invited
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("wisp invitations accept "))
+        .expect("an accept command");
+    let token = accept.split_whitespace().next().expect("token");
+    let colleague = tempfile::tempdir().expect("tempdir");
+    let joined = cli(
+        colleague.path(),
+        &base,
+        &["invitations", "accept", token, "--password-stdin"],
+        Some("the colleague's password\n"),
+    );
+    assert!(
+        joined.contains("Joined organisation default as member"),
+        "{joined}"
+    );
+    let members = cli(dir, &base, &["members", "list"], None);
+    assert!(members.contains("dev@example.com"), "{members}");
+
+    let out = cli(dir, &base, &["logout"], None);
+    assert!(out.contains("logged out"), "{out}");
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Members of an organisation: list, add (creating the user if needed), change role, remove.
+//! Members of an organisation: list, invite ([`crate::invitations`]), change role, remove.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,8 +11,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{ApiJson, ApiPath, AppState, transaction};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::{self, can};
-use crate::auth::{Authorized, Role, password, tokens};
+use crate::auth::{Authorized, Role, input};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::invitations::{self, InvitationView};
 use crate::orgs::{self, Member};
 use crate::{keys, users};
 
@@ -22,23 +23,27 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_member, change_role, remove_member))
 }
 
-/// Adds a user to the organisation.
+/// Invites an email address to the organisation with a role.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
+    /// At most 254 bytes.
     pub email: String,
     pub role: Role,
-    /// Initial password when the user does not exist yet; generated if absent.
-    pub password: Option<String>,
 }
 
-/// The new membership; `initial_password` only when a user was created with a generated one.
+/// The pending invitation and its token. The answer is the same whether the address has an
+/// account or not; the person joins only when they accept.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AddedMember {
     #[serde(flatten)]
-    pub member: Member,
-    /// Shown once. Hand it to the user; they sign in with it.
-    pub initial_password: Option<String>,
+    pub invitation: InvitationView,
+    /// Always `pending`.
+    pub status: &'static str,
+    /// Shown once, works once, until `expires_at`. Forward it to the person: they accept
+    /// with `wisp invitations accept <token>` (or `POST /v1/invitations/accept`), choosing
+    /// their password if they have no account yet.
+    pub token: String,
 }
 
 /// A new role.
@@ -46,19 +51,6 @@ pub struct AddedMember {
 #[serde(deny_unknown_fields)]
 pub struct ChangeRole {
     pub role: Role,
-}
-
-fn validate_email(email: &str) -> ApiResult<()> {
-    let valid = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::invalid("email must look like name@domain"))
-    }
 }
 
 fn forbid_assign(actor: Role, role: Role) -> ApiResult<()> {
@@ -101,71 +93,62 @@ async fn get_member(
         .ok_or_else(|| ApiError::not_found("member"))
 }
 
-/// Adds a user (created if the email is new) with a role.
+/// Invites an email address with a role: a pending membership that only the holder of the
+/// returned token can accept. The inviter never sets or sees a password, and learns nothing
+/// about whether the address has an account.
 #[utoipa::path(post, path = "/v1/orgs/{org}/members", tag = "members", request_body = AddMember,
     params(("org" = String, Path, description = "Organisation slug")),
-    responses((status = 201, body = AddedMember), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = AddedMember),
+        (status = 409, description = "`already_exists`: already a member of this organisation", body = crate::error::ErrorBody)))]
 async fn add_member(
     State(state): State<AppState>,
     access: Authorized<can::ManageMembers>,
     meta: RequestMeta,
     ApiJson(request): ApiJson<AddMember>,
 ) -> ApiResult<(StatusCode, Json<AddedMember>)> {
-    let email = request.email.trim().to_owned();
-    validate_email(&email)?;
+    let email = input::email(&request.email)?.to_owned();
     forbid_assign(access.acting_role(), request.role)?;
-    if request.password.as_ref().is_some_and(|p| p.len() < 8) {
-        return Err(ApiError::invalid(
-            "password must have at least 8 characters",
-        ));
-    }
-    // Hash before taking the database lock: argon2 is slow on purpose. The hash is wasted
-    // when the user exists already; adding members is rare.
-    let (initial_password, password) = match request.password {
-        Some(password) => (None, password),
-        None => {
-            let generated = tokens::random_hex_32()[..20].to_owned();
-            (Some(generated.clone()), generated)
-        }
-    };
-    let hash = tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
-    let (member, created) = transaction!(state, |tx| {
-        let (user_id, created) = match users::find_by_email(&tx, &email).await? {
-            Some(user) => (user.id, false),
-            None => (users::insert(&tx, &email, &hash).await?, true),
-        };
-        if orgs::role_in(&tx, &access.org.id, &user_id)
-            .await?
-            .is_some()
+    let now = crate::db::now();
+    let ttl = state.settings.invitation_ttl_secs;
+    let (invitation, token) = transaction!(state, |tx| {
+        // Only membership of this very organisation is visible: its admins see it anyway.
+        if let Some(user) = users::find_by_email(&tx, &email).await?
+            && orgs::role_in(&tx, &access.org.id, &user.id)
+                .await?
+                .is_some()
         {
             return Err(ApiError::new(ErrorCode::AlreadyExists, "already a member"));
         }
-        orgs::add_member(&tx, &access.org.id, &user_id, request.role).await?;
+        let (invitation, token) = invitations::create(
+            &tx,
+            &access.org.id,
+            &email,
+            request.role,
+            &access.actor(),
+            ttl,
+            now,
+        )
+        .await?;
         audit::record(
             &tx,
             &meta,
             AuditEvent {
                 org_id: Some(&access.org.id),
                 actor: &access.actor(),
-                action: "member.added",
-                target: Some(&format!("user:{user_id}")),
-                details: json!({ "email": email, "role": request.role, "user_created": created }),
+                action: "member.invited",
+                target: Some(&format!("invitation:{}", invitation.id)),
+                details: json!({ "email": email, "role": request.role }),
             },
         )
         .await?;
-        let member = orgs::member(&tx, &access.org.id, &user_id)
-            .await?
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("membership vanished")))?;
-        Ok((member, created))
+        Ok((invitation, token))
     })?;
     Ok((
         StatusCode::CREATED,
         Json(AddedMember {
-            member,
-            initial_password: initial_password.filter(|_| created),
+            invitation: InvitationView::from(&invitation),
+            status: "pending",
+            token: token.secret,
         }),
     ))
 }

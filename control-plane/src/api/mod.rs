@@ -16,6 +16,7 @@ mod batch;
 mod deployments;
 mod docs;
 mod idempotency;
+mod invitations;
 mod keys;
 mod kserve_v1;
 mod members;
@@ -40,9 +41,11 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::auth::password::HashingPool;
 use crate::auth::throttle::LoginThrottle;
 use crate::batch::BatchJobs;
 use crate::blob::{ObjectStore, Staging};
+use crate::client_ip::ClientIpPolicy;
 use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
 use crate::inspect::ModelInspector;
@@ -72,6 +75,10 @@ pub struct ApiSettings {
     pub idempotency: crate::metering::idempotency::IdempotencySettings,
     /// Largest JSON read on the streaming routes (upload metadata, batch job bodies).
     pub max_json_body_bytes: u64,
+    /// Lifetime of invitation tokens, in seconds.
+    pub invitation_ttl_secs: i64,
+    /// Which peers may name the client's address (`server.trusted_proxies`).
+    pub client_ip: Arc<ClientIpPolicy>,
 }
 
 impl Default for ApiSettings {
@@ -82,6 +89,8 @@ impl Default for ApiSettings {
             platform_operators: Vec::new(),
             idempotency: Default::default(),
             max_json_body_bytes: crate::config::default_max_json_body(),
+            invitation_ttl_secs: 7 * 24 * 3600,
+            client_ip: Arc::default(),
         }
     }
 }
@@ -103,6 +112,8 @@ pub struct AppState {
     pub metering: Metering,
     /// Login attempts per account and per address.
     pub login_throttle: Arc<LoginThrottle>,
+    /// The cap on concurrent argon2 work.
+    pub password_hashing: Arc<HashingPool>,
     /// Inference rate limits and per-organisation concurrency, from each plan.
     pub admission: Arc<Admission>,
     /// Results of identical inference requests, per organisation and version.
@@ -158,6 +169,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(auth::routes())
         .merge(orgs::routes())
         .merge(members::routes())
+        .merge(invitations::routes())
         .merge(keys::routes())
         .merge(models::routes())
         .merge(upload::routes())
@@ -175,12 +187,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub fn app(state: AppState) -> Router {
     let (router, openapi) = routes().split_for_parts();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    let client_ip = Arc::clone(&state.settings.client_ip);
     router
         .merge(docs::routes(openapi))
         .merge(mlflow::routes())
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
+        .layer(axum::Extension(client_ip))
         .layer(axum::middleware::from_fn(crate::metering::context::layer))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(

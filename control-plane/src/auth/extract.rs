@@ -1,7 +1,11 @@
 //! Axum extractors that authenticate the bearer credentials and apply the permission table.
 //!
 //! - [`Principal`]: who is calling (a user with an access token, or an API key).
-//! - [`CurrentUser`]: a user session is required (e.g. creating an organisation).
+//! - [`CurrentUser`]: a user session is required (e.g. creating an organisation);
+//!   [`CurrentSession`] also names the session (logout).
+//!
+//! An access token is valid only while its session is (see [`crate::sessions`]), and an
+//! account whose password must be changed can only reach [`PASSWORD_CHANGE_PATHS`].
 //! - [`Authorized<P>`]: the caller may perform action `P` in the organisation named by the
 //!   `{org}` path segment. A caller outside that organisation gets `404`, exactly as if it
 //!   did not exist; a member without the right role or scope gets `403`.
@@ -73,11 +77,34 @@ impl FromRequestParts<AppState> for Principal {
         let principal = if token.starts_with(tokens::API_KEY_PREFIX) {
             authenticate_api_key(state, token).await?
         } else {
-            authenticate_access_token(state, token).await?
+            let (principal, session) = authenticate_access_token(state, token).await?;
+            if session.must_change_password && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {
+                return Err(ApiError::new(
+                    ErrorCode::PasswordChangeRequired,
+                    "this account's password is a one-time one: change it first (POST /v1/auth/password, `wisp password change`)",
+                ));
+            }
+            parts.extensions.insert(session);
+            principal
         };
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }
+}
+
+/// What an account that must change its password may still call.
+pub const PASSWORD_CHANGE_PATHS: &[&str] = &[
+    "/v1/me",
+    "/v1/auth/password",
+    "/v1/auth/logout",
+    "/v1/auth/logout-all",
+];
+
+/// The session of a user's access token.
+#[derive(Debug, Clone)]
+pub struct SessionId {
+    pub id: String,
+    must_change_password: bool,
 }
 
 /// The credential of an `Authorization` header: a bearer token, or the password of Basic
@@ -147,20 +174,45 @@ async fn authenticate_api_key(state: &AppState, key: &str) -> Result<Principal, 
     }
 }
 
-async fn authenticate_access_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+async fn authenticate_access_token(
+    state: &AppState,
+    token: &str,
+) -> Result<(Principal, SessionId), ApiError> {
     let claims = state.jwt.verify(token).map_err(|e| match e {
         TokenError::Expired => ApiError::new(ErrorCode::TokenExpired, "access token expired"),
         TokenError::Invalid => ApiError::new(ErrorCode::InvalidToken, "invalid access token"),
     })?;
+    if claims.sid.is_empty() {
+        // Issued before sessions existed: its refresh token (now a session) renews it.
+        return Err(ApiError::new(
+            ErrorCode::TokenExpired,
+            "access token expired: refresh it",
+        ));
+    }
+    let ended = || ApiError::new(ErrorCode::InvalidToken, "the session has ended");
+    let session = state
+        .lookups
+        .session(&claims.sid)
+        .await?
+        .ok_or_else(ended)?;
+    if session.user_id != claims.sub {
+        return Err(ended());
+    }
     let user = state
         .lookups
         .user(&claims.sub)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "invalid access token"))?;
-    Ok(Principal::User {
-        id: user.id,
-        email: user.email,
-    })
+    Ok((
+        Principal::User {
+            id: user.id,
+            email: user.email,
+        },
+        SessionId {
+            id: session.id,
+            must_change_password: user.must_change_password,
+        },
+    ))
 }
 
 /// A signed-in user (not an API key).
@@ -181,6 +233,51 @@ impl FromRequestParts<AppState> for CurrentUser {
                 "this endpoint needs a user session, not an API key",
             )),
         }
+    }
+}
+
+/// A signed-in user and the session of their access token.
+#[derive(Debug, Clone)]
+pub struct CurrentSession {
+    pub user: CurrentUser,
+    pub session_id: String,
+    /// Whether the account's password is a one-time one.
+    pub must_change_password: bool,
+}
+
+impl FromRequestParts<AppState> for CurrentSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        let session = parts
+            .extensions
+            .get::<SessionId>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("user without a session")))?;
+        Ok(Self {
+            user,
+            session_id: session.id,
+            must_change_password: session.must_change_password,
+        })
+    }
+}
+
+/// `Option<CurrentSession>`: `None` without an `Authorization` header; a header that does
+/// not authenticate a user is still refused.
+impl axum::extract::OptionalFromRequestParts<AppState> for CurrentSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, ApiError> {
+        if !parts.headers.contains_key(AUTHORIZATION) {
+            return Ok(None);
+        }
+        <Self as FromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
     }
 }
 

@@ -29,6 +29,11 @@ pub struct AccessClaims {
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+    /// The session (sign-in) the token belongs to: revoking the session revokes the token.
+    /// Empty in tokens issued before sessions existed, which are refused as expired so that
+    /// clients refresh them.
+    #[serde(default)]
+    pub sid: String,
 }
 
 /// Why a token was refused.
@@ -68,9 +73,16 @@ impl JwtKeys {
         }
     }
 
-    /// Issues an access token for a user, valid from `now` for the configured lifetime.
-    pub fn issue(&self, user_id: &str, now: i64) -> Result<String, jsonwebtoken::errors::Error> {
+    /// Issues an access token for a user's session, valid from `now` for the configured
+    /// lifetime.
+    pub fn issue(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        now: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = AccessClaims {
+            sid: session_id.to_owned(),
             sub: user_id.to_owned(),
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
@@ -144,7 +156,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let keys = keys();
-        let token = keys.issue("user-1", crate::db::now()).expect("sign");
+        let token = keys.issue("user-1", "s", crate::db::now()).expect("sign");
         assert_eq!(keys.verify(&token).expect("verify").sub, "user-1");
     }
 
@@ -159,6 +171,7 @@ mod tests {
             iat: now - 3600,
             nbf: now - 3600,
             exp: now - 1800,
+            sid: "s".into(),
         };
         let expired = keys.sign(&claims).expect("sign");
         assert_eq!(keys.verify(&expired), Err(TokenError::Expired));
@@ -172,7 +185,7 @@ mod tests {
     fn wrong_secret_issuer_audience_and_alg_none_are_rejected() {
         let keys = keys();
         let other = JwtKeys::new(b"another secret of thirty-two bytes!", 900);
-        let forged = other.issue("u", crate::db::now()).expect("sign");
+        let forged = other.issue("u", "s", crate::db::now()).expect("sign");
         assert_eq!(keys.verify(&forged), Err(TokenError::Invalid));
 
         let now = crate::db::now();
@@ -184,6 +197,7 @@ mod tests {
                 iat: now,
                 nbf: now,
                 exp: now + 60,
+                sid: "s".into(),
             })
             .expect("sign");
         assert_eq!(keys.verify(&wrong_aud), Err(TokenError::Invalid));

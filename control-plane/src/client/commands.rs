@@ -13,8 +13,9 @@ use super::http::{self, Client};
 use super::output;
 use super::session::{self, Session};
 use crate::cli::{
-    AuditArgs, Command, DeployArgs, GlobalArgs, KeysCommand, LoginArgs, ModelsCommand, OrgsCommand,
-    PlatformCommand, PredictArgs, PushArgs, SetPlanArgs,
+    AuditArgs, Command, DeployArgs, GlobalArgs, InvitationsCommand, KeysCommand, LoginArgs,
+    LogoutArgs, MembersCommand, ModelsCommand, OrgsCommand, PasswordCommand, PlatformCommand,
+    PredictArgs, PushArgs, SetPlanArgs,
 };
 
 /// Runs a client subcommand.
@@ -27,18 +28,12 @@ pub async fn run(global: GlobalArgs, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(_) => unreachable!("`serve` is not a client command"),
         Command::Login(args) => cli.login(args).await,
-        Command::Logout => {
-            let removed = session::remove()?;
-            println!(
-                "{}",
-                if removed {
-                    "logged out"
-                } else {
-                    "not logged in"
-                }
-            );
-            Ok(())
+        Command::Logout(args) => cli.logout(args).await,
+        Command::Password(PasswordCommand::Change { password_stdin }) => {
+            cli.change_password(password_stdin).await
         }
+        Command::Members(command) => cli.members(command).await,
+        Command::Invitations(command) => cli.invitations(command).await,
         Command::Orgs(command) => cli.orgs(command).await,
         Command::Keys(command) => cli.keys(command).await,
         Command::Models(command) => cli.models(command).await,
@@ -155,13 +150,221 @@ impl Cli {
             refresh_token: http::string(&tokens, "refresh_token")?,
             org: org.clone(),
         })?;
-        let result =
-            json!({ "server": self.client.server, "email": email, "org": org, "orgs": orgs });
+        let must_change = tokens["must_change_password"].as_bool().unwrap_or(false);
+        let result = json!({
+            "server": self.client.server, "email": email, "org": org, "orgs": orgs,
+            "must_change_password": must_change,
+        });
         self.show(&result, |_| {
             println!(
                 "Logged in to {} as {email}; organisation {}.",
                 self.client.server,
                 org.as_deref().unwrap_or("(none)")
+            );
+            if must_change {
+                println!(
+                    "This password is a one-time one: choose yours with `wisp password change` before anything else."
+                );
+            }
+        });
+        Ok(())
+    }
+
+    async fn logout(&mut self, args: LogoutArgs) -> anyhow::Result<()> {
+        let path = if args.all {
+            "/v1/auth/logout-all"
+        } else {
+            "/v1/auth/logout"
+        };
+        // The server ends the session first; a session it already ended is forgotten too.
+        let ended = if self.client.has_session() {
+            match self.call(Method::POST, path, None).await {
+                Ok(_) => true,
+                Err(error) => match error.downcast_ref::<http::ServerError>() {
+                    Some(e) if e.status == reqwest::StatusCode::UNAUTHORIZED => false,
+                    _ => return Err(error),
+                },
+            }
+        } else {
+            false
+        };
+        let removed = session::remove()?;
+        self.show(&json!({ "logged_out": removed, "all": args.all }), |_| {
+            println!(
+                "{}",
+                match (removed, ended && args.all) {
+                    (true, true) => "logged out everywhere",
+                    (true, false) => "logged out",
+                    (false, _) => "not logged in",
+                }
+            )
+        });
+        Ok(())
+    }
+
+    async fn change_password(&mut self, password_stdin: bool) -> anyhow::Result<()> {
+        let (current, new) = if password_stdin {
+            let mut lines = std::io::stdin().lock().lines();
+            let mut next = || -> anyhow::Result<String> {
+                Ok(lines
+                    .next()
+                    .context("expected the current and the new password on two lines")??
+                    .trim_end_matches('\r')
+                    .to_owned())
+            };
+            (next()?, next()?)
+        } else {
+            let current = rpassword::prompt_password("Current password: ")
+                .context("cannot read the password")?;
+            let new = rpassword::prompt_password("New password: ")?;
+            if rpassword::prompt_password("New password again: ")? != new {
+                bail!("the two new passwords differ");
+            }
+            (current, new)
+        };
+        let body = json!({ "current_password": current, "new_password": new });
+        let tokens = self
+            .call(Method::POST, "/v1/auth/password", Some(body))
+            .await?;
+        self.client.store_tokens(&tokens)?;
+        self.show(&json!({ "changed": true }), |_| {
+            println!("Password changed; every other session of the account has ended.")
+        });
+        Ok(())
+    }
+
+    async fn members(&mut self, command: MembersCommand) -> anyhow::Result<()> {
+        let path = format!("{}/members", self.org_path()?);
+        match command {
+            MembersCommand::List => {
+                let members = self.call(Method::GET, &path, None).await?;
+                self.show(&members, |members| {
+                    output::table(
+                        members,
+                        &[
+                            ("user id", "user_id"),
+                            ("email", "email"),
+                            ("role", "role"),
+                            ("joined", "joined_at"),
+                        ],
+                    );
+                });
+            }
+            MembersCommand::Add { email, role } => {
+                let body = json!({ "email": email, "role": role });
+                let invitation = self.call(Method::POST, &path, Some(body)).await?;
+                let server = self.client.server.clone();
+                self.show(&invitation, |i| {
+                    println!(
+                        "Invited {} as {} (pending until {}).",
+                        output::cell(&i["email"]),
+                        output::cell(&i["role"]),
+                        output::cell(&i["expires_at"])
+                    );
+                    println!(
+                        "Forward this to them (it works once and is shown only now):\n  wisp invitations accept {} --server {server}",
+                        output::cell(&i["token"])
+                    );
+                });
+            }
+            MembersCommand::Remove { user_id } => {
+                self.call(
+                    Method::DELETE,
+                    &format!("{path}/{}", segment(&user_id)),
+                    None,
+                )
+                .await?;
+                self.show(&json!({ "removed": user_id }), |_| {
+                    println!("Removed {user_id}.")
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn invitations(&mut self, command: InvitationsCommand) -> anyhow::Result<()> {
+        match command {
+            InvitationsCommand::Accept {
+                token,
+                password_stdin,
+            } => self.accept_invitation(token, password_stdin).await,
+            InvitationsCommand::List => {
+                let path = format!("{}/invitations", self.org_path()?);
+                let list = self.call(Method::GET, &path, None).await?;
+                self.show(&list, |list| {
+                    output::table(
+                        list,
+                        &[
+                            ("id", "id"),
+                            ("email", "email"),
+                            ("role", "role"),
+                            ("by", "invited_by"),
+                            ("expires", "expires_at"),
+                        ],
+                    );
+                });
+                Ok(())
+            }
+            InvitationsCommand::Revoke { id } => {
+                let path = format!("{}/invitations/{}", self.org_path()?, segment(&id));
+                self.call(Method::DELETE, &path, None).await?;
+                self.show(&json!({ "revoked": id }), |_| {
+                    println!("Revoked invitation {id}.")
+                });
+                Ok(())
+            }
+        }
+    }
+
+    async fn accept_invitation(
+        &mut self,
+        token: String,
+        password_stdin: bool,
+    ) -> anyhow::Result<()> {
+        let accepted = if self.client.has_credentials() {
+            // Signed in: the account joins.
+            self.call(
+                Method::POST,
+                "/v1/invitations/accept",
+                Some(json!({ "token": token })),
+            )
+            .await?
+        } else {
+            // Not signed in: a new account, with a password chosen now.
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                line.trim_end_matches(['\r', '\n']).to_owned()
+            } else {
+                let password = rpassword::prompt_password("Choose a password: ")
+                    .context("cannot read the password")?;
+                if rpassword::prompt_password("Again: ")? != password {
+                    bail!("the two passwords differ");
+                }
+                password
+            };
+            let response = self
+                .client
+                .request(Method::POST, "/v1/invitations/accept")
+                .json(&json!({ "token": token, "password": password }))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {}", self.client.server))?;
+            let accepted = http::decode(http::check(response).await?).await?;
+            let tokens = &accepted["session"];
+            session::save(&Session {
+                server: self.client.server.clone(),
+                access_token: http::string(tokens, "access_token")?,
+                refresh_token: http::string(tokens, "refresh_token")?,
+                org: accepted["org"]["slug"].as_str().map(str::to_owned),
+            })?;
+            accepted
+        };
+        self.show(&accepted, |a| {
+            println!(
+                "Joined organisation {} as {}.",
+                output::cell(&a["org"]["slug"]),
+                output::cell(&a["role"])
             );
         });
         Ok(())

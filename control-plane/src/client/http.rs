@@ -61,6 +61,27 @@ impl Client {
         }
     }
 
+    /// Whether the stored `wisp login` session is in use.
+    pub fn has_session(&self) -> bool {
+        matches!(self.credentials, Credentials::Session(_))
+    }
+
+    /// Whether any credentials (session or token) are in use.
+    pub fn has_credentials(&self) -> bool {
+        !matches!(self.credentials, Credentials::None)
+    }
+
+    /// Replaces the stored session's tokens with those of a server answer (a password
+    /// change ends the old session and answers a new one).
+    pub fn store_tokens(&mut self, tokens: &Value) -> anyhow::Result<()> {
+        if let Credentials::Session(session) = &mut self.credentials {
+            session.access_token = string(tokens, "access_token")?;
+            session.refresh_token = string(tokens, "refresh_token")?;
+            session::save(session)?;
+        }
+        Ok(())
+    }
+
     /// A request to `path` (starting with `/`), without credentials.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, format!("{}{path}", self.server))

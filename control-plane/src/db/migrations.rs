@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0006_admission.sql"),
     },
     Migration {
+        version: 7,
+        name: "invitations, sessions, sign-in history, forced password change",
+        sql: include_str!("migrations/0007_accounts.sql"),
+    },
+    Migration {
         version: 8,
         name: "key principals, org suspension, platform audit",
         sql: include_str!("migrations/0008_key_principals_platform.sql"),

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tower::ServiceExt;
 use wisp::AppState;
+use wisp::auth::throttle::{LoginThrottle, Policy};
 use wisp::cli::Bootstrap;
 use wisp::config::Config;
 use wisp::inspect::{DType, ModelInspector, ModelSignature, OnnxHeaderInspector, TensorSpec};
@@ -96,6 +97,32 @@ impl TestApp {
     }
 
     async fn with(inspector: Arc<dyn ModelInspector>, max_upload: u64) -> Self {
+        Self::configured(inspector, max_upload, Some(ADMIN_PASSWORD), |_| {}).await
+    }
+
+    /// A test app whose configuration `adjust` changes first.
+    pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::configured(
+            Arc::new(test_inspector()),
+            MAX_UPLOAD,
+            Some(ADMIN_PASSWORD),
+            adjust,
+        )
+        .await
+    }
+
+    /// A test app whose first start generated the admin's password (as `wisp serve` does
+    /// without `WISP_ADMIN_PASSWORD`); it is in `<dir>/admin-password`.
+    pub async fn with_generated_admin_password() -> Self {
+        Self::configured(Arc::new(test_inspector()), MAX_UPLOAD, None, |_| {}).await
+    }
+
+    async fn configured(
+        inspector: Arc<dyn ModelInspector>,
+        max_upload: u64,
+        admin_password: Option<&str>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
             data_dir: dir.path().to_owned(),
@@ -103,15 +130,22 @@ impl TestApp {
         };
         config.database.url = Some(":memory:".into());
         config.limits.max_upload_bytes = max_upload;
+        adjust(&mut config);
         config.validate().expect("valid test config");
         let bootstrap = Bootstrap {
             admin_email: ADMIN_EMAIL.into(),
-            admin_password: Some(ADMIN_PASSWORD.into()),
+            admin_password: admin_password.map(str::to_owned),
             org_slug: ORG.into(),
         };
-        let state = wisp::serve::state(&config, &bootstrap, inspector)
+        let mut state = wisp::serve::state(&config, &bootstrap, inspector)
             .await
             .expect("state");
+        // Login delays of a minute, so that a slow debug-build argon2 can never outlast one
+        // and make throttling tests depend on timing.
+        state.login_throttle = Arc::new(LoginThrottle::new(Policy {
+            base_delay: std::time::Duration::from_secs(60),
+            ..Policy::default()
+        }));
         Self {
             app: wisp::app(state.clone()),
             state,
@@ -233,12 +267,74 @@ impl TestApp {
             .to_owned()
     }
 
+    /// A login attempt arriving from the socket address `peer` with extra `headers` (a proxy's
+    /// `Fly-Client-IP`, `X-Forwarded-For`).
+    pub async fn login_from(
+        &self,
+        peer: &str,
+        headers: &[(&str, &str)],
+        email: &str,
+        password: &str,
+    ) -> Reply {
+        let mut builder =
+            Request::post("/v1/auth/login").header(header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut request = builder
+            .body(Body::from(
+                json!({ "email": email, "password": password }).to_string(),
+            ))
+            .expect("request");
+        let addr: std::net::SocketAddr = format!("{peer}:40000").parse().expect("peer address");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        self.send(request).await
+    }
+
     /// The bootstrap admin's access token.
     pub async fn admin(&self) -> String {
         self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 
-    /// Creates a user with `role` in `org` (through the API, as `admin_token`) and logs in.
+    /// Invites `email` with `role` to `org` (as `admin_token`); returns the invitation token.
+    pub async fn invite(&self, admin_token: &str, org: &str, email: &str, role: &str) -> String {
+        let reply = self
+            .post(
+                &format!("/v1/orgs/{org}/members"),
+                admin_token,
+                json!({ "email": email, "role": role }),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "invite failed: {reply:?}"
+        );
+        reply.body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Accepts an invitation with `token`: as the signed-in `session`, or for a new account
+    /// with `password`.
+    pub async fn accept(
+        &self,
+        token: &str,
+        session: Option<&str>,
+        password: Option<&str>,
+    ) -> Reply {
+        self.call(
+            Method::POST,
+            "/v1/invitations/accept",
+            session,
+            Some(json!({ "token": token, "password": password })),
+        )
+        .await
+    }
+
+    /// Creates a user with `role` in `org` (invited as `admin_token`, accepted with the
+    /// password `password-123`) and returns their access token. An address that has an
+    /// account already signs in and accepts.
     pub async fn user_with_role(
         &self,
         admin_token: &str,
@@ -246,19 +342,23 @@ impl TestApp {
         email: &str,
         role: &str,
     ) -> String {
-        let reply = self
-            .post(
-                &format!("/v1/orgs/{org}/members"),
-                admin_token,
-                json!({ "email": email, "role": role, "password": "password-123" }),
-            )
-            .await;
+        let token = self.invite(admin_token, org, email, role).await;
+        let accepted = self.accept(&token, None, Some("password-123")).await;
+        if accepted.status == StatusCode::OK {
+            return accepted.body["session"]["access_token"]
+                .as_str()
+                .expect("a new account's session")
+                .to_owned();
+        }
         assert_eq!(
-            reply.status,
-            StatusCode::CREATED,
-            "add member failed: {reply:?}"
+            accepted.code(),
+            "unauthenticated",
+            "accept failed: {accepted:?}"
         );
-        self.login(email, "password-123").await
+        let session = self.login(email, "password-123").await;
+        let joined = self.accept(&token, Some(&session), None).await;
+        assert_eq!(joined.status, StatusCode::OK, "accept failed: {joined:?}");
+        session
     }
 
     /// Creates an API key in `org` and returns its secret.

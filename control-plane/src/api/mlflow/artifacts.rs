@@ -11,7 +11,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::StreamExt;
@@ -45,7 +45,11 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// The artifact path of a request: everything after the artifacts root.
 fn request_path(request: &Request) -> MlflowResult<String> {
-    let raw = request.uri().path().strip_prefix(ROOT).unwrap_or("");
+    uri_path(request.uri())
+}
+
+fn uri_path(uri: &Uri) -> MlflowResult<String> {
+    let raw = uri.path().strip_prefix(ROOT).unwrap_or("");
     let decoded = percent_decode(raw)?;
     artifacts::normalize(&decoded)
 }
@@ -223,9 +227,9 @@ async fn download(
 async fn deletion_path(
     conn: &libsql::Connection,
     org_id: &str,
-    request: &Request,
+    uri: &Uri,
 ) -> MlflowResult<String> {
-    let raw = request.uri().path().strip_prefix(ROOT).unwrap_or("");
+    let raw = uri.path().strip_prefix(ROOT).unwrap_or("");
     let lowered = raw.to_ascii_lowercase();
     if lowered.contains("%2f") || lowered.contains("%5c") || lowered.contains("%25") {
         return Err(MlflowError::invalid(format!(
@@ -237,7 +241,7 @@ async fn deletion_path(
             "Invalid artifact path {raw:?}: the path must be relative"
         )));
     }
-    let path = request_path(request)?;
+    let path = uri_path(uri)?;
     if path.is_empty() {
         return Err(MlflowError::invalid(
             "Deleting the artifact root is not allowed: name a path within a run's artifacts",
@@ -255,12 +259,12 @@ async fn delete(
     State(state): State<AppState>,
     access: Access<can::WriteExperiments>,
     meta: RequestMeta,
-    request: Request,
+    uri: Uri,
 ) -> MlflowResult<Json<Value>> {
     let conn = state.db.conn().await;
     let tx = conn.transaction().await.map_err(MlflowError::internal)?;
     let deleted = async {
-        let path = deletion_path(&tx, &access.org.id, &request).await?;
+        let path = deletion_path(&tx, &access.org.id, &uri).await?;
         let digests = artifacts::delete(&tx, &access.org.id, &path).await?;
         audit::record(
             &tx,

@@ -119,7 +119,9 @@ impl From<ApiError> for MlflowError {
             | WispCode::InvalidToken
             | WispCode::TokenExpired
             | WispCode::InvalidCredentials => ErrorCode::Unauthenticated,
-            WispCode::Forbidden | WispCode::OrgSuspended => ErrorCode::PermissionDenied,
+            WispCode::Forbidden | WispCode::OrgSuspended | WispCode::PasswordChangeRequired => {
+                ErrorCode::PermissionDenied
+            }
             WispCode::NotFound => ErrorCode::ResourceDoesNotExist,
             WispCode::AlreadyExists => ErrorCode::ResourceAlreadyExists,
             WispCode::RateLimited | WispCode::QuotaExceeded => ErrorCode::RequestLimitExceeded,
