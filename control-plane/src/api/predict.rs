@@ -208,12 +208,12 @@ async fn predict_call(
     })
     .await?;
     let target = resolve_routed(
-        &state,
+        state,
         &access.org.id,
         &name,
         request.version,
         request.alias.as_deref(),
-        route_key(&headers),
+        route_key(headers),
     )
     .await?;
     let signature = target.version.signature.clone();
@@ -222,7 +222,7 @@ async fn predict_call(
             .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))
     })
     .await?;
-    let invoked = invoke(&state, access, &target, inputs, &headers, slot).await?;
+    let invoked = invoke(state, access, &target, inputs, headers, slot).await?;
     let cache = invoked.cache;
     let large = is_large(invoked.usage.output_bytes as usize);
     let body = off_executor(large, move || {

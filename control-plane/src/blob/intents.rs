@@ -160,7 +160,7 @@ mod tests {
     #[tokio::test]
     async fn abandoned_and_stale_intents_delete_only_unreferenced_blobs() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(&dir.path().join("blobs")).unwrap();
+        let store = LocalStore::new(dir.path().join("blobs")).unwrap();
         let staging = Staging::new(dir.path().join("tmp")).unwrap();
         let db = Db::memory().await.unwrap();
         let a = stored(&store, &staging, b"a").await;
