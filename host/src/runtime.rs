@@ -396,12 +396,13 @@ impl Runtime {
             // A call predicted shorter than the hops to the pool and back (see
             // `priority.rs`): its limits hold here as anywhere, and a panic is caught.
             let started = Instant::now();
-            // A call predicted short that runs much longer gives the thread back.
+            // A call predicted short that runs much longer gives the thread back (an
+            // overrun as long as the deadline never comes before it).
             let overrun = inner
                 .config
                 .in_place_under
                 .saturating_mul(IN_PLACE_OVERRUN)
-                .min(limits.deadline);
+                .min(limits.deadline.saturating_mul(2));
             let yield_at = started + overrun;
             let executed = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 inner.run_instance(prepared.clone(), limits, Some(yield_at), call.clone())
