@@ -8,8 +8,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// Instances that may run at once (the pooling allocator's slots and the execution pool).
+    /// Instances that may run at once (the execution slots; the pooling allocator has room
+    /// for these and for `max_stuck_calls` more).
     pub max_concurrent_instances: u32,
+    /// Calls given up on at their deadline while still running (one long backend node)
+    /// that no longer hold an execution slot; past this, such a call keeps its slot.
+    pub max_stuck_calls: u32,
+    /// A tenant with this many stuck calls gets `overloaded` until one of them ends.
+    pub max_stuck_calls_per_tenant: u32,
     /// How long a call may wait for a free execution slot before it is `overloaded`.
     #[serde(with = "humantime_serde")]
     pub queue_timeout: Duration,
@@ -48,6 +54,8 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             max_concurrent_instances: 64,
+            max_stuck_calls: 16,
+            max_stuck_calls_per_tenant: 2,
             queue_timeout: Duration::from_secs(30),
             max_memory_bytes_per_instance: 1 << 30,
             max_wasm_stack_bytes: 512 << 10,

@@ -18,7 +18,11 @@ const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 const DECOMMIT_BATCH: usize = 8;
 
 pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
-    let slots = config.max_concurrent_instances.max(1);
+    // Calls given up on at their deadline keep their instance until their thread ends.
+    let slots = config
+        .max_concurrent_instances
+        .max(1)
+        .saturating_add(config.max_stuck_calls);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
         .total_core_instances(slots * 8)

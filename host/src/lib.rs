@@ -10,6 +10,7 @@
 
 mod artifacts;
 mod bindings;
+mod bounded_waits;
 mod config;
 mod engine;
 mod error;
@@ -21,6 +22,7 @@ mod priority;
 mod ready_streams;
 mod request;
 mod runtime;
+mod slots;
 mod tensor;
 mod usage;
 

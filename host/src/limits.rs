@@ -1,10 +1,14 @@
-//! Per-tenant limits on one model instance, and the `ResourceLimiter` that enforces the
-//! memory part of them.
+//! Per-tenant limits on one model instance, the `ResourceLimiter` that enforces the
+//! memory part of them, and [`CallMemory`]: what one call holds in memory inside the
+//! sandbox (linear memories) and outside it (host tensors, graph intermediates), counted
+//! together against the tenant's memory limit.
 //!
 //! `TenantLimits` is owned by the control plane (it comes from the organisation's plan)
 //! and handed to the runtime with every call.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// What one call of one tenant may consume.
@@ -13,7 +17,9 @@ use std::time::Duration;
 pub struct TenantLimits {
     /// Fuel budget for the Wasm code of one call (roughly one unit per Wasm instruction).
     pub fuel: u64,
-    /// Cap on all linear memories of one instance together, in bytes.
+    /// Cap on what one call holds in memory, in bytes: all linear memories of its
+    /// instance together with what the host holds for it (wasi-nn tensors, the graph's
+    /// intermediate values during a compute).
     pub max_memory_bytes: u64,
     /// Wall-clock deadline for one call, inference included.
     #[serde(with = "humantime_serde")]
@@ -42,11 +48,56 @@ impl Default for TenantLimits {
     }
 }
 
-/// Enforces [`TenantLimits::max_memory_bytes`] across every memory of an instance and
-/// records the peak, so a failed call can be told apart as a memory-limit error.
+/// What one call holds in memory: its linear memories and what the host keeps for it.
+/// Shared by the instance's limiter and its wasi-nn context (atomics: the backend's
+/// contexts must be `Sync`; one call only ever touches it from one thread at a time).
+#[derive(Debug)]
+pub(crate) struct CallMemory {
+    limit: usize,
+    linear: AtomicUsize,
+    host: AtomicUsize,
+}
+
+impl CallMemory {
+    pub(crate) fn new(limits: &TenantLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limit: usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX),
+            linear: AtomicUsize::new(0),
+            host: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes the call may still take, in or out of the sandbox.
+    pub(crate) fn available(&self) -> usize {
+        let used = self.linear.load(Ordering::Relaxed) + self.host.load(Ordering::Relaxed);
+        self.limit.saturating_sub(used)
+    }
+
+    /// Counts `bytes` more held by the host for this call, if they fit.
+    pub(crate) fn try_add_host(&self, bytes: usize) -> bool {
+        if bytes > self.available() {
+            return false;
+        }
+        self.host.fetch_add(bytes, Ordering::Relaxed);
+        true
+    }
+
+    /// The host let go of `bytes` it held for this call.
+    pub(crate) fn remove_host(&self, bytes: usize) {
+        self.host.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn host_bytes(&self) -> usize {
+        self.host.load(Ordering::Relaxed)
+    }
+}
+
+/// Enforces [`TenantLimits::max_memory_bytes`] across every memory of an instance, together
+/// with what the host holds for the call ([`CallMemory`]), and records the peak of linear
+/// memory, so a failed call can be told apart as a memory-limit error.
 #[derive(Debug)]
 pub(crate) struct InstanceLimiter {
-    max_memory_bytes: usize,
+    memory: Arc<CallMemory>,
     max_table_elements: usize,
     memory_bytes: usize,
     pub(crate) peak_memory_bytes: usize,
@@ -54,14 +105,19 @@ pub(crate) struct InstanceLimiter {
 }
 
 impl InstanceLimiter {
-    pub(crate) fn new(limits: &TenantLimits) -> Self {
+    pub(crate) fn new(limits: &TenantLimits, memory: Arc<CallMemory>) -> Self {
         Self {
-            max_memory_bytes: usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX),
+            memory,
             max_table_elements: usize::try_from(limits.max_table_elements).unwrap_or(usize::MAX),
             memory_bytes: 0,
             peak_memory_bytes: 0,
             memory_limit_hit: false,
         }
+    }
+
+    /// The shared account this limiter grows linear memory against.
+    pub(crate) fn memory(&self) -> &Arc<CallMemory> {
+        &self.memory
     }
 }
 
@@ -73,13 +129,14 @@ impl wasmtime::ResourceLimiter for InstanceLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let total = self.memory_bytes - current.min(self.memory_bytes) + desired;
-        if total > self.max_memory_bytes {
+        if total.saturating_add(self.memory.host_bytes()) > self.memory.limit {
             // Refuse the growth (memory.grow returns -1); a guest that cannot cope traps,
             // and the flag lets the runtime report that trap as a memory-limit error.
             self.memory_limit_hit = true;
             return Ok(false);
         }
         self.memory_bytes = total;
+        self.memory.linear.store(total, Ordering::Relaxed);
         self.peak_memory_bytes = self.peak_memory_bytes.max(total);
         Ok(true)
     }
@@ -105,13 +162,36 @@ mod tests {
             max_memory_bytes: 100,
             ..TenantLimits::default()
         };
-        let mut limiter = InstanceLimiter::new(&limits);
+        let mut limiter = InstanceLimiter::new(&limits, CallMemory::new(&limits));
         assert!(limiter.memory_growing(0, 60, None).unwrap());
         // A second memory may not take what the first already holds.
         assert!(!limiter.memory_growing(0, 60, None).unwrap());
         assert!(limiter.memory_limit_hit);
         assert!(limiter.memory_growing(0, 40, None).unwrap());
         assert_eq!(limiter.peak_memory_bytes, 100);
+    }
+
+    #[test]
+    fn host_memory_and_linear_memory_share_the_limit() {
+        let limits = TenantLimits {
+            max_memory_bytes: 100,
+            ..TenantLimits::default()
+        };
+        let memory = CallMemory::new(&limits);
+        let mut limiter = InstanceLimiter::new(&limits, Arc::clone(&memory));
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        assert_eq!(memory.available(), 40);
+        assert!(
+            !memory.try_add_host(41),
+            "the host may not take what the guest holds"
+        );
+        assert!(memory.try_add_host(30));
+        assert!(
+            !limiter.memory_growing(60, 80, None).unwrap(),
+            "nor the guest what the host holds"
+        );
+        memory.remove_host(30);
+        assert!(limiter.memory_growing(60, 80, None).unwrap());
     }
 
     #[test]

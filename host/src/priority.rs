@@ -176,6 +176,8 @@ impl LowPriorityPool {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(threads.max(1))
+            // WASI sleeps and the deadlines of waits (`bounded_waits.rs`) need timers here.
+            .enable_time()
             .thread_name("wisp-low-priority")
             .on_thread_start(lower_this_thread)
             .build()?;

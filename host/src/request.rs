@@ -2,10 +2,12 @@
 //! `wisp:model/host` interface tells the guest. Built per call and dropped with it.
 
 use crate::bindings::{host, types};
-use crate::limits::{InstanceLimiter, TenantLimits};
+use crate::limits::{CallMemory, InstanceLimiter, TenantLimits};
 use crate::nn::OnnxGraph;
+use crate::nn::tensors::TensorLedger;
 use crate::tensor::{Signature, TensorSpec, TensorType};
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -15,6 +17,19 @@ use wasmtime_wasi_nn::wit::WasiNnCtx;
 const MAX_LOG_LINE: usize = 4096;
 /// What a guest may write to stderr; kept to explain a trap (a Rust panic message).
 const STDERR_CAPACITY: usize = 8192;
+
+/// What stops a call in place that must give its executor thread back: it ran longer than
+/// a call in place may, or it must wait. The runtime runs it again on the pool.
+#[derive(Debug)]
+pub(crate) struct YieldToPool;
+
+impl std::fmt::Display for YieldToPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the call cannot finish on an executor thread")
+    }
+}
+
+impl std::error::Error for YieldToPool {}
 
 /// What a component learns about the model version it serves.
 #[derive(Clone, Default)]
@@ -31,13 +46,27 @@ pub(crate) struct RequestState {
     table: ResourceTable,
     nn: WasiNnCtx,
     pub(crate) limiter: InstanceLimiter,
+    /// Host tensors the guest made, charged to the call's memory.
+    tensors: TensorLedger,
+    /// When the call must end: every wait the host does for the guest ends here too.
+    pub(crate) deadline: Instant,
+    /// For a call in place: when it must give its executor thread back. Such a call may
+    /// not wait at all.
+    pub(crate) yield_at: Option<Instant>,
     served: Arc<ServedModel>,
     stderr: MemoryOutputPipe,
     log_lines_left: u32,
 }
 
 impl RequestState {
-    pub(crate) fn new(served: Arc<ServedModel>, limits: &TenantLimits, nn: WasiNnCtx) -> Self {
+    pub(crate) fn new(
+        served: Arc<ServedModel>,
+        limits: &TenantLimits,
+        nn: WasiNnCtx,
+        memory: Arc<CallMemory>,
+        deadline: Instant,
+        yield_at: Option<Instant>,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // No arguments, environment, files, sockets or inherited stdio: a model component
         // computes on its inputs and nothing else.
@@ -50,7 +79,10 @@ impl RequestState {
             wasi,
             table,
             nn,
-            limiter: InstanceLimiter::new(limits),
+            limiter: InstanceLimiter::new(limits, memory),
+            tensors: TensorLedger::default(),
+            deadline,
+            yield_at,
             served,
             stderr,
             log_lines_left: limits.max_log_lines,
@@ -60,6 +92,13 @@ impl RequestState {
     /// The two halves `WasiNnView` borrows at once.
     pub(crate) fn nn_view_parts(&mut self) -> (&mut ResourceTable, &mut WasiNnCtx) {
         (&mut self.table, &mut self.nn)
+    }
+
+    /// What the tensor constructor borrows at once.
+    pub(crate) fn tensor_parts(
+        &mut self,
+    ) -> (&mut ResourceTable, &mut TensorLedger, &mut InstanceLimiter) {
+        (&mut self.table, &mut self.tensors, &mut self.limiter)
     }
 
     /// What the guest wrote to stderr, for trap messages.

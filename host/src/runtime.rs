@@ -8,11 +8,13 @@ use crate::config::RuntimeConfig;
 use crate::engine::{EpochTicker, build_engine};
 use crate::error::RuntimeError;
 use crate::idle_cache::{CacheStats, IdleCache};
+use crate::limits::CallMemory;
 use crate::limits::TenantLimits;
 use crate::nn::{self, InferenceMeter, OnnxGraph};
 use crate::precompiled::PrecompiledCache;
 use crate::priority::{Placement, Priorities};
-use crate::request::{RequestState, ServedModel};
+use crate::request::{RequestState, ServedModel, YieldToPool};
+use crate::slots::Slots;
 use crate::tensor::{NamedTensor, Signature, Tensor};
 use crate::usage::UsageRecord;
 use serde::Serialize;
@@ -20,7 +22,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
@@ -76,6 +77,9 @@ pub struct RuntimeStats {
     /// Calls that could not finish in place (they blocked on the runtime) and ran again
     /// on the pool.
     pub in_place_retries: u64,
+    /// Calls given up on at their deadline whose threads still run (a long backend node),
+    /// no longer holding an execution slot.
+    pub stuck_calls: u32,
 }
 
 /// The inference host. Cheap to clone; all clones share engine, caches and pool.
@@ -94,7 +98,7 @@ struct Inner {
     precompiled: Option<Arc<PrecompiledCache>>,
     precompiled_hits: AtomicU64,
     in_place_retries: AtomicU64,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     priorities: Priorities,
     _ticker: EpochTicker,
 }
@@ -148,11 +152,15 @@ impl Runtime {
                         .max(1)
                 },
             ),
-            slots: Arc::new(Semaphore::new(config.max_concurrent_instances as usize)),
+            slots: Slots::new(
+                config.max_concurrent_instances as usize,
+                config.max_stuck_calls,
+                config.max_stuck_calls_per_tenant,
+            ),
             priorities: Priorities::new(
                 config.low_priority_after,
                 config.in_place_under,
-                config.max_concurrent_instances as usize,
+                (config.max_concurrent_instances + config.max_stuck_calls) as usize,
             ),
             engine,
             linker,
@@ -309,6 +317,7 @@ impl Runtime {
             graphs: self.inner.graphs.stats(),
             precompiled_hits: self.inner.precompiled_hits.load(Ordering::Relaxed),
             in_place_retries: self.inner.in_place_retries.load(Ordering::Relaxed),
+            stuck_calls: self.inner.slots.stuck_total(),
         }
     }
 
@@ -376,41 +385,50 @@ impl Runtime {
         F: FnOnce(&mut Store<RequestState>, &Model) -> wasmtime::Result<R> + Clone + Send + 'static,
     {
         let inner = &self.inner;
-        let permit = match Arc::clone(&inner.slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => tokio::time::timeout(
-                inner.config.queue_timeout,
-                Arc::clone(&inner.slots).acquire_owned(),
-            )
-            .await
-            .map_err(|_| RuntimeError::Overloaded("all execution slots stayed busy".into()))?
-            .map_err(|e| RuntimeError::internal("execution pool closed", e))?,
-        };
         let tenant = prepared.served.tenant.clone();
+        let slot = inner
+            .slots
+            .acquire(&tenant, inner.config.queue_timeout)
+            .await?;
         let placement = inner.priorities.placement(&tenant, input_bytes);
         let mut retry_limits = None;
         if placement == Placement::InPlace {
             // A call predicted shorter than the hops to the pool and back (see
             // `priority.rs`): its limits hold here as anywhere, and a panic is caught.
             let started = Instant::now();
+            // A call predicted short that runs much longer gives the thread back (an
+            // overrun as long as the deadline never comes before it).
+            let overrun = inner
+                .config
+                .in_place_under
+                .saturating_mul(IN_PLACE_OVERRUN)
+                .min(limits.deadline.saturating_mul(2));
+            let yield_at = started + overrun;
             let executed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                inner.run_instance(prepared.clone(), limits, call.clone())
+                inner.run_instance(prepared.clone(), limits, Some(yield_at), call.clone())
             }));
             match executed {
-                Ok(executed) => {
-                    drop(permit);
+                Ok(Some(executed)) => {
+                    drop(slot);
                     inner
                         .priorities
                         .record(&tenant, started.elapsed(), input_bytes);
                     return executed;
                 }
-                // A WASI function that must wait (a stream that is not ready, a sleep)
-                // blocks on the tokio runtime, which a worker thread must not do, and
-                // panics there; stderr writes finish without it (`ready_streams.rs`). The
-                // call had no effect outside its own instance: run it again on the pool,
-                // where such functions may block, and keep the tenant there.
-                Err(panic) => {
-                    tracing::debug!(tenant = %tenant, panic = %panic_text(&panic), "a call in place panicked; running it on the pool");
+                // The call ran too long for a call in place, or must wait (a sleep, a
+                // poll: `bounded_waits.rs`), which a worker thread must not do; any other
+                // wait on the tokio runtime panics there (stderr writes finish without
+                // it: `ready_streams.rs`). The call had no effect outside its own
+                // instance: run it again on the pool, and keep the tenant there.
+                yielded => {
+                    match yielded {
+                        Ok(_) => {
+                            tracing::debug!(tenant = %tenant, "a call in place yielded; running it on the pool")
+                        }
+                        Err(panic) => {
+                            tracing::debug!(tenant = %tenant, panic = %panic_text(&panic), "a call in place panicked; running it on the pool")
+                        }
+                    }
                     inner.in_place_retries.fetch_add(1, Ordering::Relaxed);
                     inner.priorities.keep_on_pool(&tenant);
                     // Within what is left of the call's deadline.
@@ -429,21 +447,30 @@ impl Runtime {
             let inner = Arc::clone(inner);
             let limits = limits.clone();
             let low = placement == Placement::LowPriority;
+            let runner = slot.runner();
             self.inner.priorities.spawn_blocking(low, move || {
-                let _permit = permit;
+                let _runner = runner;
                 let started = Instant::now();
-                let executed = inner.run_instance(prepared, &limits, call);
+                let executed = inner
+                    .run_instance(prepared, &limits, None, call)
+                    .unwrap_or_else(|| {
+                        Err(RuntimeError::internal("a call on the pool yielded", ""))
+                    });
                 inner
                     .priorities
                     .record(&tenant, started.elapsed(), input_bytes);
                 executed
             })
         };
-        // Epochs stop Wasm code at the deadline; this bounds a call stuck in the backend,
-        // whose thread finishes (and frees its slot) in the background.
+        // Epochs stop Wasm code at the deadline, WASI waits and graph runs end there too;
+        // this bounds a call stuck in one long backend node, whose thread finishes in the
+        // background without its slot (`slots.rs`).
         let grace = deadline / 10 + inner.config.epoch_tick * 5;
         let result = match tokio::time::timeout(deadline + grace, task).await {
-            Err(_) => Err(RuntimeError::DeadlineExceeded { deadline }),
+            Err(_) => {
+                slot.give_up();
+                Err(RuntimeError::DeadlineExceeded { deadline })
+            }
             Ok(Err(join_error)) => Err(RuntimeError::internal(
                 "instance thread panicked",
                 join_error,
@@ -458,6 +485,11 @@ impl Runtime {
         })
     }
 }
+
+/// How many times longer than `in_place_under` a call in place may run before it gives its
+/// executor thread back (2 ms by default): long enough that a call predicted right never
+/// does, short enough that no call holds a worker for long.
+const IN_PLACE_OVERRUN: u32 = 8;
 
 /// The message of a caught panic.
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
@@ -542,57 +574,79 @@ impl Inner {
         })
     }
 
-    /// One instance, one call, then everything is dropped.
+    /// One instance, one call, then everything is dropped. A call in place (`yield_at`
+    /// given) that runs past `yield_at` or must wait stops and answers `None`.
     fn run_instance<R>(
         &self,
         prepared: Prepared,
         limits: &TenantLimits,
+        yield_at: Option<Instant>,
         call: impl FnOnce(&mut Store<RequestState>, &Model) -> wasmtime::Result<R>,
-    ) -> Result<Executed<R>, RuntimeError> {
+    ) -> Option<Result<Executed<R>, RuntimeError>> {
         let deadline_at = Instant::now() + limits.deadline;
-        let meter = InferenceMeter::new(deadline_at);
+        let memory = CallMemory::new(limits);
+        let meter = InferenceMeter::new(deadline_at, yield_at, Arc::clone(&memory));
         let nn = nn::request_context(prepared.served.graph.clone(), &meter);
-        let state = RequestState::new(prepared.served, limits, nn);
+        let state = RequestState::new(prepared.served, limits, nn, memory, deadline_at, yield_at);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| RuntimeError::internal("setting fuel failed", e))?;
+        // What the host copies out of the guest in one go (a call's outputs, a signature,
+        // a tensor's data) is bounded by the tenant's memory limit: lists whose elements
+        // all point at one buffer would otherwise be copied once per element.
+        store.set_hostcall_fuel(usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX));
+        if let Err(e) = store.set_fuel(limits.fuel) {
+            return Some(Err(RuntimeError::internal("setting fuel failed", e)));
+        }
         // Epoch ticks only prompt a look at the clock: a ticker thread that falls behind
         // under load must not stretch the deadline.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline_at {
-                UpdateDeadline::Interrupt
+            let now = Instant::now();
+            if now >= deadline_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else if yield_at.is_some_and(|at| now >= at) {
+                Err(YieldToPool.into())
             } else {
-                UpdateDeadline::Continue(1)
-            })
+                Ok(UpdateDeadline::Continue(1))
+            }
         });
         let result = prepared
             .pre
             .instantiate(&mut store)
             .and_then(|model| call(&mut store, &model));
+        let yielded = meter.yielded()
+            || result
+                .as_ref()
+                .is_err_and(|error| error.downcast_ref::<YieldToPool>().is_some());
+        if yielded {
+            return None;
+        }
         let usage = UsageRecord {
             fuel_consumed: limits.fuel - store.get_fuel().unwrap_or(0),
             inference_time: meter.time_in_backend(),
             peak_memory_bytes: store.data().limiter.peak_memory_bytes as u64,
             ..UsageRecord::default()
         };
-        match (result, meter.take_last_error()) {
-            (Err(error), _) => Err(classify_trap(&store, &error, limits)),
-            // The backend refused to start past the deadline: whatever the guest made of
-            // that, the call ran out of time.
-            (Ok(_), Some(RuntimeError::DeadlineExceeded { .. })) => {
+        Some(match (result, meter.take_last_error()) {
+            // The backend stopped at the deadline or at the memory limit: whatever the
+            // guest made of that (an error, a panic), that is why the call failed.
+            (_, Some(RuntimeError::DeadlineExceeded { .. })) => {
                 Err(RuntimeError::DeadlineExceeded {
                     deadline: limits.deadline,
                 })
             }
+            (_, Some(RuntimeError::MemoryLimitExceeded { .. })) => {
+                Err(RuntimeError::MemoryLimitExceeded {
+                    limit_bytes: limits.max_memory_bytes,
+                })
+            }
+            (Err(error), _) => Err(classify_trap(&store, &error, limits)),
             (Ok(value), backend_error) => Ok(Executed {
                 value,
                 usage,
                 backend_error,
             }),
-        }
+        })
     }
 }
 
@@ -613,7 +667,7 @@ fn classify_trap(
     limits: &TenantLimits,
 ) -> RuntimeError {
     let state = store.data();
-    if state.limiter.memory_limit_hit {
+    if state.limiter.memory_limit_hit || is_hostcall_fuel_exhausted(error) {
         return RuntimeError::MemoryLimitExceeded {
             limit_bytes: limits.max_memory_bytes,
         };
@@ -650,6 +704,19 @@ fn classify_trap(
     }
 }
 
+/// Whether `error` is wasmtime's refusal to copy more out of the guest in one host call
+/// than the hostcall fuel allows (set to the tenant's memory limit). Its type is private,
+/// so this reads its message. Only a list whose elements share one buffer can exceed the
+/// fuel (anything else fits in the guest's memory, under the same limit); if a wasmtime
+/// upgrade changes the message, such a call is reported as `guest_trap` instead.
+fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
+}
+
 /// A guest's own error, refined by what the backend reported during the call.
 fn guest_error(error: types::Error) -> RuntimeError {
     match error {
@@ -666,10 +733,12 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>> {
     // Rust's std for wasm32-wasip2 imports wasi:cli and friends even in a library component.
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     crate::ready_streams::add_to_linker(&mut linker)?;
+    crate::bounded_waits::add_to_linker(&mut linker)?;
     wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |state: &mut RequestState| {
         let (table, nn) = state.nn_view_parts();
         wasmtime_wasi_nn::wit::WasiNnView::new(table, nn)
     })?;
+    nn::tensors::add_to_linker(&mut linker)?;
     crate::bindings::host::add_to_linker::<_, HasSelf<RequestState>>(&mut linker, |state| state)?;
     crate::bindings::types::add_to_linker::<_, HasSelf<RequestState>>(&mut linker, |state| state)?;
     Ok(linker)

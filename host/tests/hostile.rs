@@ -367,3 +367,222 @@ async fn a_call_run_again_reports_the_tenants_deadline() {
         }
     );
 }
+
+/// A runtime of two execution slots whose calls wait for one at most `queue_timeout`:
+/// easy to saturate, and a call that cannot get a slot soon says so.
+fn two_slots(queue_timeout: Duration) -> Harness {
+    Harness::with_config(RuntimeConfig {
+        max_concurrent_instances: 2,
+        queue_timeout,
+        ..test_config()
+    })
+}
+
+/// Limits whose deadline ends a stuck call long before anything it waits for.
+fn short_deadline() -> TenantLimits {
+    TenantLimits {
+        deadline: Duration::from_millis(200),
+        ..tight_limits()
+    }
+}
+
+/// Runs every hostile call at once, with a call of another organisation among them, and
+/// checks that the other organisation is answered, during the attack and after it, and
+/// that every hostile call ends with `deadline_exceeded`.
+async fn answered_under_attack<F>(harness: &Harness, hostile: Vec<F>)
+where
+    F: Future<Output = Result<(), RuntimeError>>,
+{
+    let (results, during) = tokio::join!(futures_join_all(hostile), async {
+        // Let the hostile calls take the slots first.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        predict_healthy(harness, &tight_limits()).await
+    });
+    during.expect("another organisation is answered during the attack");
+    for result in results {
+        let error = result.expect_err("a hostile call cannot succeed");
+        assert_eq!(error.code(), "deadline_exceeded", "{error}");
+    }
+    predict_healthy(harness, &tight_limits())
+        .await
+        .expect("and after it");
+}
+
+/// Polls every future to completion together (the test crate has no `futures`).
+async fn futures_join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(done) => *output = Some(done),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sleeping_guests_of_many_orgs_do_not_starve_another_org() {
+    // Four organisations whose calls sleep for half a minute: each sleep ends at the
+    // call's deadline, and its slot with it.
+    let harness = two_slots(Duration::from_secs(3));
+    let limits = short_deadline();
+    let sleepers: Vec<ModelRef> = (0..4)
+        .map(|org| {
+            harness.model(
+                &format!("hostile-{org}"),
+                "sleeper",
+                components::SLEEPER,
+                None,
+            )
+        })
+        .collect();
+    let (runtime, limits) = (&harness.runtime, &limits);
+    let calls = sleepers
+        .iter()
+        .map(|model| async move {
+            runtime
+                .predict(model, limits, sleep_for(30_000))
+                .await
+                .map(drop)
+        })
+        .collect();
+    answered_under_attack(&harness, calls).await;
+    assert_eq!(
+        harness.runtime.stats().stuck_calls,
+        0,
+        "no call outlived its deadline"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_whose_describe_sleeps_do_not_starve_another_org() {
+    // An upload is inspected by asking its component for its signature; this one sleeps
+    // there, as a deployed model's `describe` could.
+    let harness = two_slots(Duration::from_secs(3));
+    let limits = short_deadline();
+    let slow = harness.model("hostile", "slow", components::SLOW_DESCRIBE, None);
+    let (runtime, limits) = (&harness.runtime, &limits);
+    let mut calls: Vec<std::pin::Pin<Box<dyn Future<Output = Result<(), RuntimeError>>>>> =
+        Vec::new();
+    for _ in 0..3 {
+        let component = wisp_test_artifacts::component(components::SLOW_DESCRIBE);
+        calls.push(Box::pin(async move {
+            runtime
+                .describe_component(component, None, limits)
+                .await
+                .map(drop)
+        }));
+    }
+    let slow = &slow;
+    calls.push(Box::pin(async move {
+        runtime.describe(slow, limits).await.map(drop)
+    }));
+    answered_under_attack(&harness, calls).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_graph_stops_between_nodes_at_its_deadline() {
+    // Four hundred matrix products of the input with itself: seconds of backend work,
+    // which epochs cannot interrupt; the run stops before the first node past the deadline.
+    let harness = two_slots(Duration::from_secs(3));
+    let limits = short_deadline();
+    let chain = harness.graph_model("hostile", "chain", graphs::matmul_chain(400));
+    let side = 384u32;
+    let x = || {
+        vec![NamedTensor::new(
+            "x",
+            Tensor::from_values(&[side, side], &vec![0.5f32; (side * side) as usize]),
+        )]
+    };
+    let (runtime, limits, chain) = (&harness.runtime, &limits, &chain);
+    let calls = (0..3)
+        .map(|_| {
+            let input = x();
+            async move { runtime.predict(chain, limits, input).await.map(drop) }
+        })
+        .collect();
+    answered_under_attack(&harness, calls).await;
+    assert_eq!(
+        harness.runtime.stats().stuck_calls,
+        0,
+        "no call outlived its deadline"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_stuck_in_one_long_node_gives_its_slot_back() {
+    // One product of two 3072 × 3072 matrices: one node of tens of GFLOP that nothing can
+    // stop. The caller hears `deadline_exceeded` on time; the call's slot goes back to the
+    // pool while its thread finishes, counted against its tenant's stuck calls.
+    let harness = two_slots(Duration::from_secs(1));
+    let limits = TenantLimits {
+        deadline: Duration::from_millis(100),
+        ..TenantLimits::default()
+    };
+    let product = harness.graph_model("hostile", "product", graphs::matmul_chain(1));
+    let side = 3072u32;
+    let x = || {
+        vec![NamedTensor::new(
+            "x",
+            Tensor::from_values(&[side, side], &vec![0.5f32; (side * side) as usize]),
+        )]
+    };
+    let (runtime, limits, product) = (&harness.runtime, &limits, &product);
+    let calls = (0..2)
+        .map(|_| {
+            let input = x();
+            async move { runtime.predict(product, limits, input).await.map(drop) }
+        })
+        .collect();
+    answered_under_attack(&harness, calls).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_in_place_that_runs_long_gives_its_worker_back() {
+    // A tenant whose calls are short runs in place, on the executor. The same call with
+    // another input *value* runs a thousand times longer: it stops after a few times the
+    // in-place threshold, runs again on the pool, and ends there at its deadline; it
+    // never holds the executor thread for its whole deadline.
+    let harness = Harness::with_config(RuntimeConfig {
+        in_place_under: Duration::from_millis(5),
+        low_priority_after: Duration::ZERO,
+        ..test_config()
+    });
+    let model = harness.graph_model("org-a", "sines", graphs::range_sines(200));
+    let n = |n: f32| vec![NamedTensor::new("n", Tensor::from_values(&[], &[n]))];
+    let limits = TenantLimits {
+        deadline: Duration::from_millis(200),
+        ..TenantLimits::default()
+    };
+    for _ in 0..10 {
+        harness
+            .runtime
+            .predict(&model, &limits, n(1.0))
+            .await
+            .expect("a short call");
+    }
+    assert_eq!(harness.runtime.stats().in_place_retries, 0);
+    let error = harness
+        .runtime
+        .predict(&model, &limits, n(4_000_000.0))
+        .await
+        .expect_err("runs past its deadline");
+    assert_eq!(error.code(), "deadline_exceeded", "{error}");
+    assert_eq!(
+        harness.runtime.stats().in_place_retries,
+        1,
+        "the long call left the executor thread"
+    );
+}

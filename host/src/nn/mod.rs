@@ -8,12 +8,16 @@
 //! so another tenant's graphs do not exist for it. Guests cannot load graphs from bytes:
 //! the per-request context has no backends, so `graph.load` fails with `invalid-encoding`.
 
+mod guard;
+pub(crate) mod tensors;
 mod tract_backend;
 
 pub use tract_backend::{GraphInfo, OnnxGraph, inspect_onnx};
 
 use crate::error::RuntimeError;
+use crate::limits::CallMemory;
 use crate::tensor::{NamedTensor, Tensor, TensorType};
+use guard::{RunBounds, Stop};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_nn::backend::{
@@ -27,6 +31,11 @@ use wasmtime_wasi_nn::{ExecutionContext, Graph, GraphRegistry, Registry};
 #[derive(Debug)]
 pub(crate) struct InferenceMeter {
     deadline: Instant,
+    /// For a call in place: when it must give its executor thread back.
+    yield_at: Option<Instant>,
+    /// The call's memory account: a run may hold only what is left of it, and its outputs
+    /// stay charged (as host tensors the guest may read) until the call ends.
+    memory: Arc<CallMemory>,
     state: Mutex<MeterState>,
 }
 
@@ -36,12 +45,20 @@ struct MeterState {
     /// The typed reason of the last backend failure: wasi-nn only carries a string to the
     /// guest, so the runtime keeps the classification here.
     last_error: Option<RuntimeError>,
+    /// A run stopped at `yield_at`: the call must run again on the pool.
+    yielded: bool,
 }
 
 impl InferenceMeter {
-    pub(crate) fn new(deadline: Instant) -> Arc<Self> {
+    pub(crate) fn new(
+        deadline: Instant,
+        yield_at: Option<Instant>,
+        memory: Arc<CallMemory>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             deadline,
+            yield_at,
+            memory,
             state: Mutex::default(),
         })
     }
@@ -52,6 +69,11 @@ impl InferenceMeter {
 
     pub(crate) fn take_last_error(&self) -> Option<RuntimeError> {
         self.lock().last_error.take()
+    }
+
+    /// Whether a run stopped because the call in place ran too long.
+    pub(crate) fn yielded(&self) -> bool {
+        self.lock().yielded
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MeterState> {
@@ -143,7 +165,7 @@ impl BackendExecutionContext for MeteredGraph {
 impl MeteredGraph {
     fn run(&self, inputs: Vec<NnNamedTensor>) -> Result<Vec<NnNamedTensor>, RuntimeError> {
         if Instant::now() >= self.meter.deadline {
-            // Epochs cannot interrupt the backend, so do not start work past the deadline.
+            // The guard checks before each node; this also spares converting the inputs.
             return Err(RuntimeError::DeadlineExceeded {
                 deadline: Duration::ZERO,
             });
@@ -153,9 +175,34 @@ impl MeteredGraph {
             .map(|t| Ok(NamedTensor::new(t.name, from_nn(t.tensor)?)))
             .collect::<Result<Vec<_>, RuntimeError>>()?;
         let started = Instant::now();
-        let outputs = self.graph.run(inputs);
-        self.meter.lock().time_in_backend += started.elapsed();
-        Ok(outputs?
+        let bounds = RunBounds {
+            deadline: self.meter.deadline,
+            yield_at: self.meter.yield_at,
+            memory_bytes: self.meter.memory.available(),
+        };
+        let outputs = self.graph.run_within(inputs, bounds);
+        let mut state = self.meter.lock();
+        state.time_in_backend += started.elapsed();
+        let outputs = outputs.map_err(|error| match error {
+            Ok(error) => error,
+            Err(Stop::Deadline) => RuntimeError::DeadlineExceeded {
+                deadline: Duration::ZERO,
+            },
+            Err(Stop::Memory) => RuntimeError::MemoryLimitExceeded { limit_bytes: 0 },
+            Err(Stop::Yield) => {
+                state.yielded = true;
+                RuntimeError::Overloaded("the call ran too long to stay in place".into())
+            }
+        })?;
+        drop(state);
+        // The outputs become tensors in the guest's resource table: charged to the call
+        // from now on (never released before it ends; a guest that computes again and
+        // again on large outputs runs into its limit).
+        let output_bytes = outputs.iter().map(|o| o.tensor.data.len()).sum();
+        if !self.meter.memory.try_add_host(output_bytes) {
+            return Err(RuntimeError::MemoryLimitExceeded { limit_bytes: 0 });
+        }
+        Ok(outputs
             .into_iter()
             .map(|t| NnNamedTensor {
                 name: t.name,

@@ -1,8 +1,11 @@
 //! The ONNX backend on tract: load and optimise a graph once, run it from many threads.
 //!
 //! A loaded [`OnnxGraph`] holds tract's optimised plan behind an `Arc`; every `run` spawns its
-//! own execution state, so concurrent calls on one graph never wait on a lock.
+//! own execution state, so concurrent calls on one graph never wait on a lock. A call's run
+//! goes node by node through the guard (`guard.rs`), which stops it at the call's deadline
+//! or before a node that would take more memory than the call has left.
 
+use super::guard::{GraphCosts, Guard, RunBounds, Stop};
 use crate::error::RuntimeError;
 use crate::tensor::{NamedTensor, Signature, Tensor, TensorSpec, TensorType, shape_display};
 use std::sync::Arc;
@@ -22,6 +25,8 @@ pub struct GraphInfo {
 /// benchmarks call directly as the native baseline.
 pub struct OnnxGraph {
     plan: Arc<TypedRunnableModel>,
+    /// What the guard needs to know of each node.
+    costs: GraphCosts,
     info: GraphInfo,
     /// Bytes of the model file: what the graph cache weighs entries by.
     file_bytes: usize,
@@ -62,6 +67,7 @@ impl OnnxGraph {
             .into_runnable()
             .map_err(|e| RuntimeError::InvalidModel(format!("cannot plan ONNX graph: {e:#}")))?;
         Ok(Self {
+            costs: GraphCosts::of(&plan),
             plan,
             info: GraphInfo {
                 signature,
@@ -82,16 +88,38 @@ impl OnnxGraph {
 
     /// Runs the graph on named inputs, checked against the signature first.
     pub fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, RuntimeError> {
-        let inputs = self.bind_inputs(inputs)?;
+        self.run_within(inputs, RunBounds::none())
+            .map_err(|error| error.unwrap_or(RuntimeError::Internal))
+    }
+
+    /// Runs the graph, stopped by its guard between two nodes (`Err(Err(stop))`) at
+    /// `bounds.deadline`, at `bounds.yield_at`, or before a node whose outputs would take
+    /// the values of the run past `bounds.memory_bytes`.
+    pub(crate) fn run_within(
+        &self,
+        inputs: Vec<NamedTensor>,
+        bounds: RunBounds,
+    ) -> Result<Vec<NamedTensor>, Result<RuntimeError, Stop>> {
+        let inputs = self.bind_inputs(inputs).map_err(Ok)?;
+        let mut guard = Guard::new(&self.costs, bounds);
         let outputs = self
             .plan
-            .run(inputs)
-            .map_err(|e| RuntimeError::InferenceFailed(format!("{e:#}")))?;
+            .spawn()
+            .and_then(|mut state| {
+                state.run_plan_with_eval(inputs, |context, op_state, node, inputs| {
+                    guard.eval(context, op_state, node, inputs)
+                })
+            })
+            .map_err(|e| match guard.take_stop() {
+                Some(stop) => Err(stop),
+                None => Ok(RuntimeError::InferenceFailed(format!("{e:#}"))),
+            })?;
         outputs
             .into_iter()
             .zip(&self.info.signature.outputs)
             .map(|(value, spec)| Ok(NamedTensor::new(&spec.name, from_tract(&value)?)))
-            .collect()
+            .collect::<Result<_, RuntimeError>>()
+            .map_err(Ok)
     }
 
     /// Orders the inputs as the plan wants them, rejecting unknown, missing or mistyped ones.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod graphs;
+
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +67,17 @@ impl Harness {
             components::ONNX_RUNNER,
             Some(onnx),
         )
+    }
+
+    /// A plain ONNX upload of `graph` (bytes built in the test) served by `onnx-runner`.
+    pub fn graph_model(&self, tenant: &str, name: &str, graph: Vec<u8>) -> ModelRef {
+        ModelRef {
+            tenant: tenant.into(),
+            model: name.into(),
+            version: "1".into(),
+            component: self.artifacts.put(component(components::ONNX_RUNNER)),
+            graph: Some(self.artifacts.put(graph)),
+        }
     }
 
     pub async fn predict(
