@@ -253,6 +253,14 @@ impl ApiError {
         Self::new(ErrorCode::Internal, "internal error")
     }
 
+    /// The same error with structured detail for the caller (`details` in the body).
+    pub fn with_details(self, details: serde_json::Value) -> Self {
+        Self {
+            details: Some(details),
+            ..self
+        }
+    }
+
     /// The code of this error.
     pub fn code(&self) -> ErrorCode {
         self.code

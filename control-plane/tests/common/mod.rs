@@ -64,6 +64,14 @@ impl Reply {
     }
 }
 
+/// The production inspector as `wisp serve` builds it from `config`: bounds checked
+/// in-process, loads and compiles in children of the real `wisp` binary.
+pub fn sandboxed_inspector(config: &Config) -> OnnxInspector {
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_wisp"));
+    let sandbox = wisp::sandbox::Sandbox::new(exe, config.inspection.clone());
+    OnnxInspector::new(&config.runtime, Some(sandbox))
+}
+
 /// The header-only inspector, answering an iris-like signature for every upload.
 pub fn test_inspector() -> OnnxHeaderInspector {
     OnnxHeaderInspector {
@@ -92,18 +100,43 @@ impl TestApp {
     /// An app that inspects uploads with the real ONNX backend and serves them, for tests
     /// that deploy and predict real models.
     pub async fn serving() -> Self {
-        Self::with(Arc::new(OnnxInspector), 64 << 20).await
+        Self::serving_with(|_| {}).await
+    }
+
+    /// A serving app whose configuration `tune` adjusts (bounds, inspection budget); the
+    /// inspector is built from it as `wisp serve` builds its own.
+    pub async fn serving_with(tune: impl FnOnce(&mut Config)) -> Self {
+        Self::build(
+            |config| Arc::new(sandboxed_inspector(config)),
+            |config| {
+                config.limits.max_upload_bytes = 64 << 20;
+                tune(config);
+            },
+        )
+        .await
     }
 
     async fn with(inspector: Arc<dyn ModelInspector>, max_upload: u64) -> Self {
+        Self::build(
+            move |_| inspector,
+            move |config| config.limits.max_upload_bytes = max_upload,
+        )
+        .await
+    }
+
+    async fn build(
+        inspector: impl FnOnce(&Config) -> Arc<dyn ModelInspector>,
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
             data_dir: dir.path().to_owned(),
             ..Config::default()
         };
         config.database.url = Some(":memory:".into());
-        config.limits.max_upload_bytes = max_upload;
+        tune(&mut config);
         config.validate().expect("valid test config");
+        let inspector = inspector(&config);
         let bootstrap = Bootstrap {
             admin_email: ADMIN_EMAIL.into(),
             admin_password: Some(ADMIN_PASSWORD.into()),
