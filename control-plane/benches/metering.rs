@@ -80,7 +80,7 @@ async fn app(dir: &std::path::Path, fsync: bool, metering_off: bool) -> (Router,
         admin_password: Some("benchmark password".into()),
         org_slug: ORG.into(),
     };
-    let mut state = wisp::serve::state(&config, &bootstrap, Arc::new(OnnxInspector))
+    let mut state = wisp::serve::state(&config, &bootstrap, Arc::new(OnnxInspector::default()))
         .await
         .expect("state");
     if metering_off {

@@ -43,6 +43,8 @@ pub struct Config {
     pub platform: PlatformConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub inspection: InspectionConfig,
 }
 
 /// How the server sees its network.
@@ -255,6 +257,31 @@ fn default_idempotency_max_response() -> u64 {
     1 << 20
 }
 
+/// The child process that loads and compiles uploads before they are accepted (see
+/// [`crate::sandbox`]). Counts and sizes of the files are bounded by `runtime.onnx_limits`
+/// and `runtime.component_limits`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectionConfig {
+    /// Address space one inspection may use (`RLIMIT_AS`), the upload itself included.
+    pub memory_bytes: u64,
+    /// Wall-clock time one inspection may take before it is killed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Inspections running at once; more uploads wait their turn.
+    pub max_concurrent: usize,
+}
+
+impl Default for InspectionConfig {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 4 << 30,
+            timeout: Duration::from_secs(120),
+            max_concurrent: 2,
+        }
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -302,6 +329,7 @@ impl Default for Config {
             metering: MeteringConfig::default(),
             platform: PlatformConfig::default(),
             server: ServerConfig::default(),
+            inspection: InspectionConfig::default(),
         }
     }
 }
@@ -377,6 +405,14 @@ impl Config {
         }
         if self.runtime.max_concurrent_instances == 0 {
             return invalid("runtime.max_concurrent_instances must be positive");
+        }
+        if self.inspection.memory_bytes < 256 << 20
+            || self.inspection.timeout.is_zero()
+            || self.inspection.max_concurrent == 0
+        {
+            return invalid(
+                "inspection.memory_bytes must be at least 256 MiB, timeout and max_concurrent positive",
+            );
         }
         if self.batch.max_running_jobs == 0
             || self.batch.row_concurrency == 0

@@ -111,6 +111,27 @@ pub enum InspectError {
     /// The right format but corrupt, truncated or not loadable: `invalid_model`.
     #[error("invalid model: {0}")]
     Invalid(String),
+    /// Over one of the bounds on uploads (counts, sizes, inspection memory or time):
+    /// `invalid_model` (or `invalid_component`) with `details.reason` and `details.limit`.
+    #[error("invalid model: {message} ({reason})")]
+    Refused {
+        /// Stable name of the bound, e.g. `too_many_nodes`.
+        reason: String,
+        /// The bound (a count, bytes or seconds, as the reason says).
+        limit: u64,
+        /// What the file has, in words.
+        message: String,
+    },
+}
+
+impl From<wisp_host::LimitExceeded> for InspectError {
+    fn from(exceeded: wisp_host::LimitExceeded) -> Self {
+        Self::Refused {
+            reason: exceeded.reason.to_owned(),
+            limit: exceeded.limit,
+            message: exceeded.message,
+        }
+    }
 }
 
 /// Parses and loads an uploaded file and extracts its signature.
@@ -119,6 +140,13 @@ pub enum InspectError {
 /// model takes. Implementations must not keep the bytes.
 pub trait ModelInspector: Send + Sync + 'static {
     fn inspect(&self, bytes: &[u8]) -> Result<InspectedModel, InspectError>;
+
+    /// Checks that a WebAssembly component upload is within the bounds on components and
+    /// compiles within the inspection budget, before the runtime compiles it in-process.
+    /// Called on a blocking thread. The default accepts everything (test doubles).
+    fn inspect_component(&self, _bytes: &[u8]) -> Result<(), InspectError> {
+        Ok(())
+    }
 }
 
 /// **Test double.** Accepts anything that starts like an ONNX `ModelProto` (field 1,

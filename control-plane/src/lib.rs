@@ -5,7 +5,8 @@
 //! - [`auth`]: passwords, tokens, the permission table and its extractors.
 //! - [`db`]: libSQL (embedded, in-memory, remote, embedded replica) and migrations.
 //! - [`blob`]: the content-addressed object store (local filesystem, S3).
-//! - [`inspect`]: the validation hook models pass before a version is accepted.
+//! - [`inspect`]: the validation hook models pass before a version is accepted;
+//!   [`onnx_inspector`] the real one, [`sandbox`] the child process it loads uploads in.
 //! - [`orgs`], [`users`], [`keys`], [`registry`], [`deployments`], [`plans`], [`audit`]:
 //!   storage of each domain; [`invitations`], [`sessions`], [`sign_ins`]: how people
 //!   join organisations and sign in; [`lookups`]: the rows every request reads, memoised.
@@ -45,6 +46,7 @@ pub mod onnx_inspector;
 pub mod orgs;
 pub mod plans;
 pub mod registry;
+pub mod sandbox;
 pub mod serve;
 pub mod serving;
 pub mod sessions;

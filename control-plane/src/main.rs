@@ -6,14 +6,24 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wisp::cli::{Cli, Command};
 use wisp::onnx_inspector::OnnxInspector;
+use wisp::sandbox::{Sandbox, WORKER_COMMAND, worker_main};
 
 /// Request handling allocates and frees many small buffers across threads, which glibc's
 /// malloc served at a sixth of the server's CPU time (see docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The inspection child runs its one job before any runtime or logger exists, so its
+    // resource limits apply to nothing else (see `wisp::sandbox`).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(WORKER_COMMAND) {
+        std::process::exit(worker_main(&args[1..]));
+    }
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -25,7 +35,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             // Validate before opening anything or binding a socket.
             let config = args.config()?;
-            let inspector = Arc::new(OnnxInspector);
+            let exe = std::env::current_exe()?;
+            let sandbox = Sandbox::new(exe, config.inspection.clone());
+            let inspector = Arc::new(OnnxInspector::new(&config.runtime, Some(sandbox)));
             let bootstrap = args.bootstrap(cli.global.org.as_deref());
             wisp::serve::run(config, bootstrap, inspector).await
         }

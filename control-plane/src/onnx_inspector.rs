@@ -1,14 +1,39 @@
 //! The production [`ModelInspector`]: every uploaded ONNX file is parsed, type-checked and
 //! optimised by the runtime's own backend (tract, through `wisp-host`) before a version is
 //! accepted, and its signature is read from the graph.
+//!
+//! Uploads are hostile, so this happens in two steps: a streaming pre-check of counts and
+//! sizes in this process ([`wisp_host::check_onnx`], [`wisp_host::check_component`]), which
+//! refuses amplification bombs before anything is decoded; then the real load (or compile)
+//! in a [`Sandbox`] child under a memory and time budget, which contains what the
+//! pre-checks cannot foresee. Without a sandbox (tests, tools) the load runs in-process.
+
+use std::sync::Arc;
 
 use crate::inspect::{
     Framework, InspectError, InspectedModel, ModelInspector, ModelSignature, OnnxHeaderInspector,
 };
+use crate::sandbox::{Job, Sandbox};
+use wisp_host::{ComponentLimits, OnnxLimits};
 
 /// Loads uploads with the same backend that will serve them.
 #[derive(Debug, Clone, Default)]
-pub struct OnnxInspector;
+pub struct OnnxInspector {
+    onnx_limits: OnnxLimits,
+    component_limits: ComponentLimits,
+    sandbox: Option<Arc<Sandbox>>,
+}
+
+impl OnnxInspector {
+    /// Checks uploads against the runtime's bounds, and loads them in `sandbox` children.
+    pub fn new(runtime: &wisp_host::RuntimeConfig, sandbox: Option<Arc<Sandbox>>) -> Self {
+        Self {
+            onnx_limits: runtime.onnx_limits.clone(),
+            component_limits: runtime.component_limits.clone(),
+            sandbox,
+        }
+    }
+}
 
 impl ModelInspector for OnnxInspector {
     fn inspect(&self, bytes: &[u8]) -> Result<InspectedModel, InspectError> {
@@ -20,12 +45,26 @@ impl ModelInspector for OnnxInspector {
         // The header check tells "not ONNX at all" (a JPEG, a text file) apart from a
         // broken ONNX file before the full parse.
         OnnxHeaderInspector::default().inspect(bytes)?;
+        wisp_host::check_onnx(bytes, &self.onnx_limits)?;
+        if let Some(sandbox) = &self.sandbox {
+            return sandbox.run(Job::Onnx, bytes)?.ok_or_else(|| {
+                InspectError::Invalid("the inspection process answered no signature".into())
+            });
+        }
         let info =
             wisp_host::inspect_onnx(bytes).map_err(|e| InspectError::Invalid(e.to_string()))?;
         Ok(InspectedModel {
             framework: Framework::Onnx,
             signature: ModelSignature::from(info.signature),
         })
+    }
+
+    fn inspect_component(&self, bytes: &[u8]) -> Result<(), InspectError> {
+        wisp_host::check_component(bytes, &self.component_limits)?;
+        if let Some(sandbox) = &self.sandbox {
+            sandbox.run(Job::Component, bytes)?;
+        }
+        Ok(())
     }
 }
 
@@ -37,7 +76,9 @@ mod tests {
 
     #[test]
     fn real_models_are_accepted_with_their_signature() {
-        let inspected = OnnxInspector.inspect(&fixture("iris_logreg.onnx")).unwrap();
+        let inspected = OnnxInspector::default()
+            .inspect(&fixture("iris_logreg.onnx"))
+            .unwrap();
         assert_eq!(inspected.framework, Framework::Onnx);
         assert_eq!(
             inspected.signature.inputs,
@@ -63,7 +104,7 @@ mod tests {
     fn broken_files_are_told_apart_from_foreign_ones() {
         let model = fixture("digits_mlp.onnx");
         assert!(matches!(
-            OnnxInspector.inspect(&model[..model.len() / 2]),
+            OnnxInspector::default().inspect(&model[..model.len() / 2]),
             Err(InspectError::Invalid(_))
         ));
         let jpeg = std::fs::read(
@@ -71,12 +112,23 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            OnnxInspector.inspect(&jpeg),
+            OnnxInspector::default().inspect(&jpeg),
             Err(InspectError::Unsupported(_))
         ));
         assert!(matches!(
-            OnnxInspector.inspect(b"\0asm\x0d\0\x01\0"),
+            OnnxInspector::default().inspect(b"\0asm\x0d\0\x01\0"),
             Err(InspectError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn bounds_are_checked_before_the_load() {
+        let refused = OnnxInspector::default()
+            .inspect(&wisp_test_artifacts::bombs::onnx_empty_nodes(200_000))
+            .unwrap_err();
+        assert!(
+            matches!(&refused, InspectError::Refused { reason, limit: 100_000, .. } if reason == "too_many_nodes"),
+            "{refused:?}"
+        );
     }
 }

@@ -48,6 +48,13 @@ pub struct RuntimeConfig {
     /// back; zero turns this off. Keep it short: such a call holds an executor thread.
     #[serde(with = "humantime_serde")]
     pub in_place_under: Duration,
+    /// Bytes the precompiled component directory may hold; the least recently used files
+    /// are deleted past it.
+    pub precompiled_cache_bytes: u64,
+    /// Bounds on ONNX files, checked before they are decoded (at upload and at load).
+    pub onnx_limits: crate::OnnxLimits,
+    /// Bounds on components, checked before they are compiled (at upload and at load).
+    pub component_limits: crate::ComponentLimits,
 }
 
 impl Default for RuntimeConfig {
@@ -67,6 +74,9 @@ impl Default for RuntimeConfig {
             precompiled_dir: None,
             low_priority_after: Duration::from_millis(5),
             in_place_under: Duration::from_micros(250),
+            precompiled_cache_bytes: 1 << 30,
+            onnx_limits: crate::OnnxLimits::default(),
+            component_limits: crate::ComponentLimits::default(),
         }
     }
 }

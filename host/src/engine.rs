@@ -42,14 +42,27 @@ pub(crate) fn build_engine(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
         .table_keep_resident(16 << 10)
         // What still needs `madvise` goes in batches: one shootdown for several slots.
         .decommit_batch_size(DECOMMIT_BATCH);
+    let mut wasm = code_generation();
+    wasm.max_wasm_stack(config.max_wasm_stack_bytes)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm)
+}
+
+/// What decides the machine code: shared by the serving engine and the compile check.
+fn code_generation() -> Config {
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .consume_fuel(true)
         .epoch_interruption(true)
-        .max_wasm_stack(config.max_wasm_stack_bytes)
-        .cranelift_opt_level(wasmtime::OptLevel::Speed)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&wasm)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    wasm
+}
+
+/// An engine that compiles what the serving engine compiles, with the default on-demand
+/// allocator: the pool reserves address space for every slot up front, which a process
+/// under an address-space limit cannot map.
+pub(crate) fn build_compile_engine() -> wasmtime::Result<Engine> {
+    Engine::new(&code_generation())
 }
 
 /// Advances the engine's epoch every tick until dropped.

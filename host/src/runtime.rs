@@ -9,6 +9,7 @@ use crate::engine::{EpochTicker, build_engine};
 use crate::error::RuntimeError;
 use crate::idle_cache::{CacheStats, IdleCache};
 use crate::limits::CallMemory;
+use crate::inspect_limits::check_component;
 use crate::limits::TenantLimits;
 use crate::nn::{self, InferenceMeter, OnnxGraph};
 use crate::precompiled::PrecompiledCache;
@@ -137,7 +138,9 @@ impl Runtime {
         let precompiled = config
             .precompiled_dir
             .as_deref()
-            .map(|dir| PrecompiledCache::new(dir, &engine).map(Arc::new))
+            .map(|dir| {
+                PrecompiledCache::new(dir, &engine, config.precompiled_cache_bytes).map(Arc::new)
+            })
             .transpose()?;
         let graph_budget_kib = (config.graph_cache_bytes >> 10).max(1);
         let inner = Arc::new(Inner {
@@ -263,9 +266,12 @@ impl Runtime {
         let graph = match graph {
             None => None,
             Some(bytes) => Some(
-                tokio::task::spawn_blocking(move || OnnxGraph::load(&bytes).map(Arc::new))
-                    .await
-                    .map_err(|e| RuntimeError::internal("graph loading panicked", e))??,
+                tokio::task::spawn_blocking({
+                    let limits = self.inner.config.onnx_limits.clone();
+                    move || nn::load_graph(&bytes, &limits).map(Arc::new)
+                })
+                .await
+                .map_err(|e| RuntimeError::internal("graph loading panicked", e))??,
             ),
         };
         let upload = ModelRef {
@@ -302,6 +308,8 @@ impl Runtime {
     ) -> Result<Arc<ModelPre<RequestState>>, RuntimeError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            check_component(&bytes, &inner.config.component_limits)
+                .map_err(|e| RuntimeError::InvalidComponent(e.to_string()))?;
             let component = Component::new(&inner.engine, &bytes)
                 .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
             inner.pre_instantiate(&component)
@@ -523,7 +531,10 @@ impl Inner {
             self.precompiled.clone(),
             digest.clone(),
         );
+        let limits = self.config.component_limits.clone();
         let component = tokio::task::spawn_blocking(move || {
+            check_component(&bytes, &limits)
+                .map_err(|e| RuntimeError::InvalidComponent(e.to_string()))?;
             let component = Component::new(&engine, &bytes)
                 .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
             if let Some(cache) = cache
@@ -540,7 +551,8 @@ impl Inner {
 
     async fn load_graph(&self, digest: &Digest) -> Result<Arc<OnnxGraph>, RuntimeError> {
         let bytes = self.fetch(digest).await?;
-        tokio::task::spawn_blocking(move || OnnxGraph::load(&bytes).map(Arc::new))
+        let limits = self.config.onnx_limits.clone();
+        tokio::task::spawn_blocking(move || nn::load_graph(&bytes, &limits).map(Arc::new))
             .await
             .map_err(|e| RuntimeError::internal("graph loading panicked", e))?
     }

@@ -91,11 +91,22 @@ fn stage_error(error: StageError) -> ApiError {
 }
 
 fn inspect_error(error: InspectError) -> ApiError {
+    refusal(error, ErrorCode::InvalidModel)
+}
+
+/// An inspection failure as `code` (`invalid_model`, `invalid_component`); a bound that was
+/// exceeded says which in `details.reason`, with `details.limit`.
+fn refusal(error: InspectError, code: ErrorCode) -> ApiError {
     match error {
         InspectError::Unsupported(message) => {
             ApiError::new(ErrorCode::UnsupportedModelFormat, message)
         }
-        InspectError::Invalid(message) => ApiError::new(ErrorCode::InvalidModel, message),
+        InspectError::Invalid(message) => ApiError::new(code, message),
+        InspectError::Refused {
+            reason,
+            limit,
+            message,
+        } => ApiError::new(code, message).with_details(json!({ "reason": reason, "limit": limit })),
     }
 }
 
@@ -187,6 +198,20 @@ async fn inspect(state: &AppState, staged: &Staged, plan: &Plan) -> ApiResult<In
             Some(graph) => Some(graph.read().await.map_err(ApiError::internal)?),
             None => None,
         };
+        // Bounded first (counts, sizes, compile and load in the inspection budget), so
+        // that the runtime's in-process compile and load below are known to fit.
+        let inspector = state.inspector.clone();
+        let (bytes, graph) = tokio::task::spawn_blocking(move || {
+            inspector
+                .inspect_component(&bytes)
+                .map_err(|e| refusal(e, ErrorCode::InvalidComponent))?;
+            if let Some(graph) = &graph {
+                inspector.inspect(graph).map_err(inspect_error)?;
+            }
+            Ok::<_, ApiError>((bytes, graph))
+        })
+        .await
+        .map_err(ApiError::internal)??;
         let signature = state
             .serving
             .runtime()
@@ -241,7 +266,7 @@ async fn list_versions(
         (status = 400, description = "`empty_upload`, `invalid_request`", body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`", body = crate::error::ErrorBody),
-        (status = 422, description = "`unsupported_model_format`, `invalid_model`", body = crate::error::ErrorBody),
+        (status = 422, description = "`unsupported_model_format`, `invalid_model`, `invalid_component`; a bound on uploads names itself in `details.reason`", body = crate::error::ErrorBody),
         (status = 429, description = "`quota_exceeded`: the plan's storage", body = crate::error::ErrorBody),
     ))]
 async fn upload_version(

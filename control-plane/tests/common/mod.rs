@@ -65,6 +65,14 @@ impl Reply {
     }
 }
 
+/// The production inspector as `wisp serve` builds it from `config`: bounds checked
+/// in-process, loads and compiles in children of the real `wisp` binary.
+pub fn sandboxed_inspector(config: &Config) -> OnnxInspector {
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_wisp"));
+    let sandbox = wisp::sandbox::Sandbox::new(exe, config.inspection.clone());
+    OnnxInspector::new(&config.runtime, Some(sandbox))
+}
+
 /// The header-only inspector, answering an iris-like signature for every upload.
 pub fn test_inspector() -> OnnxHeaderInspector {
     OnnxHeaderInspector {
@@ -93,20 +101,41 @@ impl TestApp {
     /// An app that inspects uploads with the real ONNX backend and serves them, for tests
     /// that deploy and predict real models.
     pub async fn serving() -> Self {
-        Self::with(Arc::new(OnnxInspector), 64 << 20).await
+        Self::serving_with(|_| {}).await
+    }
+
+    /// A serving app whose configuration `tune` adjusts (bounds, inspection budget); the
+    /// inspector is built from it as `wisp serve` builds its own.
+    pub async fn serving_with(tune: impl FnOnce(&mut Config)) -> Self {
+        Self::build(
+            |config| Arc::new(sandboxed_inspector(config)),
+            |config| {
+                config.limits.max_upload_bytes = 64 << 20;
+                tune(config);
+            },
+            Some(ADMIN_PASSWORD),
+        )
+        .await
     }
 
     async fn with(inspector: Arc<dyn ModelInspector>, max_upload: u64) -> Self {
-        Self::configured(inspector, max_upload, Some(ADMIN_PASSWORD), |_| {}).await
+        Self::build(
+            move |_| inspector,
+            move |config| config.limits.max_upload_bytes = max_upload,
+            Some(ADMIN_PASSWORD),
+        )
+        .await
     }
 
     /// A test app whose configuration `adjust` changes first.
     pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::configured(
-            Arc::new(test_inspector()),
-            MAX_UPLOAD,
+        Self::build(
+            |_| Arc::new(test_inspector()),
+            move |config| {
+                config.limits.max_upload_bytes = MAX_UPLOAD;
+                adjust(config);
+            },
             Some(ADMIN_PASSWORD),
-            adjust,
         )
         .await
     }
@@ -114,14 +143,18 @@ impl TestApp {
     /// A test app whose first start generated the admin's password (as `wisp serve` does
     /// without `WISP_ADMIN_PASSWORD`); it is in `<dir>/admin-password`.
     pub async fn with_generated_admin_password() -> Self {
-        Self::configured(Arc::new(test_inspector()), MAX_UPLOAD, None, |_| {}).await
+        Self::build(
+            |_| Arc::new(test_inspector()),
+            |config| config.limits.max_upload_bytes = MAX_UPLOAD,
+            None,
+        )
+        .await
     }
 
-    async fn configured(
-        inspector: Arc<dyn ModelInspector>,
-        max_upload: u64,
+    async fn build(
+        inspector: impl FnOnce(&Config) -> Arc<dyn ModelInspector>,
+        tune: impl FnOnce(&mut Config),
         admin_password: Option<&str>,
-        adjust: impl FnOnce(&mut Config),
     ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config {
@@ -129,9 +162,9 @@ impl TestApp {
             ..Config::default()
         };
         config.database.url = Some(":memory:".into());
-        config.limits.max_upload_bytes = max_upload;
-        adjust(&mut config);
+        tune(&mut config);
         config.validate().expect("valid test config");
+        let inspector = inspector(&config);
         let bootstrap = Bootstrap {
             admin_email: ADMIN_EMAIL.into(),
             admin_password: admin_password.map(str::to_owned),

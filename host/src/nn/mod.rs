@@ -10,9 +10,20 @@
 
 mod guard;
 pub(crate) mod tensors;
+mod onnx_limits;
+mod proto_wire;
 mod tract_backend;
 
+pub use onnx_limits::{OnnxLimits, check_onnx};
 pub use tract_backend::{GraphInfo, OnnxGraph, inspect_onnx};
+
+/// Checks `bytes` against `limits`, then loads it: the one way the runtime loads a graph,
+/// so a file that bypassed inspection (a version stored before a bound existed) is held
+/// to the same bounds at load.
+pub(crate) fn load_graph(bytes: &[u8], limits: &OnnxLimits) -> Result<OnnxGraph, RuntimeError> {
+    check_onnx(bytes, limits).map_err(|e| RuntimeError::InvalidModel(e.to_string()))?;
+    OnnxGraph::load(bytes)
+}
 
 use crate::error::RuntimeError;
 use crate::limits::CallMemory;

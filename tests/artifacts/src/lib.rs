@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod bombs;
+
 /// Compiled guest components, one constant per crate (`ONNX_RUNNER`, `SPIN_LOOP`, …).
 pub mod components {
     include!(concat!(env!("OUT_DIR"), "/components.rs"));
