@@ -226,7 +226,7 @@ async fn app_on(db: &std::path::Path, data: &std::path::Path) -> TestApp {
     let state = wisp::serve::state(
         &config,
         &bootstrap,
-        Arc::new(wisp::onnx_inspector::OnnxInspector),
+        Arc::new(common::sandboxed_inspector(&config)),
     )
     .await
     .unwrap();

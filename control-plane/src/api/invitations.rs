@@ -145,6 +145,18 @@ async fn accept_invitation(
         }
         (_, Some(_)) => return Err(for_another()),
         (None, None) => {
+            // The inviting admin holds the link, so an invitation never creates the account
+            // of a platform operator's address: that would make the admin an operator.
+            if state
+                .settings
+                .platform_operators
+                .contains(&invitation.email.to_lowercase())
+            {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "this address belongs to a platform operator; its account is not created through an invitation",
+                ));
+            }
             let password = request
                 .password
                 .clone()

@@ -137,7 +137,7 @@ impl<'a> Guard<'a> {
     /// Evaluates one node, if the clock and the memory budget allow it.
     pub(crate) fn eval(
         &mut self,
-        context: &EvalContext,
+        context: &EvalContext<'_>,
         state: Option<&mut (dyn OpState + 'static)>,
         node: &TypedNode,
         inputs: TVec<TValue>,
@@ -185,7 +185,7 @@ impl<'a> Guard<'a> {
 /// symbols resolved so far, or else the node typed on its concrete inputs. `None` when
 /// neither gives concrete shapes (an op whose output size depends on every input value,
 /// like `NonZero`: charged once computed).
-fn predicted_bytes(context: &EvalContext, node: &TypedNode, inputs: &[TValue]) -> Option<usize> {
+fn predicted_bytes(context: &EvalContext<'_>, node: &TypedNode, inputs: &[TValue]) -> Option<usize> {
     let declared: Option<usize> = node
         .outputs
         .iter()
