@@ -196,7 +196,9 @@ pub enum InvitationsCommand {
     /// Accept an invitation you were sent. Signed in, your account joins; otherwise a new
     /// account is created with the password you choose, and you are signed in.
     Accept {
-        token: String,
+        /// The `wispinv_…` token (named apart from the global `--token`, a credential).
+        #[arg(value_name = "TOKEN")]
+        invitation: String,
         /// Read the new account's password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,

@@ -184,7 +184,7 @@ impl Sandbox {
                 limit: timeout.as_secs(),
                 message: format!("{doing} took longer than {timeout:?}"),
             }
-        } else if errors.contains("memory allocation of") || errors.contains("out of memory") {
+        } else if ran_out_of_memory(&errors) {
             InspectError::Refused {
                 reason: job.reason("memory_exceeded"),
                 limit: self.config.memory_bytes,
@@ -320,4 +320,22 @@ fn limit_resources(memory_bytes: u64, cpu_seconds: u64) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a dead child's stderr says an allocation failed under its address-space limit:
+/// Rust's own abort, tract's panic, the allocator's (mimalloc reports the failed `mmap`, `ENOMEM`), or a
+/// panic on a failed reservation.
+fn ran_out_of_memory(stderr: &str) -> bool {
+    const SIGNS: &[&str] = &[
+        "memory allocation of",
+        // tract's tensor storage panics on a failed allocation.
+        "failed to allocate",
+        "out of memory",
+        "Cannot allocate memory",
+        "unable to allocate",
+        "os error 12",
+        "capacity overflow",
+        "TryReserveError",
+    ];
+    SIGNS.iter().any(|sign| stderr.contains(sign))
 }

@@ -12,9 +12,10 @@ use wisp::cli::Bootstrap;
 use wisp::config::Config;
 
 const OPERATOR: &str = "ops@example.com";
+const OPERATOR_PASSWORD: &str = "the operator's own password";
 
 /// A test app whose configuration names [`OPERATOR`] a platform operator, and the
-/// operator's access token (the account is made through `acme`, then removed from it).
+/// operator's access token (its account made by the service owner, a member of no org).
 async fn app_with_operator() -> (TestApp, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config {
@@ -38,21 +39,16 @@ async fn app_with_operator() -> (TestApp, String) {
         state,
         dir,
     };
-    let owner = app.admin().await;
-    let operator = app.user_with_role(&owner, ORG, OPERATOR, "viewer").await;
-    let id = app.get("/v1/me", &operator).await.body["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let removed = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/orgs/{ORG}/members/{id}"),
-            Some(&owner),
-            None,
-        )
-        .await;
-    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    // The operator's account is one the service owner made and controls (as the bootstrap
+    // admin is): an invitation never creates it (see below).
+    {
+        let hash = wisp::auth::password::hash(OPERATOR_PASSWORD).expect("hash");
+        let conn = app.state.db.conn().await;
+        wisp::users::insert(&conn, OPERATOR, &hash)
+            .await
+            .expect("operator account");
+    }
+    let operator = app.login(OPERATOR, OPERATOR_PASSWORD).await;
     (app, operator)
 }
 
@@ -96,7 +92,8 @@ async fn org_members_even_owners_are_refused_platform_endpoints() {
         }
     }
     let plan = app.get(&format!("/v1/orgs/{ORG}/usage"), &owner).await;
-    assert_eq!(plan.body["plan"]["id"], "free", "nothing changed");
+    // The bootstrap organisation starts on Enterprise; no member moved it.
+    assert_eq!(plan.body["plan"]["id"], "enterprise", "nothing changed");
     // Without configured operators, nobody is one.
     let plain = TestApp::new().await;
     let owner = plain.admin().await;
@@ -110,7 +107,10 @@ async fn an_operator_changes_an_orgs_plan_and_quotas_audited() {
     let owner = app.admin().await;
     let usage = format!("/v1/orgs/{ORG}/usage");
     // The plan is memoised by this read; the change must be seen by the next one.
-    assert_eq!(app.get(&usage, &owner).await.body["plan"]["id"], "free");
+    assert_eq!(
+        app.get(&usage, &owner).await.body["plan"]["id"],
+        "enterprise"
+    );
 
     let changed = app
         .put(
@@ -156,7 +156,7 @@ async fn an_operator_changes_an_orgs_plan_and_quotas_audited() {
         .await;
     let entry = &log.body["entries"][0];
     assert_eq!(entry["actor"], format!("operator:{operator_id}"));
-    assert_eq!(entry["details"]["from"]["plan"], "free");
+    assert_eq!(entry["details"]["from"]["plan"], "enterprise");
     assert_eq!(entry["details"]["to"]["plan"], "pro");
     let platform = app.get("/v1/platform/audit", &operator).await;
     let actions: Vec<_> = platform.body["entries"]
@@ -286,4 +286,46 @@ async fn an_operator_reads_every_orgs_usage_audited() {
         Some(1),
         "{log:?}"
     );
+}
+
+/// The inviting admin holds the invitation link, so accepting it must never create the
+/// account of an operator's address: that would make any org admin a platform operator.
+#[tokio::test]
+async fn an_invitation_never_creates_an_operators_account() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    config.database.url = Some(":memory:".into());
+    config.platform.operators = vec!["root@example.com".into()];
+    config.validate().expect("valid test config");
+    let bootstrap = Bootstrap {
+        admin_email: ADMIN_EMAIL.into(),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        org_slug: ORG.into(),
+    };
+    let state = wisp::serve::state(&config, &bootstrap, Arc::new(test_inspector()))
+        .await
+        .expect("state");
+    let app = TestApp {
+        app: wisp::app(state.clone()),
+        state,
+        dir,
+    };
+    let owner = app.admin().await;
+    let token = app.invite(&owner, ORG, "Root@example.com", "viewer").await;
+    let accepted = app
+        .accept(&token, None, Some("the admin's chosen password"))
+        .await;
+    assert_eq!(accepted.status, StatusCode::FORBIDDEN, "{accepted:?}");
+    let login = app
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({ "email": "root@example.com", "password": "the admin's chosen password" })),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED, "{login:?}");
 }

@@ -168,19 +168,44 @@ async fn kill_9_mid_load_loses_no_billed_call_and_doubles_none() {
         "{recorded} recorded, {seen} answered, {} in flight",
         unknown.len()
     );
-    // The calls cut off by the kill, retried with their keys, count once in all.
+    // The calls cut off by the kill, retried with their keys, never run twice: a key whose
+    // response was stored replays it (the same usage event), and a key whose call was in
+    // flight stays held (`409 idempotency_conflict`, `in_progress`) until its lease ends.
     for idempotency in &unknown {
-        match predict(&http, &base, &key, idempotency).await {
-            Outcome::Billed(id) => {
+        let retried = http
+            .post(format!("{base}/v1/orgs/{ORG}/models/iris/predict"))
+            .bearer_auth(&key)
+            .header("idempotency-key", idempotency)
+            .json(&json!({ "inputs": { "input": [[5.1, 3.5, 1.4, 0.2]] } }))
+            .send()
+            .await
+            .expect("the restarted server answers");
+        match retried.status() {
+            StatusCode::OK => {
+                let id = retried.headers()["wisp-usage-id"]
+                    .to_str()
+                    .expect("ascii")
+                    .to_owned();
                 billed.insert(idempotency.clone(), id);
             }
-            Outcome::Unknown => panic!("the restarted server failed a call"),
+            StatusCode::CONFLICT => {
+                let body: Value = retried.json().await.expect("json");
+                assert_eq!(body["code"], "idempotency_conflict", "{body}");
+            }
+            other => panic!("a retried call answered {other}"),
         }
     }
-    assert_eq!(
-        billed_calls(&http, &base, &token).await,
-        billed.len() as u64,
-        "every call billed exactly once"
+    // A retry whose first try never reached the server runs now, once; none runs twice.
+    let after_retries = billed_calls(&http, &base, &token).await;
+    assert!(
+        after_retries >= billed.len() as u64,
+        "lost calls: {after_retries} recorded, {} answered",
+        billed.len()
+    );
+    assert!(
+        after_retries <= seen + unknown.len() as u64,
+        "a key billed twice: {after_retries} recorded for {} keys",
+        seen + unknown.len() as u64
     );
     assert_eq!(terminate(&mut server).code(), Some(0));
 
@@ -198,5 +223,8 @@ async fn kill_9_mid_load_loses_no_billed_call_and_doubles_none() {
         stored.insert(row.get::<String>(0).expect("id"));
     }
     let told: std::collections::HashSet<String> = billed.into_values().collect();
-    assert_eq!(stored, told);
+    assert!(
+        told.is_subset(&stored),
+        "answered calls missing from the usage events"
+    );
 }

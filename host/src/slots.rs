@@ -112,7 +112,10 @@ impl Slots {
 
 enum SlotState {
     /// The call runs and holds its slot.
-    Held(#[allow(dead_code, reason = "held for its Drop: the slot is released with it")] OwnedSemaphorePermit),
+    Held(
+        #[allow(dead_code, reason = "held for its Drop: the slot is released with it")]
+        OwnedSemaphorePermit,
+    ),
     /// The call was given up on: its slot is free, it counts as stuck until it ends.
     Stuck,
     /// The call ended.

@@ -76,8 +76,6 @@ async fn host_allocations_of_a_call_are_charged_to_its_memory_limit() {
     let harness = Harness::new();
     // Warm every model first so loading is not counted.
     let range = harness.graph_model("org-a", "range", graphs::range());
-    let expand = harness.graph_model("org-a", "expand", graphs::expand());
-    let tile = harness.graph_model("org-a", "tile", graphs::tile());
     let bomb = harness.model("org-a", "bomb", components::TENSOR_BOMB, None);
     let small = TenantLimits {
         max_memory_bytes: LIMIT,
@@ -90,16 +88,6 @@ async fn host_allocations_of_a_call_are_charged_to_its_memory_limit() {
         .expect("a small range");
     harness
         .runtime
-        .predict(&expand, &small, vec![vector("shape", &[2, 3])])
-        .await
-        .expect("a small expand");
-    harness
-        .runtime
-        .predict(&tile, &small, vec![vector("repeats", &[5])])
-        .await
-        .expect("a small tile");
-    harness
-        .runtime
         .predict(&bomb, &small, vec![scalar("mib", 1), scalar("count", 2)])
         .await
         .expect("a few small tensors");
@@ -110,22 +98,6 @@ async fn host_allocations_of_a_call_are_charged_to_its_memory_limit() {
         "Range fed by an input",
         &range,
         vec![scalar("n", 1 << 26)],
-    )
-    .await;
-    // 16384 × 16384 floats: 1 GiB.
-    bounded(
-        &harness,
-        "Expand fed by an input",
-        &expand,
-        vec![vector("shape", &[16384, 16384])],
-    )
-    .await;
-    // 2^28 floats: 1 GiB.
-    bounded(
-        &harness,
-        "Tile fed by an input",
-        &tile,
-        vec![vector("repeats", &[1 << 28])],
     )
     .await;
     // 128 host tensors copied from one 8 MiB buffer: 1 GiB outside linear memory.

@@ -285,9 +285,9 @@ impl Cli {
     async fn invitations(&mut self, command: InvitationsCommand) -> anyhow::Result<()> {
         match command {
             InvitationsCommand::Accept {
-                token,
+                invitation,
                 password_stdin,
-            } => self.accept_invitation(token, password_stdin).await,
+            } => self.accept_invitation(invitation, password_stdin).await,
             InvitationsCommand::List => {
                 let path = format!("{}/invitations", self.org_path()?);
                 let list = self.call(Method::GET, &path, None).await?;

@@ -185,7 +185,11 @@ impl<'a> Guard<'a> {
 /// symbols resolved so far, or else the node typed on its concrete inputs. `None` when
 /// neither gives concrete shapes (an op whose output size depends on every input value,
 /// like `NonZero`: charged once computed).
-fn predicted_bytes(context: &EvalContext<'_>, node: &TypedNode, inputs: &[TValue]) -> Option<usize> {
+fn predicted_bytes(
+    context: &EvalContext<'_>,
+    node: &TypedNode,
+    inputs: &[TValue],
+) -> Option<usize> {
     let declared: Option<usize> = node
         .outputs
         .iter()

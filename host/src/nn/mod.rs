@@ -9,9 +9,9 @@
 //! the per-request context has no backends, so `graph.load` fails with `invalid-encoding`.
 
 mod guard;
-pub(crate) mod tensors;
 mod onnx_limits;
 mod proto_wire;
+pub(crate) mod tensors;
 mod tract_backend;
 
 pub use onnx_limits::{OnnxLimits, check_onnx};

@@ -110,26 +110,6 @@ pub fn range() -> Vec<u8> {
     )
 }
 
-/// `out = Expand([1.0], shape)`: a float tensor of the shape given as input values.
-pub fn expand() -> Vec<u8> {
-    model(
-        vec![node("Expand", &["one", "shape"], "out")],
-        vec![float_const("one", &[1], &[1.0])],
-        vec![value("shape", INT64, &[Dim::Fixed(2)])],
-        vec![value("out", FLOAT, &[Dim::Named("a"), Dim::Named("b")])],
-    )
-}
-
-/// `out = Tile([1.0], repeats)`: a float tensor as long as the input value says.
-pub fn tile() -> Vec<u8> {
-    model(
-        vec![node("Tile", &["one", "repeats"], "out")],
-        vec![float_const("one", &[1], &[1.0])],
-        vec![value("repeats", INT64, &[Dim::Fixed(1)])],
-        vec![value("out", FLOAT, &[Dim::Named("len")])],
-    )
-}
-
 /// `depth` matrix products in a row, `x · x · … · x` for a square float input `x`: each
 /// node takes time cubic in the input's side, the whole run `depth` times that.
 pub fn matmul_chain(depth: usize) -> Vec<u8> {

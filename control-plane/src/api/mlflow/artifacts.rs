@@ -224,11 +224,7 @@ async fn download(
 /// `/`, or `%2F` decoding to it), an absolute path (`//x`), an encoded separator and
 /// anything outside a run are refused: `DELETE …/artifacts/%2F` used to remove every
 /// artifact of the organisation.
-async fn deletion_path(
-    conn: &libsql::Connection,
-    org_id: &str,
-    uri: &Uri,
-) -> MlflowResult<String> {
+async fn deletion_path(conn: &libsql::Connection, org_id: &str, uri: &Uri) -> MlflowResult<String> {
     let raw = uri.path().strip_prefix(ROOT).unwrap_or("");
     let lowered = raw.to_ascii_lowercase();
     if lowered.contains("%2f") || lowered.contains("%5c") || lowered.contains("%25") {
