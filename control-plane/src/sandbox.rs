@@ -184,7 +184,7 @@ impl Sandbox {
                 limit: timeout.as_secs(),
                 message: format!("{doing} took longer than {timeout:?}"),
             }
-        } else if ran_out_of_memory(&errors) {
+        } else if ran_out_of_memory(errors) {
             InspectError::Refused {
                 reason: job.reason("memory_exceeded"),
                 limit: self.config.memory_bytes,

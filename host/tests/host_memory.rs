@@ -67,10 +67,6 @@ fn scalar(name: &str, value: i64) -> NamedTensor {
     NamedTensor::new(name, Tensor::from_values(&[], &[value]))
 }
 
-fn vector(name: &str, values: &[i64]) -> NamedTensor {
-    NamedTensor::new(name, Tensor::from_values(&[values.len() as u32], values))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn host_allocations_of_a_call_are_charged_to_its_memory_limit() {
     let harness = Harness::new();

@@ -468,14 +468,14 @@ async fn sleeping_guests_of_many_orgs_do_not_starve_another_org() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_whose_describe_sleeps_do_not_starve_another_org() {
+    type PendingCall<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), RuntimeError>> + 'a>>;
     // An upload is inspected by asking its component for its signature; this one sleeps
     // there, as a deployed model's `describe` could.
     let harness = two_slots(Duration::from_secs(3));
     let limits = short_deadline();
     let slow = harness.model("hostile", "slow", components::SLOW_DESCRIBE, None);
     let (runtime, limits) = (&harness.runtime, &limits);
-    let mut calls: Vec<std::pin::Pin<Box<dyn Future<Output = Result<(), RuntimeError>>>>> =
-        Vec::new();
+    let mut calls: Vec<PendingCall<'_>> = Vec::new();
     for _ in 0..3 {
         let component = wisp_test_artifacts::component(components::SLOW_DESCRIBE);
         calls.push(Box::pin(async move {
