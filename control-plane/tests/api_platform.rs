@@ -3,13 +3,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use axum::http::{Method, StatusCode};
 use common::*;
 use serde_json::{Value, json};
-use wisp::cli::Bootstrap;
-use wisp::config::Config;
 
 const OPERATOR: &str = "ops@example.com";
 const OPERATOR_PASSWORD: &str = "the operator's own password";
@@ -17,28 +13,10 @@ const OPERATOR_PASSWORD: &str = "the operator's own password";
 /// A test app whose configuration names [`OPERATOR`] a platform operator, and the
 /// operator's access token (its account made by the service owner, a member of no org).
 async fn app_with_operator() -> (TestApp, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config {
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    config.database.url = Some(":memory:".into());
-    config.limits.max_upload_bytes = MAX_UPLOAD;
-    config.platform.operators = vec!["Ops@Example.com".into()];
-    config.validate().expect("valid test config");
-    let bootstrap = Bootstrap {
-        admin_email: ADMIN_EMAIL.into(),
-        admin_password: Some(ADMIN_PASSWORD.into()),
-        org_slug: ORG.into(),
-    };
-    let state = wisp::serve::state(&config, &bootstrap, Arc::new(test_inspector()))
-        .await
-        .expect("state");
-    let app = TestApp {
-        app: wisp::app(state.clone()),
-        state,
-        dir,
-    };
+    let app = TestApp::with_config(|config| {
+        config.platform.operators = vec!["Ops@Example.com".into()];
+    })
+    .await;
     // The operator's account is one the service owner made and controls (as the bootstrap
     // admin is): an invitation never creates it (see below).
     {
@@ -292,27 +270,10 @@ async fn an_operator_reads_every_orgs_usage_audited() {
 /// account of an operator's address: that would make any org admin a platform operator.
 #[tokio::test]
 async fn an_invitation_never_creates_an_operators_account() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config {
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    config.database.url = Some(":memory:".into());
-    config.platform.operators = vec!["root@example.com".into()];
-    config.validate().expect("valid test config");
-    let bootstrap = Bootstrap {
-        admin_email: ADMIN_EMAIL.into(),
-        admin_password: Some(ADMIN_PASSWORD.into()),
-        org_slug: ORG.into(),
-    };
-    let state = wisp::serve::state(&config, &bootstrap, Arc::new(test_inspector()))
-        .await
-        .expect("state");
-    let app = TestApp {
-        app: wisp::app(state.clone()),
-        state,
-        dir,
-    };
+    let app = TestApp::with_config(|config| {
+        config.platform.operators = vec!["root@example.com".into()];
+    })
+    .await;
     let owner = app.admin().await;
     let token = app.invite(&owner, ORG, "Root@example.com", "viewer").await;
     let accepted = app
