@@ -323,8 +323,9 @@ fn limit_resources(memory_bytes: u64, cpu_seconds: u64) -> std::io::Result<()> {
 }
 
 /// Whether a dead child's stderr says an allocation failed under its address-space limit:
-/// Rust's own abort, tract's panic, the allocator's (mimalloc reports the failed `mmap`, `ENOMEM`), or a
-/// panic on a failed reservation.
+/// Rust's own abort, tract's panic, the allocator's (mimalloc reports the failed `mmap`,
+/// `ENOMEM`), or a panic on a failed reservation. An arithmetic "capacity overflow" is not
+/// one of them: it is a crash, whatever the budget.
 fn ran_out_of_memory(stderr: &str) -> bool {
     const SIGNS: &[&str] = &[
         "memory allocation of",
@@ -334,7 +335,6 @@ fn ran_out_of_memory(stderr: &str) -> bool {
         "Cannot allocate memory",
         "unable to allocate",
         "os error 12",
-        "capacity overflow",
         "TryReserveError",
     ];
     SIGNS.iter().any(|sign| stderr.contains(sign))
