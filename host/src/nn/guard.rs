@@ -26,30 +26,48 @@ pub(crate) struct GraphCosts {
     nodes: Vec<NodeCost>,
     /// For each node id, the nodes whose values are no longer needed once it ran.
     frees_after: Vec<Box<[usize]>>,
+    /// The bytes of every value the run makes, all alive at once: when this fits in a
+    /// call's budget, no node can overrun it and the run is not tracked node by node.
+    total: TDim,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum NodeCost {
     /// Output bytes known from the model alone.
     Fixed(usize),
-    /// Output shapes depend on the call.
-    Dynamic,
+    /// Output bytes as an expression of symbols: the graph's (a batch dimension), resolved
+    /// by tract early in the run, so one evaluation per call; or symbols standing for input
+    /// values, which never resolve and send the guard to typing the node on its inputs.
+    Symbolic(TDim),
+}
+
+impl NodeCost {
+    fn of(node: &TypedNode) -> Self {
+        let fixed: Option<usize> = node
+            .outputs
+            .iter()
+            .map(|output| concrete_bytes(&output.fact))
+            .sum();
+        if let Some(bytes) = fixed {
+            return Self::Fixed(bytes);
+        }
+        let bytes = node.outputs.iter().fold(TDim::Val(0), |total, output| {
+            let fact = &output.fact;
+            let size = TDim::from(fact.datum_type.size_of());
+            total
+                + fact
+                    .shape
+                    .iter()
+                    .fold(size, |bytes, dim| bytes * dim.clone())
+        });
+        Self::Symbolic(bytes.simplify())
+    }
 }
 
 impl GraphCosts {
     pub(crate) fn of(plan: &TypedSimplePlan) -> Self {
         let model = plan.model();
-        let nodes = model
-            .nodes()
-            .iter()
-            .map(|node| {
-                node.outputs
-                    .iter()
-                    .map(|output| concrete_bytes(&output.fact))
-                    .sum::<Option<usize>>()
-                    .map_or(NodeCost::Dynamic, NodeCost::Fixed)
-            })
-            .collect();
+        let nodes: Vec<NodeCost> = model.nodes().iter().map(NodeCost::of).collect();
         // The last node (in plan order) that reads each value; graph outputs live to the end.
         let mut last_reader: Vec<Option<usize>> = vec![None; model.nodes().len()];
         for &id in plan.order_without_consts() {
@@ -66,9 +84,18 @@ impl GraphCosts {
                 frees_after[reader].push(value);
             }
         }
+        let total = plan
+            .order_without_consts()
+            .iter()
+            .fold(TDim::Val(0), |total, &id| match &nodes[id] {
+                NodeCost::Fixed(bytes) => total + TDim::Val(*bytes as i64),
+                NodeCost::Symbolic(bytes) => total + bytes.clone(),
+            })
+            .simplify();
         Self {
             nodes,
             frees_after: frees_after.into_iter().map(Vec::into_boxed_slice).collect(),
+            total,
         }
     }
 }
@@ -111,8 +138,11 @@ impl RunBounds {
 pub(crate) struct Guard<'a> {
     costs: &'a GraphCosts,
     bounds: RunBounds,
+    /// Whether this run's values are tracked node by node; decided at the first node,
+    /// when tract has resolved the symbols the inputs give.
+    tracking: Option<bool>,
     live: usize,
-    /// Bytes of each node's current values, by node id.
+    /// Bytes of each node's current values, by node id (while tracking).
     held: Vec<usize>,
     /// Why the guard stopped the run, if it did.
     stopped: Option<Stop>,
@@ -123,8 +153,9 @@ impl<'a> Guard<'a> {
         Self {
             costs,
             bounds,
+            tracking: None,
             live: 0,
-            held: vec![0; costs.nodes.len()],
+            held: Vec::new(),
             stopped: None,
         }
     }
@@ -149,10 +180,32 @@ impl<'a> Guard<'a> {
         if self.bounds.yield_at.is_some_and(|at| now >= at) {
             return self.stop(Stop::Yield);
         }
+        if !*self.tracking.get_or_insert_with(|| {
+            let fits = self
+                .costs
+                .total
+                .eval_to_i64(context.symbols)
+                .ok()
+                .and_then(|total| usize::try_from(total).ok())
+                .is_some_and(|total| total <= self.bounds.memory_bytes);
+            !fits
+        }) {
+            return eval(context, state, node, inputs);
+        }
+        if self.held.is_empty() {
+            self.held = vec![0; self.costs.nodes.len()];
+        }
         let predicted = match self.costs.nodes.get(node.id) {
-            Some(NodeCost::Fixed(bytes)) => *bytes,
-            _ => predicted_bytes(context, node, &inputs).unwrap_or(0),
+            Some(NodeCost::Fixed(bytes)) => Some(*bytes),
+            Some(NodeCost::Symbolic(bytes)) => bytes
+                .eval_to_i64(context.symbols)
+                .ok()
+                .and_then(|bytes| usize::try_from(bytes).ok()),
+            None => None,
         };
+        let predicted = predicted
+            .or_else(|| predicted_bytes(context, node, &inputs))
+            .unwrap_or(0);
         if self.live.saturating_add(predicted) > self.bounds.memory_bytes {
             return self.stop(Stop::Memory);
         }
@@ -231,9 +284,11 @@ fn concrete_bytes(fact: &TypedFact) -> Option<usize> {
 fn resolved_bytes(fact: &TypedFact, symbols: &SymbolValues) -> Option<usize> {
     let mut elements = 1usize;
     for dim in fact.shape.iter() {
-        let dim = match dim.to_i64() {
-            Ok(value) => value,
-            Err(_) => dim.eval_to_i64(symbols).ok()?,
+        // Not `to_i64`: its error for a symbolic dimension formats the symbol, and this
+        // runs before every node of every call.
+        let dim = match dim {
+            TDim::Val(value) => *value,
+            symbolic => symbolic.eval_to_i64(symbols).ok()?,
         };
         elements = elements.saturating_mul(usize::try_from(dim).ok()?);
     }
