@@ -90,7 +90,7 @@ async fn app(dir: &std::path::Path, fsync: bool, metering_off: bool) -> (Router,
     // which a sequential loop of fast calls would reach.
     state
         .db
-        .conn()
+        .write()
         .await
         .execute(
             "UPDATE plans SET key_requests_per_second = 1000000, org_requests_per_second = 1000000",

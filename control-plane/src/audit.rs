@@ -6,9 +6,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::db::{Reader, Writer};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use libsql::{Connection, params};
+use libsql::params;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -64,7 +65,7 @@ pub struct AuditEvent<'a> {
 
 /// Appends an event.
 pub async fn record(
-    conn: &Connection,
+    conn: &Writer,
     meta: &RequestMeta,
     event: AuditEvent<'_>,
 ) -> Result<(), DbError> {
@@ -130,7 +131,7 @@ pub struct AuditPage {
 }
 
 /// Reads one page of an organisation's log.
-pub async fn query(conn: &Connection, org_id: &str, q: &AuditQuery) -> Result<AuditPage, DbError> {
+pub async fn query(conn: &Reader, org_id: &str, q: &AuditQuery) -> Result<AuditPage, DbError> {
     query_scoped(conn, "org_id = ?1", org_id, q).await
 }
 
@@ -139,7 +140,7 @@ pub const PLATFORM_ACTION_PREFIX: &str = "platform.";
 
 /// Reads one page of the platform operators' entries, across organisations (each is also
 /// in the log of the organisation it concerns).
-pub async fn query_platform(conn: &Connection, q: &AuditQuery) -> Result<AuditPage, DbError> {
+pub async fn query_platform(conn: &Reader, q: &AuditQuery) -> Result<AuditPage, DbError> {
     // A range on `action`, so the `audit_log_action` index serves it: `platform.` up to
     // `platform/`, the next character.
     query_scoped(
@@ -153,7 +154,7 @@ pub async fn query_platform(conn: &Connection, q: &AuditQuery) -> Result<AuditPa
 
 /// One page of the entries matching `scope`, a condition on the parameter `?1` (`scope_value`).
 async fn query_scoped(
-    conn: &Connection,
+    conn: &Reader,
     scope: &str,
     scope_value: &str,
     q: &AuditQuery,

@@ -6,7 +6,8 @@
 //! warm-up that follows reports back with the generation it began with, so a slow warm-up
 //! of an older version can never mark a newer one ready or failed.
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -127,7 +128,7 @@ fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<O
 }
 
 /// The deployment of a model, if it has one.
-pub async fn get(conn: &Connection, model_id: &str) -> Result<Option<Deployment>, DbError> {
+pub async fn get(conn: &Reader, model_id: &str) -> Result<Option<Deployment>, DbError> {
     let rows = conn
         .query(
             &format!(
@@ -145,7 +146,7 @@ pub async fn get(conn: &Connection, model_id: &str) -> Result<Option<Deployment>
 }
 
 /// Every deployment of an organisation, by model name.
-pub async fn list(conn: &Connection, org_id: &str) -> Result<Vec<Deployment>, DbError> {
+pub async fn list(conn: &Reader, org_id: &str) -> Result<Vec<Deployment>, DbError> {
     let rows = conn
         .query(
             &format!(
@@ -173,14 +174,14 @@ pub struct Target<'a> {
 /// Creates or replaces the model's deployment as `pending` and records `action` in the
 /// history. Returns the new generation. Run inside a transaction.
 pub async fn set(
-    conn: &Connection,
+    conn: &Writer,
     target: &Target<'_>,
     action: &str,
     actor: &str,
 ) -> Result<i64, DbError> {
     let now = db::now();
     let rows = conn
-        .query(
+        .query_rows(
             "INSERT INTO deployments (id, org_id, model_id, version, follow_alias, status,
                  generation, updated_by, updated_at, cache_ttl_secs, traffic, shadow)
              VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 1, ?6, ?7, ?8, ?9, ?10)
@@ -227,7 +228,7 @@ pub async fn set(
 /// Records the outcome of a warm-up, if the deployment is still at `generation`.
 /// Returns whether it was.
 pub async fn settle(
-    conn: &Connection,
+    conn: &Writer,
     model_id: &str,
     generation: i64,
     outcome: Result<(), Failure>,
@@ -254,7 +255,7 @@ pub async fn settle(
 
 /// Removes the model's deployment and records it. Returns whether there was one.
 pub async fn remove(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     model_id: &str,
     actor: &str,
@@ -283,7 +284,7 @@ pub async fn remove(
 
 #[allow(clippy::too_many_arguments)]
 async fn record(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     model_id: &str,
     action: &str,
@@ -302,7 +303,7 @@ async fn record(
 }
 
 /// The model's deployment history, newest first.
-pub async fn history(conn: &Connection, model_id: &str) -> Result<Vec<HistoryEntry>, DbError> {
+pub async fn history(conn: &Reader, model_id: &str) -> Result<Vec<HistoryEntry>, DbError> {
     let rows = conn
         .query(
             "SELECT action, version, follow_alias, actor, at FROM deployment_history
@@ -325,7 +326,7 @@ pub async fn history(conn: &Connection, model_id: &str) -> Result<Vec<HistoryEnt
 /// The version served before the current one: the most recent version in the history
 /// that differs from `current`.
 pub async fn previous_version(
-    conn: &Connection,
+    conn: &Reader,
     model_id: &str,
     current: i64,
 ) -> Result<Option<i64>, DbError> {

@@ -6,7 +6,8 @@
 //! chooses or sees a password, and the answer to an invitation is the same whether the
 //! address has an account or not. Only the token's sha256 is stored.
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -79,7 +80,7 @@ fn from_row(row: &libsql::Row) -> Result<Invitation, DbError> {
 /// address in the organisation (so re-inviting hands out a fresh token). Returns it with
 /// its token, which is not stored.
 pub async fn create(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     email: &str,
     role: Role,
@@ -124,11 +125,7 @@ pub async fn create(
 }
 
 /// The organisation's invitations that can still be accepted, newest first.
-pub async fn pending(
-    conn: &Connection,
-    org_id: &str,
-    now: i64,
-) -> Result<Vec<Invitation>, DbError> {
+pub async fn pending(conn: &Reader, org_id: &str, now: i64) -> Result<Vec<Invitation>, DbError> {
     let rows = conn
         .query(
             &format!(
@@ -143,7 +140,7 @@ pub async fn pending(
 }
 
 /// Revokes a pending invitation of the organisation; returns whether there was one.
-pub async fn revoke(conn: &Connection, org_id: &str, id: &str, now: i64) -> Result<bool, DbError> {
+pub async fn revoke(conn: &Writer, org_id: &str, id: &str, now: i64) -> Result<bool, DbError> {
     let changed = conn
         .execute(
             "UPDATE invitations SET revoked_at = ?3
@@ -155,10 +152,7 @@ pub async fn revoke(conn: &Connection, org_id: &str, id: &str, now: i64) -> Resu
 }
 
 /// The invitation whose token hashes to `token_hash`, in whatever state.
-pub async fn find_by_token(
-    conn: &Connection,
-    token_hash: &str,
-) -> Result<Option<Invitation>, DbError> {
+pub async fn find_by_token(conn: &Reader, token_hash: &str) -> Result<Option<Invitation>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = ?1"),
@@ -173,7 +167,7 @@ pub async fn find_by_token(
 }
 
 /// Spends an invitation; returns false if it was spent or revoked meanwhile.
-pub async fn mark_accepted(conn: &Connection, id: &str, now: i64) -> Result<bool, DbError> {
+pub async fn mark_accepted(conn: &Writer, id: &str, now: i64) -> Result<bool, DbError> {
     let changed = conn
         .execute(
             "UPDATE invitations SET accepted_at = ?2

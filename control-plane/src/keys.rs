@@ -10,7 +10,8 @@
 //! ([`revoke_beyond_role`]), and authentication refuses or narrows a key whose principal
 //! lost the membership or the role even if a revocation was missed ([`scopes_within_role`]).
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -84,7 +85,7 @@ impl KeyRow {
 
 /// Finds an unrevoked key by the hash of its secret. Reads only; see [`touch`] for
 /// recording its use.
-pub async fn find_active(conn: &Connection, key_hash: &str) -> Result<Option<KeyRow>, DbError> {
+pub async fn find_active(conn: &Reader, key_hash: &str) -> Result<Option<KeyRow>, DbError> {
     let rows = conn
         .query(
             "SELECT id, org_id, scopes, expires_at, principal_user_id FROM api_keys
@@ -108,7 +109,7 @@ pub async fn find_active(conn: &Connection, key_hash: &str) -> Result<Option<Key
 /// Records that key `id` was used at `now` (Unix seconds), at most every
 /// [`LAST_USED_RESOLUTION_SECS`]. No memo holds the column, so [`crate::db::Db::reader`]
 /// may run it.
-pub async fn touch(conn: &Connection, id: &str, now: i64) -> Result<(), DbError> {
+pub async fn touch(conn: &Writer, id: &str, now: i64) -> Result<(), DbError> {
     conn.execute(
         "UPDATE api_keys SET last_used_at = ?2
          WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?3)",
@@ -133,7 +134,7 @@ pub struct NewKey<'a> {
 }
 
 /// Inserts a key; returns its id.
-pub async fn insert(conn: &Connection, key: &NewKey<'_>) -> Result<String, DbError> {
+pub async fn insert(conn: &Writer, key: &NewKey<'_>) -> Result<String, DbError> {
     let id = db::new_id();
     conn.execute(
         "INSERT INTO api_keys (id, org_id, name, prefix, key_hash, scopes, created_by, created_at, expires_at, principal_user_id)
@@ -198,7 +199,7 @@ fn from_row(row: &libsql::Row) -> Result<ManagedKey, DbError> {
 }
 
 /// All keys of an organisation, newest first, with their principals' roles.
-pub async fn list(conn: &Connection, org_id: &str) -> Result<Vec<ManagedKey>, DbError> {
+pub async fn list(conn: &Reader, org_id: &str) -> Result<Vec<ManagedKey>, DbError> {
     let rows = conn
         .query(
             &format!(
@@ -211,7 +212,7 @@ pub async fn list(conn: &Connection, org_id: &str) -> Result<Vec<ManagedKey>, Db
 }
 
 /// One key of an organisation, with its principal's role.
-pub async fn get(conn: &Connection, org_id: &str, id: &str) -> Result<Option<ManagedKey>, DbError> {
+pub async fn get(conn: &Reader, org_id: &str, id: &str) -> Result<Option<ManagedKey>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {COLUMNS} FROM {FROM} WHERE k.org_id = ?1 AND k.id = ?2"),
@@ -227,7 +228,7 @@ pub async fn get(conn: &Connection, org_id: &str, id: &str) -> Result<Option<Man
 
 /// The user key `id` of an organisation acts for.
 pub async fn principal_of(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     id: &str,
 ) -> Result<Option<String>, DbError> {
@@ -253,12 +254,7 @@ pub fn scopes_within_role(scopes: Vec<Scope>, role: Role) -> Vec<Scope> {
 }
 
 /// Renames a key; returns whether it exists.
-pub async fn rename(
-    conn: &Connection,
-    org_id: &str,
-    id: &str,
-    name: &str,
-) -> Result<bool, DbError> {
+pub async fn rename(conn: &Writer, org_id: &str, id: &str, name: &str) -> Result<bool, DbError> {
     let changed = conn
         .execute(
             "UPDATE api_keys SET name = ?3 WHERE org_id = ?1 AND id = ?2",
@@ -269,7 +265,7 @@ pub async fn rename(
 }
 
 /// Revokes a key (idempotent); returns whether it exists.
-pub async fn revoke(conn: &Connection, org_id: &str, id: &str) -> Result<bool, DbError> {
+pub async fn revoke(conn: &Writer, org_id: &str, id: &str) -> Result<bool, DbError> {
     let changed = conn
         .execute(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE org_id = ?1 AND id = ?2",
@@ -287,7 +283,7 @@ pub async fn revoke(conn: &Connection, org_id: &str, id: &str) -> Result<bool, D
 /// their `admin` keys, removing a member revokes all of theirs, including the keys their
 /// keys minted (and those keys' keys: they all carry the same principal).
 pub async fn revoke_beyond_role(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     principal: &str,
     role: Option<Role>,

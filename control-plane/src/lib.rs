@@ -35,6 +35,7 @@ pub mod client_ip;
 pub mod config;
 pub mod db;
 pub mod deployments;
+pub mod domain;
 pub mod error;
 pub mod inspect;
 pub mod invitations;

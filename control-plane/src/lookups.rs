@@ -230,7 +230,7 @@ impl KeyUses {
         if batch.is_empty() {
             return Ok(());
         }
-        let conn = self.db.reader().await;
+        let conn = self.db.write_unmemoised().await;
         for (key_id, at) in &batch {
             keys::touch(&conn, key_id, *at).await?;
         }

@@ -1,7 +1,8 @@
 //! Organisations (the tenants) and their memberships, and their suspension by a platform
 //! operator.
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -49,7 +50,7 @@ fn parse_role(stored: &str) -> Result<Role, DbError> {
 }
 
 /// Finds an organisation by its slug.
-pub async fn find_by_slug(conn: &Connection, slug: &str) -> Result<Option<Org>, DbError> {
+pub async fn find_by_slug(conn: &Reader, slug: &str) -> Result<Option<Org>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {ORG_COLUMNS} FROM orgs o WHERE o.slug = ?1"),
@@ -64,7 +65,7 @@ pub async fn find_by_slug(conn: &Connection, slug: &str) -> Result<Option<Org>, 
 }
 
 /// Finds an organisation by id.
-pub async fn find_by_id(conn: &Connection, id: &str) -> Result<Option<Org>, DbError> {
+pub async fn find_by_id(conn: &Reader, id: &str) -> Result<Option<Org>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {ORG_COLUMNS} FROM orgs o WHERE o.id = ?1"),
@@ -80,7 +81,7 @@ pub async fn find_by_id(conn: &Connection, id: &str) -> Result<Option<Org>, DbEr
 
 /// The organisations a user belongs to, with the user's role in each.
 pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<(Org, Role)>, DbError> {
-    let conn = db.conn().await;
+    let conn = db.write().await;
     let rows = conn
         .query(
             &format!(
@@ -97,7 +98,7 @@ pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<(Org, Role)>, D
 }
 
 /// Inserts an organisation; returns it.
-pub async fn insert(conn: &Connection, slug: &str, name: &str) -> Result<Org, DbError> {
+pub async fn insert(conn: &Writer, slug: &str, name: &str) -> Result<Org, DbError> {
     let org = Org {
         id: db::new_id(),
         slug: slug.to_owned(),
@@ -114,11 +115,7 @@ pub async fn insert(conn: &Connection, slug: &str, name: &str) -> Result<Org, Db
 }
 
 /// A user's role in an organisation, if a member.
-pub async fn role_in(
-    conn: &Connection,
-    org_id: &str,
-    user_id: &str,
-) -> Result<Option<Role>, DbError> {
+pub async fn role_in(conn: &Reader, org_id: &str, user_id: &str) -> Result<Option<Role>, DbError> {
     let rows = conn
         .query(
             "SELECT role FROM memberships WHERE org_id = ?1 AND user_id = ?2",
@@ -133,7 +130,7 @@ pub async fn role_in(
 
 /// Adds a membership.
 pub async fn add_member(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     user_id: &str,
     role: Role,
@@ -148,7 +145,7 @@ pub async fn add_member(
 
 /// Changes a member's role; returns whether the member existed.
 pub async fn set_role(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     user_id: &str,
     role: Role,
@@ -163,11 +160,7 @@ pub async fn set_role(
 }
 
 /// Removes a member; returns whether the member existed.
-pub async fn remove_member(
-    conn: &Connection,
-    org_id: &str,
-    user_id: &str,
-) -> Result<bool, DbError> {
+pub async fn remove_member(conn: &Writer, org_id: &str, user_id: &str) -> Result<bool, DbError> {
     let changed = conn
         .execute(
             "DELETE FROM memberships WHERE org_id = ?1 AND user_id = ?2",
@@ -178,7 +171,7 @@ pub async fn remove_member(
 }
 
 /// How many owners an organisation has.
-pub async fn owner_count(conn: &Connection, org_id: &str) -> Result<i64, DbError> {
+pub async fn owner_count(conn: &Reader, org_id: &str) -> Result<i64, DbError> {
     let rows = conn
         .query(
             "SELECT COUNT(*) FROM memberships WHERE org_id = ?1 AND role = 'owner'",
@@ -192,7 +185,7 @@ pub async fn owner_count(conn: &Connection, org_id: &str) -> Result<i64, DbError
 }
 
 /// The members of an organisation.
-pub async fn members(conn: &Connection, org_id: &str) -> Result<Vec<Member>, DbError> {
+pub async fn members(conn: &Reader, org_id: &str) -> Result<Vec<Member>, DbError> {
     let rows = conn
         .query(
             "SELECT u.id, u.email, m.role, m.created_at FROM memberships m
@@ -204,11 +197,7 @@ pub async fn members(conn: &Connection, org_id: &str) -> Result<Vec<Member>, DbE
 }
 
 /// One member of an organisation.
-pub async fn member(
-    conn: &Connection,
-    org_id: &str,
-    user_id: &str,
-) -> Result<Option<Member>, DbError> {
+pub async fn member(conn: &Reader, org_id: &str, user_id: &str) -> Result<Option<Member>, DbError> {
     let rows = conn
         .query(
             "SELECT u.id, u.email, m.role, m.created_at FROM memberships m
@@ -233,7 +222,7 @@ fn member_from_row(row: &libsql::Row) -> Result<Member, DbError> {
 }
 
 /// Every organisation with its plan id, by slug: the platform operator's view.
-pub async fn list_all(conn: &Connection) -> Result<Vec<(Org, String)>, DbError> {
+pub async fn list_all(conn: &Reader) -> Result<Vec<(Org, String)>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {ORG_COLUMNS}, o.plan_id FROM orgs o ORDER BY o.slug"),
@@ -248,7 +237,7 @@ pub async fn list_all(conn: &Connection) -> Result<Vec<(Org, String)>, DbError> 
 /// write, so the next request in this process sees it; other processes sharing the
 /// database see it within `db::MEMO_TTL`.
 pub async fn set_suspended(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     reason: Option<&str>,
 ) -> Result<bool, DbError> {

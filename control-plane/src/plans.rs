@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use wisp_host::TenantLimits;
@@ -91,7 +92,7 @@ impl Plan {
 }
 
 /// The plan of an organisation, with its overrides applied.
-pub async fn of_org(conn: &Connection, org_id: &str) -> Result<Plan, DbError> {
+pub async fn of_org(conn: &Reader, org_id: &str) -> Result<Plan, DbError> {
     let rows = conn
         .query(
             "SELECT p.id, p.name, p.max_upload_bytes,
@@ -153,7 +154,7 @@ pub async fn of_org(conn: &Connection, org_id: &str) -> Result<Plan, DbError> {
 }
 
 /// Moves an organisation to another plan. Returns whether the plan exists.
-pub async fn assign(conn: &Connection, org_id: &str, plan_id: &str) -> Result<bool, DbError> {
+pub async fn assign(conn: &Writer, org_id: &str, plan_id: &str) -> Result<bool, DbError> {
     let rows = conn
         .query("SELECT 1 FROM plans WHERE id = ?1", params![plan_id])
         .await?;
@@ -171,7 +172,7 @@ pub async fn assign(conn: &Connection, org_id: &str, plan_id: &str) -> Result<bo
 /// Replaces an organisation's overrides (all `None` removes them). Takes effect on the
 /// next call.
 pub async fn set_overrides(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     overrides: &Overrides,
 ) -> Result<(), DbError> {
@@ -207,7 +208,7 @@ pub async fn set_overrides(
 }
 
 /// An organisation's overrides (all `None` when it has none).
-pub async fn overrides_of(conn: &Connection, org_id: &str) -> Result<Overrides, DbError> {
+pub async fn overrides_of(conn: &Reader, org_id: &str) -> Result<Overrides, DbError> {
     let rows = conn
         .query(
             "SELECT max_models, calls_per_month, max_storage_bytes, compute_units_per_call

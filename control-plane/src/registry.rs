@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -89,7 +90,7 @@ fn model_from_row(row: &libsql::Row) -> Result<Model, DbError> {
 
 /// Creates a model. A duplicate name is a UNIQUE violation (see [`db::is_unique_violation`]).
 pub async fn create_model(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     description: &str,
@@ -115,7 +116,7 @@ pub async fn create_model(
 }
 
 /// All models of an organisation, by name.
-pub async fn list_models(conn: &Connection, org_id: &str) -> Result<Vec<Model>, DbError> {
+pub async fn list_models(conn: &Reader, org_id: &str) -> Result<Vec<Model>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {MODEL_COLUMNS} FROM models m WHERE m.org_id = ?1 ORDER BY m.name"),
@@ -126,11 +127,7 @@ pub async fn list_models(conn: &Connection, org_id: &str) -> Result<Vec<Model>, 
 }
 
 /// A model of an organisation by name.
-pub async fn get_model(
-    conn: &Connection,
-    org_id: &str,
-    name: &str,
-) -> Result<Option<Model>, DbError> {
+pub async fn get_model(conn: &Reader, org_id: &str, name: &str) -> Result<Option<Model>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {MODEL_COLUMNS} FROM models m WHERE m.org_id = ?1 AND m.name = ?2"),
@@ -146,7 +143,7 @@ pub async fn get_model(
 
 /// Deletes a model with its versions and aliases; returns the digests its versions used,
 /// for the caller to garbage-collect with [`unreferenced`].
-pub async fn delete_model(conn: &Connection, model_id: &str) -> Result<Vec<String>, DbError> {
+pub async fn delete_model(conn: &Writer, model_id: &str) -> Result<Vec<String>, DbError> {
     let rows = conn
         .query(
             "SELECT sha256 FROM model_versions WHERE model_id = ?1
@@ -179,7 +176,7 @@ pub async fn delete_model(conn: &Connection, model_id: &str) -> Result<Vec<Strin
 /// batch job input or result chunk, no MLflow artifact (a version made from an MLflow
 /// `.onnx` artifact shares its blob), no request committing it now
 /// ([`crate::blob::intents`]).
-pub async fn unreferenced(conn: &Connection, digests: &[String]) -> Result<Vec<String>, DbError> {
+pub async fn unreferenced(conn: &Reader, digests: &[String]) -> Result<Vec<String>, DbError> {
     let mut out = Vec::new();
     for digest in digests {
         let rows = conn
@@ -219,7 +216,7 @@ pub struct NewVersion<'a> {
 
 /// Inserts the next version of a model; returns its number. Run inside a transaction so
 /// that two concurrent uploads cannot take the same number.
-pub async fn insert_version(conn: &Connection, v: &NewVersion<'_>) -> Result<i64, DbError> {
+pub async fn insert_version(conn: &Writer, v: &NewVersion<'_>) -> Result<i64, DbError> {
     let rows = conn
         .query(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE model_id = ?1",
@@ -284,10 +281,7 @@ fn version_from_row(row: &libsql::Row) -> Result<ModelVersion, DbError> {
 }
 
 /// All versions of a model, newest first.
-pub async fn list_versions(
-    conn: &Connection,
-    model_id: &str,
-) -> Result<Vec<ModelVersion>, DbError> {
+pub async fn list_versions(conn: &Reader, model_id: &str) -> Result<Vec<ModelVersion>, DbError> {
     let rows = conn
         .query(
             &format!(
@@ -301,7 +295,7 @@ pub async fn list_versions(
 
 /// One version of a model.
 pub async fn get_version(
-    conn: &Connection,
+    conn: &Reader,
     model_id: &str,
     version: i64,
 ) -> Result<Option<ModelVersion>, DbError> {
@@ -329,7 +323,7 @@ pub struct VersionPatch {
 
 /// Applies a patch; returns whether the version exists.
 pub async fn update_version(
-    conn: &Connection,
+    conn: &Writer,
     model_id: &str,
     version: i64,
     patch: &VersionPatch,
@@ -370,7 +364,7 @@ pub async fn update_version(
 /// Points `alias` at `version` (creating it if needed) and records the move. Returns the
 /// previous version. Run inside a transaction: the alias and its history move together.
 pub async fn set_alias(
-    conn: &Connection,
+    conn: &Writer,
     model_id: &str,
     alias: &str,
     version: i64,
@@ -392,7 +386,7 @@ pub async fn set_alias(
 
 /// Deletes an alias and records it; returns the version it pointed at, if it existed.
 pub async fn delete_alias(
-    conn: &Connection,
+    conn: &Writer,
     model_id: &str,
     alias: &str,
     actor: &str,
@@ -410,7 +404,7 @@ pub async fn delete_alias(
 }
 
 async fn record_move(
-    conn: &Connection,
+    conn: &Writer,
     model_id: &str,
     alias: &str,
     from: Option<i64>,
@@ -429,7 +423,7 @@ async fn record_move(
 
 /// The version an alias points at.
 pub async fn alias_target(
-    conn: &Connection,
+    conn: &Reader,
     model_id: &str,
     alias: &str,
 ) -> Result<Option<i64>, DbError> {
@@ -446,7 +440,7 @@ pub async fn alias_target(
 }
 
 /// The aliases of a model.
-pub async fn list_aliases(conn: &Connection, model_id: &str) -> Result<Vec<Alias>, DbError> {
+pub async fn list_aliases(conn: &Reader, model_id: &str) -> Result<Vec<Alias>, DbError> {
     let rows = conn
         .query(
             "SELECT alias, version, updated_by, updated_at FROM model_aliases
@@ -467,7 +461,7 @@ pub async fn list_aliases(conn: &Connection, model_id: &str) -> Result<Vec<Alias
 
 /// The history of a model's aliases (of one alias if given), newest first.
 pub async fn alias_history(
-    conn: &Connection,
+    conn: &Reader,
     model_id: &str,
     alias: Option<&str>,
 ) -> Result<Vec<AliasMove>, DbError> {

@@ -222,7 +222,7 @@ pub const ADMIN_PASSWORD_ANNOUNCEMENT: &str = "One-time admin password written t
 /// useless once it has been used.
 async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap, data_dir: &Path) -> anyhow::Result<()> {
     {
-        let conn = db.conn().await;
+        let conn = db.write().await;
         if users::any_exist(&conn).await? {
             return Ok(());
         }
@@ -237,37 +237,43 @@ async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap, data_dir: &Path) -> any
     let hash = tokio::task::spawn_blocking(move || password::hash(&to_hash))
         .await?
         .map_err(|e| anyhow::anyhow!("failed to hash the admin password: {e}"))?;
-    let conn = db.conn().await;
-    let tx = conn.transaction().await?;
-    if users::any_exist(&tx).await? {
-        return Ok(()); // Another machine sharing the database got there first.
-    }
-    let user_id = users::insert(&tx, &bootstrap.admin_email, &hash).await?;
-    if generated {
-        users::require_password_change(&tx, &user_id).await?;
-    }
-    let org = orgs::insert(&tx, &bootstrap.org_slug, &bootstrap.org_slug).await?;
-    orgs::add_member(&tx, &org.id, &user_id, Role::Owner).await?;
-    // The operator's own organisation is not held to the Free plan.
-    plans::assign(&tx, &org.id, "enterprise").await?;
-    audit::record(
-        &tx,
-        &RequestMeta::default(),
-        AuditEvent {
-            org_id: Some(&org.id),
-            actor: "system",
-            action: "org.created",
-            target: Some(&format!("org:{}", org.slug)),
-            details: json!({ "owner": bootstrap.admin_email, "first_start": true }),
-        },
-    )
-    .await?;
-    // Written before the commit: if it fails, no admin exists whose password nobody has.
     let password_file = data_dir.join(ADMIN_PASSWORD_FILE);
-    if generated {
-        write_secret_file(&password_file, &password)?;
-    }
-    tx.commit().await?;
+    let created = db
+        .transaction(async |tx| -> anyhow::Result<Option<orgs::Org>> {
+            if users::any_exist(tx).await? {
+                return Ok(None); // Another machine sharing the database got there first.
+            }
+            let user_id = users::insert(tx, &bootstrap.admin_email, &hash).await?;
+            if generated {
+                users::require_password_change(tx, &user_id).await?;
+            }
+            let org = orgs::insert(tx, &bootstrap.org_slug, &bootstrap.org_slug).await?;
+            orgs::add_member(tx, &org.id, &user_id, Role::Owner).await?;
+            // The operator's own organisation is not held to the Free plan.
+            plans::assign(tx, &org.id, "enterprise").await?;
+            audit::record(
+                tx,
+                &RequestMeta::default(),
+                AuditEvent {
+                    org_id: Some(&org.id),
+                    actor: "system",
+                    action: "org.created",
+                    target: Some(&format!("org:{}", org.slug)),
+                    details: json!({ "owner": bootstrap.admin_email, "first_start": true }),
+                },
+            )
+            .await?;
+            // Written before the commit: if it fails, no admin exists whose password nobody has.
+            let password_file = data_dir.join(ADMIN_PASSWORD_FILE);
+            if generated {
+                write_secret_file(&password_file, &password)?;
+            }
+            Ok(Some(org))
+        })
+        .await?;
+    let Some(org) = created else {
+        return Ok(());
+    };
     tracing::info!(email = %bootstrap.admin_email, org = %org.slug, "created the first admin and organisation");
     if generated {
         announce(&format!(

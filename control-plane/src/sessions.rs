@@ -7,7 +7,8 @@
 //! got and every access token naming the session. Logging out, signing out everywhere and
 //! changing the password revoke sessions the same way.
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -70,7 +71,7 @@ pub enum Rotation {
 
 /// Starts a session for a sign-in; returns its id.
 pub async fn start(
-    conn: &Connection,
+    conn: &Writer,
     user_id: &str,
     source_ip: Option<&str>,
     now: i64,
@@ -87,7 +88,7 @@ pub async fn start(
 
 /// Issues the next refresh token of a session, valid for `ttl_secs`.
 pub async fn issue_refresh_token(
-    conn: &Connection,
+    conn: &Writer,
     session_id: &str,
     user_id: &str,
     ttl_secs: i64,
@@ -111,7 +112,7 @@ pub async fn issue_refresh_token(
 }
 
 /// Spends the refresh token whose secret hashes to `token_hash`, detecting reuse.
-pub async fn rotate(conn: &Connection, token_hash: &str, now: i64) -> Result<Rotation, DbError> {
+pub async fn rotate(conn: &Writer, token_hash: &str, now: i64) -> Result<Rotation, DbError> {
     let rows = conn
         .query(
             "SELECT t.id, t.user_id, t.expires_at, t.revoked_at, s.id, s.revoked_at
@@ -157,7 +158,7 @@ pub async fn rotate(conn: &Connection, token_hash: &str, now: i64) -> Result<Rot
 
 /// Ends one session and its refresh tokens; returns whether it was active.
 pub async fn revoke(
-    conn: &Connection,
+    conn: &Writer,
     session_id: &str,
     reason: EndReason,
     now: i64,
@@ -179,7 +180,7 @@ pub async fn revoke(
 
 /// Ends every session of a user; returns how many were active.
 pub async fn revoke_all(
-    conn: &Connection,
+    conn: &Writer,
     user_id: &str,
     reason: EndReason,
     now: i64,
@@ -200,7 +201,7 @@ pub async fn revoke_all(
 }
 
 /// The session `id` if it has not ended.
-pub async fn find_active(conn: &Connection, id: &str) -> Result<Option<ActiveSession>, DbError> {
+pub async fn find_active(conn: &Reader, id: &str) -> Result<Option<ActiveSession>, DbError> {
     let rows = conn
         .query(
             "SELECT id, user_id FROM sessions WHERE id = ?1 AND revoked_at IS NULL",
@@ -219,7 +220,7 @@ pub async fn find_active(conn: &Connection, id: &str) -> Result<Option<ActiveSes
 /// The user's sessions that have not ended (and whose refresh tokens may still be valid),
 /// newest first.
 pub async fn list_active(
-    conn: &Connection,
+    conn: &Reader,
     user_id: &str,
     current: &str,
 ) -> Result<Vec<SessionView>, DbError> {

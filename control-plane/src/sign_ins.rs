@@ -4,7 +4,8 @@
 //! log never shows a member's sign-ins (another tenant could otherwise add an address and
 //! watch that person's logins everywhere). Failures for unknown addresses are not stored.
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -25,7 +26,7 @@ const KEPT: i64 = 100;
 
 /// Records an attempt and forgets the oldest beyond [`KEPT`].
 pub async fn record(
-    conn: &Connection,
+    conn: &Writer,
     user_id: &str,
     succeeded: bool,
     source_ip: Option<&str>,
@@ -46,7 +47,7 @@ pub async fn record(
 }
 
 /// The user's recent attempts, newest first.
-pub async fn list(conn: &Connection, user_id: &str) -> Result<Vec<SignIn>, DbError> {
+pub async fn list(conn: &Reader, user_id: &str) -> Result<Vec<SignIn>, DbError> {
     let rows = conn
         .query(
             "SELECT succeeded, source_ip, created_at FROM sign_ins

@@ -1,6 +1,7 @@
 //! Users: people who sign in with an email and a password.
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 
 use crate::db::{self, DbError};
 
@@ -29,7 +30,7 @@ fn from_row(row: &libsql::Row) -> Result<User, DbError> {
 }
 
 /// Finds a user by id.
-pub async fn find_by_id(conn: &Connection, id: &str) -> Result<Option<User>, DbError> {
+pub async fn find_by_id(conn: &Reader, id: &str) -> Result<Option<User>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
@@ -44,7 +45,7 @@ pub async fn find_by_id(conn: &Connection, id: &str) -> Result<Option<User>, DbE
 }
 
 /// Finds a user by email (case-insensitive).
-pub async fn find_by_email(conn: &Connection, email: &str) -> Result<Option<User>, DbError> {
+pub async fn find_by_email(conn: &Reader, email: &str) -> Result<Option<User>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
@@ -59,11 +60,7 @@ pub async fn find_by_email(conn: &Connection, email: &str) -> Result<Option<User
 }
 
 /// Inserts a user with an already hashed password; returns its id.
-pub async fn insert(
-    conn: &Connection,
-    email: &str,
-    password_hash: &str,
-) -> Result<String, DbError> {
+pub async fn insert(conn: &Writer, email: &str, password_hash: &str) -> Result<String, DbError> {
     let id = db::new_id();
     conn.execute(
         "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -74,7 +71,7 @@ pub async fn insert(
 }
 
 /// Marks the password as one to be replaced before anything else.
-pub async fn require_password_change(conn: &Connection, id: &str) -> Result<(), DbError> {
+pub async fn require_password_change(conn: &Writer, id: &str) -> Result<(), DbError> {
     conn.execute(
         "UPDATE users SET must_change_password = 1 WHERE id = ?1",
         params![id],
@@ -84,7 +81,7 @@ pub async fn require_password_change(conn: &Connection, id: &str) -> Result<(), 
 }
 
 /// Replaces a user's password hash and clears the forced change.
-pub async fn set_password(conn: &Connection, id: &str, password_hash: &str) -> Result<(), DbError> {
+pub async fn set_password(conn: &Writer, id: &str, password_hash: &str) -> Result<(), DbError> {
     conn.execute(
         "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE id = ?1",
         params![id, password_hash],
@@ -94,7 +91,7 @@ pub async fn set_password(conn: &Connection, id: &str, password_hash: &str) -> R
 }
 
 /// Whether any user exists (first start creates the admin when none does).
-pub async fn any_exist(conn: &Connection) -> Result<bool, DbError> {
+pub async fn any_exist(conn: &Reader) -> Result<bool, DbError> {
     let rows = conn.query("SELECT 1 FROM users LIMIT 1", ()).await?;
     Ok(db::first_row(rows).await?.is_some())
 }

@@ -100,7 +100,7 @@ async fn api_keys_are_rate_limited_by_the_plan_and_changes_apply_at_once() {
     deployed(&app, &admin, "iris", "iris_logreg.onnx").await;
     let (_, key) = app.api_key(&admin, ORG, &["predict"]).await;
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         conn.execute(
             "UPDATE plans SET key_requests_per_second = 1 WHERE id = 'enterprise'",
             (),
@@ -130,7 +130,7 @@ async fn api_keys_are_rate_limited_by_the_plan_and_changes_apply_at_once() {
 
     // The plan changes; the next request sees the new limit without a restart.
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         conn.execute(
             "UPDATE plans SET key_requests_per_second = 1000 WHERE id = 'enterprise'",
             (),
@@ -177,7 +177,7 @@ async fn callers_over_their_rate_or_without_credentials_send_bodies_nobody_reads
     let admin = app.admin().await;
     let (_, key) = app.api_key(&admin, ORG, &["predict"]).await;
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         conn.execute(
             "UPDATE plans SET key_requests_per_second = 1 WHERE id = 'enterprise'",
             (),
@@ -240,7 +240,7 @@ async fn callers_over_their_rate_or_without_credentials_send_bodies_nobody_reads
 
     // A declared length over the limit is refused before reading, for an admitted caller.
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         conn.execute(
             "UPDATE plans SET key_requests_per_second = 1000 WHERE id = 'enterprise'",
             (),

@@ -85,7 +85,7 @@ async fn wrong_password_and_unknown_email_are_the_same_error_and_only_the_user_s
         "sign-ins must not be in an organisation's log: {log:?}"
     );
     // An unknown address leaves nothing behind.
-    let conn = app.state.db.conn().await;
+    let conn = app.state.db.write().await;
     let mut rows = conn
         .query(
             "SELECT COUNT(*) FROM audit_log WHERE actor LIKE '%nobody%' OR details LIKE '%nobody%'",
@@ -334,7 +334,7 @@ async fn api_keys_expire_and_scopes_are_enforced() {
 
     // Expire the key in the database, as time would.
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         conn.execute(
             "UPDATE api_keys SET expires_at = 1 WHERE id = ?1",
             [id.as_str()],
@@ -578,7 +578,7 @@ async fn invitations_never_let_an_admin_choose_or_learn_a_password() {
         .invite(&acme_admin, ORG, "late@example.com", "viewer")
         .await;
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         conn.execute(
             "UPDATE invitations SET expires_at = 1 WHERE email = 'late@example.com'",
             (),
@@ -885,7 +885,7 @@ async fn oversized_credentials_are_refused_before_any_work() {
         .await;
     assert_eq!(reply.code(), "invalid_request");
     // Nothing stored anywhere, and the real account is not slowed down.
-    let conn = app.state.db.conn().await;
+    let conn = app.state.db.write().await;
     for table in ["audit_log", "sign_ins"] {
         let mut rows = conn
             .query(&format!("SELECT COUNT(*) FROM {table}"), ())

@@ -131,14 +131,14 @@ async fn a_key_whose_human_left_is_refused_even_if_revocation_was_missed() {
     for key in [&admin_and_read, &k1, &k2] {
         assert_eq!(app.get(&members(), key).await.status, StatusCode::OK);
     }
-    let org = wisp::orgs::find_by_slug(&*app.state.db.reader().await, ORG)
+    let org = wisp::orgs::find_by_slug(&*app.state.db.read().await, ORG)
         .await
         .expect("read")
         .expect("org");
 
     // A demotion written without revoking (a missed revocation): the keys narrow to what
     // a viewer may grant.
-    let conn = app.state.db.conn().await;
+    let conn = app.state.db.write().await;
     wisp::orgs::set_role(&conn, &org.id, &u_id, wisp::auth::Role::Viewer)
         .await
         .expect("demote");
@@ -156,7 +156,7 @@ async fn a_key_whose_human_left_is_refused_even_if_revocation_was_missed() {
     assert_eq!(reply.code(), "forbidden", "admin is gone");
 
     // A removal written without revoking: nothing is left.
-    let conn = app.state.db.conn().await;
+    let conn = app.state.db.write().await;
     wisp::orgs::remove_member(&conn, &org.id, &u_id)
         .await
         .expect("remove");

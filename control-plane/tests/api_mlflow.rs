@@ -1204,7 +1204,7 @@ async fn logged_models_are_created_finalized_searched_and_tagged() {
 async fn rate_limits_answer_request_limit_exceeded_with_retry_after() {
     let (app, key) = setup().await;
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         conn.execute(
             "UPDATE plans SET key_requests_per_second = 1 WHERE id = 'enterprise'",
             (),

@@ -562,7 +562,7 @@ async fn a_schema_example_never_builds_a_huge_input() {
         "outputs": [{"name": "y", "dtype": "f32", "shape": [-1]}],
     });
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         conn.execute(
             "UPDATE model_versions SET signature = ?1",
             [signature.to_string()],

@@ -21,7 +21,7 @@ async fn app_with_operator() -> (TestApp, String) {
     // admin is): an invitation never creates it (see below).
     {
         let hash = wisp::auth::password::hash(OPERATOR_PASSWORD).expect("hash");
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         wisp::users::insert(&conn, OPERATOR, &hash)
             .await
             .expect("operator account");

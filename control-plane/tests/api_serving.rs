@@ -412,7 +412,7 @@ async fn plan_limits_stop_runaway_components() {
     let app = TestApp::serving().await;
     let admin = app.admin().await;
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         conn.execute(
             // 50,000 compute units: 50 million fuel.
             "INSERT INTO plans (id, name, max_upload_bytes, compute_units_per_call,
@@ -464,7 +464,7 @@ async fn plan_limits_stop_runaway_components() {
     expect("spin", StatusCode::UNPROCESSABLE_ENTITY, "fuel_exhausted").await;
     // With fuel to spare, the deadline stops the loop; plan changes apply at once.
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         conn.execute(
             "UPDATE plans SET compute_units_per_call = 1000000000000 WHERE id = 'tiny'",
             (),

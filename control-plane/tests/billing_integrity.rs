@@ -56,7 +56,7 @@ fn usage_id(reply: &Reply) -> String {
 }
 
 async fn org_id(app: &TestApp, slug: &str) -> String {
-    let conn = app.state.db.conn().await;
+    let conn = app.state.db.write().await;
     conn.query("SELECT id FROM orgs WHERE slug = ?1", [slug])
         .await
         .unwrap()
@@ -70,7 +70,7 @@ async fn org_id(app: &TestApp, slug: &str) -> String {
 
 async fn override_quotas(app: &TestApp, slug: &str, overrides: Overrides) {
     let id = org_id(app, slug).await;
-    let conn = app.state.db.conn().await;
+    let conn = app.state.db.write().await;
     plans::set_overrides(&conn, &id, &overrides).await.unwrap();
 }
 

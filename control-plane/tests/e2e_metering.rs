@@ -213,7 +213,7 @@ async fn kill_9_mid_load_loses_no_billed_call_and_doubles_none() {
     let db = Db::open(&DbLocation::File(data.path().join("wisp.db")))
         .await
         .expect("open the database");
-    let conn = db.conn().await;
+    let conn = db.write().await;
     let mut rows = conn
         .query("SELECT id FROM usage_events WHERE outcome = 'ok'", ())
         .await

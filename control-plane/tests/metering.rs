@@ -75,7 +75,7 @@ async fn concurrent_calls_mixing_protocols_failures_and_cache_hits_are_billed_ex
     // Cache hits, as the result cache records them: admitted, then finished with a stored
     // result and no compute.
     let (org_id, model_id) = {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         let row = conn
             .query(
                 "SELECT o.id, m.id FROM orgs o JOIN models m ON m.org_id = o.id
@@ -91,7 +91,7 @@ async fn concurrent_calls_mixing_protocols_failures_and_cache_hits_are_billed_ex
         (row.get::<String>(0).unwrap(), row.get::<String>(1).unwrap())
     };
     const HITS: u64 = 24;
-    let plan = plans::of_org(&*app.state.db.conn().await, &org_id)
+    let plan = plans::of_org(&*app.state.db.write().await, &org_id)
         .await
         .unwrap();
     let hits: Vec<_> = (0..HITS)
@@ -213,7 +213,7 @@ async fn with_a_1000_call_quota_exactly_1000_of_50_concurrent_clients_calls_succ
     deployed(&app, &admin, "iris", "iris_logreg.onnx").await;
     let (_, key) = app.api_key(&admin, ORG, &["predict"]).await;
     {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         let org_id: String = conn
             .query("SELECT id FROM orgs WHERE slug = ?1", [ORG])
             .await
@@ -391,7 +391,7 @@ async fn closed_periods_get_final_invoices_once() {
     let this_month = wisp::metering::period::Period::containing(now);
     let last_month = this_month.previous();
     let org_id: String = {
-        let conn = app.state.db.conn().await;
+        let conn = app.state.db.write().await;
         // The organisation has existed since two months ago.
         conn.execute(
             "UPDATE orgs SET created_at = ?1 WHERE slug = ?2",
@@ -431,7 +431,7 @@ async fn closed_periods_get_final_invoices_once() {
             at_ms: (last_month.start + 3_600) * 1_000 + i,
         })
         .collect();
-    wisp::metering::store::insert(&*app.state.db.conn().await, &events)
+    wisp::metering::store::insert(&*app.state.db.write().await, &events)
         .await
         .unwrap();
 
@@ -464,7 +464,7 @@ async fn closed_periods_get_final_invoices_once() {
     // A late event for a closed period does not change its invoice.
     let mut late = events[0].clone();
     late.id = "late".into();
-    wisp::metering::store::insert(&*app.state.db.conn().await, &[late])
+    wisp::metering::store::insert(&*app.state.db.write().await, &[late])
         .await
         .unwrap();
     let again = app

@@ -23,6 +23,6 @@ async fn read_audit_log(
     access: Authorized<can::ReadAudit>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     Ok(Json(audit::query(&conn, &access.org.id, &query).await?))
 }

@@ -5,6 +5,7 @@
 //! Sign-ins are the user's own business: they are recorded in the user's history
 //! ([`crate::sign_ins`]), never in an organisation's audit log.
 
+use crate::db::Writer;
 use std::net::IpAddr;
 
 use axum::Json;
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ApiJson, AppState, transaction};
+use super::{ApiJson, AppState};
 use crate::audit::RequestMeta;
 use crate::auth::{CurrentSession, CurrentUser, input, password, tokens};
 use crate::db;
@@ -125,7 +126,7 @@ async fn login(
         .attempt(&email, ip)
         .map_err(throttled)?;
     let user = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         users::find_by_email(&conn, &email).await?
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -148,24 +149,27 @@ async fn login(
     if !verified {
         // `reader`, not a transaction: `sign_ins` is no memoised row, so a flood of wrong
         // passwords must not make every tenant's memos stale.
-        let conn = state.db.reader().await;
+        let conn = state.db.write_unmemoised().await;
         sign_ins::record(&conn, &user.id, false, meta.source_ip.as_deref(), now).await?;
         return Err(wrong_credentials());
     }
     state.login_throttle.succeeded(&email, ip);
-    let response = transaction!(state, |tx| {
-        sign_ins::record(&tx, &user.id, true, meta.source_ip.as_deref(), now).await?;
-        let session = sessions::start(&tx, &user.id, meta.source_ip.as_deref(), now).await?;
-        issue_tokens(
-            &state,
-            &tx,
-            &user.id,
-            &session,
-            user.must_change_password,
-            now,
-        )
-        .await
-    })?;
+    let response = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            sign_ins::record(tx, &user.id, true, meta.source_ip.as_deref(), now).await?;
+            let session = sessions::start(tx, &user.id, meta.source_ip.as_deref(), now).await?;
+            issue_tokens(
+                &state,
+                tx,
+                &user.id,
+                &session,
+                user.must_change_password,
+                now,
+            )
+            .await
+        })
+        .await?;
     Ok(Json(response))
 }
 
@@ -187,7 +191,12 @@ async fn refresh(
     let hash = tokens::hash_secret(&request.refresh_token);
     let now = db::now();
     // The reuse is committed even though the call fails: the session must stay ended.
-    let rotation = transaction!(state, |tx| Ok(sessions::rotate(&tx, &hash, now).await?))?;
+    let rotation = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            Ok(sessions::rotate(tx, &hash, now).await?)
+        })
+        .await?;
     let (session_id, user_id) = match rotation {
         Rotation::Rotated {
             session_id,
@@ -213,12 +222,15 @@ async fn refresh(
             ));
         }
     };
-    let response = transaction!(state, |tx| {
-        let must_change = users::find_by_id(&tx, &user_id)
-            .await?
-            .is_some_and(|u| u.must_change_password);
-        issue_tokens(&state, &tx, &user_id, &session_id, must_change, now).await
-    })?;
+    let response = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let must_change = users::find_by_id(tx, &user_id)
+                .await?
+                .is_some_and(|u| u.must_change_password);
+            issue_tokens(&state, tx, &user_id, &session_id, must_change, now).await
+        })
+        .await?;
     Ok(Json(response))
 }
 
@@ -228,10 +240,13 @@ async fn refresh(
     responses((status = 204), (status = 401, body = crate::error::ErrorBody)))]
 async fn logout(State(state): State<AppState>, session: CurrentSession) -> ApiResult<StatusCode> {
     let now = db::now();
-    transaction!(state, |tx| {
-        sessions::revoke(&tx, &session.session_id, EndReason::Logout, now).await?;
-        Ok(())
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            sessions::revoke(tx, &session.session_id, EndReason::Logout, now).await?;
+            Ok(())
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -243,10 +258,13 @@ async fn logout_all(
     session: CurrentSession,
 ) -> ApiResult<StatusCode> {
     let now = db::now();
-    transaction!(state, |tx| {
-        sessions::revoke_all(&tx, &session.user.id, EndReason::LogoutAll, now).await?;
-        Ok(())
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            sessions::revoke_all(tx, &session.user.id, EndReason::LogoutAll, now).await?;
+            Ok(())
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -279,7 +297,7 @@ async fn change_password(
         .attempt(&email, ip)
         .map_err(throttled)?;
     let stored = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         users::find_by_id(&conn, &user_id)
             .await?
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "invalid access token"))?
@@ -305,12 +323,15 @@ async fn change_password(
     };
     state.login_throttle.succeeded(&email, ip);
     let now = db::now();
-    let response = transaction!(state, |tx| {
-        users::set_password(&tx, &user_id, &hash).await?;
-        sessions::revoke_all(&tx, &user_id, EndReason::PasswordChanged, now).await?;
-        let new_session = sessions::start(&tx, &user_id, meta.source_ip.as_deref(), now).await?;
-        issue_tokens(&state, &tx, &user_id, &new_session, false, now).await
-    })?;
+    let response = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            users::set_password(tx, &user_id, &hash).await?;
+            sessions::revoke_all(tx, &user_id, EndReason::PasswordChanged, now).await?;
+            let new_session = sessions::start(tx, &user_id, meta.source_ip.as_deref(), now).await?;
+            issue_tokens(&state, tx, &user_id, &new_session, false, now).await
+        })
+        .await?;
     Ok(Json(response))
 }
 
@@ -321,7 +342,7 @@ async fn list_sessions(
     State(state): State<AppState>,
     session: CurrentSession,
 ) -> ApiResult<Json<Vec<SessionView>>> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     Ok(Json(
         sessions::list_active(&conn, &session.user.id, &session.session_id).await?,
     ))
@@ -353,14 +374,14 @@ async fn my_sign_ins(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Json<Vec<SignIn>>> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     Ok(Json(sign_ins::list(&conn, &user.id).await?))
 }
 
 /// Issues an access token and the next refresh token of `session_id`.
 pub(super) async fn issue_tokens(
     state: &AppState,
-    conn: &libsql::Connection,
+    conn: &Writer,
     user_id: &str,
     session_id: &str,
     must_change_password: bool,

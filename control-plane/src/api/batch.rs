@@ -21,8 +21,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::predict::{self, Target};
-use super::{ApiJson, ApiPath, ApiQuery, AppState, transaction};
+use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::Authorized;
 use crate::auth::rbac::can;
@@ -33,6 +32,8 @@ use crate::blob::intents::Intent;
 use crate::blob::{StageError, StagedBlob};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::metering::storage;
+use crate::serving::pipeline::{Pipeline, Selector, Target};
+use axum::extract::FromRef;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -207,17 +208,18 @@ async fn create_job(
         let limit = usize::try_from(state.settings.max_json_body_bytes).unwrap_or(usize::MAX);
         let request = request.map(|body| Body::new(Limited::new(body, limit)));
         let ApiJson(body) = ApiJson::<CreateFromStored>::from_request(request, &state).await?;
-        let target = predict::resolve_routed(
-            &state,
-            &org_id,
-            &body.model,
-            body.version,
-            body.alias.as_deref(),
-            None,
-        )
-        .await?;
+        let target = Pipeline::from_ref(&state)
+            .target(
+                &org_id,
+                &body.model,
+                &Selector {
+                    version: body.version,
+                    alias: body.alias.as_deref().map(str::to_owned),
+                },
+            )
+            .await?;
         let known = {
-            let conn = state.db.reader().await;
+            let conn = state.db.read().await;
             store::org_has_input(&conn, &org_id, &body.input_sha256).await?
         };
         let bytes = match known {
@@ -238,15 +240,16 @@ async fn create_job(
             .as_deref()
             .ok_or_else(|| ApiError::invalid("the `model` query parameter is required"))?;
         // Fail fast, before reading a byte, when the model cannot run.
-        let target = predict::resolve_routed(
-            &state,
-            &org_id,
-            model,
-            query.version,
-            query.alias.as_deref(),
-            None,
-        )
-        .await?;
+        let target = Pipeline::from_ref(&state)
+            .target(
+                &org_id,
+                model,
+                &Selector {
+                    version: query.version,
+                    alias: query.alias.as_deref().map(str::to_owned),
+                },
+            )
+            .await?;
         let limit = state
             .settings
             .max_upload_bytes
@@ -279,13 +282,7 @@ async fn create_job(
         u64::try_from(input_bytes).unwrap_or(0),
     )];
     let storage_limit = target.plan.quotas.max_storage_bytes;
-    storage::check_room(
-        &*state.db.reader().await,
-        &org_id,
-        storage_limit,
-        &input_blob,
-    )
-    .await??;
+    storage::check_room(&*state.db.read().await, &org_id, storage_limit, &input_blob).await??;
     let intent = Intent::record(&state.db, &[input_sha256.as_str()]).await?;
     if let Some(staged) = staged
         && let Err(error) = state.blobs.commit(staged).await
@@ -293,57 +290,60 @@ async fn create_job(
         intent.abandon(&state.db, &*state.blobs).await;
         return Err(ApiError::internal(error));
     }
-    let job = transaction!(state, |tx| {
-        storage::check_room(&tx, &org_id, storage_limit, &input_blob).await??;
-        // Under the lock that deleting a model's blobs takes: the input is still there, and
-        // once the job row exists it is referenced and no longer deleted.
-        if !state
-            .blobs
-            .exists(&input_sha256)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            return Err(ApiError::internal(anyhow::anyhow!(
-                "input blob {input_sha256} was deleted concurrently"
-            )));
-        }
-        let id = store::insert(
-            &tx,
-            &NewJob {
-                org_id: &org_id,
-                model: &target.model.name,
-                version: target.version.version,
-                format,
-                input_sha256: &input_sha256,
-                input_bytes,
-                chunk_rows: i64::from(state.batch.settings().chunk_rows),
-                rows_total,
-                created_by: &access.actor(),
-            },
-        )
-        .await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&org_id),
-                actor: &access.actor(),
-                action: "batch_job.created",
-                target: Some(&format!("batch_job:{id}")),
-                details: json!({
-                    "model": target.model.name,
-                    "version": target.version.version,
-                    "format": format,
-                    "rows_total": rows_total,
-                    "input_sha256": input_sha256,
-                }),
-            },
-        )
-        .await?;
-        store::get(&tx, &org_id, &id)
-            .await?
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job vanished")))
-    });
+    let job = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            storage::check_room(tx, &org_id, storage_limit, &input_blob).await??;
+            // Under the lock that deleting a model's blobs takes: the input is still there, and
+            // once the job row exists it is referenced and no longer deleted.
+            if !state
+                .blobs
+                .exists(&input_sha256)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                return Err(ApiError::internal(anyhow::anyhow!(
+                    "input blob {input_sha256} was deleted concurrently"
+                )));
+            }
+            let id = store::insert(
+                tx,
+                &NewJob {
+                    org_id: &org_id,
+                    model: &target.model.name,
+                    version: target.version.version,
+                    format,
+                    input_sha256: &input_sha256,
+                    input_bytes,
+                    chunk_rows: i64::from(state.batch.settings().chunk_rows),
+                    rows_total,
+                    created_by: &access.actor(),
+                },
+            )
+            .await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&org_id),
+                    actor: &access.actor(),
+                    action: "batch_job.created",
+                    target: Some(&format!("batch_job:{id}")),
+                    details: json!({
+                        "model": target.model.name,
+                        "version": target.version.version,
+                        "format": format,
+                        "rows_total": rows_total,
+                        "input_sha256": input_sha256,
+                    }),
+                },
+            )
+            .await?;
+            store::get(tx, &org_id, &id)
+                .await?
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job vanished")))
+        })
+        .await;
     let job = match job {
         Ok(job) => {
             intent.settle(&state.db).await;
@@ -369,12 +369,12 @@ async fn list_jobs(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<BatchJob>>> {
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     Ok(Json(store::list(&conn, &access.org.id, limit).await?))
 }
 
 async fn find_job(state: &AppState, org_id: &str, id: &str) -> ApiResult<BatchJob> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     store::get(&conn, org_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("batch job"))
@@ -410,32 +410,35 @@ async fn cancel_job(
 ) -> ApiResult<Json<BatchJob>> {
     let (_, id) = path;
     let org_id = &access.org.id;
-    let job = transaction!(state, |tx| {
-        let job = store::get(&tx, org_id, &id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("batch job"))?;
-        if !store::cancel(&tx, org_id, &id).await? {
-            return Err(ApiError::new(
-                ErrorCode::JobFinished,
-                format!("the batch job has already {}", job.status.as_str()),
-            ));
-        }
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(org_id),
-                actor: &access.actor(),
-                action: "batch_job.cancelled",
-                target: Some(&format!("batch_job:{id}")),
-                details: json!({ "rows_done": job.rows_done, "rows_total": job.rows_total }),
-            },
-        )
+    let job = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let job = store::get(tx, org_id, &id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("batch job"))?;
+            if !store::cancel(tx, org_id, &id).await? {
+                return Err(ApiError::new(
+                    ErrorCode::JobFinished,
+                    format!("the batch job has already {}", job.status.as_str()),
+                ));
+            }
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(org_id),
+                    actor: &access.actor(),
+                    action: "batch_job.cancelled",
+                    target: Some(&format!("batch_job:{id}")),
+                    details: json!({ "rows_done": job.rows_done, "rows_total": job.rows_total }),
+                },
+            )
+            .await?;
+            store::get(tx, org_id, &id)
+                .await?
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job vanished")))
+        })
         .await?;
-        store::get(&tx, org_id, &id)
-            .await?
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job vanished")))
-    })?;
     Ok(Json(job))
 }
 
@@ -456,7 +459,7 @@ async fn job_results(
     let (_, id) = path;
     let job = find_job(&state, &access.org.id, &id).await?;
     let chunks = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         store::chunks(&conn, &job.id).await?
     };
     let blobs = state.blobs.clone();

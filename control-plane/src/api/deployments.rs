@@ -4,6 +4,7 @@
 //! `pending`; the component and graph are then loaded in the background and the deployment
 //! becomes `ready` or `failed` with a reason. `"wait": true` answers only once it has.
 
+use crate::db::Writer;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::models::find_model;
-use super::{ApiJson, ApiPath, AppState, transaction};
+use super::{ApiJson, ApiPath, AppState};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::Authorized;
 use crate::auth::rbac::can;
@@ -84,7 +85,7 @@ async fn list_deployments(
     State(state): State<AppState>,
     access: Authorized<can::ReadModels>,
 ) -> ApiResult<Json<Vec<Deployment>>> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     Ok(Json(deployments::list(&conn, &access.org.id).await?))
 }
 
@@ -98,7 +99,7 @@ async fn get_deployment(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Deployment>> {
     let (_, name) = path;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     deployments::get(&conn, &model.id)
         .await?
@@ -122,60 +123,63 @@ async fn deploy(
     ApiJson(request): ApiJson<DeployRequest>,
 ) -> ApiResult<Deployed> {
     let (_, name) = path;
-    let (job, model_id) = transaction!(state, |tx| {
-        let model = find_model(&tx, &access.org.id, &name).await?;
-        let version = match (request.version, request.alias.as_deref(), &request.traffic) {
-            (Some(version), None, None) => version,
-            (None, Some(alias), None) => registry::alias_target(&tx, &model.id, alias)
-                .await?
-                .ok_or_else(|| ApiError::not_found("alias"))?,
-            (None, None, Some(traffic)) => traffic::validate(traffic, request.shadow.as_ref())
-                .map_err(|e| ApiError::invalid(e.to_string()))?,
-            _ => {
-                return Err(ApiError::invalid(
-                    "give exactly one of `version`, `alias` and `traffic`",
-                ));
+    let (job, model_id) = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let model = find_model(tx, &access.org.id, &name).await?;
+            let version = match (request.version, request.alias.as_deref(), &request.traffic) {
+                (Some(version), None, None) => version,
+                (None, Some(alias), None) => registry::alias_target(tx, &model.id, alias)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("alias"))?,
+                (None, None, Some(traffic)) => traffic::validate(traffic, request.shadow.as_ref())
+                    .map_err(|e| ApiError::invalid(e.to_string()))?,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "give exactly one of `version`, `alias` and `traffic`",
+                    ));
+                }
+            };
+            if let Some(shadow) = &request.shadow {
+                traffic::validate(
+                    &[Variant {
+                        version,
+                        weight: 100,
+                    }],
+                    Some(shadow),
+                )
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
             }
-        };
-        if let Some(shadow) = &request.shadow {
-            traffic::validate(
-                &[Variant {
-                    version,
-                    weight: 100,
-                }],
-                Some(shadow),
+            let target = Target {
+                org_id: &access.org.id,
+                model_id: &model.id,
+                version,
+                follow_alias: request.alias.as_deref(),
+                cache_ttl_secs: request.cache_ttl_secs,
+                traffic: request.traffic.as_deref(),
+                shadow: request.shadow.as_ref(),
+            };
+            let job = change(tx, &model, &target, "deployed", &access.actor()).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "model.deployed",
+                    target: Some(&format!("model:{}", model.name)),
+                    details: json!({
+                        "version": version,
+                        "follow_alias": request.alias,
+                        "traffic": request.traffic,
+                        "shadow": request.shadow,
+                    }),
+                },
             )
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
-        }
-        let target = Target {
-            org_id: &access.org.id,
-            model_id: &model.id,
-            version,
-            follow_alias: request.alias.as_deref(),
-            cache_ttl_secs: request.cache_ttl_secs,
-            traffic: request.traffic.as_deref(),
-            shadow: request.shadow.as_ref(),
-        };
-        let job = change(&tx, &model, &target, "deployed", &access.actor()).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "model.deployed",
-                target: Some(&format!("model:{}", model.name)),
-                details: json!({
-                    "version": version,
-                    "follow_alias": request.alias,
-                    "traffic": request.traffic,
-                    "shadow": request.shadow,
-                }),
-            },
-        )
+            .await?;
+            Ok((job, model.id))
+        })
         .await?;
-        Ok((job, model.id))
-    })?;
     respond(&state, job, &model_id, request.wait).await
 }
 
@@ -190,25 +194,28 @@ async fn undeploy(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, name) = path;
-    transaction!(state, |tx| {
-        let model = find_model(&tx, &access.org.id, &name).await?;
-        if !deployments::remove(&tx, &access.org.id, &model.id, &access.actor()).await? {
-            return Err(ApiError::not_found("deployment"));
-        }
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "model.undeployed",
-                target: Some(&format!("model:{}", model.name)),
-                details: json!({}),
-            },
-        )
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let model = find_model(tx, &access.org.id, &name).await?;
+            if !deployments::remove(tx, &access.org.id, &model.id, &access.actor()).await? {
+                return Err(ApiError::not_found("deployment"));
+            }
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "model.undeployed",
+                    target: Some(&format!("model:{}", model.name)),
+                    details: json!({}),
+                },
+            )
+            .await?;
+            Ok(())
+        })
         .await?;
-        Ok(())
-    })?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -235,41 +242,44 @@ async fn rollback(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
     };
-    let (job, model_id) = transaction!(state, |tx| {
-        let model = find_model(&tx, &access.org.id, &name).await?;
-        let current = deployments::get(&tx, &model.id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("deployment"))?;
-        let version = match request.version {
-            Some(version) => version,
-            None => deployments::previous_version(&tx, &model.id, current.version)
+    let (job, model_id) = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let model = find_model(tx, &access.org.id, &name).await?;
+            let current = deployments::get(tx, &model.id)
                 .await?
-                .ok_or_else(|| ApiError::not_found("an earlier deployed version"))?,
-        };
-        let target = Target {
-            org_id: &access.org.id,
-            model_id: &model.id,
-            version,
-            follow_alias: None,
-            cache_ttl_secs: current.cache_ttl_secs,
-            traffic: None,
-            shadow: None,
-        };
-        let job = change(&tx, &model, &target, "rolled_back", &access.actor()).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "model.rolled_back",
-                target: Some(&format!("model:{}", model.name)),
-                details: json!({ "from": current.version, "to": version }),
-            },
-        )
+                .ok_or_else(|| ApiError::not_found("deployment"))?;
+            let version = match request.version {
+                Some(version) => version,
+                None => deployments::previous_version(tx, &model.id, current.version)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("an earlier deployed version"))?,
+            };
+            let target = Target {
+                org_id: &access.org.id,
+                model_id: &model.id,
+                version,
+                follow_alias: None,
+                cache_ttl_secs: current.cache_ttl_secs,
+                traffic: None,
+                shadow: None,
+            };
+            let job = change(tx, &model, &target, "rolled_back", &access.actor()).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "model.rolled_back",
+                    target: Some(&format!("model:{}", model.name)),
+                    details: json!({ "from": current.version, "to": version }),
+                },
+            )
+            .await?;
+            Ok((job, model.id))
+        })
         .await?;
-        Ok((job, model.id))
-    })?;
     respond(&state, job, &model_id, request.wait).await
 }
 
@@ -289,40 +299,43 @@ async fn promote(
     ApiJson(request): ApiJson<PromoteRequest>,
 ) -> ApiResult<Deployed> {
     let (_, name) = path;
-    let (job, model_id) = transaction!(state, |tx| {
-        let model = find_model(&tx, &access.org.id, &name).await?;
-        let current = deployments::get(&tx, &model.id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("deployment"))?;
-        let target = Target {
-            org_id: &access.org.id,
-            model_id: &model.id,
-            version: request.version,
-            follow_alias: None,
-            cache_ttl_secs: current.cache_ttl_secs,
-            traffic: None,
-            shadow: None,
-        };
-        let job = change(&tx, &model, &target, "promoted", &access.actor()).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "model.promoted",
-                target: Some(&format!("model:{}", model.name)),
-                details: json!({
-                    "from": current.version,
-                    "to": request.version,
-                    "traffic": current.traffic,
-                    "shadow": current.shadow,
-                }),
-            },
-        )
+    let (job, model_id) = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let model = find_model(tx, &access.org.id, &name).await?;
+            let current = deployments::get(tx, &model.id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("deployment"))?;
+            let target = Target {
+                org_id: &access.org.id,
+                model_id: &model.id,
+                version: request.version,
+                follow_alias: None,
+                cache_ttl_secs: current.cache_ttl_secs,
+                traffic: None,
+                shadow: None,
+            };
+            let job = change(tx, &model, &target, "promoted", &access.actor()).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "model.promoted",
+                    target: Some(&format!("model:{}", model.name)),
+                    details: json!({
+                        "from": current.version,
+                        "to": request.version,
+                        "traffic": current.traffic,
+                        "shadow": current.shadow,
+                    }),
+                },
+            )
+            .await?;
+            Ok((job, model.id))
+        })
         .await?;
-        Ok((job, model.id))
-    })?;
     respond(&state, job, &model_id, request.wait).await
 }
 
@@ -337,7 +350,7 @@ async fn traffic_stats(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Vec<VariantStats>>> {
     let (_, name) = path;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(state.traffic.of_model(&model.id)))
 }
@@ -352,7 +365,7 @@ async fn deployment_history(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Vec<HistoryEntry>>> {
     let (_, name) = path;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(deployments::history(&conn, &model.id).await?))
 }
@@ -360,7 +373,7 @@ async fn deployment_history(
 /// Points the deployment at `target` (checking the version exists) and returns the
 /// warm-up to start once the transaction commits.
 async fn change(
-    tx: &libsql::Connection,
+    tx: &Writer,
     model: &Model,
     target: &Target<'_>,
     action: &str,
@@ -396,7 +409,7 @@ async fn respond(state: &AppState, job: WarmUp, model_id: &str, wait: bool) -> A
     if wait {
         handle.await.map_err(ApiError::internal)?;
     }
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let deployment = deployments::get(&conn, model_id).await?.ok_or_else(|| {
         ApiError::new(ErrorCode::NotFound, "the deployment was removed meanwhile")
     })?;
@@ -411,7 +424,7 @@ async fn respond(state: &AppState, job: WarmUp, model_id: &str, wait: bool) -> A
 /// After `alias` of `model` moved to `version` (inside the same transaction): if the
 /// deployment follows that alias, point it at the new version and return the warm-up.
 pub(super) async fn follow_alias(
-    tx: &libsql::Connection,
+    tx: &Writer,
     org_id: &str,
     model: &Model,
     alias: &str,

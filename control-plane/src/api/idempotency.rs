@@ -65,7 +65,7 @@ pub(crate) async fn once(
     );
     // Keys are nothing a memo holds.
     let claimed = idempotency::claim(
-        &*state.db.reader().await,
+        &*state.db.write_unmemoised().await,
         scope,
         &fingerprint,
         crate::db::now(),
@@ -90,7 +90,7 @@ pub(crate) async fn once(
     let Some(usage_id) = context::finished_call() else {
         // Nothing ran, nothing was billed: a retry may run it.
         held.settled = true;
-        if let Err(error) = idempotency::release(&*state.db.reader().await, scope).await {
+        if let Err(error) = idempotency::release(&*state.db.write_unmemoised().await, scope).await {
             tracing::warn!(error = %error, "failed to release an idempotency key");
         }
         return response;
@@ -123,8 +123,13 @@ pub(crate) async fn once(
         Err(status)
     };
     held.settled = true;
-    if let Err(error) =
-        idempotency::complete(&*state.db.reader().await, scope, to_store, Some(&usage_id)).await
+    if let Err(error) = idempotency::complete(
+        &*state.db.write_unmemoised().await,
+        scope,
+        to_store,
+        Some(&usage_id),
+    )
+    .await
     {
         // The call ran and was metered; the key stays `running` until its lease ends.
         tracing::error!(error = %error, "failed to store an idempotent response");
@@ -204,7 +209,7 @@ impl Drop for HeldKey<'_> {
                 credential: &credential,
                 key: &key,
             };
-            if let Err(error) = idempotency::release(&*db.reader().await, scope).await {
+            if let Err(error) = idempotency::release(&*db.write_unmemoised().await, scope).await {
                 tracing::warn!(error = %error, "failed to release an abandoned idempotency key");
             }
         });

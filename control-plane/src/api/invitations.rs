@@ -15,7 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::{TokenResponse, issue_tokens};
 use super::orgs::OrgView;
-use super::{ApiJson, ApiPath, AppState, transaction};
+use super::{ApiJson, ApiPath, AppState};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::can;
 use crate::auth::{Authorized, CurrentSession, Role, input, password, tokens};
@@ -59,7 +59,7 @@ async fn list_invitations(
     State(state): State<AppState>,
     access: Authorized<can::ManageMembers>,
 ) -> ApiResult<Json<Vec<InvitationView>>> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let pending = invitations::pending(&conn, &access.org.id, db::now()).await?;
     Ok(Json(pending.iter().map(InvitationView::from).collect()))
 }
@@ -75,24 +75,27 @@ async fn revoke_invitation(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, id) = path;
-    transaction!(state, |tx| {
-        if !invitations::revoke(&tx, &access.org.id, &id, db::now()).await? {
-            return Err(ApiError::not_found("invitation"));
-        }
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "member.invitation_revoked",
-                target: Some(&format!("invitation:{id}")),
-                details: json!({}),
-            },
-        )
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            if !invitations::revoke(tx, &access.org.id, &id, db::now()).await? {
+                return Err(ApiError::not_found("invitation"));
+            }
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "member.invitation_revoked",
+                    target: Some(&format!("invitation:{id}")),
+                    details: json!({}),
+                },
+            )
+            .await?;
+            Ok(())
+        })
         .await?;
-        Ok(())
-    })?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -120,7 +123,7 @@ async fn accept_invitation(
     let hash = tokens::hash_secret(&request.token);
     let now = db::now();
     let (invitation, existing) = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         let invitation = usable(invitations::find_by_token(&conn, &hash).await?, now)?;
         let existing = users::find_by_email(&conn, &invitation.email).await?;
         (invitation, existing)
@@ -177,66 +180,70 @@ async fn accept_invitation(
             Joiner::New(password_hash)
         }
     };
-    let accepted = transaction!(state, |tx| {
-        // Checked again under the lock: the token may have been spent meanwhile.
-        let invitation = usable(invitations::find_by_token(&tx, &hash).await?, now)?;
-        if !invitations::mark_accepted(&tx, &invitation.id, now).await? {
-            return Err(spent());
-        }
-        let (user_id, session) = match &joiner {
-            Joiner::Existing(id) => (id.clone(), None),
-            Joiner::New(password_hash) => {
-                let user_id = match users::insert(&tx, &invitation.email, password_hash).await {
-                    Ok(id) => id,
-                    // The address got an account meanwhile: its owner must accept signed in.
-                    Err(e) if db::is_unique_violation(&e) => {
-                        return Err(ApiError::new(
-                            ErrorCode::Unauthenticated,
-                            "sign in as the invited address, then accept again",
-                        ));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                sign_ins::record(&tx, &user_id, true, meta.source_ip.as_deref(), now).await?;
-                let session_id =
-                    sessions::start(&tx, &user_id, meta.source_ip.as_deref(), now).await?;
-                let tokens = issue_tokens(&state, &tx, &user_id, &session_id, false, now).await?;
-                (user_id, Some(tokens))
+    let accepted = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            // Checked again under the lock: the token may have been spent meanwhile.
+            let invitation = usable(invitations::find_by_token(tx, &hash).await?, now)?;
+            if !invitations::mark_accepted(tx, &invitation.id, now).await? {
+                return Err(spent());
             }
-        };
-        let role = match orgs::role_in(&tx, &invitation.org_id, &user_id).await? {
-            Some(role) => role,
-            None => {
-                orgs::add_member(&tx, &invitation.org_id, &user_id, invitation.role).await?;
-                invitation.role
-            }
-        };
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&invitation.org_id),
-                actor: &format!("user:{user_id}"),
-                action: "member.joined",
-                target: Some(&format!("user:{user_id}")),
-                details: json!({
-                    "role": role,
-                    "invitation": invitation.id,
-                    "invited_by": invitation.invited_by,
-                }),
-            },
-        )
-        .await?;
-        let org = orgs::find_by_id(&tx, &invitation.org_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("organisation"))?;
-        Ok(AcceptedInvitation {
-            org: OrgView::new(&org, Some(role)),
-            role,
-            user_id,
-            session,
+            let (user_id, session) = match &joiner {
+                Joiner::Existing(id) => (id.clone(), None),
+                Joiner::New(password_hash) => {
+                    let user_id = match users::insert(tx, &invitation.email, password_hash).await {
+                        Ok(id) => id,
+                        // The address got an account meanwhile: its owner must accept signed in.
+                        Err(e) if db::is_unique_violation(&e) => {
+                            return Err(ApiError::new(
+                                ErrorCode::Unauthenticated,
+                                "sign in as the invited address, then accept again",
+                            ));
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    sign_ins::record(tx, &user_id, true, meta.source_ip.as_deref(), now).await?;
+                    let session_id =
+                        sessions::start(tx, &user_id, meta.source_ip.as_deref(), now).await?;
+                    let tokens =
+                        issue_tokens(&state, tx, &user_id, &session_id, false, now).await?;
+                    (user_id, Some(tokens))
+                }
+            };
+            let role = match orgs::role_in(tx, &invitation.org_id, &user_id).await? {
+                Some(role) => role,
+                None => {
+                    orgs::add_member(tx, &invitation.org_id, &user_id, invitation.role).await?;
+                    invitation.role
+                }
+            };
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&invitation.org_id),
+                    actor: &format!("user:{user_id}"),
+                    action: "member.joined",
+                    target: Some(&format!("user:{user_id}")),
+                    details: json!({
+                        "role": role,
+                        "invitation": invitation.id,
+                        "invited_by": invitation.invited_by,
+                    }),
+                },
+            )
+            .await?;
+            let org = orgs::find_by_id(tx, &invitation.org_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("organisation"))?;
+            Ok(AcceptedInvitation {
+                org: OrgView::new(&org, Some(role)),
+                role,
+                user_id,
+                session,
+            })
         })
-    })?;
+        .await?;
     Ok(Json(accepted))
 }
 

@@ -3,10 +3,10 @@
 //! A caller sees and manages only the keys it could have created ([`rbac::key_access`]):
 //! a key it may not see answers `404`, one it may see but not manage `403`.
 
+use crate::db::Reader;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use libsql::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ApiJson, ApiPath, AppState, transaction};
+use super::{ApiJson, ApiPath, AppState};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::{self, KeyAccess, can};
 use crate::auth::{Authorized, OrgAccess, Principal, Scope, tokens};
@@ -63,7 +63,7 @@ fn validate_name(name: &str) -> ApiResult<()> {
 }
 
 /// The user the caller acts for: a signed-in user, or the person its key acts for.
-async fn caller_principal(conn: &Connection, access: &OrgAccess) -> ApiResult<Option<String>> {
+async fn caller_principal(conn: &Reader, access: &OrgAccess) -> ApiResult<Option<String>> {
     Ok(match &access.principal {
         Principal::User { id, .. } => Some(id.clone()),
         Principal::ApiKey { id, .. } => keys::principal_of(conn, &access.org.id, id).await?,
@@ -83,7 +83,7 @@ fn access_to(access: &OrgAccess, me: Option<&str>, key: &ManagedKey) -> KeyAcces
 
 /// The key `key_id` if the caller may manage it: `404` if it may not even see it, `403` if
 /// it sees it but could not have created it.
-async fn managed_key(conn: &Connection, access: &OrgAccess, key_id: &str) -> ApiResult<ApiKey> {
+async fn managed_key(conn: &Reader, access: &OrgAccess, key_id: &str) -> ApiResult<ApiKey> {
     let me = caller_principal(conn, access).await?;
     let key = keys::get(conn, &access.org.id, key_id)
         .await?
@@ -108,7 +108,7 @@ async fn list_keys(
     access: Authorized<can::ReadKeys>,
 ) -> ApiResult<Json<Vec<ApiKey>>> {
     state.lookups.flush_key_uses().await?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let me = caller_principal(&conn, &access).await?;
     let visible = keys::list(&conn, &access.org.id)
         .await?
@@ -162,16 +162,16 @@ async fn create_key(
         return Err(ApiError::invalid("expires_at must be in the future"));
     }
     let generated = tokens::generate_secret(tokens::API_KEY_PREFIX);
-    let key = transaction!(state, |tx| {
+    let key = state.db.transaction(async |tx| -> Result<_, crate::error::ApiError> {
         // The new key acts for the caller's person, so that it dies with their membership.
-        let principal = caller_principal(&tx, &access).await?.ok_or_else(|| {
+        let principal = caller_principal(tx, &access).await?.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::Forbidden,
                 "this key acts for nobody and cannot create keys",
             )
         })?;
         let id = keys::insert(
-            &tx,
+            tx,
             &NewKey {
                 org_id: &access.org.id,
                 name: &request.name,
@@ -185,7 +185,7 @@ async fn create_key(
         )
         .await?;
         audit::record(
-            &tx,
+            tx,
             &meta,
             AuditEvent {
                 org_id: Some(&access.org.id),
@@ -196,11 +196,11 @@ async fn create_key(
             },
         )
         .await?;
-        keys::get(&tx, &access.org.id, &id)
+        keys::get(tx, &access.org.id, &id)
             .await?
             .map(|key| key.key)
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("key vanished")))
-    })?;
+    }).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
@@ -221,7 +221,7 @@ async fn get_key(
 ) -> ApiResult<Json<ApiKey>> {
     let (_, key_id) = path;
     state.lookups.flush_key_uses().await?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let me = caller_principal(&conn, &access).await?;
     keys::get(&conn, &access.org.id, &key_id)
         .await?
@@ -243,28 +243,31 @@ async fn rename_key(
 ) -> ApiResult<Json<ApiKey>> {
     let (_, key_id) = path;
     validate_name(&request.name)?;
-    let key = transaction!(state, |tx| {
-        managed_key(&tx, &access, &key_id).await?;
-        if !keys::rename(&tx, &access.org.id, &key_id, &request.name).await? {
-            return Err(ApiError::not_found("API key"));
-        }
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "apikey.renamed",
-                target: Some(&format!("apikey:{key_id}")),
-                details: json!({ "name": request.name }),
-            },
-        )
+    let key = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            managed_key(tx, &access, &key_id).await?;
+            if !keys::rename(tx, &access.org.id, &key_id, &request.name).await? {
+                return Err(ApiError::not_found("API key"));
+            }
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "apikey.renamed",
+                    target: Some(&format!("apikey:{key_id}")),
+                    details: json!({ "name": request.name }),
+                },
+            )
+            .await?;
+            keys::get(tx, &access.org.id, &key_id)
+                .await?
+                .map(|key| key.key)
+                .ok_or_else(|| ApiError::not_found("API key"))
+        })
         .await?;
-        keys::get(&tx, &access.org.id, &key_id)
-            .await?
-            .map(|key| key.key)
-            .ok_or_else(|| ApiError::not_found("API key"))
-    })?;
     Ok(Json(key))
 }
 
@@ -279,24 +282,27 @@ async fn revoke_key(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, key_id) = path;
-    transaction!(state, |tx| {
-        managed_key(&tx, &access, &key_id).await?;
-        if !keys::revoke(&tx, &access.org.id, &key_id).await? {
-            return Err(ApiError::not_found("API key"));
-        }
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "apikey.revoked",
-                target: Some(&format!("apikey:{key_id}")),
-                details: json!({}),
-            },
-        )
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            managed_key(tx, &access, &key_id).await?;
+            if !keys::revoke(tx, &access.org.id, &key_id).await? {
+                return Err(ApiError::not_found("API key"));
+            }
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "apikey.revoked",
+                    target: Some(&format!("apikey:{key_id}")),
+                    details: json!({}),
+                },
+            )
+            .await?;
+            Ok(())
+        })
         .await?;
-        Ok(())
-    })?;
     Ok(StatusCode::NO_CONTENT)
 }

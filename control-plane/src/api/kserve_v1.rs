@@ -20,15 +20,14 @@ use utoipa_axum::router::OpenApiRouter;
 use wisp_host::NamedTensor;
 
 use super::idempotency::{Called, once};
-use super::predict::{
-    MAX_PREDICT_BODY, enter_org, invoke, is_large, off_executor, readiness, resolve_routed,
-    route_key,
-};
+use super::predict::{MAX_PREDICT_BODY, call_options};
 use super::v2::{V2, V2Error, V2ErrorBody, body_bytes};
 use super::{ApiPath, AppState};
 use crate::auth::rbac::can;
 use crate::auth::{CredentialOrg, OrgAccess};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::inspect::ModelSignature;
+use crate::serving::pipeline::{Admitted, Call, Codec, Invoked, Pipeline, Selector, Served};
 use crate::serving::tensors::tensor_type;
 use crate::serving::v1_codec::{self, V1Error};
 
@@ -71,11 +70,11 @@ pub struct V1ModelStatus {
     params(("model" = String, Path, description = "Model name")),
     responses((status = 200, body = V1ModelStatus), (status = 404, body = V2ErrorBody), (status = 503, description = "not ready", body = V2ErrorBody)))]
 async fn model_status(
-    State(state): State<AppState>,
+    State(pipeline): State<Pipeline>,
     V2(access): V2<CredentialOrg<can::DescribeModel>>,
     V2(ApiPath(name)): V2<ApiPath<String>>,
 ) -> Result<Json<V1ModelStatus>, V2Error> {
-    match readiness(&state, &access.org.id, &name, None).await? {
+    match pipeline.readiness(&access.org.id, &name, None).await? {
         Ok(()) => Ok(Json(V1ModelStatus { name, ready: true })),
         // KServe answers a model that is not ready with 503.
         Err(why) => Err(V2Error(ApiError::new(ErrorCode::Overloaded, why))),
@@ -96,6 +95,7 @@ async fn model_status(
     ))]
 async fn predict(
     State(state): State<AppState>,
+    State(pipeline): State<Pipeline>,
     V2(access): V2<CredentialOrg<can::Predict>>,
     V2(ApiPath(target)): V2<ApiPath<String>>,
     OriginalUri(uri): OriginalUri,
@@ -109,8 +109,8 @@ async fn predict(
         ))
         .into_response();
     };
-    let body = match body_bytes(&state, &access, &headers, body).await {
-        Ok(body) => body,
+    let (admitted, body) = match body_bytes(&pipeline, &access, &headers, body).await {
+        Ok(admitted) => admitted,
         Err(error) => return V2Error(error).into_response(),
     };
     let called = Called {
@@ -119,7 +119,7 @@ async fn predict(
         headers: &headers,
         body: &body,
     };
-    let call = predict_call(&state, &access, name, &headers, body.clone());
+    let call = predict_call(&pipeline, &access, name, &headers, admitted, body.clone());
     once(&state, &access, called, async {
         call.await.into_response()
     })
@@ -127,15 +127,33 @@ async fn predict(
 }
 
 async fn predict_call(
-    state: &AppState,
+    pipeline: &Pipeline,
     access: &OrgAccess,
     name: &str,
     headers: &HeaderMap,
+    admitted: Admitted,
     body: Bytes,
 ) -> Result<Json<V1PredictResponse>, V2Error> {
-    let slot = enter_org(state, &access.org.id).await?;
-    let large = is_large(body.len());
-    let request: V1PredictRequest = off_executor(large, move || {
+    let call = Call {
+        access,
+        model: name,
+        path: Selector::default(),
+        options: call_options(headers),
+    };
+    let (predictions, _) = pipeline.call(admitted, call, V1Codec, body).await?;
+    Ok(Json(V1PredictResponse { predictions }))
+}
+
+/// KServe V1: `{"instances": [...]}` for a model with one input, `{"predictions": [...]}`.
+#[derive(Debug, Clone, Copy)]
+struct V1Codec;
+
+impl Codec for V1Codec {
+    type Request = V1PredictRequest;
+    type Carry = ();
+    type Response = Vec<Value>;
+
+    fn parse(&self, body: Bytes) -> ApiResult<V1PredictRequest> {
         serde_json::from_slice(&body).map_err(|e| {
             let code = if e.is_syntax() || e.is_eof() {
                 ErrorCode::InvalidJson
@@ -144,41 +162,38 @@ async fn predict_call(
             };
             ApiError::new(code, e.to_string())
         })
-    })
-    .await?;
-    let target =
-        resolve_routed(state, &access.org.id, name, None, None, route_key(headers)).await?;
-    let invalid = |message: String| ApiError::new(ErrorCode::InvalidInput, message);
-    let spec = match target.version.signature.inputs.as_slice() {
-        [spec] => spec,
-        specs => {
-            return Err(V2Error(invalid(format!(
-                "KServe V1 needs a model with one input; this one has {}: use V2",
-                specs.len()
-            ))));
-        }
-    };
-    let ty = tensor_type(spec.dtype).ok_or_else(|| {
-        invalid(format!(
-            "input `{}` has dtype {:?}, which wisp cannot pass to a model",
-            spec.name, spec.dtype
-        ))
-    })?;
-    let name = spec.name.clone();
-    let tensor = off_executor(large, move || {
-        v1_codec::instances_tensor(ty, &request.instances)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))
-    })
-    .await?;
-    let inputs = vec![NamedTensor::new(&name, tensor)];
-    let invoked = invoke(state, access, &target, inputs, headers, slot).await?;
-    let large = is_large(invoked.usage.output_bytes as usize);
-    let predictions = off_executor(large, move || {
+    }
+
+    fn inputs(
+        &self,
+        request: V1PredictRequest,
+        signature: &ModelSignature,
+    ) -> ApiResult<(Vec<NamedTensor>, ())> {
+        let invalid = |message: String| ApiError::new(ErrorCode::InvalidInput, message);
+        let spec = match signature.inputs.as_slice() {
+            [spec] => spec,
+            specs => {
+                return Err(invalid(format!(
+                    "KServe V1 needs a model with one input; this one has {}: use V2",
+                    specs.len()
+                )));
+            }
+        };
+        let ty = tensor_type(spec.dtype).ok_or_else(|| {
+            invalid(format!(
+                "input `{}` has dtype {:?}, which wisp cannot pass to a model",
+                spec.name, spec.dtype
+            ))
+        })?;
+        let tensor = v1_codec::instances_tensor(ty, &request.instances)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))?;
+        Ok((vec![NamedTensor::new(&spec.name, tensor)], ()))
+    }
+
+    fn encode(&self, _: Served, invoked: Invoked, (): ()) -> ApiResult<Vec<Value>> {
         v1_codec::predictions(&invoked.outputs).map_err(|e| match e {
             V1Error::TooLarge(why) => ApiError::new(ErrorCode::OutputTooLarge, why),
             V1Error::Invalid(why) => ApiError::new(ErrorCode::InferenceFailed, why),
         })
-    })
-    .await?;
-    Ok(Json(V1PredictResponse { predictions }))
+    }
 }

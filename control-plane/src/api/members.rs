@@ -8,7 +8,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ApiJson, ApiPath, AppState, transaction};
+use super::{ApiJson, ApiPath, AppState};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::{self, can};
 use crate::auth::{Authorized, Role, input};
@@ -72,7 +72,7 @@ async fn list_members(
     State(state): State<AppState>,
     access: Authorized<can::ReadMembers>,
 ) -> ApiResult<Json<Vec<Member>>> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     Ok(Json(orgs::members(&conn, &access.org.id).await?))
 }
 
@@ -86,7 +86,7 @@ async fn get_member(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Member>> {
     let (_, user_id) = path;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     orgs::member(&conn, &access.org.id, &user_id)
         .await?
         .map(Json)
@@ -110,39 +110,40 @@ async fn add_member(
     forbid_assign(access.acting_role(), request.role)?;
     let now = crate::db::now();
     let ttl = state.settings.invitation_ttl_secs;
-    let (invitation, token) = transaction!(state, |tx| {
-        // Only membership of this very organisation is visible: its admins see it anyway.
-        if let Some(user) = users::find_by_email(&tx, &email).await?
-            && orgs::role_in(&tx, &access.org.id, &user.id)
-                .await?
-                .is_some()
-        {
-            return Err(ApiError::new(ErrorCode::AlreadyExists, "already a member"));
-        }
-        let (invitation, token) = invitations::create(
-            &tx,
-            &access.org.id,
-            &email,
-            request.role,
-            &access.actor(),
-            ttl,
-            now,
-        )
+    let (invitation, token) = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            // Only membership of this very organisation is visible: its admins see it anyway.
+            if let Some(user) = users::find_by_email(tx, &email).await?
+                && orgs::role_in(tx, &access.org.id, &user.id).await?.is_some()
+            {
+                return Err(ApiError::new(ErrorCode::AlreadyExists, "already a member"));
+            }
+            let (invitation, token) = invitations::create(
+                tx,
+                &access.org.id,
+                &email,
+                request.role,
+                &access.actor(),
+                ttl,
+                now,
+            )
+            .await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "member.invited",
+                    target: Some(&format!("invitation:{}", invitation.id)),
+                    details: json!({ "email": email, "role": request.role }),
+                },
+            )
+            .await?;
+            Ok((invitation, token))
+        })
         .await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "member.invited",
-                target: Some(&format!("invitation:{}", invitation.id)),
-                details: json!({ "email": email, "role": request.role }),
-            },
-        )
-        .await?;
-        Ok((invitation, token))
-    })?;
     Ok((
         StatusCode::CREATED,
         Json(AddedMember {
@@ -165,31 +166,31 @@ async fn change_role(
     ApiJson(request): ApiJson<ChangeRole>,
 ) -> ApiResult<Json<Member>> {
     let (_, user_id) = path;
-    let member = transaction!(state, |tx| {
-        let current = orgs::role_in(&tx, &access.org.id, &user_id)
+    let member = state.db.transaction(async |tx| -> Result<_, crate::error::ApiError> {
+        let current = orgs::role_in(tx, &access.org.id, &user_id)
             .await?
             .ok_or_else(|| ApiError::not_found("member"))?;
         forbid_assign(access.acting_role(), current)?;
         forbid_assign(access.acting_role(), request.role)?;
         if current == Role::Owner
             && request.role != Role::Owner
-            && orgs::owner_count(&tx, &access.org.id).await? <= 1
+            && orgs::owner_count(tx, &access.org.id).await? <= 1
         {
             return Err(ApiError::new(
                 ErrorCode::LastOwner,
                 "the organisation needs an owner",
             ));
         }
-        orgs::set_role(&tx, &access.org.id, &user_id, request.role).await?;
+        orgs::set_role(tx, &access.org.id, &user_id, request.role).await?;
         let revoked_keys = keys::revoke_beyond_role(
-            &tx,
+            tx,
             &access.org.id,
             &format!("user:{user_id}"),
             Some(request.role),
         )
         .await?;
         audit::record(
-            &tx,
+            tx,
             &meta,
             AuditEvent {
                 org_id: Some(&access.org.id),
@@ -200,10 +201,10 @@ async fn change_role(
             },
         )
         .await?;
-        orgs::member(&tx, &access.org.id, &user_id)
+        orgs::member(tx, &access.org.id, &user_id)
             .await?
             .ok_or_else(|| ApiError::not_found("member"))
-    })?;
+    }).await?;
     Ok(Json(member))
 }
 
@@ -218,33 +219,37 @@ async fn remove_member(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, user_id) = path;
-    transaction!(state, |tx| {
-        let current = orgs::role_in(&tx, &access.org.id, &user_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("member"))?;
-        forbid_assign(access.acting_role(), current)?;
-        if current == Role::Owner && orgs::owner_count(&tx, &access.org.id).await? <= 1 {
-            return Err(ApiError::new(
-                ErrorCode::LastOwner,
-                "the organisation needs an owner",
-            ));
-        }
-        orgs::remove_member(&tx, &access.org.id, &user_id).await?;
-        let revoked_keys =
-            keys::revoke_beyond_role(&tx, &access.org.id, &format!("user:{user_id}"), None).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "member.removed",
-                target: Some(&format!("user:{user_id}")),
-                details: json!({ "role": current, "revoked_keys": revoked_keys }),
-            },
-        )
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let current = orgs::role_in(tx, &access.org.id, &user_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("member"))?;
+            forbid_assign(access.acting_role(), current)?;
+            if current == Role::Owner && orgs::owner_count(tx, &access.org.id).await? <= 1 {
+                return Err(ApiError::new(
+                    ErrorCode::LastOwner,
+                    "the organisation needs an owner",
+                ));
+            }
+            orgs::remove_member(tx, &access.org.id, &user_id).await?;
+            let revoked_keys =
+                keys::revoke_beyond_role(tx, &access.org.id, &format!("user:{user_id}"), None)
+                    .await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "member.removed",
+                    target: Some(&format!("user:{user_id}")),
+                    details: json!({ "role": current, "revoked_keys": revoked_keys }),
+                },
+            )
+            .await?;
+            Ok(())
+        })
         .await?;
-        Ok(())
-    })?;
     Ok(StatusCode::NO_CONTENT)
 }

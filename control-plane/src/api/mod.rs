@@ -31,9 +31,10 @@ mod v2;
 
 use std::sync::Arc;
 
+use crate::serving::pipeline::Pipeline;
 use axum::Router;
-use axum::extract::FromRequest;
 use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequest};
 use axum::http::HeaderName;
 use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -125,6 +126,19 @@ pub struct AppState {
     pub settings: ApiSettings,
 }
 
+impl FromRef<AppState> for Pipeline {
+    fn from_ref(state: &AppState) -> Self {
+        Pipeline {
+            lookups: state.lookups.clone(),
+            admission: state.admission.clone(),
+            metering: state.metering.clone(),
+            result_cache: state.result_cache.clone(),
+            traffic: state.traffic.clone(),
+            serving: state.serving.clone(),
+        }
+    }
+}
+
 /// Request bodies: like `axum::Json`, but rejections are [`ApiError`]s with stable codes.
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
@@ -209,32 +223,3 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
-
-/// Runs a transaction: `BEGIN`, the body, then `COMMIT`; any error rolls back.
-///
-/// The database lock is held throughout, so the body sees and writes a consistent state.
-macro_rules! transaction {
-    ($state:expr, |$tx:ident| $body:expr) => {{
-        let conn = $state.db.conn().await;
-        let $tx = conn
-            .transaction()
-            .await
-            .map_err(|e| $crate::error::ApiError::internal(e))?;
-        let result: Result<_, $crate::error::ApiError> = async { $body }.await;
-        match result {
-            Ok(value) => {
-                $tx.commit()
-                    .await
-                    .map_err(|e| $crate::error::ApiError::internal(e))?;
-                Ok::<_, $crate::error::ApiError>(value)
-            }
-            Err(error) => {
-                if let Err(e) = $tx.rollback().await {
-                    tracing::warn!(error = %e, "rollback failed");
-                }
-                Err(error)
-            }
-        }
-    }};
-}
-pub(crate) use transaction;

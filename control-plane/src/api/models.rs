@@ -2,6 +2,7 @@
 //!
 //! Uploading a version is in [`super::upload`].
 
+use crate::db::Reader;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -13,7 +14,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ApiJson, ApiPath, ApiQuery, AppState, transaction};
+use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::Authorized;
 use crate::auth::rbac::can;
@@ -111,11 +112,7 @@ fn validate_alias(alias: &str) -> ApiResult<()> {
 }
 
 /// Looks a model up in the caller's organisation; other organisations' models are not found.
-pub(super) async fn find_model(
-    conn: &libsql::Connection,
-    org_id: &str,
-    name: &str,
-) -> ApiResult<Model> {
+pub(super) async fn find_model(conn: &Reader, org_id: &str, name: &str) -> ApiResult<Model> {
     registry::get_model(conn, org_id, name)
         .await?
         .ok_or_else(|| ApiError::not_found("model"))
@@ -129,7 +126,7 @@ async fn list_models(
     State(state): State<AppState>,
     access: Authorized<can::ReadModels>,
 ) -> ApiResult<Json<Vec<Model>>> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     Ok(Json(registry::list_models(&conn, &access.org.id).await?))
 }
 
@@ -145,39 +142,42 @@ async fn create_model(
     ApiJson(request): ApiJson<CreateModel>,
 ) -> ApiResult<(StatusCode, Json<Model>)> {
     validate_model_name(&request.name)?;
-    let model = transaction!(state, |tx| {
-        let plan = plans::of_org(&tx, &access.org.id).await?;
-        let models = registry::list_models(&tx, &access.org.id).await?.len() as u64;
-        quota::check(QuotaKind::Models, models, 1, plan.quotas.max_models)?;
-        let model = registry::create_model(
-            &tx,
-            &access.org.id,
-            &request.name,
-            &request.description,
-            &access.actor(),
-        )
-        .await
-        .map_err(|e| {
-            if db::is_unique_violation(&e) {
-                ApiError::new(ErrorCode::AlreadyExists, "a model with this name exists")
-            } else {
-                e.into()
-            }
-        })?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "model.created",
-                target: Some(&format!("model:{}", model.name)),
-                details: json!({}),
-            },
-        )
+    let model = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let plan = plans::of_org(tx, &access.org.id).await?;
+            let models = registry::list_models(tx, &access.org.id).await?.len() as u64;
+            quota::check(QuotaKind::Models, models, 1, plan.quotas.max_models)?;
+            let model = registry::create_model(
+                tx,
+                &access.org.id,
+                &request.name,
+                &request.description,
+                &access.actor(),
+            )
+            .await
+            .map_err(|e| {
+                if db::is_unique_violation(&e) {
+                    ApiError::new(ErrorCode::AlreadyExists, "a model with this name exists")
+                } else {
+                    e.into()
+                }
+            })?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "model.created",
+                    target: Some(&format!("model:{}", model.name)),
+                    details: json!({}),
+                },
+            )
+            .await?;
+            Ok(model)
+        })
         .await?;
-        Ok(model)
-    })?;
     Ok((StatusCode::CREATED, Json(model)))
 }
 
@@ -191,7 +191,7 @@ async fn get_model(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Model>> {
     let (_, name) = path;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     Ok(Json(find_model(&conn, &access.org.id, &name).await?))
 }
 
@@ -209,24 +209,26 @@ async fn delete_model(
     // Blobs are deleted while the database lock is still held, so an upload of the same
     // bytes cannot slip a new reference in between the check and the deletion (the upload
     // re-checks its blob under the same lock).
-    let conn = state.db.conn().await;
-    let tx = conn.transaction().await.map_err(ApiError::internal)?;
-    let model = find_model(&tx, &access.org.id, &name).await?;
-    let digests = registry::delete_model(&tx, &model.id).await?;
-    audit::record(
-        &tx,
-        &meta,
-        AuditEvent {
-            org_id: Some(&access.org.id),
-            actor: &access.actor(),
-            action: "model.deleted",
-            target: Some(&format!("model:{}", model.name)),
-            details: json!({ "versions_deleted": digests.len() }),
-        },
-    )
-    .await?;
-    let orphans = registry::unreferenced(&tx, &digests).await?;
-    tx.commit().await.map_err(ApiError::internal)?;
+    let conn = state.db.write().await;
+    let orphans = conn
+        .transaction(async |tx| -> ApiResult<_> {
+            let model = find_model(tx, &access.org.id, &name).await?;
+            let digests = registry::delete_model(tx, &model.id).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "model.deleted",
+                    target: Some(&format!("model:{}", model.name)),
+                    details: json!({ "versions_deleted": digests.len() }),
+                },
+            )
+            .await?;
+            Ok(registry::unreferenced(tx, &digests).await?)
+        })
+        .await?;
     for digest in orphans {
         if let Err(e) = state.blobs.delete(&digest).await {
             // The rows are gone; a leftover blob only costs space.
@@ -237,11 +239,7 @@ async fn delete_model(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn resolve_version(
-    conn: &libsql::Connection,
-    model: &Model,
-    version: i64,
-) -> ApiResult<ModelVersion> {
+async fn resolve_version(conn: &Reader, model: &Model, version: i64) -> ApiResult<ModelVersion> {
     registry::get_version(conn, &model.id, version)
         .await?
         .ok_or_else(|| ApiError::not_found("version"))
@@ -257,7 +255,7 @@ async fn get_version(
     ApiPath(path): ApiPath<(String, String, i64)>,
 ) -> ApiResult<Json<ModelVersion>> {
     let (_, name, version) = path;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(resolve_version(&conn, &model, version).await?))
 }
@@ -273,7 +271,7 @@ async fn download_version(
 ) -> ApiResult<Response> {
     let (_, name, version) = path;
     let digest = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         let model = find_model(&conn, &access.org.id, &name).await?;
         resolve_version(&conn, &model, version).await?.sha256
     };
@@ -317,25 +315,28 @@ async fn patch_version(
         metrics: request.metrics,
         run_id: request.run_id,
     };
-    let updated = transaction!(state, |tx| {
-        let model = find_model(&tx, &access.org.id, &name).await?;
-        if !registry::update_version(&tx, &model.id, version, &patch).await? {
-            return Err(ApiError::not_found("version"));
-        }
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "model.version.updated",
-                target: Some(&format!("model:{}/versions/{version}", model.name)),
-                details: json!({}),
-            },
-        )
+    let updated = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let model = find_model(tx, &access.org.id, &name).await?;
+            if !registry::update_version(tx, &model.id, version, &patch).await? {
+                return Err(ApiError::not_found("version"));
+            }
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "model.version.updated",
+                    target: Some(&format!("model:{}/versions/{version}", model.name)),
+                    details: json!({}),
+                },
+            )
+            .await?;
+            resolve_version(tx, &model, version).await
+        })
         .await?;
-        resolve_version(&tx, &model, version).await
-    })?;
     Ok(Json(updated))
 }
 
@@ -349,7 +350,7 @@ async fn list_aliases(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Vec<Alias>>> {
     let (_, name) = path;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(registry::list_aliases(&conn, &model.id).await?))
 }
@@ -364,7 +365,7 @@ async fn get_alias(
     ApiPath(path): ApiPath<(String, String, String)>,
 ) -> ApiResult<Json<ModelVersion>> {
     let (_, name, alias) = path;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     let version = registry::alias_target(&conn, &model.id, &alias)
         .await?
@@ -385,38 +386,47 @@ async fn set_alias(
 ) -> ApiResult<Json<AliasMoved>> {
     let (_, name, alias) = path;
     validate_alias(&alias)?;
-    let (moved, redeploy) = transaction!(state, |tx| {
-        let model = find_model(&tx, &access.org.id, &name).await?;
-        resolve_version(&tx, &model, request.version).await?;
-        let previous =
-            registry::set_alias(&tx, &model.id, &alias, request.version, &access.actor()).await?;
-        let redeploy =
-            super::deployments::follow_alias(&tx, &access.org.id, &model, &alias, &access.actor())
-                .await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "model.alias.moved",
-                target: Some(&format!("model:{}/aliases/{alias}", model.name)),
-                details: json!({
-                    "from": previous,
-                    "to": request.version,
-                    "redeployed": redeploy.is_some(),
-                }),
-            },
-        )
+    let (moved, redeploy) = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let model = find_model(tx, &access.org.id, &name).await?;
+            resolve_version(tx, &model, request.version).await?;
+            let previous =
+                registry::set_alias(tx, &model.id, &alias, request.version, &access.actor())
+                    .await?;
+            let redeploy = super::deployments::follow_alias(
+                tx,
+                &access.org.id,
+                &model,
+                &alias,
+                &access.actor(),
+            )
+            .await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "model.alias.moved",
+                    target: Some(&format!("model:{}/aliases/{alias}", model.name)),
+                    details: json!({
+                        "from": previous,
+                        "to": request.version,
+                        "redeployed": redeploy.is_some(),
+                    }),
+                },
+            )
+            .await?;
+            let moved = AliasMoved {
+                alias: alias.clone(),
+                version: request.version,
+                previous_version: previous,
+                redeployed: redeploy.is_some(),
+            };
+            Ok((moved, redeploy))
+        })
         .await?;
-        let moved = AliasMoved {
-            alias: alias.clone(),
-            version: request.version,
-            previous_version: previous,
-            redeployed: redeploy.is_some(),
-        };
-        Ok((moved, redeploy))
-    })?;
     if let Some(job) = redeploy {
         warmup::spawn(state.db.clone(), state.serving.clone(), job);
     }
@@ -434,9 +444,9 @@ async fn delete_alias(
     ApiPath(path): ApiPath<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, name, alias) = path;
-    transaction!(state, |tx| {
-        let model = find_model(&tx, &access.org.id, &name).await?;
-        if let Some(deployment) = deployments::get(&tx, &model.id).await?
+    state.db.transaction(async |tx| -> Result<_, crate::error::ApiError> {
+        let model = find_model(tx, &access.org.id, &name).await?;
+        if let Some(deployment) = deployments::get(tx, &model.id).await?
             && deployment.follow_alias.as_deref() == Some(alias.as_str())
         {
             return Err(ApiError::new(
@@ -444,11 +454,11 @@ async fn delete_alias(
                 "the model's deployment follows this alias; deploy a version or another alias first",
             ));
         }
-        let previous = registry::delete_alias(&tx, &model.id, &alias, &access.actor())
+        let previous = registry::delete_alias(tx, &model.id, &alias, &access.actor())
             .await?
             .ok_or_else(|| ApiError::not_found("alias"))?;
         audit::record(
-            &tx,
+            tx,
             &meta,
             AuditEvent {
                 org_id: Some(&access.org.id),
@@ -460,7 +470,7 @@ async fn delete_alias(
         )
         .await?;
         Ok(())
-    })?;
+    }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -475,7 +485,7 @@ async fn alias_history(
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Vec<AliasMove>>> {
     let (_, name) = path;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(
         registry::alias_history(&conn, &model.id, query.alias.as_deref()).await?,

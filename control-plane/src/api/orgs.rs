@@ -8,7 +8,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ApiJson, AppState, transaction};
+use super::{ApiJson, AppState};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::can;
 use crate::auth::{Authorized, CurrentUser, Principal, Role};
@@ -106,32 +106,35 @@ async fn create_org(
 ) -> ApiResult<(StatusCode, Json<OrgView>)> {
     validate_slug(&request.slug)?;
     let name = request.name.unwrap_or_else(|| request.slug.clone());
-    let org = transaction!(state, |tx| {
-        let org = orgs::insert(&tx, &request.slug, &name).await.map_err(|e| {
-            if db::is_unique_violation(&e) {
-                ApiError::new(
-                    ErrorCode::AlreadyExists,
-                    "an organisation with this slug exists",
-                )
-            } else {
-                e.into()
-            }
-        })?;
-        orgs::add_member(&tx, &org.id, &user.id, Role::Owner).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&org.id),
-                actor: &format!("user:{}", user.id),
-                action: "org.created",
-                target: Some(&format!("org:{}", org.slug)),
-                details: json!({ "name": name }),
-            },
-        )
+    let org = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let org = orgs::insert(tx, &request.slug, &name).await.map_err(|e| {
+                if db::is_unique_violation(&e) {
+                    ApiError::new(
+                        ErrorCode::AlreadyExists,
+                        "an organisation with this slug exists",
+                    )
+                } else {
+                    e.into()
+                }
+            })?;
+            orgs::add_member(tx, &org.id, &user.id, Role::Owner).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&org.id),
+                    actor: &format!("user:{}", user.id),
+                    action: "org.created",
+                    target: Some(&format!("org:{}", org.slug)),
+                    details: json!({ "name": name }),
+                },
+            )
+            .await?;
+            Ok(org)
+        })
         .await?;
-        Ok(org)
-    })?;
     Ok((
         StatusCode::CREATED,
         Json(OrgView::new(&org, Some(Role::Owner))),

@@ -7,6 +7,7 @@
 //! `operator:<user id>`), reads of the whole platform without an organisation, and all of
 //! them, as `platform.*` actions, in the platform view.
 
+use crate::db::Reader;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ApiJson, ApiPath, ApiQuery, AppState, transaction};
+use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::audit::{self, AuditEvent, AuditPage, AuditQuery, RequestMeta};
 use crate::auth::PlatformOperator;
 use crate::db;
@@ -93,7 +94,7 @@ pub struct PlatformUsage {
     pub orgs: Vec<OrgUsage>,
 }
 
-async fn platform_org(conn: &libsql::Connection, org: Org, plan: String) -> ApiResult<PlatformOrg> {
+async fn platform_org(conn: &Reader, org: Org, plan: String) -> ApiResult<PlatformOrg> {
     let overrides = plans::overrides_of(conn, &org.id).await?;
     Ok(PlatformOrg {
         id: org.id,
@@ -106,7 +107,7 @@ async fn platform_org(conn: &libsql::Connection, org: Org, plan: String) -> ApiR
 }
 
 /// The organisation `slug` and its plan id, read in the transaction.
-async fn find_org(conn: &libsql::Connection, slug: &str) -> ApiResult<(Org, String)> {
+async fn find_org(conn: &Reader, slug: &str) -> ApiResult<(Org, String)> {
     let org = orgs::find_by_slug(conn, slug)
         .await?
         .ok_or_else(|| ApiError::not_found("organisation"))?;
@@ -122,21 +123,24 @@ async fn audit_platform_read(
     action: &str,
     details: serde_json::Value,
 ) -> ApiResult<()> {
-    transaction!(state, |tx| {
-        audit::record(
-            &tx,
-            meta,
-            AuditEvent {
-                org_id: None,
-                actor: &operator.actor(),
-                action,
-                target: None,
-                details,
-            },
-        )
-        .await?;
-        Ok(())
-    })
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            audit::record(
+                tx,
+                meta,
+                AuditEvent {
+                    org_id: None,
+                    actor: &operator.actor(),
+                    action,
+                    target: None,
+                    details,
+                },
+            )
+            .await?;
+            Ok(())
+        })
+        .await
 }
 
 /// Every organisation, with its plan, overrides and suspension.
@@ -148,7 +152,7 @@ async fn list_orgs(
     meta: RequestMeta,
 ) -> ApiResult<Json<Vec<PlatformOrg>>> {
     audit_platform_read(&state, &meta, &operator, "platform.orgs_listed", json!({})).await?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let mut listed = Vec::new();
     for (org, plan) in orgs::list_all(&conn).await? {
         listed.push(platform_org(&conn, org, plan).await?);
@@ -172,36 +176,39 @@ async fn set_plan(
     if request.plan.is_none() && request.overrides.is_none() {
         return Err(ApiError::invalid("give a plan, overrides, or both"));
     }
-    let changed = transaction!(state, |tx| {
-        let (org, from) = find_org(&tx, &slug).await?;
-        let before = plans::overrides_of(&tx, &org.id).await?;
-        if let Some(plan) = &request.plan
-            && !plans::assign(&tx, &org.id, plan).await?
-        {
-            return Err(ApiError::invalid(format!("no plan {plan:?}")));
-        }
-        if let Some(overrides) = &request.overrides {
-            plans::set_overrides(&tx, &org.id, overrides).await?;
-        }
-        let (org, to) = find_org(&tx, &slug).await?;
-        let after = platform_org(&tx, org, to.clone()).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&after.id),
-                actor: &operator.actor(),
-                action: "platform.plan_changed",
-                target: Some(&format!("org:{}", after.slug)),
-                details: json!({
-                    "from": { "plan": from, "overrides": before },
-                    "to": { "plan": to, "overrides": after.overrides },
-                }),
-            },
-        )
+    let changed = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let (org, from) = find_org(tx, &slug).await?;
+            let before = plans::overrides_of(tx, &org.id).await?;
+            if let Some(plan) = &request.plan
+                && !plans::assign(tx, &org.id, plan).await?
+            {
+                return Err(ApiError::invalid(format!("no plan {plan:?}")));
+            }
+            if let Some(overrides) = &request.overrides {
+                plans::set_overrides(tx, &org.id, overrides).await?;
+            }
+            let (org, to) = find_org(tx, &slug).await?;
+            let after = platform_org(tx, org, to.clone()).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&after.id),
+                    actor: &operator.actor(),
+                    action: "platform.plan_changed",
+                    target: Some(&format!("org:{}", after.slug)),
+                    details: json!({
+                        "from": { "plan": from, "overrides": before },
+                        "to": { "plan": to, "overrides": after.overrides },
+                    }),
+                },
+            )
+            .await?;
+            Ok(after)
+        })
         .await?;
-        Ok(after)
-    })?;
     Ok(Json(changed))
 }
 
@@ -246,28 +253,31 @@ async fn set_suspended(
     slug: &str,
     reason: Option<&str>,
 ) -> ApiResult<Json<PlatformOrg>> {
-    let org = transaction!(state, |tx| {
-        let (org, _) = find_org(&tx, slug).await?;
-        orgs::set_suspended(&tx, &org.id, reason).await?;
-        let (org, plan) = find_org(&tx, slug).await?;
-        let (action, details) = match reason {
-            Some(reason) => ("platform.org_suspended", json!({ "reason": reason })),
-            None => ("platform.org_reinstated", json!({})),
-        };
-        audit::record(
-            &tx,
-            meta,
-            AuditEvent {
-                org_id: Some(&org.id),
-                actor: &operator.actor(),
-                action,
-                target: Some(&format!("org:{}", org.slug)),
-                details,
-            },
-        )
+    let org = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            let (org, _) = find_org(tx, slug).await?;
+            orgs::set_suspended(tx, &org.id, reason).await?;
+            let (org, plan) = find_org(tx, slug).await?;
+            let (action, details) = match reason {
+                Some(reason) => ("platform.org_suspended", json!({ "reason": reason })),
+                None => ("platform.org_reinstated", json!({})),
+            };
+            audit::record(
+                tx,
+                meta,
+                AuditEvent {
+                    org_id: Some(&org.id),
+                    actor: &operator.actor(),
+                    action,
+                    target: Some(&format!("org:{}", org.slug)),
+                    details,
+                },
+            )
+            .await?;
+            platform_org(tx, org, plan).await
+        })
         .await?;
-        platform_org(&tx, org, plan).await
-    })?;
     Ok(Json(org))
 }
 
@@ -295,7 +305,7 @@ async fn usage(
     .await?;
     // Every call answered before this request is counted.
     state.metering.flush().await?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let mut usage = Vec::new();
     for (org, plan) in orgs::list_all(&conn).await? {
         let totals = store::totals(&conn, &org.id, period.start, period.end).await?;
@@ -320,6 +330,6 @@ async fn platform_audit(
     _operator: PlatformOperator,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     Ok(Json(audit::query_platform(&conn, &query).await?))
 }

@@ -1,8 +1,6 @@
 //! Predictions over a model's deployment, and the per-model request/response schema.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -14,26 +12,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use wisp_host::{NamedTensor, Prediction, UsageRecord};
+use wisp_host::{NamedTensor, UsageRecord};
 
 use super::idempotency::{Called, once};
 use super::{ApiPath, ApiQuery, AppState};
+use crate::auth::Authorized;
+use crate::auth::OrgAccess;
 use crate::auth::rbac::can;
-use crate::auth::{Authorized, OrgAccess, Principal};
-use crate::deployments::Status;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::ModelSignature;
-use crate::lookups::Lookups;
-use crate::metering::compute::compute_units;
-use crate::metering::{CallSubject, Caller, Variant};
-use crate::plans;
-use crate::registry::{Model, ModelVersion};
-use crate::serving::admission::Caller as RateCaller;
-use crate::serving::fair_share::Slot;
-use crate::serving::result_cache::{CacheKey, CacheStatus};
+use crate::serving::pipeline::{
+    Admitted, Call, CallOptions, Codec, Invoked, Pipeline, Selector, Served, described_version,
+    find_model,
+};
 use crate::serving::schema;
 use crate::serving::tensors::{self, JsonTensor};
-use crate::serving::traffic::{self, Role};
 
 /// The response header saying whether the result cache answered: `hit`, `miss` or `bypass`.
 pub(crate) const CACHE_HEADER: &str = "x-wisp-cache";
@@ -157,6 +150,7 @@ pub struct ModelSchema {
     ))]
 async fn predict(
     State(state): State<AppState>,
+    State(pipeline): State<Pipeline>,
     access: Authorized<can::Predict>,
     ApiPath(path): ApiPath<(String, String)>,
     OriginalUri(uri): OriginalUri,
@@ -164,8 +158,8 @@ async fn predict(
     body: Body,
 ) -> Response {
     // The body is read only once the caller passed its rate limits (`admitted_body`).
-    let body = match admitted_body(&state, &access, &headers, body).await {
-        Ok(body) => body,
+    let (admitted, body) = match admitted_body(&pipeline, &access, &headers, body).await {
+        Ok(admitted) => admitted,
         Err(error) => return error.into_response(),
     };
     let called = Called {
@@ -174,7 +168,8 @@ async fn predict(
         headers: &headers,
         body: &body,
     };
-    let call = predict_call(&state, &access, path, &headers, body.clone());
+    let (_, name) = path;
+    let call = predict_call(&pipeline, &access, name, &headers, admitted, body.clone());
     once(&state, &access, called, async {
         call.await.into_response()
     })
@@ -182,13 +177,13 @@ async fn predict(
 }
 
 async fn predict_call(
-    state: &AppState,
+    pipeline: &Pipeline,
     access: &OrgAccess,
-    path: (String, String),
+    name: String,
     headers: &HeaderMap,
+    admitted: Admitted,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (_, name) = path;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -199,42 +194,13 @@ async fn predict_call(
             "Expected request with `Content-Type: application/json`",
         ));
     }
-    let slot = enter_org(state, &access.org.id).await?;
-    let large = is_large(body.len());
-    let request: PredictRequest = off_executor(large, move || {
-        axum::Json::<PredictRequest>::from_bytes(&body)
-            .map(|axum::Json(request)| request)
-            .map_err(ApiError::from)
-    })
-    .await?;
-    let target = resolve_routed(
-        state,
-        &access.org.id,
-        &name,
-        request.version,
-        request.alias.as_deref(),
-        route_key(headers),
-    )
-    .await?;
-    let signature = target.version.signature.clone();
-    let inputs = off_executor(large, move || {
-        tensors::parse_inputs(&request.inputs, &signature)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))
-    })
-    .await?;
-    let invoked = invoke(state, access, &target, inputs, headers, slot).await?;
-    let cache = invoked.cache;
-    let large = is_large(invoked.usage.output_bytes as usize);
-    let body = off_executor(large, move || {
-        let response = PredictResponse {
-            model: target.model.name,
-            version: target.version.version,
-            outputs: tensors::format_outputs(&invoked.outputs),
-            usage: Usage::from(&invoked.usage),
-        };
-        serde_json::to_vec(&response).map_err(ApiError::internal)
-    })
-    .await?;
+    let call = Call {
+        access,
+        model: &name,
+        path: Selector::default(),
+        options: call_options(headers),
+    };
+    let (body, cache) = pipeline.call(admitted, call, PredictCodec, body).await?;
     Ok((
         [
             (CACHE_HEADER, cache.as_str()),
@@ -245,24 +211,62 @@ async fn predict_call(
         .into_response())
 }
 
+/// wisp's own wire format: a JSON body that may name a version or alias, JSON tensors.
+#[derive(Debug, Clone, Copy)]
+struct PredictCodec;
+
+impl Codec for PredictCodec {
+    type Request = PredictRequest;
+    type Carry = ();
+    type Response = Vec<u8>;
+
+    fn parse(&self, body: Bytes) -> ApiResult<PredictRequest> {
+        axum::Json::<PredictRequest>::from_bytes(&body)
+            .map(|axum::Json(request)| request)
+            .map_err(ApiError::from)
+    }
+
+    fn selector(&self, request: &PredictRequest) -> Selector {
+        Selector {
+            version: request.version,
+            alias: request.alias.clone(),
+        }
+    }
+
+    fn inputs(
+        &self,
+        request: PredictRequest,
+        signature: &ModelSignature,
+    ) -> ApiResult<(Vec<NamedTensor>, ())> {
+        let inputs = tensors::parse_inputs(&request.inputs, signature)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))?;
+        Ok((inputs, ()))
+    }
+
+    fn encode(&self, served: Served, invoked: Invoked, (): ()) -> ApiResult<Vec<u8>> {
+        let response = PredictResponse {
+            model: served.model,
+            version: served.version,
+            outputs: tensors::format_outputs(&invoked.outputs),
+            usage: Usage::from(&invoked.usage),
+        };
+        serde_json::to_vec(&response).map_err(ApiError::internal)
+    }
+}
+
 /// Reads the body of an inference call, once the caller has passed its key's and its
-/// organisation's rate limits: a caller over its rate (or, earlier, without a valid
-/// credential: the auth extractors run before the handler) is answered without a byte of
-/// its body read, so it cannot make the server buffer [`MAX_PREDICT_BODY`] per request.
-/// The body is refused past that size, from its `Content-Length` or while it streams.
-/// Every inference protocol reads its body here.
+/// organisation's rate limits ([`Pipeline::admit`]): a caller over its rate (or, earlier,
+/// without a valid credential: the auth extractors run before the handler) is answered
+/// without a byte of its body read, so it cannot make the server buffer
+/// [`MAX_PREDICT_BODY`] per request. The body is refused past that size, from its
+/// `Content-Length` or while it streams. Every inference protocol reads its body here.
 pub(crate) async fn admitted_body(
-    state: &AppState,
+    pipeline: &Pipeline,
     access: &OrgAccess,
     headers: &HeaderMap,
     body: Body,
-) -> ApiResult<Bytes> {
-    let plan = state.lookups.plan(&access.org.id).await?;
-    let caller = RateCaller {
-        org_id: &access.org.id,
-        key_id: access.principal.api_key_id(),
-    };
-    state.admission.check_rate(caller, &plan)?;
+) -> ApiResult<(Admitted, Bytes)> {
+    let admitted = pipeline.admit(access).await?;
     let too_large = || {
         ApiError::new(
             ErrorCode::PayloadTooLarge,
@@ -286,45 +290,7 @@ pub(crate) async fn admitted_body(
                 ApiError::invalid(format!("reading the request body failed: {e}"))
             }
         })?;
-    Ok(collected.to_bytes())
-}
-
-/// Takes the organisation's concurrency slot for a call whose body is still to be decoded.
-/// Every inference protocol takes it before decoding: a tenant sending huge requests waits
-/// its turn instead of taking the executor's threads from the others.
-pub(crate) async fn enter_org(state: &AppState, org_id: &str) -> ApiResult<Slot> {
-    let plan = state.lookups.plan(org_id).await?;
-    state
-        .admission
-        .enter(org_id, &plan, plan.tenant_limits().deadline)
-        .await
-}
-
-/// Bodies above this many bytes are decoded and encoded on the blocking pool.
-const LARGE_BODY: usize = 64 << 10;
-
-/// Whether decoding or encoding a body of `bytes` belongs on the blocking pool.
-pub(crate) fn is_large(bytes: usize) -> bool {
-    bytes > LARGE_BODY
-}
-
-/// Runs CPU-heavy request work (decoding and encoding `large` tensors) on the blocking pool,
-/// so it never stalls the executor threads every other request needs; small work runs in
-/// place, where the hop would cost more than it saves.
-pub(crate) async fn off_executor<T, E>(
-    large: bool,
-    work: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, E>
-where
-    T: Send + 'static,
-    E: From<ApiError> + Send + 'static,
-{
-    if !large {
-        return work();
-    }
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| E::from(ApiError::internal(e)))?
+    Ok((admitted, collected.to_bytes()))
 }
 
 /// JSON Schemas of the model's predict request and response, and an example request, from
@@ -340,13 +306,11 @@ async fn model_schema(
 ) -> ApiResult<Json<ModelSchema>> {
     let (_, name) = path;
     let model = find_model(&state.lookups, &access.org.id, &name).await?;
-    let version = described_version(
-        &state.lookups,
-        &model,
-        query.version,
-        query.alias.as_deref(),
-    )
-    .await?;
+    let selector = Selector {
+        version: query.version,
+        alias: query.alias,
+    };
+    let version = described_version(&state.lookups, &model, &selector).await?;
     let example = schema::example(&version.signature);
     Ok(Json(ModelSchema {
         request: schema::request(&version.signature),
@@ -359,131 +323,13 @@ async fn model_schema(
     }))
 }
 
-/// A deployed model version resolved for a call, with the plan it runs under.
-#[derive(Debug, Clone)]
-pub(crate) struct Target {
-    pub org_id: String,
-    pub model: Model,
-    pub version: ModelVersion,
-    pub plan: plans::Plan,
-    /// The deployment's result-cache TTL in seconds (0: no caching).
-    pub cache_ttl_secs: u32,
-    /// The shadow version this call is mirrored to, if any.
-    pub shadow: Option<ModelVersion>,
-    /// Which variant of the deployment serves the call: metering records it, and does not
-    /// bill shadow calls.
-    pub variant: Variant,
-}
-
-impl Target {
-    /// What metering records the call against.
-    fn subject(&self) -> CallSubject<'_> {
-        CallSubject {
-            org_id: &self.org_id,
-            model_id: &self.model.id,
-            model_name: &self.model.name,
-            version: self.version.version,
-            variant: self.variant,
-        }
-    }
-}
-
 /// The request key that keeps a caller on one variant of a traffic split.
 pub(crate) const ROUTE_KEY_HEADER: &str = "x-wisp-route-key";
 
-/// The `x-wisp-route-key` of a request.
-pub(crate) fn route_key(headers: &HeaderMap) -> Option<&str> {
-    headers.get(ROUTE_KEY_HEADER).and_then(|v| v.to_str().ok())
-}
-
-/// Resolves which version of the deployed model `name` a call runs: `version` or `alias`
-/// if given; else the deployed version, or with a traffic split a variant picked by weight
-/// (always the same one for the same `route_key`), possibly mirrored to the shadow version.
-/// Every inference protocol goes through here, then [`invoke`].
-pub(crate) async fn resolve_routed(
-    state: &AppState,
-    org_id: &str,
-    name: &str,
-    version: Option<i64>,
-    alias: Option<&str>,
-    route_key: Option<&str>,
-) -> ApiResult<Target> {
-    let explicit = version.is_some() || alias.is_some();
-    let lookups = &state.lookups;
-    let model = find_model(lookups, org_id, name).await?;
-    let deployment = lookups.deployment(&model.id).await?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::NotDeployed,
-            format!("model {name:?} is not deployed"),
-        )
-    })?;
-    let mut variant = Variant::Primary;
-    let version = match select(lookups, &model, version, alias).await? {
-        Some(version) => version,
-        None => {
-            if deployment.status == Status::Failed {
-                let reason = deployment
-                    .failure
-                    .map(|f| format!("{}: {}", f.code, f.message))
-                    .unwrap_or_default();
-                return Err(ApiError::new(
-                    ErrorCode::DeploymentFailed,
-                    format!(
-                        "the deployment of version {} failed ({reason})",
-                        deployment.version
-                    ),
-                ));
-            }
-            let routed = match &deployment.traffic {
-                Some(split) => traffic::pick(split, route_key),
-                None => deployment.version,
-            };
-            if routed != deployment.version {
-                variant = Variant::Canary;
-            }
-            version_of(lookups, &model, routed).await?
-        }
-    };
-    let shadow = match deployment.shadow {
-        Some(shadow) if !explicit && traffic::mirrored(&shadow, route_key) => {
-            Some(version_of(lookups, &model, shadow.version).await?)
-        }
-        _ => None,
-    };
-    let plan = lookups.plan(org_id).await?;
-    Ok(Target {
-        org_id: org_id.to_owned(),
-        model,
-        version,
-        plan,
-        cache_ttl_secs: deployment.cache_ttl_secs,
-        shadow,
-        variant,
-    })
-}
-
-/// The outcome of [`invoke`]: outputs, what producing them cost (nothing on a cache hit),
-/// and whether the cache answered.
-#[derive(Debug, Clone)]
-pub(crate) struct Invoked {
-    pub outputs: Arc<Vec<NamedTensor>>,
-    pub usage: UsageRecord,
-    pub cache: CacheStatus,
-}
-
-/// Runs one admitted inference call (its rate limits were taken by [`admitted_body`]
-/// before its body was read): the deployment's result cache (unless
-/// `Cache-Control: no-cache`), then the call itself in the organisation's concurrency
-/// `slot` (taken with [`enter_org`] before the body was decoded), around [`run`]. Every
-/// inference protocol calls this.
-pub(crate) async fn invoke(
-    state: &AppState,
-    access: &OrgAccess,
-    target: &Target,
-    inputs: Vec<NamedTensor>,
-    headers: &HeaderMap,
-    _slot: Slot,
-) -> ApiResult<Invoked> {
+/// What the headers of an inference request ask of the pipeline: the route key
+/// (`x-wisp-route-key`) and whether the result cache may answer (`Cache-Control:
+/// no-cache`/`no-store` say no).
+pub(crate) fn call_options(headers: &HeaderMap) -> CallOptions {
     let no_cache = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -492,235 +338,11 @@ pub(crate) async fn invoke(
             v.split(',')
                 .any(|d| matches!(d.trim(), "no-cache" | "no-store"))
         });
-    let ttl = Duration::from_secs(u64::from(target.cache_ttl_secs));
-    let key = (!no_cache && !ttl.is_zero()).then(|| {
-        CacheKey::new(
-            &target.org_id,
-            &target.model.id,
-            target.version.version,
-            &inputs,
-        )
-    });
-    if let Some(key) = &key
-        && let Some(outputs) = state.result_cache.get(key).await
-    {
-        // A hit is a billed call that used no compute.
-        let call = state
-            .metering
-            .admit(
-                Caller::from(&access.principal),
-                target.subject(),
-                &target.plan,
-            )
-            .await?;
-        call.finish(Ok(()), None, true).await?;
-        let output_bytes = outputs.iter().map(|o| o.tensor.data.len() as u64).sum();
-        let usage = UsageRecord {
-            input_bytes: inputs.iter().map(|i| i.tensor.data.len() as u64).sum(),
-            output_bytes,
-            component_warm: true,
-            graph_warm: true,
-            ..UsageRecord::default()
-        };
-        return Ok(Invoked {
-            outputs,
-            usage,
-            cache: CacheStatus::Hit,
-        });
+    CallOptions {
+        route_key: headers
+            .get(ROUTE_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        no_cache,
     }
-    if let Some(shadow) = &target.shadow {
-        mirror(state, &access.principal, target, shadow, inputs.clone());
-    }
-    let started = Instant::now();
-    let result = run(state, &access.principal, target, inputs).await;
-    state.traffic.record(
-        &target.model.id,
-        target.version.version,
-        Role::Live,
-        result.is_ok(),
-        started.elapsed(),
-    );
-    let prediction = result?;
-    let cache = match key {
-        Some(key) => {
-            state
-                .result_cache
-                .put(key, prediction.outputs.clone(), ttl)
-                .await;
-            CacheStatus::Miss
-        }
-        None => CacheStatus::Bypass,
-    };
-    Ok(Invoked {
-        outputs: Arc::new(prediction.outputs),
-        usage: prediction.usage,
-        cache,
-    })
-}
-
-/// Runs a copy of the call on the shadow version in the background; its outcome only
-/// counts in the shadow's statistics, never in the caller's response.
-fn mirror(
-    state: &AppState,
-    caller: &Principal,
-    target: &Target,
-    shadow: &ModelVersion,
-    inputs: Vec<NamedTensor>,
-) {
-    let mut copy = target.clone();
-    copy.version = shadow.clone();
-    copy.shadow = None;
-    copy.variant = Variant::Shadow;
-    let (state, caller) = (state.clone(), caller.clone());
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let result = run(&state, &caller, &copy, inputs).await;
-        if let Err(error) = &result {
-            tracing::debug!(model = %copy.model.name, version = copy.version.version, ?error, "shadow call failed");
-        }
-        state.traffic.record(
-            &copy.model.id,
-            copy.version.version,
-            Role::Shadow,
-            result.is_ok(),
-            started.elapsed(),
-        );
-    });
-}
-
-/// Runs one call of a resolved target for `caller`, metered: the plan's calls quota admits
-/// it (or it fails with `quota_exceeded`), and its usage event, success or failure, is
-/// durable before this returns. Every inference protocol goes through here.
-pub(crate) async fn run(
-    state: &AppState,
-    caller: &Principal,
-    target: &Target,
-    inputs: Vec<NamedTensor>,
-) -> ApiResult<Prediction> {
-    let call = state
-        .metering
-        .admit(Caller::from(caller), target.subject(), &target.plan)
-        .await?;
-    // A result cache answers here: `call.finish(Ok(()), None, true)` and its stored result.
-    let result = execute(state, target, inputs).await;
-    let (outcome, usage) = match &result {
-        Ok(prediction) => (Ok(()), Some(&prediction.usage)),
-        Err((error, usage)) => (Err(error.code()), usage.as_ref()),
-    };
-    call.finish(outcome, usage, false).await?;
-    result.map_err(|(error, _)| error)
-}
-
-/// Runs the model in the runtime under the plan's limits. The plan's compute budget covers
-/// the Wasm code (as fuel, stopped exactly) and the inference backend together (checked
-/// when the backend returns, since a backend run cannot be interrupted; the deadline
-/// bounds it). A failure keeps the usage when the model ran.
-async fn execute(
-    state: &AppState,
-    target: &Target,
-    inputs: Vec<NamedTensor>,
-) -> Result<Prediction, (ApiError, Option<UsageRecord>)> {
-    let model_ref = state
-        .serving
-        .model_ref(&target.org_id, &target.model.name, &target.version);
-    let prediction = state
-        .serving
-        .runtime()
-        .predict(&model_ref, &target.plan.tenant_limits(), inputs)
-        .await
-        .map_err(|error| (ApiError::from(error), None))?;
-    let usage = &prediction.usage;
-    let inference_us = u64::try_from(usage.inference_time.as_micros()).unwrap_or(u64::MAX);
-    let used = compute_units(usage.fuel_consumed, inference_us);
-    let budget = target.plan.compute_units_per_call;
-    if used > budget {
-        let error = ApiError::new(
-            ErrorCode::FuelExhausted,
-            format!(
-                "compute budget exhausted: the call used {used} compute units, the plan allows {budget}"
-            ),
-        );
-        return Err((error, Some(prediction.usage)));
-    }
-    Ok(prediction)
-}
-
-/// Whether the model `name` (at `version`, if given) serves calls now: its deployment is
-/// ready. `Err` if the model or version does not exist; `Ok(Err(why))` if it is not ready.
-/// Every inference protocol's readiness check goes through here.
-pub(crate) async fn readiness(
-    state: &AppState,
-    org_id: &str,
-    name: &str,
-    version: Option<i64>,
-) -> ApiResult<Result<(), String>> {
-    let lookups = &state.lookups;
-    let model = find_model(lookups, org_id, name).await?;
-    if let Some(number) = version {
-        version_of(lookups, &model, number).await?;
-    }
-    Ok(match lookups.deployment(&model.id).await? {
-        None => Err(format!("model {name:?} is not deployed")),
-        Some(deployment) => match deployment.status {
-            Status::Ready => Ok(()),
-            Status::Pending => Err(format!("model {name:?} is still being deployed")),
-            Status::Failed => Err(format!("the deployment of model {name:?} failed")),
-        },
-    })
-}
-
-/// The version a description of the model is about: the one named by `version` or
-/// `alias`, else the deployed one, else the latest.
-pub(crate) async fn described_version(
-    lookups: &Lookups,
-    model: &Model,
-    version: Option<i64>,
-    alias: Option<&str>,
-) -> ApiResult<ModelVersion> {
-    if let Some(version) = select(lookups, model, version, alias).await? {
-        return Ok(version);
-    }
-    let number = match lookups.deployment(&model.id).await? {
-        Some(deployment) => deployment.version,
-        None => model
-            .latest_version
-            .ok_or_else(|| ApiError::not_found("version"))?,
-    };
-    version_of(lookups, model, number).await
-}
-
-/// The version a request names explicitly, if it names one.
-async fn select(
-    lookups: &Lookups,
-    model: &Model,
-    version: Option<i64>,
-    alias: Option<&str>,
-) -> ApiResult<Option<ModelVersion>> {
-    let number = match (version, alias) {
-        (None, None) => return Ok(None),
-        (Some(version), None) => version,
-        (None, Some(alias)) => lookups
-            .alias_target(&model.id, alias)
-            .await?
-            .ok_or_else(|| ApiError::not_found("alias"))?,
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid("give `version` or `alias`, not both"));
-        }
-    };
-    version_of(lookups, model, number).await.map(Some)
-}
-
-async fn version_of(lookups: &Lookups, model: &Model, number: i64) -> ApiResult<ModelVersion> {
-    lookups
-        .version(&model.id, number)
-        .await?
-        .ok_or_else(|| ApiError::not_found("version"))
-}
-
-/// A model of the organisation by name, from the memoised rows.
-pub(crate) async fn find_model(lookups: &Lookups, org_id: &str, name: &str) -> ApiResult<Model> {
-    lookups
-        .model(org_id, name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("model"))
 }

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::models::find_model;
-use super::{ApiPath, ApiQuery, AppState, transaction};
+use super::{ApiPath, ApiQuery, AppState};
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::Authorized;
 use crate::auth::rbac::can;
@@ -247,7 +247,7 @@ async fn list_versions(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Vec<ModelVersion>>> {
     let (_, name) = path;
-    let conn = state.db.conn().await;
+    let conn = state.db.write().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(registry::list_versions(&conn, &model.id).await?))
 }
@@ -280,7 +280,7 @@ async fn upload_version(
     let (_, name) = path;
     // Fail fast, before reading a byte, when the model does not exist.
     let plan = {
-        let conn = state.db.conn().await;
+        let conn = state.db.write().await;
         find_model(&conn, &access.org.id, &name).await?;
         let plan = plans::of_org(&conn, &access.org.id).await?;
         let stored = storage::org_bytes(&conn, &access.org.id).await?;
@@ -336,7 +336,7 @@ async fn upload_version(
     blobs.extend(graph_digest.as_deref().map(|g| (g, graph_size)));
     // Checked before anything is committed: a refused upload leaves no blob behind.
     storage::check_room(
-        &*state.db.reader().await,
+        &*state.db.read().await,
         &access.org.id,
         plan.quotas.max_storage_bytes,
         &blobs,
@@ -357,14 +357,14 @@ async fn upload_version(
         return Err(ApiError::internal(error));
     }
 
-    let version = transaction!(state, |tx| {
+    let version = state.db.transaction(async |tx| -> Result<_, crate::error::ApiError> {
         // Looked up again: the model may have been deleted while the file streamed in.
-        let model = find_model(&tx, &access.org.id, &name).await?;
+        let model = find_model(tx, &access.org.id, &name).await?;
         // Checked again under the lock: concurrent uploads may have used the room. A
         // refusal here abandons the intent, which deletes the blobs nothing else uses.
-        storage::check_room(&tx, &access.org.id, plan.quotas.max_storage_bytes, &blobs).await??;
+        storage::check_room(tx, &access.org.id, plan.quotas.max_storage_bytes, &blobs).await??;
         let number = registry::insert_version(
-            &tx,
+            tx,
             &NewVersion {
                 model_id: &model.id,
                 sha256: &digest,
@@ -381,7 +381,7 @@ async fn upload_version(
         )
         .await?;
         if graph_digest.is_some() {
-            storage::set_graph_size(&tx, &model.id, number, graph_size).await?;
+            storage::set_graph_size(tx, &model.id, number, graph_size).await?;
         }
         // A concurrent deletion of the last model using these bytes removes the blob under
         // this same lock; check it survived before the version becomes visible.
@@ -393,7 +393,7 @@ async fn upload_version(
             }
         }
         audit::record(
-            &tx,
+            tx,
             &meta,
             AuditEvent {
                 org_id: Some(&access.org.id),
@@ -404,10 +404,10 @@ async fn upload_version(
             },
         )
         .await?;
-        registry::get_version(&tx, &model.id, number)
+        registry::get_version(tx, &model.id, number)
             .await?
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("version vanished")))
-    });
+    }).await;
     let version = match version {
         Ok(version) => {
             intent.settle(&state.db).await;

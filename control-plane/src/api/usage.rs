@@ -137,7 +137,7 @@ async fn usage(
     };
     state.metering.flush().await?;
     let org = &access.org.id;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let plan = plans::of_org(&conn, org).await?;
     let totals = store::totals(&conn, org, period.start, period.end).await?;
     let storage_bytes = storage::org_bytes(&conn, org).await?;
@@ -198,7 +198,7 @@ async fn usage(
 
 async fn hourly_rows(state: &AppState, org: &str, period: Period) -> ApiResult<Vec<UsageRow>> {
     state.metering.flush().await?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let rows = conn
         .query(
             "SELECT bucket_start, model_name, caller, calls, billed_calls, failed_calls,
@@ -286,7 +286,7 @@ async fn stripe_meter_events(
 ) -> ApiResult<Json<Vec<MeterEvent>>> {
     let period = period_of(query.period.as_deref())?;
     state.metering.flush().await?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let hours = store::grouped(
         &conn,
         &access.org.id,
@@ -313,7 +313,7 @@ async fn invoice_preview(
 ) -> ApiResult<Json<Invoice>> {
     state.metering.flush().await?;
     let now = db::now();
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let plan = plans::of_org(&conn, &access.org.id).await?;
     Ok(Json(
         billing::compute(&conn, &access.org.id, &plan, Period::containing(now), now).await?,
@@ -329,7 +329,7 @@ async fn invoices(
     access: Authorized<can::ReadUsage>,
 ) -> ApiResult<Json<Vec<Invoice>>> {
     state.metering.flush().await?;
-    let conn = state.db.reader().await;
+    let conn = state.db.write_unmemoised().await;
     billing::finalize(&conn, &access.org.id, db::now()).await?;
     Ok(Json(billing::list_final(&conn, &access.org.id).await?))
 }

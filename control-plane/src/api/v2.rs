@@ -3,8 +3,7 @@
 //! unchanged.
 //!
 //! The organisation comes from the credential ([`CredentialOrg`]), since V2 paths have no
-//! room for it. Calls take the one inference path of [`predict`](super::predict):
-//! [`resolve_routed`] then [`invoke`]. Errors are answered as V2 wants them, `{"error": "…"}` with
+//! room for it. Calls go through the serving [`Pipeline`] with the V2 [`Codec`]. Errors are answered as V2 wants them, `{"error": "…"}` with
 //! the status of the wisp error code; [`V2Error`] is the only place that maps them.
 
 use axum::Json;
@@ -18,16 +17,21 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::idempotency::{Called, once};
-use super::predict::{
-    MAX_PREDICT_BODY, admitted_body, described_version, enter_org, find_model, invoke, is_large,
-    off_executor, readiness, resolve_routed, route_key,
-};
+use super::predict::{MAX_PREDICT_BODY, admitted_body, call_options};
 use super::{ApiPath, AppState};
 use crate::auth::rbac::can;
 use crate::auth::{CredentialOrg, OrgAccess};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::inspect::ModelSignature;
 use crate::registry;
-use crate::serving::v2_codec::{self, CodecError, ModelMetadata, ServerMetadata};
+use crate::serving::pipeline::{
+    Admitted, Call, Codec, Invoked, Pipeline, Selector, Served, described_version, find_model,
+};
+use crate::serving::v2_codec::{
+    self, CodecError, EncodedResponse, ModelMetadata, OutputSelection, ParsedRequest,
+    ServerMetadata,
+};
+use wisp_host::NamedTensor;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -59,14 +63,14 @@ impl From<ApiError> for V2Error {
     }
 }
 
-impl From<CodecError> for V2Error {
+impl From<CodecError> for ApiError {
     fn from(error: CodecError) -> Self {
         let code = match &error {
             CodecError::Json(_) => ErrorCode::InvalidJson,
             CodecError::Malformed(_) => ErrorCode::InvalidRequest,
             CodecError::Input { .. } | CodecError::Output { .. } => ErrorCode::InvalidInput,
         };
-        Self(ApiError::new(code, error.to_string()))
+        ApiError::new(code, error.to_string())
     }
 }
 
@@ -107,11 +111,11 @@ type V2Result<T> = Result<T, V2Error>;
 /// The body of a call, read whatever its `Content-Type` (`tritonclient` often sends none),
 /// after the caller's rate limits ([`admitted_body`]).
 pub(super) async fn body_bytes(
-    state: &AppState,
+    pipeline: &Pipeline,
     access: &OrgAccess,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Bytes, ApiError> {
+) -> Result<(Admitted, Bytes), ApiError> {
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING)
         && encoding.as_bytes() != b"identity"
     {
@@ -120,7 +124,7 @@ pub(super) async fn body_bytes(
             "compressed request bodies are not supported",
         ));
     }
-    admitted_body(state, access, headers, body).await
+    admitted_body(pipeline, access, headers, body).await
 }
 
 /// A version number in a path.
@@ -148,7 +152,7 @@ async fn server_live() -> StatusCode {
 #[utoipa::path(get, path = "/v2/health/ready", tag = "inference-v2", security(()),
     responses((status = 200, description = "ready"), (status = 503, body = V2ErrorBody)))]
 async fn server_ready(State(state): State<AppState>) -> V2Result<StatusCode> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     match conn.query("SELECT 1", ()).await {
         Ok(_) => Ok(StatusCode::OK),
         Err(error) => {
@@ -168,8 +172,12 @@ async fn metadata(
     version: Option<i64>,
 ) -> V2Result<Json<ModelMetadata>> {
     let model = find_model(&state.lookups, org_id, name).await?;
-    let described = described_version(&state.lookups, &model, version, None).await?;
-    let conn = state.db.reader().await;
+    let selector = Selector {
+        version,
+        alias: None,
+    };
+    let described = described_version(&state.lookups, &model, &selector).await?;
+    let conn = state.db.read().await;
     let mut versions: Vec<String> = registry::list_versions(&conn, &model.id)
         .await
         .map_err(ApiError::from)?
@@ -212,12 +220,12 @@ async fn version_metadata(
 }
 
 async fn ready(
-    state: &AppState,
+    pipeline: &Pipeline,
     org_id: &str,
     name: &str,
     version: Option<i64>,
 ) -> V2Result<StatusCode> {
-    match readiness(state, org_id, name, version).await? {
+    match pipeline.readiness(org_id, name, version).await? {
         Ok(()) => Ok(StatusCode::OK),
         Err(why) => Err(V2Error(ApiError::invalid(why))),
     }
@@ -228,11 +236,11 @@ async fn ready(
     params(("model" = String, Path, description = "Model name")),
     responses((status = 200, description = "ready"), (status = 400, description = "not ready", body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
 async fn model_ready(
-    State(state): State<AppState>,
+    State(pipeline): State<Pipeline>,
     V2(access): V2<CredentialOrg<can::DescribeModel>>,
     V2(ApiPath(name)): V2<ApiPath<String>>,
 ) -> V2Result<StatusCode> {
-    ready(&state, &access.org.id, &name, None).await
+    ready(&pipeline, &access.org.id, &name, None).await
 }
 
 /// Readiness of one version: the model's deployment is ready and the version exists.
@@ -240,20 +248,21 @@ async fn model_ready(
     params(("model" = String, Path, description = "Model name"), ("version" = String, Path, description = "Version number")),
     responses((status = 200, description = "ready"), (status = 400, description = "not ready", body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
 async fn version_ready(
-    State(state): State<AppState>,
+    State(pipeline): State<Pipeline>,
     V2(access): V2<CredentialOrg<can::DescribeModel>>,
     V2(ApiPath((name, version))): V2<ApiPath<(String, String)>>,
 ) -> V2Result<StatusCode> {
     let version = version_number(&version)?;
-    ready(&state, &access.org.id, &name, Some(version)).await
+    ready(&pipeline, &access.org.id, &name, Some(version)).await
 }
 
 async fn infer_call(
-    state: &AppState,
+    pipeline: &Pipeline,
     access: &OrgAccess,
     name: &str,
     version: Option<i64>,
     headers: &HeaderMap,
+    admitted: Admitted,
     body: Bytes,
 ) -> V2Result<Response> {
     let header_length = match headers.get(v2_codec::HEADER_LENGTH) {
@@ -268,36 +277,19 @@ async fn infer_call(
                 })?,
         ),
     };
-    let slot = enter_org(state, &access.org.id).await?;
-    let target = resolve_routed(
-        state,
-        &access.org.id,
-        name,
+    let path = Selector {
         version,
-        None,
-        route_key(headers),
-    )
-    .await?;
-    let signature = target.version.signature.clone();
-    let request = off_executor(is_large(body.len()), move || {
-        v2_codec::decode_request(&body, header_length, &signature).map_err(V2Error::from)
-    })
-    .await?;
-    let (id, selection) = (request.id, request.outputs);
-    let invoked = invoke(state, access, &target, request.inputs, headers, slot).await?;
-    let cache = invoked.cache;
-    let (model_name, version) = (target.model.name, target.version.version.to_string());
-    let encoded = off_executor(is_large(invoked.usage.output_bytes as usize), move || {
-        v2_codec::encode_response(
-            &model_name,
-            &version,
-            id.as_deref(),
-            &invoked.outputs,
-            &selection,
-        )
-        .map_err(V2Error::from)
-    })
-    .await?;
+        alias: None,
+    };
+    let call = Call {
+        access,
+        model: name,
+        path,
+        options: call_options(headers),
+    };
+    let (encoded, cache) = pipeline
+        .call(admitted, call, V2Codec { header_length }, body)
+        .await?;
     let mut response = encoded.body.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -343,13 +335,23 @@ async fn infer_call(
     ))]
 async fn infer(
     State(state): State<AppState>,
+    State(pipeline): State<Pipeline>,
     V2(access): V2<CredentialOrg<can::Predict>>,
     V2(ApiPath(name)): V2<ApiPath<String>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    idempotent_infer(&state, &access, &name, None, &uri, &headers, body).await
+    idempotent_infer(
+        &state,
+        &pipeline,
+        &access,
+        (&name, None),
+        &uri,
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// Inference on one version of a deployed model; otherwise as `/v2/models/{model}/infer`.
@@ -363,6 +365,7 @@ async fn infer(
     ))]
 async fn infer_version(
     State(state): State<AppState>,
+    State(pipeline): State<Pipeline>,
     V2(access): V2<CredentialOrg<can::Predict>>,
     V2(ApiPath((name, version))): V2<ApiPath<(String, String)>>,
     OriginalUri(uri): OriginalUri,
@@ -373,21 +376,30 @@ async fn infer_version(
         Ok(version) => version,
         Err(error) => return V2Error(error).into_response(),
     };
-    idempotent_infer(&state, &access, &name, Some(version), &uri, &headers, body).await
+    idempotent_infer(
+        &state,
+        &pipeline,
+        &access,
+        (&name, Some(version)),
+        &uri,
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// [`infer_call`] under the caller's `Idempotency-Key`, if it sent one.
 async fn idempotent_infer(
     state: &AppState,
+    pipeline: &Pipeline,
     access: &OrgAccess,
-    name: &str,
-    version: Option<i64>,
+    (name, version): (&str, Option<i64>),
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match body_bytes(state, access, headers, body).await {
-        Ok(body) => body,
+    let (admitted, body) = match body_bytes(pipeline, access, headers, body).await {
+        Ok(admitted) => admitted,
         Err(error) => return V2Error(error).into_response(),
     };
     let called = Called {
@@ -396,6 +408,55 @@ async fn idempotent_infer(
         headers,
         body: &body,
     };
-    let call = infer_call(state, access, name, version, headers, body.clone());
+    let call = infer_call(
+        pipeline,
+        access,
+        name,
+        version,
+        headers,
+        admitted,
+        body.clone(),
+    );
     once(state, access, called, async { call.await.into_response() }).await
+}
+
+/// The V2 wire format: a JSON header, optionally followed by binary tensor data.
+#[derive(Debug, Clone, Copy)]
+struct V2Codec {
+    /// `Inference-Header-Content-Length`, when binary data follows the JSON.
+    header_length: Option<usize>,
+}
+
+impl Codec for V2Codec {
+    type Request = ParsedRequest;
+    type Carry = (Option<String>, OutputSelection);
+    type Response = EncodedResponse;
+
+    fn parse(&self, body: Bytes) -> ApiResult<ParsedRequest> {
+        Ok(v2_codec::parse_request(body, self.header_length)?)
+    }
+
+    fn inputs(
+        &self,
+        request: ParsedRequest,
+        signature: &ModelSignature,
+    ) -> ApiResult<(Vec<NamedTensor>, Self::Carry)> {
+        let request = request.check(signature)?;
+        Ok((request.inputs, (request.id, request.outputs)))
+    }
+
+    fn encode(
+        &self,
+        served: Served,
+        invoked: Invoked,
+        (id, selection): Self::Carry,
+    ) -> ApiResult<EncodedResponse> {
+        Ok(v2_codec::encode_response(
+            &served.model,
+            &served.version.to_string(),
+            id.as_deref(),
+            &invoked.outputs,
+            &selection,
+        )?)
+    }
 }

@@ -13,12 +13,13 @@ use super::input::InputFile;
 use super::store::{self, BatchJob, Chunk, JobFailure};
 use super::{JobStatus, ResultLine, RowError};
 use crate::api::AppState;
-use crate::api::predict::{self, Target};
 use crate::auth::Principal;
 use crate::blob::intents::Intent;
 use crate::error::{ApiError, ErrorCode};
 use crate::metering::storage;
+use crate::serving::pipeline::{Pipeline, Selector, Target};
 use crate::serving::tensors;
+use axum::extract::FromRef;
 
 /// How often a row that found every execution slot busy is tried again before `overloaded`
 /// becomes its error.
@@ -41,7 +42,7 @@ pub fn spawn(state: AppState, job_id: String) {
 /// Restarts every `queued` or `running` job, from its last completed chunk. Returns how many.
 pub async fn resume(state: &AppState) -> anyhow::Result<usize> {
     let ids = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         store::unfinished(&conn)
             .await
             .context("failed to list unfinished batch jobs")?
@@ -58,7 +59,7 @@ pub async fn resume(state: &AppState) -> anyhow::Result<usize> {
 async fn run(state: &AppState, job_id: &str) -> anyhow::Result<()> {
     let _slot = state.batch.slots().acquire_owned().await?;
     let job = {
-        let conn = state.db.reader().await;
+        let conn = state.db.write_unmemoised().await;
         if !store::start(&conn, job_id).await? {
             return Ok(()); // Cancelled while it waited.
         }
@@ -73,7 +74,7 @@ async fn run(state: &AppState, job_id: &str) -> anyhow::Result<()> {
     );
     if let Err(failure) = run_chunks(state, &job).await {
         tracing::warn!(failure.code = %failure.code, failure.message = %failure.message, "batch job failed");
-        let conn = state.db.reader().await;
+        let conn = state.db.write_unmemoised().await;
         store::fail(&conn, job_id, &failure).await?;
     }
     Ok(())
@@ -121,16 +122,17 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
     let chunk_rows = usize::try_from(job.chunk_rows).map_err(internal)?;
     let total = usize::try_from(job.rows_total).map_err(internal)?;
     let file = {
-        let target = predict::resolve_routed(
-            state,
-            &job.org_id,
-            &job.model,
-            Some(job.version),
-            None,
-            None,
-        )
-        .await
-        .map_err(|e| job_failure(&e))?;
+        let target = Pipeline::from_ref(state)
+            .target(
+                &job.org_id,
+                &job.model,
+                &Selector {
+                    version: Some(job.version),
+                    alias: None,
+                },
+            )
+            .await
+            .map_err(|e| job_failure(&e))?;
         InputFile::parse(bytes, job.format, &target.version.signature)
             .map(Arc::new)
             .map_err(|e| internal(anyhow::anyhow!("stored input no longer parses: {e}")))?
@@ -145,7 +147,7 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
     loop {
         // A chunk boundary: stop here if the job was cancelled (or finished elsewhere).
         let status = {
-            let conn = state.db.reader().await;
+            let conn = state.db.read().await;
             store::get_by_id(&conn, &job.id)
                 .await
                 .map_err(internal)?
@@ -157,7 +159,7 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
         }
         let start = usize::try_from(index).map_err(internal)? * chunk_rows;
         if start >= total {
-            let conn = state.db.reader().await;
+            let conn = state.db.write_unmemoised().await;
             store::succeed(&conn, &job.id).await.map_err(internal)?;
             tracing::info!("batch job succeeded");
             return Ok(());
@@ -166,17 +168,18 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
         refuse_if_suspended(state, &job.org_id).await?;
         // Resolved once per chunk: an undeployed or deleted model stops the job here, and
         // the plan's current limits apply.
-        let target = predict::resolve_routed(
-            state,
-            &job.org_id,
-            &job.model,
-            Some(job.version),
-            None,
-            None,
-        )
-        .await
-        .map(Arc::new)
-        .map_err(|e| job_failure(&e))?;
+        let target = Pipeline::from_ref(state)
+            .target(
+                &job.org_id,
+                &job.model,
+                &Selector {
+                    version: Some(job.version),
+                    alias: None,
+                },
+            )
+            .await
+            .map(Arc::new)
+            .map_err(|e| job_failure(&e))?;
         let end = (start + chunk_rows).min(total);
         let lines: Vec<ResultLine> = futures_util::stream::iter(start..end)
             .map(|row| spawn_row(state, &caller, &target, &file, row))
@@ -205,7 +208,7 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
         // `quota_exceeded` before the chunk's blob is committed.
         let size = staged.size;
         let room = {
-            let conn = state.db.reader().await;
+            let conn = state.db.write_unmemoised().await;
             storage::check_room(
                 &conn,
                 &job.org_id,
@@ -229,7 +232,7 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
             return Err(internal(error));
         }
         let committed = {
-            let conn = state.db.reader().await;
+            let conn = state.db.write_unmemoised().await;
             let committed = store::commit_chunk(&conn, &job.id, &chunk).await;
             if let Ok(true) = committed {
                 storage::set_chunk_size(&conn, &job.id, chunk.index, size)
@@ -326,7 +329,7 @@ async fn run_row(
             Ok(inputs) => inputs,
             Err(e) => return Ok(row_error(ErrorCode::InvalidInput, e.to_string())),
         };
-        match predict::run(state, caller, target, inputs).await {
+        match Pipeline::from_ref(state).run(caller, target, inputs).await {
             Ok(prediction) => {
                 return Ok(ResultLine {
                     row,

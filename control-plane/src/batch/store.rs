@@ -5,7 +5,8 @@
 //! is counted once even if two runners race (a restart while an old process lingers, two
 //! machines on one database), and a cancelled job never advances again.
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -117,7 +118,7 @@ fn from_row(row: &libsql::Row) -> Result<BatchJob, DbError> {
 }
 
 /// Records a new `queued` job; returns its id.
-pub async fn insert(conn: &Connection, job: &NewJob<'_>) -> Result<String, DbError> {
+pub async fn insert(conn: &Writer, job: &NewJob<'_>) -> Result<String, DbError> {
     let id = db::new_id();
     conn.execute(
         "INSERT INTO batch_jobs (id, org_id, model_name, version, format, input_sha256,
@@ -142,7 +143,7 @@ pub async fn insert(conn: &Connection, job: &NewJob<'_>) -> Result<String, DbErr
 }
 
 /// A job of the organisation.
-pub async fn get(conn: &Connection, org_id: &str, id: &str) -> Result<Option<BatchJob>, DbError> {
+pub async fn get(conn: &Reader, org_id: &str, id: &str) -> Result<Option<BatchJob>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {COLUMNS} FROM batch_jobs WHERE id = ?1 AND org_id = ?2"),
@@ -157,7 +158,7 @@ pub async fn get(conn: &Connection, org_id: &str, id: &str) -> Result<Option<Bat
 }
 
 /// A job of any organisation (for its runner).
-pub(crate) async fn get_by_id(conn: &Connection, id: &str) -> Result<Option<BatchJob>, DbError> {
+pub(crate) async fn get_by_id(conn: &Reader, id: &str) -> Result<Option<BatchJob>, DbError> {
     let rows = conn
         .query(
             &format!("SELECT {COLUMNS} FROM batch_jobs WHERE id = ?1"),
@@ -172,7 +173,7 @@ pub(crate) async fn get_by_id(conn: &Connection, id: &str) -> Result<Option<Batc
 }
 
 /// The organisation's jobs, newest first.
-pub async fn list(conn: &Connection, org_id: &str, limit: i64) -> Result<Vec<BatchJob>, DbError> {
+pub async fn list(conn: &Reader, org_id: &str, limit: i64) -> Result<Vec<BatchJob>, DbError> {
     let rows = conn
         .query(
             &format!(
@@ -187,7 +188,7 @@ pub async fn list(conn: &Connection, org_id: &str, limit: i64) -> Result<Vec<Bat
 
 /// Whether the organisation has run a job over the input `sha256`: the only inputs it may
 /// name by digest (knowing a digest is not the same as having the bytes).
-pub async fn org_has_input(conn: &Connection, org_id: &str, sha256: &str) -> Result<bool, DbError> {
+pub async fn org_has_input(conn: &Reader, org_id: &str, sha256: &str) -> Result<bool, DbError> {
     let rows = conn
         .query(
             "SELECT 1 FROM batch_jobs WHERE org_id = ?1 AND input_sha256 = ?2 LIMIT 1",
@@ -198,7 +199,7 @@ pub async fn org_has_input(conn: &Connection, org_id: &str, sha256: &str) -> Res
 }
 
 /// Ids of jobs that are `queued` or `running`, oldest first: the ones to resume at start.
-pub async fn unfinished(conn: &Connection) -> Result<Vec<String>, DbError> {
+pub async fn unfinished(conn: &Reader) -> Result<Vec<String>, DbError> {
     let rows = conn
         .query(
             "SELECT id FROM batch_jobs WHERE status IN ('queued', 'running')
@@ -211,7 +212,7 @@ pub async fn unfinished(conn: &Connection) -> Result<Vec<String>, DbError> {
 
 /// Marks a `queued` (or resumed `running`) job `running`. `false` if it has meanwhile
 /// finished or been cancelled.
-pub async fn start(conn: &Connection, id: &str) -> Result<bool, DbError> {
+pub async fn start(conn: &Writer, id: &str) -> Result<bool, DbError> {
     let changed = conn
         .execute(
             "UPDATE batch_jobs SET status = 'running', started_at = COALESCE(started_at, ?2)
@@ -225,38 +226,39 @@ pub async fn start(conn: &Connection, id: &str) -> Result<bool, DbError> {
 /// Records chunk `chunk.index` as done and advances the job's progress, in one transaction.
 /// `false` (and nothing changed) if the job is no longer `running` at that chunk: cancelled,
 /// failed, or advanced by another runner.
-pub async fn commit_chunk(conn: &Connection, job_id: &str, chunk: &Chunk) -> Result<bool, DbError> {
-    let tx = conn.transaction().await?;
-    let changed = tx
-        .execute(
-            "UPDATE batch_jobs SET chunks_done = chunks_done + 1, rows_done = rows_done + ?3,
+pub async fn commit_chunk(conn: &Writer, job_id: &str, chunk: &Chunk) -> Result<bool, DbError> {
+    conn.transaction(async |tx| -> Result<bool, DbError> {
+        let changed = tx
+            .execute(
+                "UPDATE batch_jobs SET chunks_done = chunks_done + 1, rows_done = rows_done + ?3,
                  errors = errors + ?4
              WHERE id = ?1 AND chunks_done = ?2 AND status = 'running'",
-            params![job_id, chunk.index, chunk.rows, chunk.errors],
+                params![job_id, chunk.index, chunk.rows, chunk.errors],
+            )
+            .await?;
+        if changed != 1 {
+            // Nothing was changed: committing the empty transaction is a rollback.
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO batch_chunks (job_id, chunk_index, sha256, rows, errors)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                job_id,
+                chunk.index,
+                chunk.sha256.as_str(),
+                chunk.rows,
+                chunk.errors
+            ],
         )
         .await?;
-    if changed != 1 {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    tx.execute(
-        "INSERT INTO batch_chunks (job_id, chunk_index, sha256, rows, errors)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            job_id,
-            chunk.index,
-            chunk.sha256.as_str(),
-            chunk.rows,
-            chunk.errors
-        ],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(true)
+        Ok(true)
+    })
+    .await
 }
 
 /// Marks a `running` job `succeeded`.
-pub async fn succeed(conn: &Connection, id: &str) -> Result<bool, DbError> {
+pub async fn succeed(conn: &Writer, id: &str) -> Result<bool, DbError> {
     let changed = conn
         .execute(
             "UPDATE batch_jobs SET status = 'succeeded', finished_at = ?2
@@ -268,7 +270,7 @@ pub async fn succeed(conn: &Connection, id: &str) -> Result<bool, DbError> {
 }
 
 /// Marks an unfinished job `failed` with a reason.
-pub async fn fail(conn: &Connection, id: &str, failure: &JobFailure) -> Result<bool, DbError> {
+pub async fn fail(conn: &Writer, id: &str, failure: &JobFailure) -> Result<bool, DbError> {
     let changed = conn
         .execute(
             "UPDATE batch_jobs SET status = 'failed', failure_code = ?2, failure_message = ?3,
@@ -286,7 +288,7 @@ pub async fn fail(conn: &Connection, id: &str, failure: &JobFailure) -> Result<b
 }
 
 /// Cancels an unfinished job of the organisation. `false` if it had already finished.
-pub async fn cancel(conn: &Connection, org_id: &str, id: &str) -> Result<bool, DbError> {
+pub async fn cancel(conn: &Writer, org_id: &str, id: &str) -> Result<bool, DbError> {
     let changed = conn
         .execute(
             "UPDATE batch_jobs SET status = 'cancelled', finished_at = ?3
@@ -298,7 +300,7 @@ pub async fn cancel(conn: &Connection, org_id: &str, id: &str) -> Result<bool, D
 }
 
 /// The completed chunks of a job, in row order.
-pub async fn chunks(conn: &Connection, job_id: &str) -> Result<Vec<Chunk>, DbError> {
+pub async fn chunks(conn: &Reader, job_id: &str) -> Result<Vec<Chunk>, DbError> {
     let rows = conn
         .query(
             "SELECT chunk_index, sha256, rows, errors FROM batch_chunks WHERE job_id = ?1
@@ -323,7 +325,7 @@ mod tests {
     use crate::db::Db;
 
     async fn job(db: &Db) -> String {
-        let conn = db.conn().await;
+        let conn = db.write().await;
         conn.execute(
             "INSERT INTO orgs (id, slug, name, created_at) VALUES ('o', 'o', 'o', 0)",
             (),
@@ -361,7 +363,7 @@ mod tests {
     async fn a_chunk_counts_once_and_only_while_running() {
         let db = Db::memory().await.expect("db");
         let id = job(&db).await;
-        let conn = db.conn().await;
+        let conn = db.write().await;
         // Queued: not started, so nothing advances.
         assert!(!commit_chunk(&conn, &id, &chunk(0, 2)).await.unwrap());
         assert!(start(&conn, &id).await.unwrap());
@@ -384,7 +386,7 @@ mod tests {
     async fn jobs_are_scoped_by_organisation() {
         let db = Db::memory().await.expect("db");
         let id = job(&db).await;
-        let conn = db.conn().await;
+        let conn = db.write().await;
         assert!(get(&conn, "other", &id).await.unwrap().is_none());
         assert!(!cancel(&conn, "other", &id).await.unwrap());
         assert!(

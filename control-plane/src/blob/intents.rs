@@ -13,6 +13,7 @@
 //! intent refers to its digest, checked under the database lock the references are written
 //! under.
 
+use crate::db::Writer;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ impl Intent {
         let id = uuid::Uuid::new_v4().to_string();
         let now = db::now();
         // Nothing a memo holds.
-        let conn = db.reader().await;
+        let conn = db.write_unmemoised().await;
         for digest in digests {
             conn.execute(
                 "INSERT OR IGNORE INTO blob_intents (id, sha256, created_at) VALUES (?1, ?2, ?3)",
@@ -55,7 +56,7 @@ impl Intent {
 
     /// The rows referencing the blobs are committed: the intent is no longer needed.
     pub async fn settle(self, db: &Db) {
-        if let Err(error) = forget(&*db.reader().await, &self.id).await {
+        if let Err(error) = forget(&*db.write_unmemoised().await, &self.id).await {
             // Harmless: the blobs are referenced; the stale intent is collected later.
             tracing::warn!(error = %error, "failed to settle a blob intent");
         }
@@ -66,7 +67,7 @@ impl Intent {
     pub async fn abandon(self, db: &Db, blobs: &dyn ObjectStore) {
         // Under the lock that references are recorded under, held through the deletion, so
         // that no request can start referencing a blob between the check and the delete.
-        let conn = db.reader().await;
+        let conn = db.write_unmemoised().await;
         let result = async {
             forget(&conn, &self.id).await?;
             crate::registry::unreferenced(&conn, &self.digests).await
@@ -79,7 +80,7 @@ impl Intent {
     }
 }
 
-async fn forget(conn: &libsql::Connection, id: &str) -> Result<(), DbError> {
+async fn forget(conn: &Writer, id: &str) -> Result<(), DbError> {
     conn.execute("DELETE FROM blob_intents WHERE id = ?1", params![id])
         .await?;
     Ok(())
@@ -102,7 +103,7 @@ pub async fn collect_stale(
     older_than: Duration,
 ) -> Result<usize, DbError> {
     let before = now.saturating_sub(i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX));
-    let conn = db.reader().await;
+    let conn = db.write_unmemoised().await;
     let rows = conn
         .query(
             "SELECT DISTINCT sha256 FROM blob_intents WHERE created_at <= ?1",
@@ -196,7 +197,7 @@ mod tests {
         // A settled intent leaves its (referenced) blob alone.
         let kept = stored(&store, &staging, b"kept").await;
         {
-            let conn = db.conn().await;
+            let conn = db.write().await;
             conn.execute(
                 "INSERT INTO orgs (id, slug, name, created_at) VALUES ('o', 'o', 'o', 0)",
                 (),

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use libsql::Connection;
+use super::Reader;
 
 use super::Db;
 
@@ -84,7 +84,7 @@ where
     /// memoised: a flood of unknown keys never evicts the known ones.
     pub async fn get_or_load<E, F>(&self, db: &Arc<Db>, key: K, load: F) -> Result<Option<V>, E>
     where
-        F: for<'c> FnOnce(&'c Connection, &'c K) -> LoadFuture<'c, V, E> + Send + 'static,
+        F: for<'c> FnOnce(&'c Reader, &'c K) -> LoadFuture<'c, V, E> + Send + 'static,
         E: Display + Send + 'static,
     {
         if let Some(hit) = self.entries.get(&key)
@@ -118,7 +118,7 @@ where
         load: F,
         refreshing: Arc<AtomicBool>,
     ) where
-        F: for<'c> FnOnce(&'c Connection, &'c K) -> LoadFuture<'c, V, E> + Send + 'static,
+        F: for<'c> FnOnce(&'c Reader, &'c K) -> LoadFuture<'c, V, E> + Send + 'static,
         E: Display + Send + 'static,
     {
         let entries = self.entries.clone();
@@ -160,6 +160,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+    use crate::db::Writer;
 
     /// Reads the number of organisations through the memo, counting the reads.
     async fn count_orgs(
@@ -168,7 +169,7 @@ mod tests {
         loads: &Arc<AtomicUsize>,
     ) -> i64 {
         let loads = Arc::clone(loads);
-        memo.get_or_load(db, "k", move |conn: &Connection, _: &&'static str| {
+        memo.get_or_load(db, "k", move |conn: &Reader, _: &&'static str| {
             Box::pin(async move {
                 loads.fetch_add(1, Ordering::SeqCst);
                 let mut rows = conn.query("SELECT COUNT(*) FROM orgs", ()).await?;
@@ -191,7 +192,7 @@ mod tests {
         Arc::new(Db::open(&location).await.expect("open"))
     }
 
-    async fn insert_org(conn: &Connection, id: &str) -> libsql::Result<u64> {
+    async fn insert_org(conn: &Writer, id: &str) -> libsql::Result<u64> {
         conn.execute(
             "INSERT INTO orgs (id, slug, name, created_at) VALUES (?1, ?1, ?1, 0)",
             [id],
@@ -202,7 +203,9 @@ mod tests {
     /// What another process sharing the database would do: a write this process's
     /// generation does not see.
     async fn insert_org_behind_the_memos_back(db: &Db, id: &str) {
-        insert_org(&*db.reader().await, id).await.expect("insert");
+        insert_org(&*db.write_unmemoised().await, id)
+            .await
+            .expect("insert");
     }
 
     /// Whether `done` comes true within a second: a background refresh lands shortly
@@ -237,7 +240,7 @@ mod tests {
             "the second read is memoised"
         );
 
-        db.reader().await.query("SELECT 1", ()).await.expect("read");
+        db.read().await.query("SELECT 1", ()).await.expect("read");
         assert_eq!(count_orgs(&memo, &db, &loads).await, 0);
         assert_eq!(
             loads.load(Ordering::SeqCst),
@@ -245,7 +248,7 @@ mod tests {
             "a reader leaves memos valid"
         );
 
-        insert_org(&*db.conn().await, "1").await.expect("insert");
+        insert_org(&*db.write().await, "1").await.expect("insert");
         assert_eq!(count_orgs(&memo, &db, &loads).await, 1, "the write is seen");
         assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
@@ -258,11 +261,11 @@ mod tests {
         let loads = Arc::new(AtomicUsize::new(0));
         assert_eq!(count_orgs(&memo, &db, &loads).await, 0);
         // A committed write makes the row stale.
-        insert_org(&*db.conn().await, "1").await.expect("insert");
+        insert_org(&*db.write().await, "1").await.expect("insert");
 
         // Another write under way, as an API call or the metering drainer waiting for its
         // commit: reading the stale row must not wait for it.
-        let writing = db.conn().await;
+        let writing = db.write().await;
         writing.execute("BEGIN", ()).await.expect("begin");
         insert_org(&writing, "2").await.expect("insert");
         let read = tokio::time::timeout(Duration::from_secs(10), count_orgs(&memo, &db, &loads));
@@ -284,7 +287,15 @@ mod tests {
     async fn the_snapshot_connection_refuses_writes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open_file(&dir).await;
-        let written = insert_org(&*db.snapshot().await, "1").await;
+        // A `Reader` has no `execute`; a write smuggled through `query` is refused too.
+        let written = db
+            .snapshot()
+            .await
+            .query(
+                "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0) RETURNING id",
+                (),
+            )
+            .await;
         assert!(written.is_err(), "a memo load must only read");
     }
 
@@ -298,7 +309,7 @@ mod tests {
         age(&memo, MEMO_TTL);
 
         // Hold the connection, as a slow commit would: the requests must not wait for it.
-        let held = db.reader().await;
+        let held = db.read().await;
         for _ in 0..5 {
             // A request that waited for the connection would wait forever here.
             let read =
@@ -337,7 +348,7 @@ mod tests {
         let present = Arc::new(AtomicBool::new(true));
         let read = |present: &Arc<AtomicBool>| {
             let present = Arc::clone(present);
-            memo.get_or_load(&db, "k", move |_: &Connection, _: &&'static str| {
+            memo.get_or_load(&db, "k", move |_: &Reader, _: &&'static str| {
                 Box::pin(async move {
                     Ok::<_, libsql::Error>(present.load(Ordering::SeqCst).then_some(7))
                 })
@@ -363,7 +374,7 @@ mod tests {
         for _ in 0..3 {
             let loads = Arc::clone(&loads);
             let found = memo
-                .get_or_load(&db, "absent", move |_: &Connection, _: &&'static str| {
+                .get_or_load(&db, "absent", move |_: &Reader, _: &&'static str| {
                     Box::pin(async move {
                         loads.fetch_add(1, Ordering::SeqCst);
                         Ok::<_, libsql::Error>(None)

@@ -2,7 +2,7 @@
 //!
 //! A migration is never edited once released: add a new one instead.
 
-use libsql::Connection;
+use super::Writer;
 
 use super::DbError;
 
@@ -71,11 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
 /// Not "every version above the highest recorded": migrations numbered on parallel branches
 /// may be released out of order, and one with a lower number than an applied one must still
 /// run.
-pub async fn apply(conn: &Connection) -> Result<(), DbError> {
+pub async fn apply(conn: &Writer) -> Result<(), DbError> {
     apply_list(conn, MIGRATIONS).await
 }
 
-async fn apply_list(conn: &Connection, migrations: &[Migration]) -> Result<(), DbError> {
+async fn apply_list(conn: &Writer, migrations: &[Migration]) -> Result<(), DbError> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version INTEGER PRIMARY KEY,
@@ -94,14 +94,16 @@ async fn apply_list(conn: &Connection, migrations: &[Migration]) -> Result<(), D
     }
     drop(rows);
     for migration in migrations.iter().filter(|m| !applied.contains(&m.version)) {
-        let tx = conn.transaction().await?;
-        tx.execute_batch(migration.sql).await?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            libsql::params![migration.version, migration.name, super::now()],
-        )
+        conn.transaction(async |tx| -> Result<(), DbError> {
+            tx.execute_batch(migration.sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                libsql::params![migration.version, migration.name, super::now()],
+            )
+            .await?;
+            Ok(())
+        })
         .await?;
-        tx.commit().await?;
         tracing::info!(
             migration.version,
             migration.name,
@@ -125,7 +127,7 @@ mod tests {
             .build()
             .await
             .expect("db");
-        let conn = db.connect().expect("connect");
+        let conn = Writer::new(db.connect().expect("connect"));
         let one = table(1, "one", "CREATE TABLE one (x)");
         let five = table(5, "five", "CREATE TABLE five (x)");
         apply_list(&conn, &[one, five]).await.expect("1 and 5");
@@ -154,7 +156,7 @@ mod tests {
             .build()
             .await
             .expect("db");
-        let conn = db.connect().expect("connect");
+        let conn = Writer::new(db.connect().expect("connect"));
         let before: Vec<_> = MIGRATIONS.iter().filter(|m| m.version < 8).collect();
         for migration in before {
             let copy = table(migration.version, migration.name, migration.sql);

@@ -10,16 +10,18 @@
 //! across anything slow that is not the database (uploads, password hashing).
 //!
 //! Hot rows read on every request (API keys, organisations, plans, deployments) are kept in
-//! [`Memo`]s. Every [`Db::conn`] counts as a possible write and makes every memoised row
-//! stale when it is released (after the commit), including rows read while it was held;
-//! only [`Db::reader`], for statements that change nothing a memo holds, leaves them be.
-//! So a change made by this process is seen by its very next request.
+//! [`Memo`]s. Every [`Db::write`] (and [`Db::transaction`]) counts as a change to them and
+//! makes every memoised row stale when it is released (after the commit), including rows
+//! read while it was held; [`Db::read`] and [`Db::write_unmemoised`] (for rows no memo
+//! holds) leave them be. So a change made by this process is seen by its very next request.
+//! Which one a caller takes is checked by type ([`handles`]): a [`Reader`] cannot write.
 //!
 //! Memos read through [`Db::snapshot`]: on an embedded file, a second connection that only
 //! reads. Under WAL it reads the last commit while the main connection is inside a
 //! transaction or waiting for a commit's `fsync`, so a request whose rows went stale does
 //! not queue behind the metering drainer's batch or an API write.
 
+pub mod handles;
 mod memo;
 mod migrations;
 
@@ -29,9 +31,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use libsql::{Builder, Connection, Database};
+use libsql::{Builder, Database};
 use tokio::sync::{Mutex, MutexGuard};
 
+pub use handles::{Reader, Writer};
 pub use memo::{LoadFuture, MEMO_STALE_LIMIT, MEMO_TTL, Memo};
 pub use migrations::{MIGRATIONS, Migration};
 
@@ -66,18 +69,15 @@ pub enum DbLocation {
 
 /// The control plane's database.
 pub struct Db {
-    conn: Mutex<Connection>,
-    /// A read-only second connection to an embedded file, for memo loads ([`Db::snapshot`]).
-    snapshot: Option<Mutex<Connection>>,
-    /// Bumped when a [`Db::conn`] is released: memoised rows read under an older value are
-    /// stale.
+    conn: Mutex<Writer>,
+    /// Read-only (`query_only`) on an embedded file; it is a `Writer` only to share the
+    /// guard types, and is handed out as a [`ReadGuard`].
+    snapshot: Option<Mutex<Writer>>,
     generation: AtomicU64,
-    // Dropping the `Database` closes the connection, so keep it for as long as `conn`.
     _database: Database,
 }
 
 impl Db {
-    /// Opens (creating if needed) the database and applies pending migrations.
     pub async fn open(location: &DbLocation) -> Result<Self, DbError> {
         let database = match location {
             DbLocation::Memory => Builder::new_local(":memory:").build().await?,
@@ -104,8 +104,6 @@ impl Db {
         };
         let conn = database.connect()?;
         if matches!(location, DbLocation::File(_) | DbLocation::Memory) {
-            // Foreign keys are off by default in SQLite; WAL lets readers of the file
-            // (backups, `sqlite3`) coexist with the server. Both are local-only pragmas.
             conn.execute("PRAGMA foreign_keys = ON", ()).await?;
             if matches!(location, DbLocation::File(_)) {
                 let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
@@ -113,11 +111,10 @@ impl Db {
                 conn.busy_timeout(Duration::from_secs(5))?;
             }
         }
+        let conn = Writer::new(conn);
         migrations::apply(&conn).await?;
         let snapshot = match location {
             DbLocation::File(_) => Some(Mutex::new(open_snapshot(&database).await?)),
-            // `:memory:` is private to its connection; a remote server or a replica answers
-            // reads without waiting for the writer's disk.
             _ => None,
         };
         Ok(Self {
@@ -128,86 +125,107 @@ impl Db {
         })
     }
 
-    /// Opens a fresh in-memory database with all migrations applied (tests).
+    /// A fresh in-memory database (tests).
     pub async fn memory() -> Result<Self, DbError> {
         Self::open(&DbLocation::Memory).await
     }
 
-    /// Exclusive access to the connection for one operation or one transaction, which may
-    /// write anything: every memoised row becomes stale, and so does every row a memo
-    /// reads while the guard is held.
-    pub async fn conn(&self) -> WriteGuard<'_> {
-        let conn = self.reader().await;
+    /// The connection, to read. Reads leave memoised rows be.
+    pub async fn read(&self) -> ReadGuard<'_> {
+        ReadGuard(self.lock().await)
+    }
+
+    /// The connection, to write rows a memo may hold (organisations, keys, plans, models,
+    /// deployments, …): when it is released, every memoised row is stale, so this
+    /// process's next request sees the change.
+    pub async fn write(&self) -> WriteGuard<'_> {
         WriteGuard {
-            conn,
-            generation: &self.generation,
+            conn: self.lock().await,
+            generation: Some(&self.generation),
         }
     }
 
-    /// A connection for memo loads, which only read. On an embedded file it is a
-    /// connection of its own, which reads the last commit without waiting for the main
-    /// one; elsewhere it is [`Db::reader`].
-    pub async fn snapshot(&self) -> MutexGuard<'_, Connection> {
+    /// The connection, to write only rows no memo holds (usage events, idempotency
+    /// records, batch progress, blob intents, audit entries on their own): memoised rows
+    /// stay fresh, so the hot path keeps skipping the database.
+    pub async fn write_unmemoised(&self) -> WriteGuard<'_> {
+        WriteGuard {
+            conn: self.lock().await,
+            generation: None,
+        }
+    }
+
+    /// Runs `body` in a transaction on [`Db::write`]'s connection (see
+    /// [`Writer::transaction`]).
+    pub async fn transaction<T, E>(
+        &self,
+        body: impl AsyncFnOnce(&Writer) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        self.write().await.transaction(body).await
+    }
+
+    /// The read-only snapshot connection (on an embedded file), or else the main one.
+    pub async fn snapshot(&self) -> ReadGuard<'_> {
         match &self.snapshot {
-            Some(snapshot) => snapshot.lock().await,
-            None => self.reader().await,
+            Some(snapshot) => ReadGuard(snapshot.lock().await),
+            None => self.read().await,
         }
     }
 
-    /// Exclusive access for statements that change nothing a [`Memo`] holds: reads, and
-    /// writes to tables and columns no memo reads (usage, invoices, batch jobs, MLflow
-    /// tracking, a key's `last_used_at`). Memoised rows stay valid, so prefer it wherever
-    /// that holds: every [`Db::conn`] sends the next request of every tenant to the
-    /// database for its rows.
-    pub async fn reader(&self) -> MutexGuard<'_, Connection> {
+    async fn lock(&self) -> MutexGuard<'_, Writer> {
         let conn = self.conn.lock().await;
-        if !conn.is_autocommit() {
-            // A request cancelled mid-transaction (its client went away) dropped the future
-            // holding the transaction; never let the next caller run inside it.
-            tracing::warn!("rolling back a transaction abandoned by a cancelled request");
-            if let Err(e) = conn.execute("ROLLBACK", ()).await {
-                tracing::error!(error = %e, "failed to roll back an abandoned transaction");
-            }
-        }
+        conn.roll_back_abandoned().await;
         conn
     }
 
-    /// The current write generation; read it before a memo load's first statement.
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 }
 
-/// The connection held for a possible write ([`Db::conn`]).
+/// The connection held to read; derefs to a [`Reader`].
+pub struct ReadGuard<'a>(MutexGuard<'a, Writer>);
+
+impl Deref for ReadGuard<'_> {
+    type Target = Reader;
+
+    fn deref(&self) -> &Reader {
+        &self.0
+    }
+}
+
+/// The connection held to write; derefs to a [`Writer`]. Released, it makes memoised rows
+/// stale (unless taken with [`Db::write_unmemoised`]).
 pub struct WriteGuard<'a> {
-    conn: MutexGuard<'a, Connection>,
-    generation: &'a AtomicU64,
+    conn: MutexGuard<'a, Writer>,
+    generation: Option<&'a AtomicU64>,
 }
 
 impl Deref for WriteGuard<'_> {
-    type Target = Connection;
+    type Target = Writer;
 
-    fn deref(&self) -> &Connection {
+    fn deref(&self) -> &Writer {
         &self.conn
     }
 }
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        // After the commit: a memo load stamped before this point (on the snapshot
-        // connection, it may have run during the write and read the rows as they were
-        // before it) is now stale.
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(generation) = self.generation {
+            generation.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
-/// The snapshot connection: it waits for a lock as the main one does, and never writes.
-async fn open_snapshot(database: &Database) -> Result<Connection, DbError> {
+async fn open_snapshot(database: &Database) -> Result<Writer, DbError> {
     let conn = database.connect()?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mut rows = conn.query("PRAGMA query_only = ON", ()).await?;
     while rows.next().await?.is_some() {}
-    Ok(conn)
+    Ok(Writer::new(conn))
 }
 
 /// Runs `work` on a thread of the blocking pool and waits for it there.
@@ -280,7 +298,7 @@ mod tests {
     use super::*;
 
     async fn count(db: &Db, sql: &str) -> i64 {
-        let conn = db.conn().await;
+        let conn = db.write().await;
         let row = first_row(conn.query(sql, ()).await.expect("query"))
             .await
             .expect("row")
@@ -304,27 +322,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_transaction_that_is_not_committed_leaves_nothing() {
-        let db = Db::memory().await.expect("open");
-        {
-            let conn = db.conn().await;
-            let tx = conn.transaction().await.expect("begin");
-            tx.execute(
-                "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",
-                (),
-            )
-            .await
-            .expect("insert");
-            tx.rollback().await.expect("rollback");
-        }
-        assert_eq!(count(&db, "SELECT COUNT(*) FROM orgs").await, 0);
-    }
-
-    #[tokio::test]
     async fn an_abandoned_transaction_is_rolled_back_before_the_next_caller() {
         let db = Db::memory().await.expect("open");
         {
-            let conn = db.conn().await;
+            let conn = db.write().await;
             conn.execute("BEGIN", ()).await.expect("begin");
             conn.execute(
                 "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",
@@ -334,7 +335,7 @@ mod tests {
             .expect("insert");
             // Dropped here without COMMIT or ROLLBACK, as a cancelled request would.
         }
-        assert!(db.conn().await.is_autocommit());
+        assert!(db.write().await.is_autocommit());
         assert_eq!(count(&db, "SELECT COUNT(*) FROM orgs").await, 0);
     }
 
@@ -342,7 +343,7 @@ mod tests {
     async fn memory_databases_are_independent() {
         let a = Db::memory().await.expect("a");
         let b = Db::memory().await.expect("b");
-        a.conn()
+        a.write()
             .await
             .execute(
                 "INSERT INTO orgs (id, slug, name, created_at) VALUES ('1', 'a', 'a', 0)",

@@ -1,7 +1,8 @@
 //! Invoices from the database: a preview of the current period, and finalised invoices of
 //! closed periods, computed once and stored, never recomputed.
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -34,7 +35,7 @@ pub struct Invoice {
 
 /// The invoice of `period` from its usage up to `now`, under `plan`'s prices.
 pub async fn compute(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     plan: &Plan,
     period: Period,
@@ -68,7 +69,7 @@ pub async fn compute(
 
 /// Finalises every closed period of the organisation that has no invoice yet, from the
 /// month it was created. Idempotent: an invoice is written once.
-pub async fn finalize(conn: &Connection, org_id: &str, now: i64) -> Result<(), DbError> {
+pub async fn finalize(conn: &Writer, org_id: &str, now: i64) -> Result<(), DbError> {
     let rows = conn
         .query("SELECT created_at FROM orgs WHERE id = ?1", params![org_id])
         .await?;
@@ -121,7 +122,7 @@ pub async fn finalize(conn: &Connection, org_id: &str, now: i64) -> Result<(), D
 }
 
 /// [`finalize`] for every organisation.
-pub async fn finalize_all(conn: &Connection, now: i64) -> Result<(), DbError> {
+pub async fn finalize_all(conn: &Writer, now: i64) -> Result<(), DbError> {
     let rows = conn.query("SELECT id FROM orgs", ()).await?;
     let orgs: Vec<String> = db::collect(rows, |r| Ok(r.get(0)?)).await?;
     for org in orgs {
@@ -131,7 +132,7 @@ pub async fn finalize_all(conn: &Connection, now: i64) -> Result<(), DbError> {
 }
 
 /// The finalised invoices of an organisation, newest first.
-pub async fn list_final(conn: &Connection, org_id: &str) -> Result<Vec<Invoice>, DbError> {
+pub async fn list_final(conn: &Reader, org_id: &str) -> Result<Vec<Invoice>, DbError> {
     let rows = conn
         .query(
             "SELECT body FROM invoices WHERE org_id = ?1 ORDER BY period_start DESC",

@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use libsql::{Connection, params};
+use crate::db::Writer;
+use libsql::params;
 use sha2::{Digest, Sha256};
 
 use crate::db::{self, DbError};
@@ -150,7 +151,7 @@ fn secs(duration: Duration) -> i64 {
 /// Claims `scope`'s key for a request with `fingerprint` at `now`: a new (or expired, or
 /// abandoned) key becomes this request's; a used one answers a replay or a refusal.
 pub async fn claim(
-    conn: &Connection,
+    conn: &Writer,
     scope: KeyScope<'_>,
     fingerprint: &str,
     now: i64,
@@ -223,7 +224,7 @@ pub async fn claim(
 /// Stores the response of the request that claimed the key: `Ok` to replay it, `Err` with
 /// its status when it is over the bound (retries are then refused as not replayable).
 pub async fn complete(
-    conn: &Connection,
+    conn: &Writer,
     scope: KeyScope<'_>,
     response: Result<&StoredResponse, u16>,
     usage_id: Option<&str>,
@@ -258,7 +259,7 @@ pub async fn complete(
 
 /// Gives the key up: the request did not run (refused before it started, or cancelled),
 /// so a retry runs it.
-pub async fn release(conn: &Connection, scope: KeyScope<'_>) -> Result<(), DbError> {
+pub async fn release(conn: &Writer, scope: KeyScope<'_>) -> Result<(), DbError> {
     conn.execute(
         "DELETE FROM idempotency_keys
          WHERE org_id = ?1 AND credential = ?2 AND idempotency_key = ?3 AND state = 'running'",
@@ -269,7 +270,7 @@ pub async fn release(conn: &Connection, scope: KeyScope<'_>) -> Result<(), DbErr
 }
 
 /// Deletes keys older than `ttl` at `now`. Returns how many.
-pub async fn purge(conn: &Connection, now: i64, ttl: Duration) -> Result<u64, DbError> {
+pub async fn purge(conn: &Writer, now: i64, ttl: Duration) -> Result<u64, DbError> {
     Ok(conn
         .execute(
             "DELETE FROM idempotency_keys WHERE created_at <= ?1",
@@ -287,7 +288,7 @@ pub async fn purge_hourly(db: std::sync::Arc<crate::db::Db>, ttl: Duration) {
         let db = std::sync::Arc::clone(&db);
         // A commit waits for `fsync`: not on an executor thread.
         crate::db::on_blocking_thread(async move {
-            match purge(&*db.reader().await, crate::db::now(), ttl).await {
+            match purge(&*db.write_unmemoised().await, crate::db::now(), ttl).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
                 Err(error) => tracing::warn!(error = %error, "failed to purge idempotency keys"),
@@ -323,7 +324,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_runs_once_then_replays_and_refuses_other_requests() {
         let db = Db::memory().await.unwrap();
-        let conn = db.reader().await;
+        let conn = db.write_unmemoised().await;
         let s = scope("key:a", "k");
         assert_eq!(claim(&conn, s, "f1", 0, TTL).await.unwrap(), Claim::Run);
         assert_eq!(
@@ -361,7 +362,7 @@ mod tests {
     #[tokio::test]
     async fn released_abandoned_and_oversized_keys() {
         let db = Db::memory().await.unwrap();
-        let conn = db.reader().await;
+        let conn = db.write_unmemoised().await;
         let s = scope("key:a", "k");
         assert_eq!(
             claim(&conn, s, "f1", 0, TTL * 100).await.unwrap(),

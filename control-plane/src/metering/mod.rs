@@ -96,7 +96,7 @@ impl Metering {
         let (outbox, leftovers, drained) = Outbox::open(dir, fsync, DRAIN_BATCH)?;
         let mut replayed = 0;
         for chunk in leftovers.events.chunks(DRAIN_BATCH) {
-            replayed += store::insert(&*db.reader().await, chunk).await?;
+            replayed += store::insert(&*db.write_unmemoised().await, chunk).await?;
         }
         for segment in &leftovers.segments {
             std::fs::remove_file(segment).map_err(|source| OutboxError::Io {
@@ -160,7 +160,7 @@ impl Metering {
         let reserved = inner
             .quotas
             .reserve(subject.org_id, period, limit, || async {
-                let conn = inner.db.reader().await;
+                let conn = inner.db.read().await;
                 Ok::<_, DbError>(
                     store::totals(&conn, subject.org_id, period.start, period.end)
                         .await?
@@ -310,7 +310,7 @@ async fn resync(db: &Db, quotas: &CallQuotas) -> Result<(), DbError> {
         let period = Period::containing(start);
         // Under the connection: no drained batch is stored (and subtracted from the
         // undrained calls) between the read and the update.
-        let conn = db.reader().await;
+        let conn = db.read().await;
         let durable = store::totals(&conn, &org_id, period.start, period.end)
             .await?
             .billed_calls;
@@ -363,7 +363,7 @@ async fn commit_batch(db: Arc<Db>, quotas: Arc<CallQuotas>, items: Vec<Drained>)
     let mut backoff = Duration::from_millis(100);
     loop {
         // Usage events and rollups are nothing a memo holds: the memoised rows stay valid.
-        let conn = db.reader().await;
+        let conn = db.write_unmemoised().await;
         match store::insert(&conn, &events).await {
             Ok(_) => {
                 // Still under the connection, so that a resync sees them either undrained
@@ -421,7 +421,7 @@ async fn hourly(db: Arc<Db>) {
 async fn sample_and_finalize(db: Arc<Db>) {
     let now = crate::db::now();
     // Storage samples and invoices: nothing a memo holds.
-    let conn = db.reader().await;
+    let conn = db.write_unmemoised().await;
     if let Err(error) = storage::sample_all(&conn, now).await {
         tracing::warn!(error = %error, "failed to sample storage");
     }

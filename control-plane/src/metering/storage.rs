@@ -8,7 +8,8 @@
 //! stopped server (scale-to-zero) sees no change it could have missed; a change is billed
 //! from the next sample, which makes storage accurate to the hour.
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 
 use super::period::{Period, hour_start};
 use crate::db::{self, DbError};
@@ -32,7 +33,7 @@ const ORG_BLOBS: &str = "
 /// graphs, MLflow artifacts, batch inputs and results. Blobs are stored once per digest,
 /// so a blob used several times (by versions, an artifact and the version made from it)
 /// counts once.
-pub async fn org_bytes(conn: &Connection, org_id: &str) -> Result<u64, DbError> {
+pub async fn org_bytes(conn: &Reader, org_id: &str) -> Result<u64, DbError> {
     let rows = conn
         .query(
             &format!(
@@ -53,7 +54,7 @@ pub async fn org_bytes(conn: &Connection, org_id: &str) -> Result<u64, DbError> 
 /// Bytes that storing `blobs` (digest, size) would add to what the organisation stores:
 /// those it does not reference yet, each once.
 pub async fn added_bytes(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     blobs: &[(&str, u64)],
 ) -> Result<u64, DbError> {
@@ -80,7 +81,7 @@ pub async fn added_bytes(
 /// `Err(quota_exceeded)` if storing `blobs` would take the organisation past its plan's
 /// storage quota. Callers check before committing the blobs, so a refusal leaves nothing.
 pub async fn check_room(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     limit: Option<u64>,
     blobs: &[(&str, u64)],
@@ -100,7 +101,7 @@ pub async fn check_room(
 
 /// Records the size of a custom component's graph, which its version row does not carry.
 pub async fn set_graph_size(
-    conn: &Connection,
+    conn: &Writer,
     model_id: &str,
     version: i64,
     bytes: u64,
@@ -115,7 +116,7 @@ pub async fn set_graph_size(
 
 /// Records the size of a batch job's result chunk.
 pub async fn set_chunk_size(
-    conn: &Connection,
+    conn: &Writer,
     job_id: &str,
     chunk_index: i64,
     bytes: u64,
@@ -133,7 +134,7 @@ pub async fn set_chunk_size(
 }
 
 /// Records every organisation's current bytes at the hour of `now`.
-pub async fn sample_all(conn: &Connection, now: i64) -> Result<(), DbError> {
+pub async fn sample_all(conn: &Writer, now: i64) -> Result<(), DbError> {
     let rows = conn.query("SELECT id FROM orgs", ()).await?;
     let orgs = db::collect(rows, |row| Ok(row.get::<String>(0)?)).await?;
     for org_id in orgs {
@@ -154,7 +155,7 @@ pub async fn sample_all(conn: &Connection, now: i64) -> Result<(), DbError> {
 
 /// Byte-seconds an organisation stored during `period`, up to `now`.
 pub async fn byte_seconds(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     period: Period,
     now: i64,
@@ -212,7 +213,7 @@ mod tests {
     #[tokio::test]
     async fn sampling_records_each_organisation_once_per_hour() {
         let db = crate::db::Db::memory().await.unwrap();
-        let conn = db.conn().await;
+        let conn = db.write().await;
         crate::orgs::insert(&conn, "acme", "Acme").await.unwrap();
         sample_all(&conn, 7_200).await.unwrap();
         sample_all(&conn, 7_300).await.unwrap();

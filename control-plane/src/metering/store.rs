@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -69,74 +70,74 @@ fn signed(value: u64) -> i64 {
 
 /// Inserts events that are not stored yet, and adds exactly those to the rollups, in one
 /// transaction. Returns how many were new. Inserting the same event again changes nothing.
-pub async fn insert(conn: &Connection, events: &[UsageEvent]) -> Result<u64, DbError> {
-    let tx = conn.transaction().await?;
-    let mut rollups: BTreeMap<(Granularity, i64, &str, &str, String), Totals> = BTreeMap::new();
-    let mut inserted = 0;
-    // Prepared once per batch: parsing the statement again for every event cost more than
-    // running it.
-    let statement = tx
-        .prepare(
-            "INSERT OR IGNORE INTO usage_events (id, org_id, api_key_id, user_id, model_id,
+pub async fn insert(conn: &Writer, events: &[UsageEvent]) -> Result<u64, DbError> {
+    conn.transaction(async |tx| -> Result<u64, DbError> {
+        let mut rollups: BTreeMap<(Granularity, i64, &str, &str, String), Totals> = BTreeMap::new();
+        let mut inserted = 0;
+        // Prepared once per batch: parsing the statement again for every event cost more than
+        // running it.
+        let statement = tx
+            .prepare(
+                "INSERT OR IGNORE INTO usage_events (id, org_id, api_key_id, user_id, model_id,
                 model_name, version, variant, outcome, billable, cache_hit, compute_units,
                 fuel, wall_us, inference_us, peak_memory_bytes, bytes_in, bytes_out, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                 ?17, ?18, ?19)",
-        )
-        .await?;
-    for event in events {
-        let (api_key, user) = match &event.caller {
-            Caller::ApiKey(id) => (Some(id.as_str()), None),
-            Caller::User(id) => (None, Some(id.as_str())),
-        };
-        let changed = statement
-            .execute(params![
-                event.id.as_str(),
-                event.org_id.as_str(),
-                api_key,
-                user,
-                event.model_id.as_str(),
-                event.model_name.as_str(),
-                event.version,
-                event.variant.as_str(),
-                event.outcome.as_str(),
-                event.billable(),
-                event.cache_hit,
-                signed(event.compute_units),
-                signed(event.fuel),
-                signed(event.wall_us),
-                signed(event.inference_us),
-                signed(event.peak_memory_bytes),
-                signed(event.bytes_in),
-                signed(event.bytes_out),
-                event.at_ms
-            ])
-            .await;
-        statement.reset();
-        if changed? == 0 {
-            continue;
-        }
-        inserted += 1;
-        let at = event.at_ms.div_euclid(1_000);
-        for (granularity, start) in [
-            (Granularity::Hour, hour_start(at)),
-            (Granularity::Day, day_start(at)),
-        ] {
-            rollups
-                .entry((
-                    granularity,
-                    start,
+            )
+            .await?;
+        for event in events {
+            let (api_key, user) = match &event.caller {
+                Caller::ApiKey(id) => (Some(id.as_str()), None),
+                Caller::User(id) => (None, Some(id.as_str())),
+            };
+            let changed = statement
+                .execute(params![
+                    event.id.as_str(),
                     event.org_id.as_str(),
+                    api_key,
+                    user,
+                    event.model_id.as_str(),
                     event.model_name.as_str(),
-                    event.caller.label(),
-                ))
-                .or_default()
-                .add(event);
+                    event.version,
+                    event.variant.as_str(),
+                    event.outcome.as_str(),
+                    event.billable(),
+                    event.cache_hit,
+                    signed(event.compute_units),
+                    signed(event.fuel),
+                    signed(event.wall_us),
+                    signed(event.inference_us),
+                    signed(event.peak_memory_bytes),
+                    signed(event.bytes_in),
+                    signed(event.bytes_out),
+                    event.at_ms
+                ])
+                .await;
+            statement.reset();
+            if changed? == 0 {
+                continue;
+            }
+            inserted += 1;
+            let at = event.at_ms.div_euclid(1_000);
+            for (granularity, start) in [
+                (Granularity::Hour, hour_start(at)),
+                (Granularity::Day, day_start(at)),
+            ] {
+                rollups
+                    .entry((
+                        granularity,
+                        start,
+                        event.org_id.as_str(),
+                        event.model_name.as_str(),
+                        event.caller.label(),
+                    ))
+                    .or_default()
+                    .add(event);
+            }
         }
-    }
-    for ((granularity, start, org, model, caller), t) in &rollups {
-        tx.execute(
-            "INSERT INTO usage_rollups (org_id, granularity, bucket_start, model_name, caller,
+        for ((granularity, start, org, model, caller), t) in &rollups {
+            tx.execute(
+                "INSERT INTO usage_rollups (org_id, granularity, bucket_start, model_name, caller,
                 calls, billed_calls, failed_calls, cache_hits, compute_units, fuel, wall_us,
                 inference_us, bytes_in, bytes_out)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
@@ -151,28 +152,30 @@ pub async fn insert(conn: &Connection, events: &[UsageEvent]) -> Result<u64, DbE
                 inference_us = inference_us + excluded.inference_us,
                 bytes_in = bytes_in + excluded.bytes_in,
                 bytes_out = bytes_out + excluded.bytes_out",
-            params![
-                *org,
-                granularity.as_str(),
-                *start,
-                *model,
-                caller.as_str(),
-                signed(t.calls),
-                signed(t.billed_calls),
-                signed(t.failed_calls),
-                signed(t.cache_hits),
-                signed(t.compute_units),
-                signed(t.fuel),
-                signed(t.wall_us),
-                signed(t.inference_us),
-                signed(t.bytes_in),
-                signed(t.bytes_out)
-            ],
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(inserted)
+                params![
+                    *org,
+                    granularity.as_str(),
+                    *start,
+                    *model,
+                    caller.as_str(),
+                    signed(t.calls),
+                    signed(t.billed_calls),
+                    signed(t.failed_calls),
+                    signed(t.cache_hits),
+                    signed(t.compute_units),
+                    signed(t.fuel),
+                    signed(t.wall_us),
+                    signed(t.inference_us),
+                    signed(t.bytes_in),
+                    signed(t.bytes_out)
+                ],
+            )
+            .await?;
+        }
+
+        Ok(inserted)
+    })
+    .await
 }
 
 fn totals_from(row: &libsql::Row, first: i32) -> Result<Totals, DbError> {
@@ -196,12 +199,7 @@ fn totals_from(row: &libsql::Row, first: i32) -> Result<Totals, DbError> {
 }
 
 /// Totals of an organisation over `[from, to)` (Unix seconds, whole days: daily rollups).
-pub async fn totals(
-    conn: &Connection,
-    org_id: &str,
-    from: i64,
-    to: i64,
-) -> Result<Totals, DbError> {
+pub async fn totals(conn: &Reader, org_id: &str, from: i64, to: i64) -> Result<Totals, DbError> {
     let rows = conn
         .query(
             &format!(
@@ -229,7 +227,7 @@ pub enum GroupBy {
 /// Totals of an organisation over `[from, to)` grouped by model, caller or bucket, from
 /// the rollups of `granularity`, ordered by the group.
 pub async fn grouped(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     granularity: Granularity,
     from: i64,
@@ -262,7 +260,7 @@ pub async fn grouped(
 }
 
 /// Number of events stored for an organisation (all outcomes).
-pub async fn event_count(conn: &Connection, org_id: &str) -> Result<u64, DbError> {
+pub async fn event_count(conn: &Reader, org_id: &str) -> Result<u64, DbError> {
     let rows = conn
         .query(
             "SELECT COUNT(*) FROM usage_events WHERE org_id = ?1",
@@ -289,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn inserting_twice_counts_once_in_events_and_rollups() {
         let db = Db::memory().await.unwrap();
-        let conn = db.conn().await;
+        let conn = db.write().await;
         let mut failed = sample("b", AT_MS + 1);
         failed.outcome = "fuel_exhausted".into();
         let mut hit = sample("c", AT_MS + 3_600_000);

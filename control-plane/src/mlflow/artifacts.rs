@@ -5,7 +5,8 @@
 //! wisp version made from an `.onnx` artifact shares it instead of copying it. Directories
 //! are implied by the paths under them, as in object stores.
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 
 use super::{MlflowError, MlflowResult};
@@ -72,7 +73,7 @@ fn under(dir: &str) -> (String, String) {
 
 /// Records `path` as the blob `sha256`; returns the blob it replaced, if any.
 pub async fn put(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     path: &str,
     sha256: &str,
@@ -91,7 +92,7 @@ pub async fn put(
 }
 
 /// The file at `path`, if there is one.
-pub async fn get(conn: &Connection, org_id: &str, path: &str) -> MlflowResult<Option<StoredFile>> {
+pub async fn get(conn: &Reader, org_id: &str, path: &str) -> MlflowResult<Option<StoredFile>> {
     let rows = conn
         .query(
             "SELECT path, sha256, size_bytes FROM mlflow_artifacts WHERE org_id = ?1 AND path = ?2",
@@ -112,11 +113,7 @@ pub async fn get(conn: &Connection, org_id: &str, path: &str) -> MlflowResult<Op
 }
 
 /// Every file under `dir`, recursively, by path.
-pub async fn files_under(
-    conn: &Connection,
-    org_id: &str,
-    dir: &str,
-) -> MlflowResult<Vec<StoredFile>> {
+pub async fn files_under(conn: &Reader, org_id: &str, dir: &str) -> MlflowResult<Vec<StoredFile>> {
     let (from, to) = under(dir);
     let rows = conn
         .query(
@@ -138,7 +135,7 @@ pub async fn files_under(
 
 /// The immediate children of `dir` (files with their sizes, and directories), by name.
 /// Listing a file gives the file itself, as MLflow's server does.
-pub async fn list(conn: &Connection, org_id: &str, dir: &str) -> MlflowResult<Vec<FileInfo>> {
+pub async fn list(conn: &Reader, org_id: &str, dir: &str) -> MlflowResult<Vec<FileInfo>> {
     if !dir.is_empty()
         && let Some(file) = get(conn, org_id, dir).await?
     {
@@ -179,11 +176,7 @@ pub async fn list(conn: &Connection, org_id: &str, dir: &str) -> MlflowResult<Ve
 /// found from the ids among the path's segments (`<experiment>/<run_id>/artifacts/…`,
 /// `<experiment>/models/<model_id>/artifacts/…`), so a run of an experiment with a custom
 /// `mlflow-artifacts:` location is found too.
-pub async fn owning_root(
-    conn: &Connection,
-    org_id: &str,
-    path: &str,
-) -> MlflowResult<Option<String>> {
+pub async fn owning_root(conn: &Reader, org_id: &str, path: &str) -> MlflowResult<Option<String>> {
     let is_hex = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
     let candidates = path
         .split('/')
@@ -214,7 +207,7 @@ pub async fn owning_root(
 }
 
 /// Deletes the file at `path`, or everything under it; returns the blobs they used.
-pub async fn delete(conn: &Connection, org_id: &str, path: &str) -> MlflowResult<Vec<String>> {
+pub async fn delete(conn: &Writer, org_id: &str, path: &str) -> MlflowResult<Vec<String>> {
     let mut files = files_under(conn, org_id, path).await?;
     if !path.is_empty()
         && let Some(file) = get(conn, org_id, path).await?
@@ -241,11 +234,7 @@ pub async fn delete(conn: &Connection, org_id: &str, path: &str) -> MlflowResult
 
 /// The ONNX model among the files under `dir`: `model.onnx` if there is one, else the
 /// first `.onnx` file by path.
-pub async fn find_onnx(
-    conn: &Connection,
-    org_id: &str,
-    dir: &str,
-) -> MlflowResult<Option<StoredFile>> {
+pub async fn find_onnx(conn: &Reader, org_id: &str, dir: &str) -> MlflowResult<Option<StoredFile>> {
     let onnx: Vec<StoredFile> = files_under(conn, org_id, dir)
         .await?
         .into_iter()

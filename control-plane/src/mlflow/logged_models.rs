@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 
 use super::tracking::{self, Metric};
@@ -78,7 +79,7 @@ pub struct NewLoggedModel<'a> {
 
 /// Creates a logged model (`LOGGED_MODEL_PENDING`) in an active experiment.
 pub async fn create(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     new: &NewLoggedModel<'_>,
 ) -> MlflowResult<LoggedModel> {
@@ -127,7 +128,7 @@ const COLUMNS: &str =
 
 /// Logged models of the organisation (one if `only`), not deleted, newest first.
 pub async fn list(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     only: Option<&str>,
 ) -> MlflowResult<Vec<LoggedModel>> {
@@ -242,7 +243,7 @@ pub async fn list(
 }
 
 /// One logged model.
-pub async fn get(conn: &Connection, org_id: &str, model_id: &str) -> MlflowResult<LoggedModel> {
+pub async fn get(conn: &Reader, org_id: &str, model_id: &str) -> MlflowResult<LoggedModel> {
     list(conn, org_id, Some(model_id))
         .await?
         .pop()
@@ -251,7 +252,7 @@ pub async fn get(conn: &Connection, org_id: &str, model_id: &str) -> MlflowResul
 
 /// Sets the status (`finalize`).
 pub async fn finalize(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     model_id: &str,
     status: &str,
@@ -268,7 +269,7 @@ pub async fn finalize(
 }
 
 /// Marks a logged model deleted.
-pub async fn delete(conn: &Connection, org_id: &str, model_id: &str) -> MlflowResult<()> {
+pub async fn delete(conn: &Writer, org_id: &str, model_id: &str) -> MlflowResult<()> {
     get(conn, org_id, model_id).await?;
     conn.execute(
         "UPDATE mlflow_logged_models SET lifecycle_stage = 'deleted' WHERE org_id = ?1 AND model_id = ?2",
@@ -279,7 +280,7 @@ pub async fn delete(conn: &Connection, org_id: &str, model_id: &str) -> MlflowRe
     Ok(())
 }
 
-async fn check(conn: &Connection, org_id: &str, model_id: &str) -> MlflowResult<()> {
+async fn check(conn: &Reader, org_id: &str, model_id: &str) -> MlflowResult<()> {
     let rows = conn
         .query(
             "SELECT 1 FROM mlflow_logged_models WHERE org_id = ?1 AND model_id = ?2 AND lifecycle_stage = 'active'",
@@ -295,7 +296,7 @@ async fn check(conn: &Connection, org_id: &str, model_id: &str) -> MlflowResult<
 
 /// Sets tags of a logged model.
 pub async fn set_tags(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     model_id: &str,
     tags: &[KeyValue],
@@ -321,7 +322,7 @@ pub async fn set_tags(
 
 /// Deletes a tag of a logged model.
 pub async fn delete_tag(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     model_id: &str,
     key: &str,
@@ -344,7 +345,7 @@ pub async fn delete_tag(
 
 /// Logs params of a logged model (write-once, like run params).
 pub async fn log_params(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     model_id: &str,
     params: &[KeyValue],

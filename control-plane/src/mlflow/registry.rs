@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use libsql::{Connection, params};
+use crate::db::{Reader, Writer};
+use libsql::params;
 use serde::Serialize;
 
 use super::{KeyValue, MlflowError, MlflowResult, limits, now_ms, validate_key, validate_length};
@@ -114,7 +115,7 @@ pub fn validate_name(name: &str) -> MlflowResult<()> {
 
 /// Creates a registered model.
 pub async fn create_model(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     description: &str,
@@ -141,7 +142,7 @@ pub async fn create_model(
     get_model(conn, org_id, name).await
 }
 
-async fn exists(conn: &Connection, org_id: &str, name: &str) -> MlflowResult<bool> {
+async fn exists(conn: &Reader, org_id: &str, name: &str) -> MlflowResult<bool> {
     let rows = conn
         .query(
             "SELECT 1 FROM mlflow_registered_models WHERE org_id = ?1 AND name = ?2",
@@ -153,7 +154,7 @@ async fn exists(conn: &Connection, org_id: &str, name: &str) -> MlflowResult<boo
 }
 
 /// Fails with `RESOURCE_DOES_NOT_EXIST` unless the registered model exists.
-pub async fn check_model(conn: &Connection, org_id: &str, name: &str) -> MlflowResult<()> {
+pub async fn check_model(conn: &Reader, org_id: &str, name: &str) -> MlflowResult<()> {
     if exists(conn, org_id, name).await? {
         Ok(())
     } else {
@@ -162,7 +163,7 @@ pub async fn check_model(conn: &Connection, org_id: &str, name: &str) -> MlflowR
 }
 
 async fn tags_of(
-    conn: &Connection,
+    conn: &Reader,
     sql: &str,
     params: Vec<libsql::Value>,
 ) -> MlflowResult<Vec<(String, KeyValue)>> {
@@ -182,7 +183,7 @@ async fn tags_of(
 /// Every registered model of the organisation (with latest versions, tags, aliases), by
 /// name; `only` restricts to one name.
 pub async fn list_models(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     only: Option<&str>,
 ) -> MlflowResult<Vec<RegisteredModel>> {
@@ -278,11 +279,7 @@ pub fn latest_per_stage(versions: Vec<ModelVersion>, stages: &[&str]) -> Vec<Mod
 }
 
 /// A registered model.
-pub async fn get_model(
-    conn: &Connection,
-    org_id: &str,
-    name: &str,
-) -> MlflowResult<RegisteredModel> {
+pub async fn get_model(conn: &Reader, org_id: &str, name: &str) -> MlflowResult<RegisteredModel> {
     list_models(conn, org_id, Some(name))
         .await?
         .pop()
@@ -291,7 +288,7 @@ pub async fn get_model(
 
 /// Renames a registered model with its versions, tags and aliases.
 pub async fn rename_model(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     new_name: &str,
@@ -320,7 +317,7 @@ pub async fn rename_model(
     touch_model(conn, org_id, new_name).await
 }
 
-async fn touch_model(conn: &Connection, org_id: &str, name: &str) -> MlflowResult<()> {
+async fn touch_model(conn: &Writer, org_id: &str, name: &str) -> MlflowResult<()> {
     conn.execute(
         "UPDATE mlflow_registered_models SET last_updated_timestamp = ?3 WHERE org_id = ?1 AND name = ?2",
         params![org_id, name, now_ms()],
@@ -332,7 +329,7 @@ async fn touch_model(conn: &Connection, org_id: &str, name: &str) -> MlflowResul
 
 /// Changes a registered model's description.
 pub async fn update_model(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     description: &str,
@@ -349,7 +346,7 @@ pub async fn update_model(
 }
 
 /// Deletes a registered model with its versions, tags and aliases.
-pub async fn delete_model(conn: &Connection, org_id: &str, name: &str) -> MlflowResult<()> {
+pub async fn delete_model(conn: &Writer, org_id: &str, name: &str) -> MlflowResult<()> {
     check_model(conn, org_id, name).await?;
     for table in [
         "mlflow_registered_model_tags",
@@ -370,7 +367,7 @@ pub async fn delete_model(conn: &Connection, org_id: &str, name: &str) -> Mlflow
 
 /// Sets a tag of a registered model.
 pub async fn set_model_tag(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     key: &str,
@@ -395,7 +392,7 @@ pub async fn set_model_tag(
 
 /// Deletes a tag of a registered model.
 pub async fn delete_model_tag(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     key: &str,
@@ -426,7 +423,7 @@ pub struct NewVersion<'a> {
 
 /// Creates the next version of a registered model; returns its number.
 pub async fn create_version(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     new: &NewVersion<'_>,
 ) -> MlflowResult<i64> {
@@ -481,7 +478,7 @@ pub async fn create_version(
 
 /// Records the wisp version made from an MLflow version.
 pub async fn set_wisp_version(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     version: i64,
@@ -498,7 +495,7 @@ pub async fn set_wisp_version(
 
 /// Every version of the organisation's registered models (of one model if `only`).
 pub async fn list_versions(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     only: Option<&str>,
 ) -> MlflowResult<Vec<ModelVersion>> {
@@ -574,7 +571,7 @@ pub async fn list_versions(
 
 /// One version.
 pub async fn get_version(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     name: &str,
     version: &str,
@@ -589,7 +586,7 @@ pub async fn get_version(
 
 /// Changes a version's description.
 pub async fn update_version(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     version: &str,
@@ -615,7 +612,7 @@ pub async fn update_version(
 /// Moves a version to a stage; with `archive_existing`, other versions in that stage
 /// (Staging or Production) move to Archived.
 pub async fn transition_stage(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     version: &str,
@@ -647,7 +644,7 @@ pub async fn transition_stage(
 
 /// Deletes a version with its tags and the aliases pointing at it.
 pub async fn delete_version(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     version: &str,
@@ -671,7 +668,7 @@ pub async fn delete_version(
 
 /// Sets a tag of a version.
 pub async fn set_version_tag(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     version: i64,
@@ -696,7 +693,7 @@ pub async fn set_version_tag(
 
 /// Deletes a tag of a version.
 pub async fn delete_version_tag(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     version: &str,
@@ -734,7 +731,7 @@ pub fn validate_alias(alias: &str) -> MlflowResult<()> {
 
 /// Points an alias at a version; returns the version it pointed at before.
 pub async fn set_alias(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     alias: &str,
@@ -757,7 +754,7 @@ pub async fn set_alias(
 
 /// The version an alias points at.
 pub async fn alias_target(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     name: &str,
     alias: &str,
@@ -777,7 +774,7 @@ pub async fn alias_target(
 
 /// Deletes an alias; returns the version it pointed at.
 pub async fn delete_alias(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     alias: &str,

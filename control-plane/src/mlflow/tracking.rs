@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use libsql::{Connection, Value as SqlValue, params};
+use crate::db::{Reader, Writer};
+use libsql::{Value as SqlValue, params};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::filter::{self, Clause, Entity, Op, OrderBy, Value};
@@ -165,7 +166,7 @@ pub fn parse_experiment_id(id: &str) -> MlflowResult<i64> {
 // Experiments
 
 /// Creates the organisation's `Default` experiment (id 0) if it is missing.
-pub async fn ensure_default_experiment(conn: &Connection, org_id: &str) -> MlflowResult<()> {
+pub async fn ensure_default_experiment(conn: &Writer, org_id: &str) -> MlflowResult<()> {
     let now = now_ms();
     conn.execute(
         "INSERT OR IGNORE INTO mlflow_experiments
@@ -180,7 +181,7 @@ pub async fn ensure_default_experiment(conn: &Connection, org_id: &str) -> Mlflo
 
 /// Creates an experiment; returns its id.
 pub async fn create_experiment(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     name: &str,
     artifact_location: Option<&str>,
@@ -232,10 +233,7 @@ pub async fn create_experiment(
 const EXPERIMENT_COLUMNS: &str =
     "experiment_id, name, artifact_location, lifecycle_stage, last_update_time, creation_time";
 
-async fn experiment_tags(
-    conn: &Connection,
-    org_id: &str,
-) -> MlflowResult<HashMap<i64, Vec<KeyValue>>> {
+async fn experiment_tags(conn: &Reader, org_id: &str) -> MlflowResult<HashMap<i64, Vec<KeyValue>>> {
     let rows = conn
         .query(
             "SELECT experiment_id, key, value FROM mlflow_experiment_tags WHERE org_id = ?1 ORDER BY key",
@@ -259,7 +257,7 @@ async fn experiment_tags(
 }
 
 async fn query_experiments(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     condition: &str,
     value: SqlValue,
@@ -296,7 +294,7 @@ async fn query_experiments(
 }
 
 /// An experiment by id (any lifecycle stage).
-pub async fn get_experiment(conn: &Connection, org_id: &str, id: &str) -> MlflowResult<Experiment> {
+pub async fn get_experiment(conn: &Writer, org_id: &str, id: &str) -> MlflowResult<Experiment> {
     let number = parse_experiment_id(id)?;
     if number == 0 {
         ensure_default_experiment(conn, org_id).await?;
@@ -309,7 +307,7 @@ pub async fn get_experiment(conn: &Connection, org_id: &str, id: &str) -> Mlflow
 
 /// An experiment by name, if it exists (any lifecycle stage).
 pub async fn find_experiment_by_name(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     name: &str,
 ) -> MlflowResult<Option<Experiment>> {
@@ -322,7 +320,7 @@ pub async fn find_experiment_by_name(
 
 /// Experiments matching a search, sorted (one page is cut by the caller).
 pub async fn search_experiments(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     view: ViewType,
     filter: &str,
@@ -416,7 +414,7 @@ pub async fn search_experiments(
 
 /// Renames an experiment.
 pub async fn rename_experiment(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     id: &str,
     new_name: &str,
@@ -450,7 +448,7 @@ pub async fn rename_experiment(
 
 /// Moves an experiment and its runs to `stage` (`deleted` or `active`).
 pub async fn set_experiment_stage(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     id: &str,
     stage: &str,
@@ -488,7 +486,7 @@ pub async fn set_experiment_stage(
 
 /// Sets a tag of an experiment (checked to exist and be active by the caller).
 pub async fn set_experiment_tag(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     experiment_id: i64,
     key: &str,
@@ -512,7 +510,7 @@ pub async fn set_experiment_tag(
 
 /// Deletes a tag of an experiment.
 pub async fn delete_experiment_tag(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     experiment_id: i64,
     key: &str,
@@ -566,7 +564,7 @@ fn generated_run_name() -> String {
 }
 
 /// Creates a run in an active experiment.
-pub async fn create_run(conn: &Connection, org_id: &str, new: &NewRun<'_>) -> MlflowResult<Run> {
+pub async fn create_run(conn: &Writer, org_id: &str, new: &NewRun<'_>) -> MlflowResult<Run> {
     let experiment = get_experiment(conn, org_id, new.experiment_id).await?;
     if experiment.lifecycle_stage != ACTIVE {
         return Err(MlflowError::invalid(format!(
@@ -633,7 +631,7 @@ pub async fn create_run(conn: &Connection, org_id: &str, new: &NewRun<'_>) -> Ml
     get_run(conn, org_id, &run_id).await
 }
 
-async fn upsert_tag(conn: &Connection, run_id: &str, key: &str, value: &str) -> MlflowResult<()> {
+async fn upsert_tag(conn: &Writer, run_id: &str, key: &str, value: &str) -> MlflowResult<()> {
     conn.execute(
         "INSERT INTO mlflow_tags (run_uuid, key, value) VALUES (?1, ?2, ?3)
          ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value",
@@ -677,7 +675,7 @@ fn run_from_row(row: &libsql::Row) -> Result<Run, DbError> {
 }
 
 /// Fills in the params, tags and latest metrics of `runs` (three queries in all).
-async fn load_run_data(conn: &Connection, runs: &mut [Run]) -> MlflowResult<()> {
+async fn load_run_data(conn: &Reader, runs: &mut [Run]) -> MlflowResult<()> {
     if runs.is_empty() {
         return Ok(());
     }
@@ -761,7 +759,7 @@ fn metric_value(value: f64, is_nan: i64) -> f64 {
 }
 
 /// A run with its data (any lifecycle stage).
-pub async fn get_run(conn: &Connection, org_id: &str, run_id: &str) -> MlflowResult<Run> {
+pub async fn get_run(conn: &Reader, org_id: &str, run_id: &str) -> MlflowResult<Run> {
     let rows = conn
         .query(
             &format!(
@@ -784,7 +782,7 @@ pub async fn get_run(conn: &Connection, org_id: &str, run_id: &str) -> MlflowRes
 }
 
 /// Checks that a run exists in the organisation and is active (writable).
-pub async fn check_active_run(conn: &Connection, org_id: &str, run_id: &str) -> MlflowResult<()> {
+pub async fn check_active_run(conn: &Reader, org_id: &str, run_id: &str) -> MlflowResult<()> {
     let rows = conn
         .query(
             "SELECT lifecycle_stage FROM mlflow_runs WHERE org_id = ?1 AND run_uuid = ?2",
@@ -811,7 +809,7 @@ pub async fn check_active_run(conn: &Connection, org_id: &str, run_id: &str) -> 
 
 /// Changes a run's status, end time or name.
 pub async fn update_run(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     run_id: &str,
     status: Option<&str>,
@@ -846,7 +844,7 @@ pub async fn update_run(
 
 /// Deletes (`deleted`) or restores (`active`) a run.
 pub async fn set_run_stage(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     run_id: &str,
     stage: &str,
@@ -937,7 +935,7 @@ impl Batch {
 /// value again is accepted, a different one is `INVALID_PARAMETER_VALUE` and nothing of
 /// the batch is written (the caller's transaction rolls back).
 pub async fn log_batch(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     run_id: &str,
     batch: &Batch,
@@ -982,7 +980,7 @@ pub async fn log_batch(
     Ok(())
 }
 
-async fn run_params(conn: &Connection, run_id: &str) -> MlflowResult<HashMap<String, String>> {
+async fn run_params(conn: &Reader, run_id: &str) -> MlflowResult<HashMap<String, String>> {
     let rows = conn
         .query(
             "SELECT key, value FROM mlflow_params WHERE run_uuid = ?1",
@@ -998,7 +996,7 @@ async fn run_params(conn: &Connection, run_id: &str) -> MlflowResult<HashMap<Str
 
 /// Appends metric values (multi-row statements, so a 1,000-metric batch is a handful of
 /// statements) and moves each key's latest value forward.
-async fn insert_metrics(conn: &Connection, run_id: &str, metrics: &[Metric]) -> MlflowResult<()> {
+async fn insert_metrics(conn: &Writer, run_id: &str, metrics: &[Metric]) -> MlflowResult<()> {
     const CHUNK: usize = 100;
     for chunk in metrics.chunks(CHUNK) {
         let mut history = String::from(
@@ -1109,7 +1107,7 @@ fn opt_text(value: &Option<String>) -> SqlValue {
 
 /// Sets a run tag.
 pub async fn set_tag(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     run_id: &str,
     key: &str,
@@ -1127,12 +1125,7 @@ pub async fn set_tag(
 }
 
 /// Deletes a run tag.
-pub async fn delete_tag(
-    conn: &Connection,
-    org_id: &str,
-    run_id: &str,
-    key: &str,
-) -> MlflowResult<()> {
+pub async fn delete_tag(conn: &Writer, org_id: &str, run_id: &str, key: &str) -> MlflowResult<()> {
     check_active_run(conn, org_id, run_id).await?;
     let deleted = conn
         .execute(
@@ -1151,7 +1144,7 @@ pub async fn delete_tag(
 
 /// Appends dataset and model inputs to a run.
 pub async fn log_inputs(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     run_id: &str,
     datasets: &[serde_json::Value],
@@ -1164,7 +1157,7 @@ pub async fn log_inputs(
 
 /// Appends model outputs to a run.
 pub async fn log_outputs(
-    conn: &Connection,
+    conn: &Writer,
     org_id: &str,
     run_id: &str,
     models: &[serde_json::Value],
@@ -1174,7 +1167,7 @@ pub async fn log_outputs(
 }
 
 async fn append_json(
-    conn: &Connection,
+    conn: &Writer,
     run_id: &str,
     column: &str,
     items: &[serde_json::Value],
@@ -1211,7 +1204,7 @@ async fn append_json(
 /// A metric's history, ordered by step then timestamp, from `offset`, at most `max` plus
 /// one (to know whether another page follows).
 pub async fn metric_history(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     run_id: &str,
     key: &str,
@@ -1419,7 +1412,7 @@ pub struct RunSearch<'a> {
 
 /// One page of runs matching a search, and whether more follow.
 pub async fn search_runs(
-    conn: &Connection,
+    conn: &Reader,
     org_id: &str,
     search: &RunSearch<'_>,
 ) -> MlflowResult<(Vec<Run>, bool)> {

@@ -11,6 +11,7 @@ mod artifacts;
 #[cfg(test)]
 mod codec_properties;
 pub mod fair_share;
+pub mod pipeline;
 pub mod result_cache;
 pub mod schema;
 pub mod shape_limits;

@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -232,7 +233,25 @@ pub fn decode_request(
     header_length: Option<usize>,
     signature: &ModelSignature,
 ) -> Result<InferRequest, CodecError> {
-    let (json, mut binary) = split_body(body, header_length)?;
+    parse_request(Bytes::copy_from_slice(body), header_length)?.check(signature)
+}
+
+/// A request whose JSON header is parsed, its inputs not yet checked against a model.
+pub struct ParsedRequest {
+    header: RequestHeader,
+    body: Bytes,
+    /// Where the binary tensor data starts in `body`.
+    binary_start: usize,
+    header_length: Option<usize>,
+}
+
+/// Parses a request's structure (the JSON header, where binary data starts), before the
+/// model that answers it is known.
+pub fn parse_request(
+    body: Bytes,
+    header_length: Option<usize>,
+) -> Result<ParsedRequest, CodecError> {
+    let (json, _) = split_body(&body, header_length)?;
     let header: RequestHeader = serde_json::from_slice(json).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             CodecError::Json(e.to_string())
@@ -240,109 +259,131 @@ pub fn decode_request(
             CodecError::Malformed(format!("not a V2 inference request: {e}"))
         }
     })?;
-
-    let mut seen = HashSet::new();
-    let mut inputs = Vec::with_capacity(header.inputs.len());
-    for input in header.inputs {
-        let error = |message: String| CodecError::Input {
-            name: input.name.clone(),
-            message,
-        };
-        if !seen.insert(input.name.clone()) {
-            return Err(error("given twice".into()));
-        }
-        let ty = input_type(&input, signature).map_err(error)?;
-        let shape = input
-            .shape
-            .iter()
-            .map(|d| {
-                d.as_u64()
-                    .and_then(|d| u32::try_from(d).ok())
-                    .ok_or_else(|| error(format!("shape must be non-negative integers, got {d}")))
-            })
-            .collect::<Result<Vec<u32>, _>>()?;
-        if let Some(key) = input
-            .parameters
-            .keys()
-            .find(|k| k.starts_with("shared_memory"))
-        {
-            return Err(error(format!("`{key}`: shared memory is not supported")));
-        }
-        let tensor = match (input.parameters.get("binary_data_size"), &input.data) {
-            (Some(_), Some(_)) => {
-                return Err(error("give `data` or `binary_data_size`, not both".into()));
-            }
-            (None, None) => return Err(error("needs `data` or `binary_data_size`".into())),
-            (None, Some(data)) => tensor_from_json(ty, Some(shape), data).map_err(error)?,
-            (Some(size), None) => {
-                let size = size
-                    .as_u64()
-                    .and_then(|s| usize::try_from(s).ok())
-                    .ok_or_else(|| error(format!("binary_data_size must be a size, got {size}")))?;
-                if size > binary.len() {
-                    return Err(error(format!(
-                        "binary_data_size is {size}, but only {} bytes of binary data are left{}",
-                        binary.len(),
-                        if header_length.is_none() {
-                            " (no Inference-Header-Content-Length header)"
-                        } else {
-                            ""
-                        }
-                    )));
-                }
-                let (bytes, rest) = binary.split_at(size);
-                binary = rest;
-                let tensor = Tensor {
-                    ty,
-                    shape,
-                    data: bytes.to_vec(),
-                };
-                tensor.check_layout().map_err(error)?;
-                tensor
-            }
-        };
-        inputs.push(NamedTensor::new(input.name, tensor));
-    }
-    if !binary.is_empty() {
-        return Err(CodecError::Malformed(format!(
-            "{} bytes of binary data follow the JSON header but no input claims them",
-            binary.len()
-        )));
-    }
-    if let Some(missing) = signature
-        .inputs
-        .iter()
-        .find(|spec| !seen.contains(&spec.name))
-    {
-        return Err(CodecError::Input {
-            name: missing.name.clone(),
-            message: "missing; every input of the model is required".into(),
-        });
-    }
-
-    let binary_by_default = match header.parameters.get("binary_data_output") {
-        None => false,
-        Some(value) => value.as_bool().ok_or_else(|| {
-            CodecError::Malformed(format!("binary_data_output must be a boolean, got {value}"))
-        })?,
-    };
-    let requested = header
-        .outputs
-        .map(|outputs| {
-            outputs
-                .into_iter()
-                .map(|output| requested_output(output, signature, binary_by_default))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()?;
-    Ok(InferRequest {
-        id: header.id,
-        inputs,
-        outputs: OutputSelection {
-            requested,
-            binary_by_default,
-        },
+    Ok(ParsedRequest {
+        header,
+        binary_start: header_length.unwrap_or(body.len()),
+        body,
+        header_length,
     })
+}
+
+impl ParsedRequest {
+    /// The inputs, checked against `signature` (names and datatypes when it names any).
+    pub fn check(self, signature: &ModelSignature) -> Result<InferRequest, CodecError> {
+        let Self {
+            header,
+            body,
+            binary_start,
+            header_length,
+        } = self;
+        let mut binary = &body[binary_start..];
+        let mut seen = HashSet::new();
+        let mut inputs = Vec::with_capacity(header.inputs.len());
+        for input in header.inputs {
+            let error = |message: String| CodecError::Input {
+                name: input.name.clone(),
+                message,
+            };
+            if !seen.insert(input.name.clone()) {
+                return Err(error("given twice".into()));
+            }
+            let ty = input_type(&input, signature).map_err(error)?;
+            let shape = input
+                .shape
+                .iter()
+                .map(|d| {
+                    d.as_u64()
+                        .and_then(|d| u32::try_from(d).ok())
+                        .ok_or_else(|| {
+                            error(format!("shape must be non-negative integers, got {d}"))
+                        })
+                })
+                .collect::<Result<Vec<u32>, _>>()?;
+            if let Some(key) = input
+                .parameters
+                .keys()
+                .find(|k| k.starts_with("shared_memory"))
+            {
+                return Err(error(format!("`{key}`: shared memory is not supported")));
+            }
+            let tensor = match (input.parameters.get("binary_data_size"), &input.data) {
+                (Some(_), Some(_)) => {
+                    return Err(error("give `data` or `binary_data_size`, not both".into()));
+                }
+                (None, None) => return Err(error("needs `data` or `binary_data_size`".into())),
+                (None, Some(data)) => tensor_from_json(ty, Some(shape), data).map_err(error)?,
+                (Some(size), None) => {
+                    let size = size
+                        .as_u64()
+                        .and_then(|s| usize::try_from(s).ok())
+                        .ok_or_else(|| {
+                            error(format!("binary_data_size must be a size, got {size}"))
+                        })?;
+                    if size > binary.len() {
+                        return Err(error(format!(
+                            "binary_data_size is {size}, but only {} bytes of binary data are left{}",
+                            binary.len(),
+                            if header_length.is_none() {
+                                " (no Inference-Header-Content-Length header)"
+                            } else {
+                                ""
+                            }
+                        )));
+                    }
+                    let (bytes, rest) = binary.split_at(size);
+                    binary = rest;
+                    let tensor = Tensor {
+                        ty,
+                        shape,
+                        data: bytes.to_vec(),
+                    };
+                    tensor.check_layout().map_err(error)?;
+                    tensor
+                }
+            };
+            inputs.push(NamedTensor::new(input.name, tensor));
+        }
+        if !binary.is_empty() {
+            return Err(CodecError::Malformed(format!(
+                "{} bytes of binary data follow the JSON header but no input claims them",
+                binary.len()
+            )));
+        }
+        if let Some(missing) = signature
+            .inputs
+            .iter()
+            .find(|spec| !seen.contains(&spec.name))
+        {
+            return Err(CodecError::Input {
+                name: missing.name.clone(),
+                message: "missing; every input of the model is required".into(),
+            });
+        }
+
+        let binary_by_default = match header.parameters.get("binary_data_output") {
+            None => false,
+            Some(value) => value.as_bool().ok_or_else(|| {
+                CodecError::Malformed(format!("binary_data_output must be a boolean, got {value}"))
+            })?,
+        };
+        let requested = header
+            .outputs
+            .map(|outputs| {
+                outputs
+                    .into_iter()
+                    .map(|output| requested_output(output, signature, binary_by_default))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok(InferRequest {
+            id: header.id,
+            inputs,
+            outputs: OutputSelection {
+                requested,
+                binary_by_default,
+            },
+        })
+    }
 }
 
 /// The element type of an input: its datatype, which must be the signature's.

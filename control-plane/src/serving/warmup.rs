@@ -44,7 +44,7 @@ pub fn spawn(db: Arc<Db>, serving: Serving, job: WarmUp) -> JoinHandle<()> {
                 }
             }
         }
-        let conn = db.conn().await;
+        let conn = db.write().await;
         match deployments::settle(&conn, &job.model_id, job.generation, outcome).await {
             Ok(true) => {}
             Ok(false) => {

@@ -7,6 +7,7 @@
 //! it is read) into the object store, a download is read from the object store chunk by
 //! chunk. Nothing holds a whole file, and no request timeout applies.
 
+use crate::db::Reader;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -88,7 +89,7 @@ async fn upload(
         return Err(MlflowError::invalid("an artifact upload needs a file path"));
     }
     let plan = {
-        let conn = state.db.conn().await;
+        let conn = state.db.write().await;
         plans::of_org(&conn, &access.org.id).await?
     };
     let limit = state.settings.max_upload_bytes.min(plan.max_upload_bytes);
@@ -112,7 +113,7 @@ async fn upload(
     // a refusal leaves nothing behind.
     let blobs = [(digest.as_str(), staged.size)];
     let room = storage::check_room(
-        &*state.db.reader().await,
+        &*state.db.read().await,
         &access.org.id,
         plan.quotas.max_storage_bytes,
         &blobs,
@@ -147,36 +148,37 @@ async fn store_artifact(
 ) -> MlflowResult<()> {
     // Recorded under the database lock, after checking the blob survived a concurrent
     // deletion of its last other reference; a replaced blob is collected under it too.
-    let conn = state.db.conn().await;
-    let tx = conn.transaction().await.map_err(MlflowError::internal)?;
-    // Again under the lock: concurrent uploads may have used the room meanwhile.
-    let room = storage::check_room(
-        &tx,
-        org_id,
-        plan.quotas.max_storage_bytes,
-        &[(digest, u64::try_from(size).unwrap_or(0))],
-    )
-    .await?;
-    if let Err(exceeded) = room {
-        let _ = tx.rollback().await;
-        return Err(ApiError::from(exceeded).into());
-    }
-    let replaced = artifacts::put(&tx, org_id, path, digest, size).await?;
-    if !state
-        .blobs
-        .exists(digest)
-        .await
-        .map_err(MlflowError::internal)?
-    {
-        return Err(MlflowError::internal(anyhow::anyhow!(
-            "blob {digest} was deleted concurrently"
-        )));
-    }
-    let orphans = match replaced {
-        Some(old) => registry::unreferenced(&tx, &[old]).await?,
-        None => Vec::new(),
-    };
-    tx.commit().await.map_err(MlflowError::internal)?;
+    let conn = state.db.write().await;
+    let orphans = conn
+        .transaction(async |tx| -> MlflowResult<_> {
+            // Again under the lock: concurrent uploads may have used the room meanwhile.
+            let room = storage::check_room(
+                tx,
+                org_id,
+                plan.quotas.max_storage_bytes,
+                &[(digest, u64::try_from(size).unwrap_or(0))],
+            )
+            .await?;
+            if let Err(exceeded) = room {
+                return Err(ApiError::from(exceeded).into());
+            }
+            let replaced = artifacts::put(tx, org_id, path, digest, size).await?;
+            if !state
+                .blobs
+                .exists(digest)
+                .await
+                .map_err(MlflowError::internal)?
+            {
+                return Err(MlflowError::internal(anyhow::anyhow!(
+                    "blob {digest} was deleted concurrently"
+                )));
+            }
+            Ok(match replaced {
+                Some(old) => registry::unreferenced(tx, &[old]).await?,
+                None => Vec::new(),
+            })
+        })
+        .await?;
     delete_blobs(state, orphans).await;
     drop(conn);
     Ok(())
@@ -197,7 +199,7 @@ async fn download(
 ) -> MlflowResult<Response> {
     let path = request_path(&request)?;
     let file = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         artifacts::get(&conn, &access.org.id, &path).await?
     }
     .ok_or_else(|| MlflowError::not_found(format!("No artifact at path {path:?}")))?;
@@ -224,7 +226,7 @@ async fn download(
 /// `/`, or `%2F` decoding to it), an absolute path (`//x`), an encoded separator and
 /// anything outside a run are refused: `DELETE …/artifacts/%2F` used to remove every
 /// artifact of the organisation.
-async fn deletion_path(conn: &libsql::Connection, org_id: &str, uri: &Uri) -> MlflowResult<String> {
+async fn deletion_path(conn: &Reader, org_id: &str, uri: &Uri) -> MlflowResult<String> {
     let raw = uri.path().strip_prefix(ROOT).unwrap_or("");
     let lowered = raw.to_ascii_lowercase();
     if lowered.contains("%2f") || lowered.contains("%5c") || lowered.contains("%25") {
@@ -257,35 +259,26 @@ async fn delete(
     meta: RequestMeta,
     uri: Uri,
 ) -> MlflowResult<Json<Value>> {
-    let conn = state.db.conn().await;
-    let tx = conn.transaction().await.map_err(MlflowError::internal)?;
-    let deleted = async {
-        let path = deletion_path(&tx, &access.org.id, &uri).await?;
-        let digests = artifacts::delete(&tx, &access.org.id, &path).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "mlflow.artifact.deleted",
-                target: Some(&format!("artifact:{path}")),
-                details: json!({ "path": path, "blobs": digests.len() }),
-            },
-        )
+    let conn = state.db.write().await;
+    let orphans = conn
+        .transaction(async |tx| -> MlflowResult<_> {
+            let path = deletion_path(tx, &access.org.id, &uri).await?;
+            let digests = artifacts::delete(tx, &access.org.id, &path).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "mlflow.artifact.deleted",
+                    target: Some(&format!("artifact:{path}")),
+                    details: json!({ "path": path, "blobs": digests.len() }),
+                },
+            )
+            .await?;
+            Ok(registry::unreferenced(tx, &digests).await?)
+        })
         .await?;
-        Ok::<_, MlflowError>(digests)
-    }
-    .await;
-    let digests = match deleted {
-        Ok(digests) => digests,
-        Err(e) => {
-            let _ = tx.rollback().await;
-            return Err(e);
-        }
-    };
-    let orphans = registry::unreferenced(&tx, &digests).await?;
-    tx.commit().await.map_err(MlflowError::internal)?;
     delete_blobs(&state, orphans).await;
     drop(conn);
     Ok(empty())
@@ -302,7 +295,7 @@ async fn list(
     Fields(request): Fields<ListRequest>,
 ) -> MlflowResult<Json<Value>> {
     let dir = artifacts::normalize(request.path.as_deref().unwrap_or(""))?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let files = artifacts::list(&conn, &access.org.id, &dir).await?;
     Ok(Json(json!({ "files": files })))
 }
@@ -320,7 +313,7 @@ async fn list_run_artifacts(
     Fields(request): Fields<RunListRequest>,
 ) -> MlflowResult<Json<Value>> {
     let run_id = required_str(request.run_id.or(request.run_uuid), "run_id")?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let run = tracking::get_run(&conn, &access.org.id, &run_id).await?;
     let root = artifacts::path_of_uri(&run.info.artifact_uri).unwrap_or_default();
     let sub = artifacts::normalize(request.path.as_deref().unwrap_or(""))?;

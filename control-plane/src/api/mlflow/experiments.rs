@@ -44,29 +44,32 @@ async fn create(
     Fields(request): Fields<CreateRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
-    let id = mlflow_tx!(state, |tx| {
-        let id = tracking::create_experiment(
-            &tx,
-            &access.org.id,
-            &name,
-            request.artifact_location.as_deref(),
-            &request.tags,
-        )
+    let id = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            let id = tracking::create_experiment(
+                tx,
+                &access.org.id,
+                &name,
+                request.artifact_location.as_deref(),
+                &request.tags,
+            )
+            .await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "mlflow.experiment.created",
+                    target: Some(&format!("experiment:{id}")),
+                    details: json!({ "name": name }),
+                },
+            )
+            .await?;
+            Ok(id)
+        })
         .await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "mlflow.experiment.created",
-                target: Some(&format!("experiment:{id}")),
-                details: json!({ "name": name }),
-            },
-        )
-        .await?;
-        Ok(id)
-    })?;
     Ok(Json(json!({ "experiment_id": id })))
 }
 
@@ -81,7 +84,7 @@ async fn get_experiment(
     Fields(request): Fields<IdRequest>,
 ) -> MlflowResult<Json<Value>> {
     let id = required_str(request.experiment_id, "experiment_id")?;
-    let conn = state.db.reader().await;
+    let conn = state.db.write_unmemoised().await;
     let experiment = tracking::get_experiment(&conn, &access.org.id, &id).await?;
     Ok(Json(json!({ "experiment": experiment })))
 }
@@ -97,7 +100,7 @@ async fn get_by_name(
     Fields(request): Fields<ByNameRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.experiment_name, "experiment_name")?;
-    let conn = state.db.reader().await;
+    let conn = state.db.write_unmemoised().await;
     tracking::ensure_default_experiment(&conn, &access.org.id).await?;
     let experiment = tracking::find_experiment_by_name(&conn, &access.org.id, &name)
         .await?
@@ -128,7 +131,7 @@ async fn search(
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let view = ViewType::parse(request.view_type.as_deref())?;
     let experiments = {
-        let conn = state.db.reader().await;
+        let conn = state.db.write_unmemoised().await;
         tracking::search_experiments(
             &conn,
             &access.org.id,
@@ -156,22 +159,25 @@ async fn update(
 ) -> MlflowResult<Json<Value>> {
     let id = required_str(request.experiment_id, "experiment_id")?;
     let new_name = required_str(request.new_name, "new_name")?;
-    mlflow_tx!(state, |tx| {
-        tracking::rename_experiment(&tx, &access.org.id, &id, &new_name).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "mlflow.experiment.renamed",
-                target: Some(&format!("experiment:{id}")),
-                details: json!({ "name": new_name }),
-            },
-        )
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::rename_experiment(tx, &access.org.id, &id, &new_name).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "mlflow.experiment.renamed",
+                    target: Some(&format!("experiment:{id}")),
+                    details: json!({ "name": new_name }),
+                },
+            )
+            .await?;
+            Ok(())
+        })
         .await?;
-        Ok(())
-    })?;
     Ok(empty())
 }
 
@@ -183,26 +189,29 @@ async fn change_stage(
     stage: &str,
 ) -> MlflowResult<Json<Value>> {
     let id = required_str(id, "experiment_id")?;
-    mlflow_tx!(state, |tx| {
-        tracking::set_experiment_stage(&tx, &access.org.id, &id, stage).await?;
-        audit::record(
-            &tx,
-            meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: if stage == tracking::DELETED {
-                    "mlflow.experiment.deleted"
-                } else {
-                    "mlflow.experiment.restored"
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::set_experiment_stage(tx, &access.org.id, &id, stage).await?;
+            audit::record(
+                tx,
+                meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: if stage == tracking::DELETED {
+                        "mlflow.experiment.deleted"
+                    } else {
+                        "mlflow.experiment.restored"
+                    },
+                    target: Some(&format!("experiment:{id}")),
+                    details: json!({}),
                 },
-                target: Some(&format!("experiment:{id}")),
-                details: json!({}),
-            },
-        )
+            )
+            .await?;
+            Ok(())
+        })
         .await?;
-        Ok(())
-    })?;
     Ok(empty())
 }
 
@@ -253,16 +262,19 @@ async fn set_tag(
 ) -> MlflowResult<Json<Value>> {
     let id = required_str(request.experiment_id, "experiment_id")?;
     let key = required_str(request.key, "key")?;
-    mlflow_tx!(state, |tx| {
-        let experiment = tracking::get_experiment(&tx, &access.org.id, &id).await?;
-        if experiment.lifecycle_stage != tracking::ACTIVE {
-            return Err(MlflowError::invalid(format!(
-                "The experiment {id} must be in the 'active' state."
-            )));
-        }
-        let number = tracking::parse_experiment_id(&id)?;
-        tracking::set_experiment_tag(&tx, &access.org.id, number, &key, &request.value).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            let experiment = tracking::get_experiment(tx, &access.org.id, &id).await?;
+            if experiment.lifecycle_stage != tracking::ACTIVE {
+                return Err(MlflowError::invalid(format!(
+                    "The experiment {id} must be in the 'active' state."
+                )));
+            }
+            let number = tracking::parse_experiment_id(&id)?;
+            tracking::set_experiment_tag(tx, &access.org.id, number, &key, &request.value).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -273,10 +285,13 @@ async fn delete_tag(
 ) -> MlflowResult<Json<Value>> {
     let id = required_str(request.experiment_id, "experiment_id")?;
     let key = required_str(request.key, "key")?;
-    mlflow_tx!(state, |tx| {
-        tracking::get_experiment(&tx, &access.org.id, &id).await?;
-        let number = tracking::parse_experiment_id(&id)?;
-        tracking::delete_experiment_tag(&tx, &access.org.id, number, &key).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::get_experiment(tx, &access.org.id, &id).await?;
+            let number = tracking::parse_experiment_id(&id)?;
+            tracking::delete_experiment_tag(tx, &access.org.id, number, &key).await
+        })
+        .await?;
     Ok(empty())
 }

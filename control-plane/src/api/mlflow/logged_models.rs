@@ -53,21 +53,24 @@ async fn create(
     Fields(request): Fields<CreateRequest>,
 ) -> MlflowResult<Json<Value>> {
     let experiment_id = required_str(request.experiment_id, "experiment_id")?;
-    let model = mlflow_tx!(state, |tx| {
-        logged_models::create(
-            &tx,
-            &access.org.id,
-            &NewLoggedModel {
-                experiment_id: &experiment_id,
-                name: request.name.as_deref(),
-                model_type: &request.model_type,
-                source_run_id: &request.source_run_id,
-                params: &request.params,
-                tags: &request.tags,
-            },
-        )
-        .await
-    })?;
+    let model = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            logged_models::create(
+                tx,
+                &access.org.id,
+                &NewLoggedModel {
+                    experiment_id: &experiment_id,
+                    name: request.name.as_deref(),
+                    model_type: &request.model_type,
+                    source_run_id: &request.source_run_id,
+                    params: &request.params,
+                    tags: &request.tags,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok(Json(json!({ "model": model })))
 }
 
@@ -76,7 +79,7 @@ async fn get_model(
     access: Access<can::ReadExperiments>,
     Path(model_id): Path<String>,
 ) -> MlflowResult<Json<Value>> {
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let model = logged_models::get(&conn, &access.org.id, &model_id).await?;
     Ok(Json(json!({ "model": model })))
 }
@@ -94,9 +97,12 @@ async fn finalize(
     Fields(request): Fields<FinalizeRequest>,
 ) -> MlflowResult<Json<Value>> {
     let status = logged_models::parse_status(&required_str(request.status, "status")?)?;
-    let model = mlflow_tx!(state, |tx| {
-        logged_models::finalize(&tx, &access.org.id, &model_id, status).await
-    })?;
+    let model = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            logged_models::finalize(tx, &access.org.id, &model_id, status).await
+        })
+        .await?;
     Ok(Json(json!({ "model": model })))
 }
 
@@ -105,9 +111,12 @@ async fn delete(
     access: Access<can::WriteExperiments>,
     Path(model_id): Path<String>,
 ) -> MlflowResult<Json<Value>> {
-    mlflow_tx!(state, |tx| {
-        logged_models::delete(&tx, &access.org.id, &model_id).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            logged_models::delete(tx, &access.org.id, &model_id).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -123,9 +132,12 @@ async fn set_tags(
     Path(model_id): Path<String>,
     Fields(request): Fields<TagsRequest>,
 ) -> MlflowResult<Json<Value>> {
-    mlflow_tx!(state, |tx| {
-        logged_models::set_tags(&tx, &access.org.id, &model_id, &request.tags).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            logged_models::set_tags(tx, &access.org.id, &model_id, &request.tags).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -134,9 +146,12 @@ async fn delete_tag(
     access: Access<can::WriteExperiments>,
     Path((model_id, key)): Path<(String, String)>,
 ) -> MlflowResult<Json<Value>> {
-    mlflow_tx!(state, |tx| {
-        logged_models::delete_tag(&tx, &access.org.id, &model_id, &key).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            logged_models::delete_tag(tx, &access.org.id, &model_id, &key).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -152,9 +167,12 @@ async fn log_params(
     Path(model_id): Path<String>,
     Fields(request): Fields<ParamsRequest>,
 ) -> MlflowResult<Json<Value>> {
-    mlflow_tx!(state, |tx| {
-        logged_models::log_params(&tx, &access.org.id, &model_id, &request.params).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            logged_models::log_params(tx, &access.org.id, &model_id, &request.params).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -239,7 +257,7 @@ async fn search(
         )));
     }
     let models = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         logged_models::list(&conn, &access.org.id, None).await?
     };
     let mut matching = Vec::new();

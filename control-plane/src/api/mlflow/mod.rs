@@ -11,32 +11,6 @@
 //! [`MlflowError`] is the one error type here; wisp's [`ApiError`] (from the auth
 //! extractors) converts into it at this edge only.
 
-/// Runs `$body` in a transaction (`BEGIN` ... `COMMIT`); any [`MlflowError`] rolls back.
-macro_rules! mlflow_tx {
-    ($state:expr, |$tx:ident| $body:expr) => {{
-        let conn = $state.db.conn().await;
-        let $tx = conn
-            .transaction()
-            .await
-            .map_err(|e| crate::mlflow::MlflowError::internal(e))?;
-        let result: Result<_, crate::mlflow::MlflowError> = async { $body }.await;
-        match result {
-            Ok(value) => {
-                $tx.commit()
-                    .await
-                    .map_err(|e| crate::mlflow::MlflowError::internal(e))?;
-                Ok::<_, crate::mlflow::MlflowError>(value)
-            }
-            Err(error) => {
-                if let Err(e) = $tx.rollback().await {
-                    tracing::warn!(error = %e, "rollback failed");
-                }
-                Err(error)
-            }
-        }
-    }};
-}
-
 mod artifacts;
 mod experiments;
 mod logged_models;
@@ -177,7 +151,7 @@ impl<P: Permission> FromRequestParts<AppState> for Access<P> {
         // The plan's rate limits: `429 REQUEST_LIMIT_EXCEEDED` with `Retry-After`, which the
         // MLflow client waits for and retries.
         let plan = {
-            let conn = state.db.conn().await;
+            let conn = state.db.write().await;
             crate::plans::of_org(&conn, &access.org.id)
                 .await
                 .map_err(ApiError::from)?

@@ -11,6 +11,7 @@
 //! version past them is created in MLflow, tagged `wisp.serving_error`
 //! (`quota_exceeded: …`), and not bridged.
 
+use crate::db::Reader;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -110,30 +111,33 @@ async fn create_model(
     Fields(request): Fields<ModelRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
-    let model = mlflow_tx!(state, |tx| {
-        let model = mlregistry::create_model(
-            &tx,
-            &access.org.id,
-            &name,
-            request.description.as_deref().unwrap_or(""),
-            &request.tags,
-            &access.actor(),
-        )
+    let model = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            let model = mlregistry::create_model(
+                tx,
+                &access.org.id,
+                &name,
+                request.description.as_deref().unwrap_or(""),
+                &request.tags,
+                &access.actor(),
+            )
+            .await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "mlflow.registered_model.created",
+                    target: Some(&format!("registered_model:{name}")),
+                    details: json!({}),
+                },
+            )
+            .await?;
+            Ok(model)
+        })
         .await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "mlflow.registered_model.created",
-                target: Some(&format!("registered_model:{name}")),
-                details: json!({}),
-            },
-        )
-        .await?;
-        Ok(model)
-    })?;
     Ok(Json(json!({ "registered_model": model })))
 }
 
@@ -143,7 +147,7 @@ async fn get_model(
     Fields(request): Fields<ModelRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let model = mlregistry::get_model(&conn, &access.org.id, &name).await?;
     Ok(Json(json!({ "registered_model": model })))
 }
@@ -156,22 +160,25 @@ async fn rename_model(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let new_name = required_str(request.new_name, "new_name")?;
-    let model = mlflow_tx!(state, |tx| {
-        mlregistry::rename_model(&tx, &access.org.id, &name, &new_name).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "mlflow.registered_model.renamed",
-                target: Some(&format!("registered_model:{name}")),
-                details: json!({ "new_name": new_name }),
-            },
-        )
+    let model = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            mlregistry::rename_model(tx, &access.org.id, &name, &new_name).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "mlflow.registered_model.renamed",
+                    target: Some(&format!("registered_model:{name}")),
+                    details: json!({ "new_name": new_name }),
+                },
+            )
+            .await?;
+            mlregistry::get_model(tx, &access.org.id, &new_name).await
+        })
         .await?;
-        mlregistry::get_model(&tx, &access.org.id, &new_name).await
-    })?;
     Ok(Json(json!({ "registered_model": model })))
 }
 
@@ -181,16 +188,19 @@ async fn update_model(
     Fields(request): Fields<ModelRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
-    let model = mlflow_tx!(state, |tx| {
-        mlregistry::update_model(
-            &tx,
-            &access.org.id,
-            &name,
-            request.description.as_deref().unwrap_or(""),
-        )
+    let model = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            mlregistry::update_model(
+                tx,
+                &access.org.id,
+                &name,
+                request.description.as_deref().unwrap_or(""),
+            )
+            .await?;
+            mlregistry::get_model(tx, &access.org.id, &name).await
+        })
         .await?;
-        mlregistry::get_model(&tx, &access.org.id, &name).await
-    })?;
     Ok(Json(json!({ "registered_model": model })))
 }
 
@@ -201,22 +211,25 @@ async fn delete_model(
     Fields(request): Fields<ModelRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
-    mlflow_tx!(state, |tx| {
-        mlregistry::delete_model(&tx, &access.org.id, &name).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "mlflow.registered_model.deleted",
-                target: Some(&format!("registered_model:{name}")),
-                details: json!({}),
-            },
-        )
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            mlregistry::delete_model(tx, &access.org.id, &name).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "mlflow.registered_model.deleted",
+                    target: Some(&format!("registered_model:{name}")),
+                    details: json!({}),
+                },
+            )
+            .await?;
+            Ok(())
+        })
         .await?;
-        Ok(())
-    })?;
     Ok(empty())
 }
 
@@ -333,7 +346,7 @@ async fn search_models(
     let max = mlflow::max_results(request.max_results, 100, 1000)?;
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let models = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         mlregistry::list_models(&conn, &access.org.id, None).await?
     };
     let models = search(
@@ -361,7 +374,7 @@ async fn search_versions(
     let max = mlflow::max_results(request.max_results, 10_000, 200_000)?;
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let mut versions = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         mlregistry::list_versions(&conn, &access.org.id, None).await?
     };
     // Default order: by name, newest version first.
@@ -411,7 +424,7 @@ async fn latest_versions(
         .iter()
         .map(|s| mlregistry::canonical_stage(s))
         .collect::<MlflowResult<Vec<_>>>()?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     mlregistry::check_model(&conn, &access.org.id, &name).await?;
     let versions = mlregistry::list_versions(&conn, &access.org.id, Some(&name)).await?;
     Ok(Json(
@@ -426,9 +439,12 @@ async fn set_model_tag(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let key = required_str(request.key, "key")?;
-    mlflow_tx!(state, |tx| {
-        mlregistry::set_model_tag(&tx, &access.org.id, &name, &key, &request.value).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            mlregistry::set_model_tag(tx, &access.org.id, &name, &key, &request.value).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -439,9 +455,12 @@ async fn delete_model_tag(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let key = required_str(request.key, "key")?;
-    mlflow_tx!(state, |tx| {
-        mlregistry::delete_model_tag(&tx, &access.org.id, &name, &key).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            mlregistry::delete_model_tag(tx, &access.org.id, &name, &key).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -460,53 +479,58 @@ async fn set_alias(
     let name = required_str(request.name, "name")?;
     let alias = required_str(request.alias, "alias")?;
     let version = required_str(request.version, "version")?;
-    let redeploy = mlflow_tx!(state, |tx| {
-        let previous = mlregistry::set_alias(&tx, &access.org.id, &name, &alias, &version).await?;
-        let mlflow_version = mlregistry::get_version(&tx, &access.org.id, &name, &version).await?;
-        let actor = access.actor();
-        // The bridge: move the wisp alias with it when the version was bridged.
-        let mut redeploy = None;
-        let mut wisp_version = None;
-        if let (Some(target), Some(wisp_name), Some(wisp_alias)) = (
-            mlflow_version.wisp_version,
-            wisp_name_of(&name),
-            wisp_alias(&alias),
-        ) && let Some(model) = registry::get_model(&tx, &access.org.id, wisp_name).await?
-            && registry::get_version(&tx, &model.id, target)
-                .await?
-                .is_some()
-        {
-            registry::set_alias(&tx, &model.id, wisp_alias, target, &actor).await?;
-            redeploy = crate::api::deployments::follow_alias(
-                &tx,
-                &access.org.id,
-                &model,
-                wisp_alias,
-                &actor,
+    let redeploy = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            let previous =
+                mlregistry::set_alias(tx, &access.org.id, &name, &alias, &version).await?;
+            let mlflow_version =
+                mlregistry::get_version(tx, &access.org.id, &name, &version).await?;
+            let actor = access.actor();
+            // The bridge: move the wisp alias with it when the version was bridged.
+            let mut redeploy = None;
+            let mut wisp_version = None;
+            if let (Some(target), Some(wisp_name), Some(wisp_alias)) = (
+                mlflow_version.wisp_version,
+                wisp_name_of(&name),
+                wisp_alias(&alias),
+            ) && let Some(model) = registry::get_model(tx, &access.org.id, wisp_name).await?
+                && registry::get_version(tx, &model.id, target)
+                    .await?
+                    .is_some()
+            {
+                registry::set_alias(tx, &model.id, wisp_alias, target, &actor).await?;
+                redeploy = crate::api::deployments::follow_alias(
+                    tx,
+                    &access.org.id,
+                    &model,
+                    wisp_alias,
+                    &actor,
+                )
+                .await?;
+                wisp_version = Some(target);
+            }
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &actor,
+                    action: "model.alias.moved",
+                    target: Some(&format!("model:{name}/aliases/{alias}")),
+                    details: json!({
+                        "source": "mlflow",
+                        "from_mlflow_version": previous,
+                        "to_mlflow_version": mlflow_version.version,
+                        "wisp_version": wisp_version,
+                        "redeployed": redeploy.is_some(),
+                    }),
+                },
             )
             .await?;
-            wisp_version = Some(target);
-        }
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &actor,
-                action: "model.alias.moved",
-                target: Some(&format!("model:{name}/aliases/{alias}")),
-                details: json!({
-                    "source": "mlflow",
-                    "from_mlflow_version": previous,
-                    "to_mlflow_version": mlflow_version.version,
-                    "wisp_version": wisp_version,
-                    "redeployed": redeploy.is_some(),
-                }),
-            },
-        )
+            Ok(redeploy)
+        })
         .await?;
-        Ok(redeploy)
-    })?;
     if let Some(job) = redeploy {
         warmup::spawn(state.db.clone(), state.serving.clone(), job);
     }
@@ -521,16 +545,16 @@ async fn delete_alias(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let alias = required_str(request.alias, "alias")?;
-    mlflow_tx!(state, |tx| {
-        let previous = mlregistry::delete_alias(&tx, &access.org.id, &name, &alias).await?;
+    state.db.transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        let previous = mlregistry::delete_alias(tx, &access.org.id, &name, &alias).await?;
         let actor = access.actor();
         if let (Some(wisp_name), Some(wisp_alias)) = (wisp_name_of(&name), wisp_alias(&alias))
-            && let Some(model) = registry::get_model(&tx, &access.org.id, wisp_name).await?
-            && registry::alias_target(&tx, &model.id, wisp_alias)
+            && let Some(model) = registry::get_model(tx, &access.org.id, wisp_name).await?
+            && registry::alias_target(tx, &model.id, wisp_alias)
                 .await?
                 .is_some()
         {
-            if let Some(deployment) = deployments::get(&tx, &model.id).await?
+            if let Some(deployment) = deployments::get(tx, &model.id).await?
                 && deployment.follow_alias.as_deref() == Some(wisp_alias)
             {
                 return Err(MlflowError::new(
@@ -540,10 +564,10 @@ async fn delete_alias(
                     ),
                 ));
             }
-            registry::delete_alias(&tx, &model.id, wisp_alias, &actor).await?;
+            registry::delete_alias(tx, &model.id, wisp_alias, &actor).await?;
         }
         audit::record(
-            &tx,
+            tx,
             &meta,
             AuditEvent {
                 org_id: Some(&access.org.id),
@@ -555,7 +579,7 @@ async fn delete_alias(
         )
         .await?;
         Ok(())
-    })?;
+    }).await?;
     Ok(empty())
 }
 
@@ -566,7 +590,7 @@ async fn get_by_alias(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let alias = required_str(request.alias, "alias")?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     mlregistry::check_model(&conn, &access.org.id, &name).await?;
     let version = mlregistry::alias_target(&conn, &access.org.id, &name, &alias)
         .await?
@@ -607,7 +631,7 @@ struct VersionRequest {
 /// version's run unless one was given), `runs:/<run_id>/<path>` a path in the run's
 /// artifacts; anything else is taken as it is.
 async fn resolve_source(
-    conn: &libsql::Connection,
+    conn: &Reader,
     org_id: &str,
     source: &str,
     given_model_id: &str,
@@ -659,7 +683,7 @@ async fn inspect_artifacts(state: &AppState, org_id: &str, location: &str) -> Ml
         return Ok(Bridge::Nothing);
     };
     let file = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         artifacts::find_onnx(&conn, org_id, &dir).await?
     };
     let Some(file) = file else {
@@ -685,7 +709,7 @@ async fn inspect_artifacts(state: &AppState, org_id: &str, location: &str) -> Ml
 /// organisation's plan: a new wisp model past the models quota, or its file past the
 /// storage quota (an artifact's blob is usually counted already). `None` when it may.
 async fn bridge_refusal(
-    conn: &libsql::Connection,
+    conn: &Reader,
     org_id: &str,
     wisp_name: &str,
     file: &StoredFile,
@@ -724,7 +748,7 @@ async fn create_version(
     let name = required_str(request.name, "name")?;
     let source = required_str(request.source, "source")?;
     let (location, model_id, run_id) = {
-        let conn = state.db.conn().await;
+        let conn = state.db.write().await;
         mlregistry::check_model(&conn, &access.org.id, &name).await?;
         resolve_source(
             &conn,
@@ -738,58 +762,60 @@ async fn create_version(
     // Inspected before the transaction: it can take a while and needs no lock.
     let bridge = inspect_artifacts(&state, &access.org.id, &location).await?;
     let actor = access.actor();
-    let version = mlflow_tx!(state, |tx| {
-        let number = mlregistry::create_version(
-            &tx,
-            &access.org.id,
-            &NewVersion {
-                name: &name,
-                source: &source,
-                storage_location: &location,
-                run_id: &run_id,
-                run_link: &request.run_link,
-                description: request.description.as_deref().unwrap_or(""),
-                model_id: &model_id,
-                tags: &request.tags,
-                user_id: &actor,
-            },
-        )
-        .await?;
-        let mut wisp_version = None;
-        let refusal = match (&bridge, wisp_name_of(&name)) {
-            (Bridge::Serve(file, _), Some(wisp_name)) => {
-                bridge_refusal(&tx, &access.org.id, wisp_name, file).await?
-            }
-            _ => None,
-        };
-        match (&bridge, wisp_name_of(&name), refusal) {
-            (Bridge::Serve(..), Some(_), Some(reason)) => {
-                // The plan has no room for the wisp model or its file: the MLflow version
-                // exists, wisp serves nothing, and the tag says why.
-                mlregistry::set_version_tag(
-                    &tx,
-                    &access.org.id,
-                    &name,
-                    number,
-                    SERVING_ERROR_TAG,
-                    &reason,
-                )
-                .await?;
-            }
-            (Bridge::Serve(file, inspected), Some(wisp_name), None) => {
-                let model = match registry::get_model(&tx, &access.org.id, wisp_name).await? {
-                    Some(model) => model,
-                    None => {
-                        let model = registry::create_model(
-                            &tx,
-                            &access.org.id,
-                            wisp_name,
-                            "registered through MLflow",
-                            &actor,
-                        )
-                        .await?;
-                        audit::record(
-                            &tx,
+    let version = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            let number = mlregistry::create_version(
+                tx,
+                &access.org.id,
+                &NewVersion {
+                    name: &name,
+                    source: &source,
+                    storage_location: &location,
+                    run_id: &run_id,
+                    run_link: &request.run_link,
+                    description: request.description.as_deref().unwrap_or(""),
+                    model_id: &model_id,
+                    tags: &request.tags,
+                    user_id: &actor,
+                },
+            )
+            .await?;
+            let mut wisp_version = None;
+            let refusal = match (&bridge, wisp_name_of(&name)) {
+                (Bridge::Serve(file, _), Some(wisp_name)) => {
+                    bridge_refusal(tx, &access.org.id, wisp_name, file).await?
+                }
+                _ => None,
+            };
+            match (&bridge, wisp_name_of(&name), refusal) {
+                (Bridge::Serve(..), Some(_), Some(reason)) => {
+                    // The plan has no room for the wisp model or its file: the MLflow version
+                    // exists, wisp serves nothing, and the tag says why.
+                    mlregistry::set_version_tag(
+                        tx,
+                        &access.org.id,
+                        &name,
+                        number,
+                        SERVING_ERROR_TAG,
+                        &reason,
+                    )
+                    .await?;
+                }
+                (Bridge::Serve(file, inspected), Some(wisp_name), None) => {
+                    let model = match registry::get_model(tx, &access.org.id, wisp_name).await? {
+                        Some(model) => model,
+                        None => {
+                            let model = registry::create_model(
+                                tx,
+                                &access.org.id,
+                                wisp_name,
+                                "registered through MLflow",
+                                &actor,
+                            )
+                            .await?;
+                            audit::record(
+                            tx,
                             &meta,
                             AuditEvent {
                                 org_id: Some(&access.org.id),
@@ -800,78 +826,80 @@ async fn create_version(
                             },
                         )
                         .await?;
-                        model
-                    }
-                };
-                let no_map = Default::default();
-                let run_id = (!run_id.is_empty()).then_some(run_id.as_str());
-                let description = format!("MLflow version {number} ({})", file.path);
-                let created = registry::insert_version(
-                    &tx,
-                    &registry::NewVersion {
-                        model_id: &model.id,
-                        sha256: &file.sha256,
-                        graph_sha256: None,
-                        size_bytes: file.size,
-                        framework: inspected.framework.as_str(),
-                        description: &description,
-                        tags: &no_map,
-                        metrics: &Default::default(),
-                        run_id,
-                        signature: &inspected.signature,
-                        created_by: &actor,
-                    },
-                )
-                .await?;
-                mlregistry::set_wisp_version(&tx, &access.org.id, &name, number, created).await?;
-                audit::record(
-                    &tx,
-                    &meta,
-                    AuditEvent {
-                        org_id: Some(&access.org.id),
-                        actor: &actor,
-                        action: "model.version.uploaded",
-                        target: Some(&format!("model:{wisp_name}/versions/{created}")),
-                        details: json!({
-                            "sha256": file.sha256,
-                            "size_bytes": file.size,
-                            "framework": inspected.framework,
-                            "source": "mlflow",
-                            "mlflow_version": number,
-                            "artifact": file.path,
-                        }),
-                    },
-                )
-                .await?;
-                wisp_version = Some(created);
+                            model
+                        }
+                    };
+                    let no_map = Default::default();
+                    let run_id = (!run_id.is_empty()).then_some(run_id.as_str());
+                    let description = format!("MLflow version {number} ({})", file.path);
+                    let created = registry::insert_version(
+                        tx,
+                        &registry::NewVersion {
+                            model_id: &model.id,
+                            sha256: &file.sha256,
+                            graph_sha256: None,
+                            size_bytes: file.size,
+                            framework: inspected.framework.as_str(),
+                            description: &description,
+                            tags: &no_map,
+                            metrics: &Default::default(),
+                            run_id,
+                            signature: &inspected.signature,
+                            created_by: &actor,
+                        },
+                    )
+                    .await?;
+                    mlregistry::set_wisp_version(tx, &access.org.id, &name, number, created)
+                        .await?;
+                    audit::record(
+                        tx,
+                        &meta,
+                        AuditEvent {
+                            org_id: Some(&access.org.id),
+                            actor: &actor,
+                            action: "model.version.uploaded",
+                            target: Some(&format!("model:{wisp_name}/versions/{created}")),
+                            details: json!({
+                                "sha256": file.sha256,
+                                "size_bytes": file.size,
+                                "framework": inspected.framework,
+                                "source": "mlflow",
+                                "mlflow_version": number,
+                                "artifact": file.path,
+                            }),
+                        },
+                    )
+                    .await?;
+                    wisp_version = Some(created);
+                }
+                (Bridge::Refused(reason), _, _) => {
+                    mlregistry::set_version_tag(
+                        tx,
+                        &access.org.id,
+                        &name,
+                        number,
+                        SERVING_ERROR_TAG,
+                        reason,
+                    )
+                    .await?;
+                }
+                _ => {}
             }
-            (Bridge::Refused(reason), _, _) => {
-                mlregistry::set_version_tag(
-                    &tx,
-                    &access.org.id,
-                    &name,
-                    number,
-                    SERVING_ERROR_TAG,
-                    reason,
-                )
-                .await?;
-            }
-            _ => {}
-        }
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &actor,
-                action: "mlflow.model_version.created",
-                target: Some(&format!("registered_model:{name}/versions/{number}")),
-                details: json!({ "source": source, "wisp_version": wisp_version }),
-            },
-        )
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &actor,
+                    action: "mlflow.model_version.created",
+                    target: Some(&format!("registered_model:{name}/versions/{number}")),
+                    details: json!({ "source": source, "wisp_version": wisp_version }),
+                },
+            )
+            .await?;
+            mlregistry::get_version(tx, &access.org.id, &name, &number.to_string()).await
+        })
         .await?;
-        mlregistry::get_version(&tx, &access.org.id, &name, &number.to_string()).await
-    })?;
     Ok(Json(json!({ "model_version": version })))
 }
 
@@ -882,7 +910,7 @@ async fn get_version(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let version = required_str(request.version, "version")?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let version = mlregistry::get_version(&conn, &access.org.id, &name, &version).await?;
     Ok(Json(json!({ "model_version": version })))
 }
@@ -894,17 +922,20 @@ async fn update_version(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let version = required_str(request.version, "version")?;
-    let updated = mlflow_tx!(state, |tx| {
-        mlregistry::update_version(
-            &tx,
-            &access.org.id,
-            &name,
-            &version,
-            request.description.as_deref().unwrap_or(""),
-        )
+    let updated = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            mlregistry::update_version(
+                tx,
+                &access.org.id,
+                &name,
+                &version,
+                request.description.as_deref().unwrap_or(""),
+            )
+            .await?;
+            mlregistry::get_version(tx, &access.org.id, &name, &version).await
+        })
         .await?;
-        mlregistry::get_version(&tx, &access.org.id, &name, &version).await
-    })?;
     Ok(Json(json!({ "model_version": updated })))
 }
 
@@ -916,22 +947,25 @@ async fn delete_version(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let version = required_str(request.version, "version")?;
-    mlflow_tx!(state, |tx| {
-        mlregistry::delete_version(&tx, &access.org.id, &name, &version).await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "mlflow.model_version.deleted",
-                target: Some(&format!("registered_model:{name}/versions/{version}")),
-                details: json!({}),
-            },
-        )
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            mlregistry::delete_version(tx, &access.org.id, &name, &version).await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "mlflow.model_version.deleted",
+                    target: Some(&format!("registered_model:{name}/versions/{version}")),
+                    details: json!({}),
+                },
+            )
+            .await?;
+            Ok(())
+        })
         .await?;
-        Ok(())
-    })?;
     Ok(empty())
 }
 
@@ -943,11 +977,15 @@ async fn set_version_tag(
     let name = required_str(request.name, "name")?;
     let version = required_str(request.version, "version")?;
     let key = required_str(request.key, "key")?;
-    mlflow_tx!(state, |tx| {
-        let found = mlregistry::get_version(&tx, &access.org.id, &name, &version).await?;
-        let number = mlregistry::parse_version(&name, &found.version)?;
-        mlregistry::set_version_tag(&tx, &access.org.id, &name, number, &key, &request.value).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            let found = mlregistry::get_version(tx, &access.org.id, &name, &version).await?;
+            let number = mlregistry::parse_version(&name, &found.version)?;
+            mlregistry::set_version_tag(tx, &access.org.id, &name, number, &key, &request.value)
+                .await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -959,9 +997,12 @@ async fn delete_version_tag(
     let name = required_str(request.name, "name")?;
     let version = required_str(request.version, "version")?;
     let key = required_str(request.key, "key")?;
-    mlflow_tx!(state, |tx| {
-        mlregistry::delete_version_tag(&tx, &access.org.id, &name, &version, &key).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            mlregistry::delete_version_tag(tx, &access.org.id, &name, &version, &key).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -972,7 +1013,7 @@ async fn download_uri(
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let version = required_str(request.version, "version")?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let found = mlregistry::get_version(&conn, &access.org.id, &name, &version).await?;
     Ok(Json(json!({ "artifact_uri": found.storage_location })))
 }
@@ -986,29 +1027,32 @@ async fn transition_stage(
     let name = required_str(request.name, "name")?;
     let version = required_str(request.version, "version")?;
     let stage = required(request.stage, "stage")?;
-    let updated = mlflow_tx!(state, |tx| {
-        mlregistry::transition_stage(
-            &tx,
-            &access.org.id,
-            &name,
-            &version,
-            &stage,
-            request.archive_existing_versions.unwrap_or(false),
-        )
+    let updated = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            mlregistry::transition_stage(
+                tx,
+                &access.org.id,
+                &name,
+                &version,
+                &stage,
+                request.archive_existing_versions.unwrap_or(false),
+            )
+            .await?;
+            audit::record(
+                tx,
+                &meta,
+                AuditEvent {
+                    org_id: Some(&access.org.id),
+                    actor: &access.actor(),
+                    action: "mlflow.model_version.stage_changed",
+                    target: Some(&format!("registered_model:{name}/versions/{version}")),
+                    details: json!({ "stage": stage }),
+                },
+            )
+            .await?;
+            mlregistry::get_version(tx, &access.org.id, &name, &version).await
+        })
         .await?;
-        audit::record(
-            &tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "mlflow.model_version.stage_changed",
-                target: Some(&format!("registered_model:{name}/versions/{version}")),
-                details: json!({ "stage": stage }),
-            },
-        )
-        .await?;
-        mlregistry::get_version(&tx, &access.org.id, &name, &version).await
-    })?;
     Ok(Json(json!({ "model_version": updated })))
 }

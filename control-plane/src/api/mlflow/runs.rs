@@ -70,20 +70,23 @@ async fn create(
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| "0".to_owned());
     let actor = access.actor();
-    let run = mlflow_tx!(state, |tx| {
-        tracking::create_run(
-            &tx,
-            &access.org.id,
-            &NewRun {
-                experiment_id: &experiment_id,
-                user_id: request.user_id.as_deref().unwrap_or(&actor),
-                run_name: request.run_name.as_deref(),
-                start_time: request.start_time,
-                tags: &request.tags,
-            },
-        )
-        .await
-    })?;
+    let run = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::create_run(
+                tx,
+                &access.org.id,
+                &NewRun {
+                    experiment_id: &experiment_id,
+                    user_id: request.user_id.as_deref().unwrap_or(&actor),
+                    run_name: request.run_name.as_deref(),
+                    start_time: request.start_time,
+                    tags: &request.tags,
+                },
+            )
+            .await
+        })
+        .await?;
     Ok(Json(json!({ "run": run })))
 }
 
@@ -93,7 +96,7 @@ async fn get_run(
     Fields(run): Fields<RunRef>,
 ) -> MlflowResult<Json<Value>> {
     let id = run.id()?;
-    let conn = state.db.reader().await;
+    let conn = state.db.read().await;
     let run = tracking::get_run(&conn, &access.org.id, &id).await?;
     Ok(Json(json!({ "run": run })))
 }
@@ -127,17 +130,20 @@ async fn update(
     Fields(request): Fields<UpdateRequest>,
 ) -> MlflowResult<Json<Value>> {
     let id = request.run.id()?;
-    let info = mlflow_tx!(state, |tx| {
-        tracking::update_run(
-            &tx,
-            &access.org.id,
-            &id,
-            request.status.as_deref().map(status_name),
-            request.end_time,
-            request.run_name.as_deref(),
-        )
-        .await
-    })?;
+    let info = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::update_run(
+                tx,
+                &access.org.id,
+                &id,
+                request.status.as_deref().map(status_name),
+                request.end_time,
+                request.run_name.as_deref(),
+            )
+            .await
+        })
+        .await?;
     Ok(Json(json!({ "run_info": info })))
 }
 
@@ -147,9 +153,12 @@ async fn delete(
     Fields(run): Fields<RunRef>,
 ) -> MlflowResult<Json<Value>> {
     let id = run.id()?;
-    mlflow_tx!(state, |tx| {
-        tracking::set_run_stage(&tx, &access.org.id, &id, tracking::DELETED).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::set_run_stage(tx, &access.org.id, &id, tracking::DELETED).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -159,9 +168,12 @@ async fn restore(
     Fields(run): Fields<RunRef>,
 ) -> MlflowResult<Json<Value>> {
     let id = run.id()?;
-    mlflow_tx!(state, |tx| {
-        tracking::set_run_stage(&tx, &access.org.id, &id, tracking::ACTIVE).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::set_run_stage(tx, &access.org.id, &id, tracking::ACTIVE).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -208,9 +220,12 @@ async fn write_batch(
     batch: Batch,
 ) -> MlflowResult<Json<Value>> {
     batch.validate()?;
-    mlflow_tx!(state, |tx| {
-        tracking::log_batch(&tx, &access.org.id, run_id, &batch).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::log_batch(tx, &access.org.id, run_id, &batch).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -283,9 +298,12 @@ async fn delete_tag(
 ) -> MlflowResult<Json<Value>> {
     let id = request.run.id()?;
     let key = required_str(request.key, "key")?;
-    mlflow_tx!(state, |tx| {
-        tracking::delete_tag(&tx, &access.org.id, &id, &key).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::delete_tag(tx, &access.org.id, &id, &key).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -335,9 +353,12 @@ async fn log_inputs(
     Fields(request): Fields<LogInputsRequest>,
 ) -> MlflowResult<Json<Value>> {
     let id = request.run.id()?;
-    mlflow_tx!(state, |tx| {
-        tracking::log_inputs(&tx, &access.org.id, &id, &request.datasets, &request.models).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::log_inputs(tx, &access.org.id, &id, &request.datasets, &request.models).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -370,9 +391,12 @@ async fn log_outputs(
             m
         })
         .collect();
-    mlflow_tx!(state, |tx| {
-        tracking::log_outputs(&tx, &access.org.id, &id, &models).await
-    })?;
+    state
+        .db
+        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+            tracking::log_outputs(tx, &access.org.id, &id, &models).await
+        })
+        .await?;
     Ok(empty())
 }
 
@@ -399,7 +423,7 @@ async fn search(
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let view = ViewType::parse(request.run_view_type.as_deref())?;
     let (runs, more) = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         tracking::search_runs(
             &conn,
             &access.org.id,
@@ -444,7 +468,7 @@ async fn metric_history(
     let max = mlflow::max_results(request.max_results, WHOLE_HISTORY, WHOLE_HISTORY)?;
     let offset = mlflow::page_offset(request.page_token.as_deref())?;
     let mut metrics = {
-        let conn = state.db.reader().await;
+        let conn = state.db.read().await;
         tracking::metric_history(&conn, &access.org.id, &id, &key, offset, max).await?
     };
     let more = metrics.len() > max;
