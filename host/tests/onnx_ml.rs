@@ -165,7 +165,7 @@ fn a_wrong_output_is_caught() {
     let mut off = got.clone();
     let probabilities = off
         .iter_mut()
-        .find(|o| o.name == "output_probability")
+        .find(|o| o.name == "probabilities")
         .unwrap();
     let mut values = probabilities.tensor.values::<f32>().unwrap();
     values[4] += 2e-4;
@@ -173,15 +173,15 @@ fn a_wrong_output_is_caught() {
     assert!(
         compare(entry, &off)
             .unwrap_err()
-            .contains("output_probability")
+            .contains("probabilities")
     );
 
     let mut wrong = got;
-    let labels = wrong.iter_mut().find(|o| o.name == "output_label").unwrap();
+    let labels = wrong.iter_mut().find(|o| o.name == "label").unwrap();
     let mut values = labels.tensor.values::<i64>().unwrap();
     values[0] = (values[0] + 1) % 3;
     labels.tensor = Tensor::from_values(&labels.tensor.shape, &values);
-    assert!(compare(entry, &wrong).unwrap_err().contains("output_label"));
+    assert!(compare(entry, &wrong).unwrap_err().contains("label"));
 }
 
 /// Default exports (ZipMap) and the common pipelines through the whole path: upload as a

@@ -19,6 +19,9 @@ pub(super) enum Shape {
     Labels,
     /// The shape of input 0 with one more axis of `k` at the end.
     Append(usize),
+    /// The shape of input 0 (as `[1, n]` if it is a vector) with its last axis as long as
+    /// input 1 has elements: `ArrayFeatureExtractor`.
+    PickLast,
 }
 
 /// What a kernel declares of one output: its element type (`None`: that of input 0) and
@@ -106,6 +109,16 @@ impl Expansion for MlExpansion {
                     s.equals(&output.rank, 1)?;
                     s.equals(&output.shape[0], &inputs[0].shape[0])?;
                 }
+                Shape::PickLast => {
+                    s.given_2(
+                        &inputs[0].shape,
+                        &inputs[1].shape,
+                        move |s, data, picked| {
+                            let shape = pick_last(&data, &picked);
+                            s.equals(&output.shape, ShapeFactoid::from(shape.to_vec()))
+                        },
+                    )?;
+                }
                 Shape::Append(k) => {
                     s.equals(&output.rank, inputs[0].rank.bex() + 1)?;
                     s.given(&inputs[0].shape, move |s, shape| {
@@ -184,6 +197,11 @@ impl TypedOp for MlOp {
                         dims.push(k.to_dim());
                         dims
                     }
+                    Shape::PickLast => {
+                        let data: TVec<TDim> = input.shape.iter().cloned().collect();
+                        let picked: TVec<TDim> = inputs[1].shape.iter().cloned().collect();
+                        pick_last(&data, &picked)
+                    }
                 };
                 dt.fact(dims)
             })
@@ -191,6 +209,18 @@ impl TypedOp for MlOp {
     }
 
     as_op!();
+}
+
+/// `ArrayFeatureExtractor`'s output shape for `data` and `picked` (indices) shapes.
+fn pick_last(data: &[TDim], picked: &[TDim]) -> TVec<TDim> {
+    let count = picked.iter().cloned().product::<TDim>();
+    let mut shape: TVec<TDim> = if data.len() < 2 {
+        tvec![1.to_dim()]
+    } else {
+        data[..data.len() - 1].iter().cloned().collect()
+    };
+    shape.push(count);
+    shape
 }
 
 /// Input `value` as f32 values (a copy only when it is of another type), with its shape.

@@ -440,6 +440,71 @@ impl Kernel for FeatureVectorizer {
     }
 }
 
+/// `ArrayFeatureExtractor`: columns of the last axis picked by index, replacing
+/// tract-onnx's, which drops the axis when one column is picked (onnxruntime keeps it, and
+/// skl2onnx's binary classifiers pick one column).
+#[derive(Debug)]
+struct ArrayFeatureExtractor;
+
+fn array_feature_extractor(_: &ParsingContext<'_>, _: &NodeProto) -> Built {
+    Ok((expansion(ArrayFeatureExtractor), vec![]))
+}
+
+fn pick<T: Datum + Copy>(data: &Tensor, picked: &[usize]) -> TractResult<TValue> {
+    let values = data.try_as_plain_ram()?.as_slice::<T>()?;
+    let columns = data.shape().last().copied().unwrap_or(1).max(1);
+    let mut out = Vec::with_capacity(values.len() / columns * picked.len());
+    for row in values.chunks_exact(columns) {
+        out.extend(picked.iter().map(|&i| row[i]));
+    }
+    let mut shape: Vec<usize> = match data.shape() {
+        [] | [_] => vec![1],
+        shape => shape[..shape.len() - 1].to_vec(),
+    };
+    shape.push(picked.len());
+    tensor_of(&shape, out)
+}
+
+impl Kernel for ArrayFeatureExtractor {
+    fn name(&self) -> &'static str {
+        "ArrayFeatureExtractor"
+    }
+
+    fn inputs(&self) -> usize {
+        2
+    }
+
+    fn outputs(&self) -> TVec<Output> {
+        tvec![Output::same_type(Shape::PickLast)]
+    }
+
+    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let data = &inputs[0];
+        let columns = data.shape().last().copied().unwrap_or(1) as i64;
+        let picked = inputs[1].cast_to::<i64>()?;
+        let picked = picked
+            .try_as_plain_ram()?
+            .as_slice::<i64>()?
+            .iter()
+            .map(|&i| {
+                ensure!(
+                    (0..columns).contains(&i),
+                    "ArrayFeatureExtractor: index {i} out of 0..{columns}"
+                );
+                Ok(i as usize)
+            })
+            .collect::<TractResult<Vec<_>>>()?;
+        let out = match data.datum_type() {
+            DatumType::F32 => pick::<f32>(data, &picked)?,
+            DatumType::F64 => pick::<f64>(data, &picked)?,
+            DatumType::I64 => pick::<i64>(data, &picked)?,
+            DatumType::I32 => pick::<i32>(data, &picked)?,
+            other => bail!("ArrayFeatureExtractor on {other:?} is not supported"),
+        };
+        Ok(tvec![out])
+    }
+}
+
 /// `ZipMap` served as the probability tensor it wraps: the class labels (its
 /// `classlabels_*` attribute) name the columns, in order.
 #[derive(Debug)]
@@ -483,4 +548,5 @@ pub(super) fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("LabelEncoder", label_encoder);
     reg.insert("FeatureVectorizer", feature_vectorizer);
     reg.insert("ZipMap", zip_map);
+    reg.insert("ArrayFeatureExtractor", array_feature_extractor);
 }
