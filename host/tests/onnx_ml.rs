@@ -163,18 +163,11 @@ fn a_wrong_output_is_caught() {
     compare(entry, &got).unwrap();
 
     let mut off = got.clone();
-    let probabilities = off
-        .iter_mut()
-        .find(|o| o.name == "probabilities")
-        .unwrap();
+    let probabilities = off.iter_mut().find(|o| o.name == "probabilities").unwrap();
     let mut values = probabilities.tensor.values::<f32>().unwrap();
     values[4] += 2e-4;
     probabilities.tensor = Tensor::from_values(&probabilities.tensor.shape, &values);
-    assert!(
-        compare(entry, &off)
-            .unwrap_err()
-            .contains("probabilities")
-    );
+    assert!(compare(entry, &off).unwrap_err().contains("probabilities"));
 
     let mut wrong = got;
     let labels = wrong.iter_mut().find(|o| o.name == "label").unwrap();
