@@ -10,6 +10,7 @@
 
 mod guard;
 mod onnx_limits;
+mod onnx_ml;
 mod proto_wire;
 pub(crate) mod tensors;
 mod tract_backend;

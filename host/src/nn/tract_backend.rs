@@ -43,7 +43,7 @@ impl OnnxGraph {
         if bytes.is_empty() {
             return Err(RuntimeError::InvalidModel("the model file is empty".into()));
         }
-        let onnx = tract_onnx::onnx();
+        let onnx = super::onnx_ml::onnx();
         let proto = onnx.proto_model_for_read(&mut &*bytes).map_err(|e| {
             RuntimeError::InvalidModel(format!("not an ONNX model (protobuf decoding failed: {e})"))
         })?;
