@@ -3,50 +3,19 @@
 //! Handlers record an [`AuditEvent`] in the same transaction as the change it describes, so
 //! the log and the data cannot disagree.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use crate::db::{Reader, Writer};
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use libsql::params;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::client_ip::ClientIpPolicy;
 use crate::db::{self, DbError};
 
-/// Where a request came from: the client's address ([`crate::client_ip`]: the peer, or
-/// what a trusted proxy says) and the `x-request-id`.
+/// Where a request came from: the client's address (the peer, or what a trusted proxy
+/// says) and the `x-request-id`. The HTTP edge reads it from each request.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
     pub source_ip: Option<String>,
     pub request_id: Option<String>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
-        let source_ip = match parts.extensions.get::<Arc<ClientIpPolicy>>() {
-            Some(policy) => policy.client_ip(peer, &parts.headers),
-            None => peer,
-        }
-        .map(|ip| ip.to_string());
-        let request_id = parts
-            .headers
-            .get(crate::api::REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok(Self {
-            source_ip,
-            request_id,
-        })
-    }
 }
 
 /// A state change to record.

@@ -171,41 +171,7 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Batch inference jobs.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchConfig {
-    /// Jobs this process runs at once; more wait their turn (`queued`).
-    #[serde(default = "default_batch_jobs")]
-    pub max_running_jobs: usize,
-    /// Rows of one job in flight at once, each a call under the organisation's plan limits.
-    #[serde(default = "default_batch_row_concurrency")]
-    pub row_concurrency: usize,
-    /// Rows per chunk: the unit of progress, of durable results and of redone work after a
-    /// restart. Fixed per job when it is created.
-    #[serde(default = "default_batch_chunk_rows")]
-    pub chunk_rows: u32,
-}
-
-impl Default for BatchConfig {
-    fn default() -> Self {
-        Self {
-            max_running_jobs: default_batch_jobs(),
-            row_concurrency: default_batch_row_concurrency(),
-            chunk_rows: default_batch_chunk_rows(),
-        }
-    }
-}
-
-fn default_batch_jobs() -> usize {
-    2
-}
-fn default_batch_row_concurrency() -> usize {
-    4
-}
-fn default_batch_chunk_rows() -> u32 {
-    64
-}
+pub use crate::batch::BatchConfig;
 
 /// Usage metering.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

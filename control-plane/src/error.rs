@@ -1,13 +1,12 @@
-//! The one error type at the HTTP edge: a closed set of stable, machine-readable codes.
+//! The one error of the control plane: a closed set of stable, machine-readable codes.
 //!
-//! Handlers return [`ApiError`]; its [`ErrorCode`] decides the HTTP status and the `code`
-//! string clients match on. Internal failures are logged with their cause and answered with
-//! a bare `internal` code, so nothing about the host leaks to a caller.
+//! Every layer returns [`ApiError`]; its [`ErrorCode`] decides the `code` string clients
+//! match on and the HTTP status the code documents (as a number: nothing here knows HTTP).
+//! The edge encodes it in three wire formats — wisp's `{code, message}`, V2's `{"error"}`
+//! and MLflow's `{error_code, message}` — from this one value. Internal failures are logged
+//! with their cause and answered with a bare `internal` code, so nothing about the host
+//! leaks to a caller.
 
-use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -170,40 +169,40 @@ impl ErrorCode {
     }
 
     /// The HTTP status that goes with the code.
-    pub fn status(self) -> StatusCode {
+    pub fn http_status(self) -> u16 {
         match self {
             Self::Unauthenticated
             | Self::InvalidToken
             | Self::TokenExpired
-            | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::OrgSuspended => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            | Self::InvalidCredentials => 401,
+            Self::Forbidden | Self::OrgSuspended => 403,
+            Self::NotFound => 404,
             Self::AlreadyExists
             | Self::LastOwner
             | Self::NotDeployed
             | Self::DeploymentFailed
             | Self::AliasInUse
             | Self::JobFinished
-            | Self::IdempotencyConflict => StatusCode::CONFLICT,
+            | Self::IdempotencyConflict => 409,
             Self::InvalidJson | Self::InvalidRequest | Self::EmptyUpload | Self::InvalidInput => {
-                StatusCode::BAD_REQUEST
+                400
             }
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge | Self::OutputTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => 415,
+            Self::PayloadTooLarge | Self::OutputTooLarge => 413,
             Self::UnsupportedModelFormat
             | Self::InvalidModel
             | Self::InvalidComponent
             | Self::FuelExhausted
             | Self::MemoryLimitExceeded
             | Self::GuestTrap
-            | Self::InferenceFailed => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::InferenceFailed => 422,
+            Self::DeadlineExceeded => 504,
+            Self::Overloaded => 503,
             // 429, not 402: clients already back off on 429 with `Retry-After`, and the
             // `code` tells a quota from a rate limit. See the README's billing section.
-            Self::RateLimited | Self::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::PasswordChangeRequired => StatusCode::FORBIDDEN,
+            Self::RateLimited | Self::QuotaExceeded => 429,
+            Self::Internal => 500,
+            Self::PasswordChangeRequired => 403,
         }
     }
 }
@@ -231,6 +230,16 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Value>,
+}
+
+impl From<ApiError> for ErrorBody {
+    fn from(error: ApiError) -> Self {
+        Self {
+            code: error.code.as_str().to_owned(),
+            message: error.message,
+            details: error.details,
+        }
+    }
 }
 
 impl ApiError {
@@ -299,20 +308,6 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let retry = self
-            .retry_after
-            .map(|seconds| [(axum::http::header::RETRY_AFTER, seconds.to_string())]);
-        let body = ErrorBody {
-            code: self.code.as_str().to_owned(),
-            message: self.message,
-            details: self.details,
-        };
-        (self.code.status(), retry, Json(body)).into_response()
-    }
-}
-
 /// Every runtime failure has its own code; the message is the runtime's, which only ever
 /// describes the caller's own call.
 impl From<wisp_host::RuntimeError> for ApiError {
@@ -336,71 +331,9 @@ impl From<wisp_host::RuntimeError> for ApiError {
     }
 }
 
-impl From<crate::metering::QuotaExceeded> for ApiError {
-    fn from(exceeded: crate::metering::QuotaExceeded) -> Self {
-        let resets_at = exceeded.resets_at.map(crate::db::rfc3339);
-        let message = match &resets_at {
-            Some(at) => format!("{exceeded}; it resets at {at}"),
-            None => format!("{exceeded}; free some up or move to a bigger plan"),
-        };
-        let retry_after = exceeded
-            .resets_at
-            .map(|at| u64::try_from(at - crate::db::now()).unwrap_or(0).max(1));
-        Self {
-            retry_after,
-            details: Some(serde_json::json!({
-                "quota": exceeded.kind.as_str(),
-                "limit": exceeded.limit,
-                "used": exceeded.used,
-                "resets_at": resets_at,
-            })),
-            ..Self::new(ErrorCode::QuotaExceeded, message)
-        }
-    }
-}
-
-impl From<crate::metering::Refusal> for ApiError {
-    fn from(refusal: crate::metering::Refusal) -> Self {
-        match refusal {
-            crate::metering::Refusal::Quota(exceeded) => exceeded.into(),
-            crate::metering::Refusal::Failed(error) => Self::internal(error),
-        }
-    }
-}
-
-impl From<crate::metering::MeteringError> for ApiError {
-    fn from(error: crate::metering::MeteringError) -> Self {
-        Self::internal(error)
-    }
-}
-
 impl From<crate::db::DbError> for ApiError {
     fn from(error: crate::db::DbError) -> Self {
         Self::internal(error)
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let code = match &rejection {
-            JsonRejection::JsonSyntaxError(_) => ErrorCode::InvalidJson,
-            JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
-            JsonRejection::BytesRejection(_) => ErrorCode::PayloadTooLarge,
-            _ => ErrorCode::InvalidRequest,
-        };
-        Self::new(code, rejection.body_text())
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        Self::invalid(rejection.body_text())
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        Self::invalid(rejection.body_text())
     }
 }
 
@@ -416,7 +349,7 @@ mod tests {
     fn the_error_table_documents_every_code() {
         let table = include_str!("../../docs/errors.md");
         for code in ErrorCode::ALL {
-            let row = format!("| {} | `{}` |", code.status().as_u16(), code.as_str());
+            let row = format!("| {} | `{}` |", code.http_status(), code.as_str());
             assert_eq!(
                 table.matches(&row).count(),
                 1,

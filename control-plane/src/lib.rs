@@ -2,7 +2,7 @@
 //!
 //! Code map:
 //! - [`api`]: the HTTP API (`app(state) -> Router`), one module per resource.
-//! - [`auth`]: passwords, tokens, the permission table and its extractors.
+//! - [`auth`]: passwords, tokens, the permission table; [`access`]: who is calling.
 //! - [`db`]: libSQL (embedded, in-memory, remote, embedded replica) and migrations.
 //! - [`blob`]: the content-addressed object store (local filesystem, S3).
 //! - [`inspect`]: the validation hook models pass before a version is accepted;
@@ -24,6 +24,7 @@
 //! taken from [`auth::OrgAccess`], never from the request body; another organisation's
 //! resource answers exactly like a missing one.
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod auth;

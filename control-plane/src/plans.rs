@@ -12,7 +12,10 @@ use utoipa::ToSchema;
 use wisp_host::TenantLimits;
 
 use crate::db::{self, DbError};
-use crate::metering::compute::FUEL_PER_COMPUTE_UNIT;
+
+/// Fuel in one compute unit: a plan's per-call compute budget is given to Wasm as fuel
+/// at this rate (metering counts units the same way).
+pub const FUEL_PER_COMPUTE_UNIT: u64 = 1_000;
 
 /// A plan's limits, quotas and prices, with the organisation's overrides applied.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

@@ -172,30 +172,7 @@ pub async fn delete_model(conn: &Writer, model_id: &str) -> Result<Vec<String>, 
     Ok(digests)
 }
 
-/// Of `digests`, those nothing refers to any more: no version (of any organisation), no
-/// batch job input or result chunk, no MLflow artifact (a version made from an MLflow
-/// `.onnx` artifact shares its blob), no request committing it now
-/// ([`crate::blob::intents`]).
-pub async fn unreferenced(conn: &Reader, digests: &[String]) -> Result<Vec<String>, DbError> {
-    let mut out = Vec::new();
-    for digest in digests {
-        let rows = conn
-            .query(
-                "SELECT 1 FROM model_versions WHERE sha256 = ?1 OR graph_sha256 = ?1
-                 UNION ALL SELECT 1 FROM batch_jobs WHERE input_sha256 = ?1
-                 UNION ALL SELECT 1 FROM batch_chunks WHERE sha256 = ?1
-                 UNION ALL SELECT 1 FROM mlflow_artifacts WHERE sha256 = ?1
-                 UNION ALL SELECT 1 FROM blob_intents WHERE sha256 = ?1
-                 LIMIT 1",
-                params![digest.as_str()],
-            )
-            .await?;
-        if db::first_row(rows).await?.is_none() {
-            out.push(digest.clone());
-        }
-    }
-    Ok(out)
-}
+pub use crate::blob::references::unreferenced;
 
 /// What is known about a version when it is accepted.
 #[derive(Debug)]

@@ -127,7 +127,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let state = state(&config, &bootstrap, inspector).await?;
     // Jobs interrupted by a stop or a crash continue from their last completed chunk.
-    batch::runner::resume(&state).await?;
+    batch::runner::resume(&axum::extract::FromRef::from_ref(&state)).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;

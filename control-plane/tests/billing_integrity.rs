@@ -447,6 +447,19 @@ async fn the_mlflow_bridge_goes_through_the_models_quota_and_is_audited() {
     let entries = audit.body["entries"].as_array().expect("entries");
     assert_eq!(entries.len(), 1, "{audit:?}");
     assert_eq!(entries[0]["target"], "model:iris");
+    assert_eq!(entries[0]["details"]["source"], "mlflow", "{audit:?}");
+    // The version it bridges is audited as an upload is, naming where it came from.
+    let uploads = app
+        .get(
+            &format!("/v1/orgs/{ORG}/audit?action=model.version.uploaded"),
+            &admin,
+        )
+        .await;
+    let entries = uploads.body["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{uploads:?}");
+    assert_eq!(entries[0]["target"], "model:iris/versions/1");
+    assert_eq!(entries[0]["details"]["source"], "mlflow", "{uploads:?}");
+    assert!(entries[0]["details"]["sha256"].is_string(), "{uploads:?}");
 
     // Free plan: one model. It has one already, so the bridge makes none.
     app.org(&admin, "tiny").await;

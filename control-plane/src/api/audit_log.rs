@@ -5,8 +5,8 @@ use axum::extract::State;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiQuery, AppState};
+use crate::api::Authorized;
 use crate::audit::{self, AuditPage, AuditQuery};
-use crate::auth::Authorized;
 use crate::auth::rbac::can;
 use crate::error::ApiResult;
 

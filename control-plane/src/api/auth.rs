@@ -16,8 +16,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, AppState};
+use crate::api::{CurrentSession, CurrentUser};
 use crate::audit::RequestMeta;
-use crate::auth::{CurrentSession, CurrentUser, input, password, tokens};
+use crate::auth::{input, password, tokens};
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::sessions::{self, EndReason, Rotation, SessionView};

@@ -22,10 +22,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
+use crate::api::Authorized;
 use crate::audit::{self, AuditEvent, RequestMeta};
-use crate::auth::Authorized;
 use crate::auth::rbac::can;
 use crate::batch::input::InputFile;
+use crate::batch::runner::RunnerState;
 use crate::batch::store::{self, NewJob};
 use crate::batch::{BatchJob, Format, ResultLine, runner};
 use crate::blob::intents::Intent;
@@ -355,7 +356,7 @@ async fn create_job(
         }
     };
     tracing::info!(job.id = %job.id, model = %job.model, version = job.version, rows = job.rows_total, "batch job created");
-    runner::spawn(state.clone(), job.id.clone());
+    runner::spawn(RunnerState::from_ref(&state), job.id.clone());
     Ok((StatusCode::CREATED, Json(job)))
 }
 

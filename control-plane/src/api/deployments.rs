@@ -15,8 +15,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::models::find_model;
 use super::{ApiJson, ApiPath, AppState};
+use crate::api::Authorized;
 use crate::audit::{self, AuditEvent, RequestMeta};
-use crate::auth::Authorized;
 use crate::auth::rbac::can;
 use crate::deployments::{self, Deployment, HistoryEntry, Target};
 use crate::error::{ApiError, ApiResult, ErrorCode};

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::auth::OrgAccess;
+use crate::access::OrgAccess;
 use crate::error::{ApiError, ErrorCode};
 use crate::metering::context;
 use crate::metering::idempotency::{
@@ -60,7 +60,7 @@ pub(crate) async fn once(
             .uri
             .path_and_query()
             .map_or(request.uri.path(), |p| p.as_str()),
-        request.headers,
+        |name| request.headers.get(name).map(|v| v.as_bytes()),
         request.body,
     );
     // Keys are nothing a memo holds.

@@ -15,9 +15,11 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, AppState};
+use crate::access::{OrgAccess, Principal};
+use crate::api::Authorized;
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::{self, KeyAccess, can};
-use crate::auth::{Authorized, OrgAccess, Principal, Scope, tokens};
+use crate::auth::{Scope, tokens};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::keys::{self, ApiKey, ManagedKey, NewKey};
 

@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, AppState};
+use crate::api::Authorized;
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::{self, can};
-use crate::auth::{Authorized, Role, input};
+use crate::auth::{Role, input};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::invitations::{self, InvitationView};
 use crate::orgs::{self, Member};

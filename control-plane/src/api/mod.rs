@@ -15,16 +15,21 @@ mod auth;
 mod batch;
 mod deployments;
 mod docs;
+mod error_response;
+pub mod extract;
 mod idempotency;
 mod invitations;
 mod keys;
 mod kserve_v1;
 mod members;
+mod metering_headers;
 mod mlflow;
 mod models;
+pub mod operator;
 mod orgs;
 mod platform;
 pub(crate) mod predict;
+mod request_meta;
 mod upload;
 mod usage;
 mod v2;
@@ -58,6 +63,8 @@ use crate::serving::result_cache::ResultCache;
 use crate::serving::traffic::TrafficStats;
 
 pub use crate::auth::tokens::JwtKeys;
+pub use extract::{Authorized, CredentialOrg, CurrentSession, CurrentUser};
+pub use operator::PlatformOperator;
 pub use orgs::validate_slug as validate_org_slug;
 
 /// The header carrying the request id (set if absent, echoed in the response).
@@ -139,6 +146,18 @@ impl FromRef<AppState> for Pipeline {
     }
 }
 
+impl FromRef<AppState> for crate::batch::runner::RunnerState {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            db: state.db.clone(),
+            blobs: state.blobs.clone(),
+            staging: state.staging.clone(),
+            batch: state.batch.clone(),
+            pipeline: Pipeline::from_ref(state),
+        }
+    }
+}
+
 /// Request bodies: like `axum::Json`, but rejections are [`ApiError`]s with stable codes.
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
@@ -209,7 +228,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
         .layer(axum::Extension(client_ip))
-        .layer(axum::middleware::from_fn(crate::metering::context::layer))
+        .layer(axum::middleware::from_fn(metering_headers::layer))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(
             |request: &axum::http::Request<axum::body::Body>| {

@@ -3,6 +3,7 @@
 //! Uploading a version is in [`super::upload`].
 
 use crate::db::Reader;
+use crate::domain::{self, Acting};
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -15,14 +16,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
+use crate::api::Authorized;
 use crate::audit::{self, AuditEvent, RequestMeta};
-use crate::auth::Authorized;
 use crate::auth::rbac::can;
-use crate::db;
 use crate::deployments;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::metering::quota::{self, QuotaKind};
-use crate::plans;
 use crate::registry::{self, Alias, AliasMove, Model, ModelVersion, VersionPatch};
 use crate::serving::warmup;
 
@@ -142,40 +140,16 @@ async fn create_model(
     ApiJson(request): ApiJson<CreateModel>,
 ) -> ApiResult<(StatusCode, Json<Model>)> {
     validate_model_name(&request.name)?;
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     let model = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
-            let plan = plans::of_org(tx, &access.org.id).await?;
-            let models = registry::list_models(tx, &access.org.id).await?.len() as u64;
-            quota::check(QuotaKind::Models, models, 1, plan.quotas.max_models)?;
-            let model = registry::create_model(
-                tx,
-                &access.org.id,
-                &request.name,
-                &request.description,
-                &access.actor(),
-            )
-            .await
-            .map_err(|e| {
-                if db::is_unique_violation(&e) {
-                    ApiError::new(ErrorCode::AlreadyExists, "a model with this name exists")
-                } else {
-                    e.into()
-                }
-            })?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "model.created",
-                    target: Some(&format!("model:{}", model.name)),
-                    details: json!({}),
-                },
-            )
-            .await?;
-            Ok(model)
+        .transaction(async |tx| -> ApiResult<_> {
+            domain::models::create(tx, acting, &request.name, &request.description, json!({})).await
         })
         .await?;
     Ok((StatusCode::CREATED, Json(model)))

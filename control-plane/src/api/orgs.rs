@@ -9,9 +9,11 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, AppState};
+use crate::access::Principal;
+use crate::api::{Authorized, CurrentUser};
 use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::auth::Role;
 use crate::auth::rbac::can;
-use crate::auth::{Authorized, CurrentUser, Principal, Role};
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::orgs::{self, Org};

@@ -16,8 +16,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
+use crate::api::PlatformOperator;
 use crate::audit::{self, AuditEvent, AuditPage, AuditQuery, RequestMeta};
-use crate::auth::PlatformOperator;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::metering::period::Period;

@@ -16,8 +16,8 @@ use wisp_host::{NamedTensor, UsageRecord};
 
 use super::idempotency::{Called, once};
 use super::{ApiPath, ApiQuery, AppState};
-use crate::auth::Authorized;
-use crate::auth::OrgAccess;
+use crate::access::OrgAccess;
+use crate::api::Authorized;
 use crate::auth::rbac::can;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::ModelSignature;

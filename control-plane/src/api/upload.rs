@@ -19,11 +19,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::models::find_model;
 use super::{ApiPath, ApiQuery, AppState};
-use crate::audit::{self, AuditEvent, RequestMeta};
-use crate::auth::Authorized;
+use crate::api::Authorized;
+use crate::audit::RequestMeta;
 use crate::auth::rbac::can;
 use crate::blob::intents::Intent;
 use crate::blob::{StageError, StagedBlob};
+use crate::domain::{self, Acting};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::{Framework, InspectError, InspectedModel, ModelSignature};
 use crate::metering::quota::{self, QuotaKind};
@@ -278,6 +279,12 @@ async fn upload_version(
     request: Request,
 ) -> ApiResult<(StatusCode, Json<ModelVersion>)> {
     let (_, name) = path;
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     // Fail fast, before reading a byte, when the model does not exist.
     let plan = {
         let conn = state.db.write().await;
@@ -357,57 +364,52 @@ async fn upload_version(
         return Err(ApiError::internal(error));
     }
 
-    let version = state.db.transaction(async |tx| -> Result<_, crate::error::ApiError> {
-        // Looked up again: the model may have been deleted while the file streamed in.
-        let model = find_model(tx, &access.org.id, &name).await?;
-        // Checked again under the lock: concurrent uploads may have used the room. A
-        // refusal here abandons the intent, which deletes the blobs nothing else uses.
-        storage::check_room(tx, &access.org.id, plan.quotas.max_storage_bytes, &blobs).await??;
-        let number = registry::insert_version(
-            tx,
-            &NewVersion {
-                model_id: &model.id,
-                sha256: &digest,
-                graph_sha256: graph_digest.as_deref(),
-                size_bytes: size as i64,
-                framework: inspected.framework.as_str(),
-                description: &metadata.description,
-                tags: &metadata.tags,
-                metrics: &metadata.metrics,
-                run_id: metadata.run_id.as_deref(),
-                signature: &inspected.signature,
-                created_by: &access.actor(),
-            },
-        )
-        .await?;
-        if graph_digest.is_some() {
-            storage::set_graph_size(tx, &model.id, number, graph_size).await?;
-        }
-        // A concurrent deletion of the last model using these bytes removes the blob under
-        // this same lock; check it survived before the version becomes visible.
-        for blob in std::iter::once(&digest).chain(graph_digest.as_ref()) {
-            if !state.blobs.exists(blob).await.map_err(ApiError::internal)? {
-                return Err(ApiError::internal(anyhow::anyhow!(
-                    "blob {blob} was deleted concurrently"
-                )));
+    let version = state
+        .db
+        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+            // Looked up again: the model may have been deleted while the file streamed in.
+            let model = find_model(tx, &access.org.id, &name).await?;
+            // Checked again under the lock: concurrent uploads may have used the room. A
+            // refusal here abandons the intent, which deletes the blobs nothing else uses.
+            storage::check_room(tx, &access.org.id, plan.quotas.max_storage_bytes, &blobs)
+                .await??;
+            let number = domain::models::add_version(
+                tx,
+                acting,
+                &model,
+                &NewVersion {
+                    model_id: &model.id,
+                    sha256: &digest,
+                    graph_sha256: graph_digest.as_deref(),
+                    size_bytes: size as i64,
+                    framework: inspected.framework.as_str(),
+                    description: &metadata.description,
+                    tags: &metadata.tags,
+                    metrics: &metadata.metrics,
+                    run_id: metadata.run_id.as_deref(),
+                    signature: &inspected.signature,
+                    created_by: &actor,
+                },
+                json!({}),
+            )
+            .await?;
+            if graph_digest.is_some() {
+                storage::set_graph_size(tx, &model.id, number, graph_size).await?;
             }
-        }
-        audit::record(
-            tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "model.version.uploaded",
-                target: Some(&format!("model:{}/versions/{number}", model.name)),
-                details: json!({ "sha256": digest, "size_bytes": size, "framework": inspected.framework }),
-            },
-        )
-        .await?;
-        registry::get_version(tx, &model.id, number)
-            .await?
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("version vanished")))
-    }).await;
+            // A concurrent deletion of the last model using these bytes removes the blob under
+            // this same lock; check it survived before the version becomes visible.
+            for blob in std::iter::once(&digest).chain(graph_digest.as_ref()) {
+                if !state.blobs.exists(blob).await.map_err(ApiError::internal)? {
+                    return Err(ApiError::internal(anyhow::anyhow!(
+                        "blob {blob} was deleted concurrently"
+                    )));
+                }
+            }
+            registry::get_version(tx, &model.id, number)
+                .await?
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("version vanished")))
+        })
+        .await;
     let version = match version {
         Ok(version) => {
             intent.settle(&state.db).await;

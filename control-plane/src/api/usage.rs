@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiQuery, AppState};
-use crate::auth::Authorized;
+use crate::api::Authorized;
 use crate::auth::rbac::can;
 use crate::db;
 use crate::error::{ApiError, ApiResult};

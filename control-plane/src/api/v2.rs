@@ -19,8 +19,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::idempotency::{Called, once};
 use super::predict::{MAX_PREDICT_BODY, admitted_body, call_options};
 use super::{ApiPath, AppState};
+use crate::access::OrgAccess;
+use crate::api::CredentialOrg;
 use crate::auth::rbac::can;
-use crate::auth::{CredentialOrg, OrgAccess};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::ModelSignature;
 use crate::registry;
@@ -84,7 +85,7 @@ impl IntoResponse for V2Error {
         let body = V2ErrorBody {
             error: self.0.message().to_owned(),
         };
-        (code.status(), retry, Json(body)).into_response()
+        (super::error_response::status(code), retry, Json(body)).into_response()
     }
 }
 

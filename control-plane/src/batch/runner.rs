@@ -12,21 +12,33 @@ use tracing::Instrument;
 use super::input::InputFile;
 use super::store::{self, BatchJob, Chunk, JobFailure};
 use super::{JobStatus, ResultLine, RowError};
-use crate::api::AppState;
-use crate::auth::Principal;
+use crate::access::Principal;
+use crate::blob::ObjectStore;
 use crate::blob::intents::Intent;
+use crate::db::Db;
 use crate::error::{ApiError, ErrorCode};
 use crate::metering::storage;
 use crate::serving::pipeline::{Pipeline, Selector, Target};
 use crate::serving::tensors;
-use axum::extract::FromRef;
+
+/// What the runner works with: storage, the jobs of this process and the serving pipeline
+/// (the application state gives it these, `FromRef`).
+#[derive(Clone)]
+pub struct RunnerState {
+    pub db: Arc<Db>,
+    pub blobs: Arc<dyn ObjectStore>,
+    /// Where result chunks are written before they are committed.
+    pub staging: crate::blob::Staging,
+    pub batch: super::BatchJobs,
+    pub pipeline: Pipeline,
+}
 
 /// How often a row that found every execution slot busy is tried again before `overloaded`
 /// becomes its error.
 const OVERLOADED_RETRIES: u32 = 3;
 
 /// Runs job `job_id` in the background once a job slot is free.
-pub fn spawn(state: AppState, job_id: String) {
+pub fn spawn(state: RunnerState, job_id: String) {
     let span = tracing::info_span!("batch_job", job.id = %job_id);
     tokio::spawn(
         async move {
@@ -40,7 +52,7 @@ pub fn spawn(state: AppState, job_id: String) {
 }
 
 /// Restarts every `queued` or `running` job, from its last completed chunk. Returns how many.
-pub async fn resume(state: &AppState) -> anyhow::Result<usize> {
+pub async fn resume(state: &RunnerState) -> anyhow::Result<usize> {
     let ids = {
         let conn = state.db.read().await;
         store::unfinished(&conn)
@@ -56,7 +68,7 @@ pub async fn resume(state: &AppState) -> anyhow::Result<usize> {
     Ok(ids.len())
 }
 
-async fn run(state: &AppState, job_id: &str) -> anyhow::Result<()> {
+async fn run(state: &RunnerState, job_id: &str) -> anyhow::Result<()> {
     let _slot = state.batch.slots().acquire_owned().await?;
     let job = {
         let conn = state.db.write_unmemoised().await;
@@ -90,8 +102,13 @@ fn job_failure(error: &ApiError) -> JobFailure {
 
 /// Fails the job with `org_suspended` while a platform operator has suspended its
 /// organisation.
-async fn refuse_if_suspended(state: &AppState, org_id: &str) -> Result<(), JobFailure> {
-    let org = state.lookups.org_by_id(org_id).await.map_err(internal)?;
+async fn refuse_if_suspended(state: &RunnerState, org_id: &str) -> Result<(), JobFailure> {
+    let org = state
+        .pipeline
+        .lookups
+        .org_by_id(org_id)
+        .await
+        .map_err(internal)?;
     if org.is_some_and(|org| org.suspended_at.is_some()) {
         return Err(job_failure(&ApiError::new(
             ErrorCode::OrgSuspended,
@@ -106,7 +123,7 @@ fn internal(error: impl Into<anyhow::Error>) -> JobFailure {
     job_failure(&ApiError::internal(error))
 }
 
-async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> {
+async fn run_chunks(state: &RunnerState, job: &BatchJob) -> Result<(), JobFailure> {
     let caller = creator(job);
     let bytes = state
         .blobs
@@ -122,7 +139,8 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
     let chunk_rows = usize::try_from(job.chunk_rows).map_err(internal)?;
     let total = usize::try_from(job.rows_total).map_err(internal)?;
     let file = {
-        let target = Pipeline::from_ref(state)
+        let target = state
+            .pipeline
             .target(
                 &job.org_id,
                 &job.model,
@@ -168,7 +186,8 @@ async fn run_chunks(state: &AppState, job: &BatchJob) -> Result<(), JobFailure> 
         refuse_if_suspended(state, &job.org_id).await?;
         // Resolved once per chunk: an undeployed or deleted model stops the job here, and
         // the plan's current limits apply.
-        let target = Pipeline::from_ref(state)
+        let target = state
+            .pipeline
             .target(
                 &job.org_id,
                 &job.model,
@@ -288,7 +307,7 @@ fn creator(job: &BatchJob) -> Principal {
 /// Runs one row as a task of its own: the runtime may run a short call in place, holding
 /// its task's thread, so rows in one task would run one after another.
 async fn spawn_row(
-    state: &AppState,
+    state: &RunnerState,
     caller: &Principal,
     target: &Arc<Target>,
     file: &Arc<InputFile>,
@@ -305,7 +324,7 @@ async fn spawn_row(
 
 /// Runs one row: its result line, or `Err` for a failure that is not the row's own.
 async fn run_row(
-    state: &AppState,
+    state: &RunnerState,
     caller: &Principal,
     target: &Target,
     file: &InputFile,
@@ -329,7 +348,7 @@ async fn run_row(
             Ok(inputs) => inputs,
             Err(e) => return Ok(row_error(ErrorCode::InvalidInput, e.to_string())),
         };
-        match Pipeline::from_ref(state).run(caller, target, inputs).await {
+        match state.pipeline.run(caller, target, inputs).await {
             Ok(prediction) => {
                 return Ok(ResultLine {
                     row,

@@ -2,7 +2,7 @@
 //!
 //! A request records an [`Intent`] for the digests it is about to commit before it commits
 //! them, and settles it once the row referencing them is in the database. While an intent
-//! is pending its blobs count as referenced ([`crate::registry::unreferenced`]), so no
+//! is pending its blobs count as referenced ([`super::references::unreferenced`]), so no
 //! concurrent deletion collects them. A request refused after committing (a quota checked
 //! again under the lock, a model deleted meanwhile) [`Intent::abandon`]s it: the blobs go
 //! unless something else references them. An intent left by a crash is collected by
@@ -70,7 +70,7 @@ impl Intent {
         let conn = db.write_unmemoised().await;
         let result = async {
             forget(&conn, &self.id).await?;
-            crate::registry::unreferenced(&conn, &self.digests).await
+            super::references::unreferenced(&conn, &self.digests).await
         }
         .await;
         match result {
@@ -119,7 +119,7 @@ pub async fn collect_stale(
         params![before],
     )
     .await?;
-    let orphans = crate::registry::unreferenced(&conn, &digests).await?;
+    let orphans = super::references::unreferenced(&conn, &digests).await?;
     delete_all(blobs, &orphans).await;
     Ok(orphans.len())
 }

@@ -8,6 +8,7 @@
 
 pub mod intents;
 mod local;
+pub mod references;
 mod s3;
 mod staging;
 

@@ -9,8 +9,7 @@
 //! ([`FUEL_PER_COMPUTE_UNIT`] each) and the call fails with `fuel_exhausted` when Wasm and
 //! backend together went over it.
 
-/// Fuel in one compute unit.
-pub const FUEL_PER_COMPUTE_UNIT: u64 = 1_000;
+pub use crate::plans::FUEL_PER_COMPUTE_UNIT;
 
 /// Compute units in one microsecond of inference-backend time.
 pub const COMPUTE_UNITS_PER_BACKEND_MICROSECOND: u64 = 1;

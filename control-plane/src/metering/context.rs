@@ -1,14 +1,10 @@
 //! The per-request side channel between the HTTP edge and metering: the usage event id and
 //! soft-limit warnings come out as response headers, and whether the call ran (for
-//! `api::idempotency`). A task-local set by [`layer`], so that no inference handler has to
-//! thread it through.
+//! `api::idempotency`). A task-local set by [`scoped`] around each request, so that no inference
+//! handler has to thread it through.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-
-use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
 
 /// The response header carrying the usage event id of the call.
 pub const USAGE_ID_HEADER: &str = "wisp-usage-id";
@@ -32,23 +28,26 @@ tokio::task_local! {
     static CALL: Arc<CallContext>;
 }
 
-/// Middleware: runs the request, adds the metering headers.
-pub async fn layer(request: Request, next: Next) -> Response {
+/// What metering noted about one request: for the edge's response headers.
+#[derive(Debug, Default)]
+pub struct Noted {
+    pub usage_id: Option<String>,
+    pub warning: Option<String>,
+}
+
+/// Runs `request` (the whole handling of one request) with its side channel; returns its
+/// output and what metering noted meanwhile.
+pub async fn scoped<T>(request: impl Future<Output = T>) -> (T, Noted) {
     let context = Arc::new(CallContext {
         notes: Mutex::default(),
     });
-    let mut response = CALL.scope(Arc::clone(&context), next.run(request)).await;
+    let output = CALL.scope(Arc::clone(&context), request).await;
     let notes = std::mem::take(&mut *context.notes.lock().unwrap_or_else(|p| p.into_inner()));
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (USAGE_ID_HEADER, notes.usage_id),
-        (QUOTA_WARNING_HEADER, notes.warning),
-    ] {
-        if let Some(value) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            headers.insert(name, value);
-        }
-    }
-    response
+    let noted = Noted {
+        usage_id: notes.usage_id,
+        warning: notes.warning,
+    };
+    (output, noted)
 }
 
 /// Notes the usage event of the current request, and a soft-limit warning if any;

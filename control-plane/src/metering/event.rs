@@ -43,11 +43,11 @@ impl Caller {
     }
 }
 
-impl From<&crate::auth::Principal> for Caller {
-    fn from(principal: &crate::auth::Principal) -> Self {
+impl From<&crate::access::Principal> for Caller {
+    fn from(principal: &crate::access::Principal) -> Self {
         match principal {
-            crate::auth::Principal::ApiKey { id, .. } => Caller::ApiKey(id.clone()),
-            crate::auth::Principal::User { id, .. } => Caller::User(id.clone()),
+            crate::access::Principal::ApiKey { id, .. } => Caller::ApiKey(id.clone()),
+            crate::access::Principal::User { id, .. } => Caller::User(id.clone()),
         }
     }
 }

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use wisp_host::UsageRecord;
 
 use crate::db::{Db, DbError};
+use crate::error::{ApiError, ErrorCode};
 use crate::plans::Plan;
 pub use event::{Caller, UsageEvent, Variant};
 use handoff::Handoff;
@@ -427,5 +428,43 @@ async fn sample_and_finalize(db: Arc<Db>) {
     }
     if let Err(error) = billing::finalize_all(&conn, now).await {
         tracing::warn!(error = %error, "failed to finalise invoices");
+    }
+}
+
+impl From<QuotaExceeded> for ApiError {
+    fn from(exceeded: QuotaExceeded) -> Self {
+        let resets_at = exceeded.resets_at.map(crate::db::rfc3339);
+        let message = match &resets_at {
+            Some(at) => format!("{exceeded}; it resets at {at}"),
+            None => format!("{exceeded}; free some up or move to a bigger plan"),
+        };
+        let retry_after = exceeded
+            .resets_at
+            .map(|at| u64::try_from(at - crate::db::now()).unwrap_or(0).max(1));
+        let error = Self::new(ErrorCode::QuotaExceeded, message).with_details(serde_json::json!({
+            "quota": exceeded.kind.as_str(),
+            "limit": exceeded.limit,
+            "used": exceeded.used,
+            "resets_at": resets_at,
+        }));
+        match retry_after {
+            Some(seconds) => error.with_retry_after(seconds),
+            None => error,
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Quota(exceeded) => exceeded.into(),
+            Refusal::Failed(error) => Self::internal(error),
+        }
+    }
+}
+
+impl From<MeteringError> for ApiError {
+    fn from(error: MeteringError) -> Self {
+        Self::internal(error)
     }
 }

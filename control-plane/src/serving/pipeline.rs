@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wisp_host::{NamedTensor, Prediction, UsageRecord};
 
-use crate::auth::{OrgAccess, Principal};
+use crate::access::{OrgAccess, Principal};
 use crate::deployments::Status;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::inspect::ModelSignature;

@@ -7,64 +7,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use utoipa::ToSchema;
 
-/// One weighted variant of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Variant {
-    pub version: i64,
-    /// Share of calls, in percent; the variants' weights add up to 100.
-    pub weight: u32,
-}
-
-/// A version that receives a copy of some calls; its answers are discarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Shadow {
-    pub version: i64,
-    /// Share of calls mirrored, in percent (1–100).
-    pub percent: u32,
-}
-
-/// Why a traffic split is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SplitError {
-    #[error("traffic needs at least one variant")]
-    Empty,
-    #[error("variant weights must be 1-100 and add up to 100 (they add up to {0})")]
-    Weights(u32),
-    #[error("version {0} appears twice in the traffic split")]
-    Duplicate(i64),
-    #[error("the shadow percent must be 1-100")]
-    ShadowPercent,
-}
-
-/// Checks a split; returns its primary version (the heaviest, the lowest version on a tie).
-pub fn validate(traffic: &[Variant], shadow: Option<&Shadow>) -> Result<i64, SplitError> {
-    if traffic.is_empty() {
-        return Err(SplitError::Empty);
-    }
-    let total: u32 = traffic.iter().map(|v| v.weight).sum();
-    if total != 100 || traffic.iter().any(|v| v.weight == 0 || v.weight > 100) {
-        return Err(SplitError::Weights(total));
-    }
-    for (i, variant) in traffic.iter().enumerate() {
-        if traffic[..i].iter().any(|v| v.version == variant.version) {
-            return Err(SplitError::Duplicate(variant.version));
-        }
-    }
-    if shadow.is_some_and(|s| s.percent == 0 || s.percent > 100) {
-        return Err(SplitError::ShadowPercent);
-    }
-    let primary = traffic
-        .iter()
-        .max_by(|a, b| a.weight.cmp(&b.weight).then(b.version.cmp(&a.version)))
-        .expect("not empty");
-    Ok(primary.version)
-}
+pub use crate::deployments::{Shadow, SplitError, Variant, validate};
 
 /// A point in 0..100 for a call: from the request key (the same key always lands on the
 /// same point, so a user sticks to a variant) or at random.

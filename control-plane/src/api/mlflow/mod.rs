@@ -30,8 +30,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::AppState;
+use crate::access::OrgAccess;
+use crate::api::CredentialOrg;
 use crate::auth::rbac::can::Permission;
-use crate::auth::{CredentialOrg, OrgAccess};
 use crate::error::{ApiError, ErrorCode as WispCode};
 use crate::mlflow::{ErrorCode, MlflowError};
 use crate::serving::admission::Caller;

@@ -12,6 +12,7 @@
 //! (`quota_exceeded: …`), and not bridged.
 
 use crate::db::Reader;
+use crate::domain::{self, Acting};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -762,6 +763,11 @@ async fn create_version(
     // Inspected before the transaction: it can take a while and needs no lock.
     let bridge = inspect_artifacts(&state, &access.org.id, &location).await?;
     let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     let version = state
         .db
         .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
@@ -803,37 +809,21 @@ async fn create_version(
                     .await?;
                 }
                 (Bridge::Serve(file, inspected), Some(wisp_name), None) => {
-                    let model = match registry::get_model(tx, &access.org.id, wisp_name).await? {
-                        Some(model) => model,
-                        None => {
-                            let model = registry::create_model(
-                                tx,
-                                &access.org.id,
-                                wisp_name,
-                                "registered through MLflow",
-                                &actor,
-                            )
-                            .await?;
-                            audit::record(
-                            tx,
-                            &meta,
-                            AuditEvent {
-                                org_id: Some(&access.org.id),
-                                actor: &actor,
-                                action: "model.created",
-                                target: Some(&format!("model:{wisp_name}")),
-                                details: json!({ "source": "mlflow", "mlflow_version": number }),
-                            },
-                        )
-                        .await?;
-                            model
-                        }
-                    };
+                    let model = domain::models::find_or_create(
+                        tx,
+                        acting,
+                        wisp_name,
+                        "registered through MLflow",
+                        json!({ "source": "mlflow", "mlflow_version": number }),
+                    )
+                    .await?;
                     let no_map = Default::default();
                     let run_id = (!run_id.is_empty()).then_some(run_id.as_str());
                     let description = format!("MLflow version {number} ({})", file.path);
-                    let created = registry::insert_version(
+                    let created = domain::models::add_version(
                         tx,
+                        acting,
+                        &model,
                         &registry::NewVersion {
                             model_id: &model.id,
                             sha256: &file.sha256,
@@ -847,29 +837,15 @@ async fn create_version(
                             signature: &inspected.signature,
                             created_by: &actor,
                         },
+                        json!({
+                            "source": "mlflow",
+                            "mlflow_version": number,
+                            "artifact": file.path,
+                        }),
                     )
                     .await?;
                     mlregistry::set_wisp_version(tx, &access.org.id, &name, number, created)
                         .await?;
-                    audit::record(
-                        tx,
-                        &meta,
-                        AuditEvent {
-                            org_id: Some(&access.org.id),
-                            actor: &actor,
-                            action: "model.version.uploaded",
-                            target: Some(&format!("model:{wisp_name}/versions/{created}")),
-                            details: json!({
-                                "sha256": file.sha256,
-                                "size_bytes": file.size,
-                                "framework": inspected.framework,
-                                "source": "mlflow",
-                                "mlflow_version": number,
-                                "artifact": file.path,
-                            }),
-                        },
-                    )
-                    .await?;
                     wisp_version = Some(created);
                 }
                 (Bridge::Refused(reason), _, _) => {

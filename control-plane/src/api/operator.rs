@@ -7,8 +7,8 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use super::CurrentUser;
-use crate::api::AppState;
+use super::AppState;
+use super::extract::CurrentUser;
 use crate::error::{ApiError, ErrorCode};
 
 /// Proof that the caller is a platform operator (`403 forbidden` otherwise).
