@@ -26,15 +26,14 @@
 
 pub mod access;
 pub mod api;
+pub use wisp_storage::{blob, db};
 pub mod audit;
 pub mod auth;
 pub mod batch;
-pub mod blob;
 pub mod cli;
 pub mod client;
 pub mod client_ip;
 pub mod config;
-pub mod db;
 pub mod deployments;
 pub mod domain;
 pub mod error;
