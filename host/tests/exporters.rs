@@ -62,14 +62,120 @@ fn every_exporter_fixture_matches_onnxruntime_on_the_onnxruntime_backend() {
 }
 
 /// String tensors are not served yet: a classifier trained on string labels is refused at
-/// load, naming the output (the message `docs/models.md` quotes).
+/// load (the messages `docs/models.md` quotes).
 #[test]
-fn a_string_label_output_is_refused_at_load() {
+fn a_string_label_classifier_is_refused_at_load() {
     let bytes = wisp_test_artifacts::fixture("unsupported/iris_string_labels.onnx");
     let error = wisp_host::OnnxGraph::load(&bytes).err().expect("refused");
+    assert_eq!(error.code(), "invalid_model");
     assert_eq!(
         error.to_string(),
-        "invalid model: `label` has element type String; supported are f32, f64, i32, i64, u8"
+        "invalid model: unsupported ONNX graph: Building node LinearClassifier \
+         (LinearClassifier): LinearClassifier with string class labels needs string tensors, \
+         which wisp does not serve yet"
     );
-    assert_eq!(error.code(), "invalid_model");
+}
+
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn onnxruntime_refuses_a_string_output_too() {
+    let bytes = wisp_test_artifacts::fixture("unsupported/iris_string_labels.onnx");
+    for backend in [OnnxBackend::Onnxruntime, OnnxBackend::Auto] {
+        let error = wisp_host::OnnxGraph::load_on(&bytes, backend)
+            .err()
+            .expect("refused");
+        assert_eq!(error.code(), "invalid_model");
+        let message = error.to_string();
+        if backend == OnnxBackend::Onnxruntime {
+            assert_eq!(
+                message,
+                "invalid model: `label` has element type String; supported are f32, f64, i32, \
+                 i64, u8"
+            );
+        } else {
+            // `auto` reports tract's reason.
+            assert!(message.contains("string class labels"), "{message}");
+        }
+    }
+}
+
+/// Through the whole path (the `onnx-runner` component, wasi-nn) with the deployment's
+/// backend chosen per call: `auto` serves the graphs tract refuses on onnxruntime.
+#[cfg(feature = "onnxruntime")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runtime_serves_each_backend_per_call() {
+    use common::coverage::{compare, expected, inputs};
+    use common::*;
+    use wisp_host::TenantLimits;
+
+    let expected = expected("exporters");
+    let harness = Harness::new();
+    for (file, backend) in [
+        ("torch_transformer.onnx", OnnxBackend::Tract),
+        ("torch_transformer.onnx", OnnxBackend::Onnxruntime),
+        ("lgbm_iris_classifier.onnx", OnnxBackend::Onnxruntime),
+        ("keras_gru.onnx", OnnxBackend::Auto),
+        ("keras_lstm.onnx", OnnxBackend::Onnxruntime),
+    ] {
+        let entry = &expected["models"][file];
+        let model = harness.graph_model(
+            "org-exporters",
+            file.trim_end_matches(".onnx"),
+            wisp_test_artifacts::fixture(&format!("exporters/{file}")),
+        );
+        let prediction = harness
+            .runtime
+            .predict_on(&model, backend, &TenantLimits::default(), inputs(entry))
+            .await
+            .unwrap_or_else(|e| panic!("{file} on {backend}: {e}"));
+        compare(entry, &prediction.outputs).unwrap_or_else(|e| panic!("{file} on {backend}: {e}"));
+    }
+    // On tract alone the same upload is refused, naming the operator.
+    let model = harness.graph_model(
+        "org-exporters",
+        "keras_gru",
+        wisp_test_artifacts::fixture("exporters/keras_gru.onnx"),
+    );
+    let refused = harness
+        .runtime
+        .predict_on(&model, OnnxBackend::Tract, &TenantLimits::default(), vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "invalid_model");
+    assert!(refused.to_string().contains("Loop"), "{refused}");
+}
+
+/// onnxruntime runs are stopped at the call's deadline too (terminated by the watchdog,
+/// between two of onnxruntime's nodes).
+#[cfg(feature = "onnxruntime")]
+#[tokio::test(flavor = "multi_thread")]
+async fn an_onnxruntime_run_stops_at_its_deadline() {
+    use common::*;
+    use std::time::{Duration, Instant};
+    use wisp_host::{NamedTensor, TenantLimits, Tensor};
+
+    let harness = Harness::new();
+    let chain = harness.graph_model("org-slow", "chain", graphs::matmul_chain(1200));
+    let limits = TenantLimits {
+        deadline: Duration::from_millis(200),
+        ..TenantLimits::default()
+    };
+    let side = 256u32;
+    let x = vec![NamedTensor::new(
+        "x",
+        Tensor::from_values(&[side, side], &vec![0.5f32; (side * side) as usize]),
+    )];
+    let started = Instant::now();
+    let error = harness
+        .runtime
+        .predict_on(&chain, OnnxBackend::Onnxruntime, &limits, x)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "deadline_exceeded", "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(harness.runtime.stats().stuck_calls, 0);
 }
