@@ -53,6 +53,9 @@ pub struct RuntimeConfig {
     pub precompiled_cache_bytes: u64,
     /// Bounds on ONNX files, checked before they are decoded (at upload and at load).
     pub onnx_limits: crate::OnnxLimits,
+    /// The backend of graphs whose deployment names none (the `_on` methods of
+    /// [`crate::Runtime`] take a deployment's own choice).
+    pub onnx_backend: crate::OnnxBackend,
     /// Bounds on components, checked before they are compiled (at upload and at load).
     pub component_limits: crate::ComponentLimits,
 }
@@ -76,6 +79,7 @@ impl Default for RuntimeConfig {
             in_place_under: Duration::from_micros(250),
             precompiled_cache_bytes: 1 << 30,
             onnx_limits: crate::OnnxLimits::default(),
+            onnx_backend: crate::OnnxBackend::default(),
             component_limits: crate::ComponentLimits::default(),
         }
     }

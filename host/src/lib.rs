@@ -33,7 +33,9 @@ pub use error::RuntimeError;
 pub use idle_cache::CacheStats;
 pub use inspect_limits::{ComponentLimits, LimitExceeded, check_component, compile_component};
 pub use limits::TenantLimits;
-pub use nn::{GraphInfo, OnnxGraph, OnnxLimits, check_onnx, inspect_onnx};
+pub use nn::{
+    GraphInfo, OnnxBackend, OnnxGraph, OnnxLimits, check_onnx, inspect_onnx, inspect_onnx_on,
+};
 pub use runtime::{ModelRef, Prediction, Runtime, RuntimeStats, Warmth};
 pub use tensor::{Element, NamedTensor, Signature, Tensor, TensorSpec, TensorType};
 pub use usage::UsageRecord;

@@ -11,7 +11,7 @@ use crate::idle_cache::{CacheStats, IdleCache};
 use crate::inspect_limits::check_component;
 use crate::limits::CallMemory;
 use crate::limits::TenantLimits;
-use crate::nn::{self, InferenceMeter, OnnxGraph};
+use crate::nn::{self, InferenceMeter, OnnxBackend, OnnxGraph};
 use crate::precompiled::PrecompiledCache;
 use crate::priority::{Placement, Priorities};
 use crate::request::{RequestState, ServedModel, YieldToPool};
@@ -110,6 +110,8 @@ struct Inner {
 struct GraphKey {
     tenant: String,
     digest: Digest,
+    /// The backend asked for (`auto` is cached apart from the one it picked).
+    backend: OnnxBackend,
 }
 
 /// What one instance call returned, with its usage and any failure the backend reported
@@ -177,11 +179,24 @@ impl Runtime {
         Ok(Self { inner })
     }
 
-    /// Runs one prediction in a fresh instance of the model's component.
-    #[tracing::instrument(skip_all, fields(tenant = %model.tenant, model = %model.model, version = %model.version))]
+    /// Runs one prediction in a fresh instance of the model's component, its graph on the
+    /// configured [`RuntimeConfig::onnx_backend`].
     pub async fn predict(
         &self,
         model: &ModelRef,
+        limits: &TenantLimits,
+        inputs: Vec<NamedTensor>,
+    ) -> Result<Prediction, RuntimeError> {
+        self.predict_on(model, self.inner.config.onnx_backend, limits, inputs)
+            .await
+    }
+
+    /// Runs one prediction with the model's graph on `backend` (the deployment's choice).
+    #[tracing::instrument(skip_all, fields(tenant = %model.tenant, model = %model.model, version = %model.version, %backend))]
+    pub async fn predict_on(
+        &self,
+        model: &ModelRef,
+        backend: OnnxBackend,
         limits: &TenantLimits,
         inputs: Vec<NamedTensor>,
     ) -> Result<Prediction, RuntimeError> {
@@ -194,7 +209,7 @@ impl Runtime {
                 .map_err(|e| RuntimeError::InvalidInput(format!("input `{}`: {e}", input.name)))?;
             input_bytes += input.tensor.data.len() as u64;
         }
-        let prepared = self.prepare(model).await?;
+        let prepared = self.prepare(model, backend).await?;
         let (component_warm, graph_warm) = (prepared.component_warm, prepared.graph_warm);
         // Shared, not moved: a call in place may have to run again on the pool.
         let inputs: Arc<[types::NamedTensor]> = inputs.into_iter().map(Into::into).collect();
@@ -234,7 +249,18 @@ impl Runtime {
         model: &ModelRef,
         limits: &TenantLimits,
     ) -> Result<Signature, RuntimeError> {
-        let prepared = self.prepare(model).await?;
+        self.describe_on(model, self.inner.config.onnx_backend, limits)
+            .await
+    }
+
+    /// [`Runtime::describe`] with the model's graph on `backend`.
+    pub async fn describe_on(
+        &self,
+        model: &ModelRef,
+        backend: OnnxBackend,
+        limits: &TenantLimits,
+    ) -> Result<Signature, RuntimeError> {
+        let prepared = self.prepare(model, backend).await?;
         let executed = self
             .execute(prepared, limits, 0, |store, model| {
                 model.wisp_model_predictor().call_describe(store)
@@ -246,7 +272,16 @@ impl Runtime {
     /// Loads the model's component and graph into the idle caches without running it, so
     /// the next call is warm. Answers whether each was already loaded.
     pub async fn warm(&self, model: &ModelRef) -> Result<Warmth, RuntimeError> {
-        let prepared = self.prepare(model).await?;
+        self.warm_on(model, self.inner.config.onnx_backend).await
+    }
+
+    /// [`Runtime::warm`] with the model's graph on `backend`.
+    pub async fn warm_on(
+        &self,
+        model: &ModelRef,
+        backend: OnnxBackend,
+    ) -> Result<Warmth, RuntimeError> {
+        let prepared = self.prepare(model, backend).await?;
         Ok(Warmth {
             component_warm: prepared.component_warm,
             graph_warm: prepared.graph_warm,
@@ -262,13 +297,26 @@ impl Runtime {
         graph: Option<Vec<u8>>,
         limits: &TenantLimits,
     ) -> Result<Signature, RuntimeError> {
+        let backend = self.inner.config.onnx_backend;
+        self.describe_component_on(component, graph, backend, limits)
+            .await
+    }
+
+    /// [`Runtime::describe_component`] with the graph on `backend`.
+    pub async fn describe_component_on(
+        &self,
+        component: Vec<u8>,
+        graph: Option<Vec<u8>>,
+        backend: OnnxBackend,
+        limits: &TenantLimits,
+    ) -> Result<Signature, RuntimeError> {
         let pre = self.compile_uncached(component).await?;
         let graph = match graph {
             None => None,
             Some(bytes) => Some(
                 tokio::task::spawn_blocking({
                     let limits = self.inner.config.onnx_limits.clone();
-                    move || nn::load_graph(&bytes, &limits).map(Arc::new)
+                    move || nn::load_graph(&bytes, &limits, backend).map(Arc::new)
                 })
                 .await
                 .map_err(|e| RuntimeError::internal("graph loading panicked", e))??,
@@ -343,7 +391,11 @@ impl Runtime {
     }
 
     /// Finds or loads the component and graph, bounded by the load timeout.
-    async fn prepare(&self, model: &ModelRef) -> Result<Prepared, RuntimeError> {
+    async fn prepare(
+        &self,
+        model: &ModelRef,
+        backend: OnnxBackend,
+    ) -> Result<Prepared, RuntimeError> {
         let load = async {
             let inner = &self.inner;
             let (pre, component_warm) = inner
@@ -359,10 +411,11 @@ impl Runtime {
                     let key = GraphKey {
                         tenant: model.tenant.clone(),
                         digest: digest.clone(),
+                        backend,
                     };
                     let (graph, warm) = inner
                         .graphs
-                        .get_or_load(key, inner.load_graph(digest))
+                        .get_or_load(key, inner.load_graph(digest, backend))
                         .await?;
                     (Some(graph), warm)
                 }
@@ -549,10 +602,14 @@ impl Inner {
         self.pre_instantiate(&component)
     }
 
-    async fn load_graph(&self, digest: &Digest) -> Result<Arc<OnnxGraph>, RuntimeError> {
+    async fn load_graph(
+        &self,
+        digest: &Digest,
+        backend: OnnxBackend,
+    ) -> Result<Arc<OnnxGraph>, RuntimeError> {
         let bytes = self.fetch(digest).await?;
         let limits = self.config.onnx_limits.clone();
-        tokio::task::spawn_blocking(move || nn::load_graph(&bytes, &limits).map(Arc::new))
+        tokio::task::spawn_blocking(move || nn::load_graph(&bytes, &limits, backend).map(Arc::new))
             .await
             .map_err(|e| RuntimeError::internal("graph loading panicked", e))?
     }

@@ -8,22 +8,29 @@
 //! so another tenant's graphs do not exist for it. Guests cannot load graphs from bytes:
 //! the per-request context has no backends, so `graph.load` fails with `invalid-encoding`.
 
+mod graph;
 mod guard;
 mod onnx_limits;
 mod onnx_ml;
+#[cfg(feature = "onnxruntime")]
+mod ort_backend;
 mod proto_wire;
 pub(crate) mod tensors;
 mod tract_backend;
 
+pub use graph::{GraphInfo, OnnxBackend, OnnxGraph, inspect_onnx, inspect_onnx_on};
 pub use onnx_limits::{OnnxLimits, check_onnx};
-pub use tract_backend::{GraphInfo, OnnxGraph, inspect_onnx};
 
-/// Checks `bytes` against `limits`, then loads it: the one way the runtime loads a graph,
-/// so a file that bypassed inspection (a version stored before a bound existed) is held
-/// to the same bounds at load.
-pub(crate) fn load_graph(bytes: &[u8], limits: &OnnxLimits) -> Result<OnnxGraph, RuntimeError> {
+/// Checks `bytes` against `limits`, then loads it on `backend`: the one way the runtime
+/// loads a graph, so a file that bypassed inspection (a version stored before a bound
+/// existed) is held to the same bounds at load.
+pub(crate) fn load_graph(
+    bytes: &[u8],
+    limits: &OnnxLimits,
+    backend: OnnxBackend,
+) -> Result<OnnxGraph, RuntimeError> {
     check_onnx(bytes, limits).map_err(|e| RuntimeError::InvalidModel(e.to_string()))?;
-    OnnxGraph::load(bytes)
+    OnnxGraph::load_on(bytes, backend)
 }
 
 use crate::error::RuntimeError;

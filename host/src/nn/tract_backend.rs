@@ -1,10 +1,11 @@
 //! The ONNX backend on tract: load and optimise a graph once, run it from many threads.
 //!
-//! A loaded [`OnnxGraph`] holds tract's optimised plan behind an `Arc`; every `run` spawns its
+//! A loaded [`TractGraph`] holds tract's optimised plan behind an `Arc`; every `run` spawns its
 //! own execution state, so concurrent calls on one graph never wait on a lock. A call's run
 //! goes node by node through the guard (`guard.rs`), which stops it at the call's deadline
 //! or before a node that would take more memory than the call has left.
 
+use super::graph::GraphInfo;
 use super::guard::{GraphCosts, Guard, RunBounds, Stop};
 use crate::error::RuntimeError;
 use crate::tensor::{NamedTensor, Signature, Tensor, TensorSpec, TensorType, shape_display};
@@ -12,18 +13,8 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
-/// What the host knows of a model file without running it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GraphInfo {
-    /// Input and output names, types and shapes.
-    pub signature: Signature,
-    /// The file's free-form metadata (ONNX `metadata_props`), in file order.
-    pub metadata: Vec<(String, String)>,
-}
-
-/// A loaded, optimised ONNX graph: what model components reach through wasi-nn, and what
-/// benchmarks call directly as the native baseline.
-pub struct OnnxGraph {
+/// A loaded, optimised ONNX graph on tract.
+pub(crate) struct TractGraph {
     plan: Arc<TypedRunnableModel>,
     /// What the guard needs to know of each node.
     costs: GraphCosts,
@@ -32,14 +23,9 @@ pub struct OnnxGraph {
     file_bytes: usize,
 }
 
-/// Parses, type-checks and optimises an ONNX model; reports why a file is not usable.
-pub fn inspect_onnx(bytes: &[u8]) -> Result<GraphInfo, RuntimeError> {
-    OnnxGraph::load(bytes).map(|graph| graph.info)
-}
-
-impl OnnxGraph {
+impl TractGraph {
     /// Parses, checks and optimises an ONNX file.
-    pub fn load(bytes: &[u8]) -> Result<Self, RuntimeError> {
+    pub(crate) fn load(bytes: &[u8]) -> Result<Self, RuntimeError> {
         if bytes.is_empty() {
             return Err(RuntimeError::InvalidModel("the model file is empty".into()));
         }
@@ -77,19 +63,12 @@ impl OnnxGraph {
         })
     }
 
-    /// Signature and metadata.
-    pub fn info(&self) -> &GraphInfo {
+    pub(crate) fn info(&self) -> &GraphInfo {
         &self.info
     }
 
     pub(crate) fn file_bytes(&self) -> usize {
         self.file_bytes
-    }
-
-    /// Runs the graph on named inputs, checked against the signature first.
-    pub fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, RuntimeError> {
-        self.run_within(inputs, RunBounds::none())
-            .map_err(|error| error.unwrap_or(RuntimeError::Internal))
     }
 
     /// Runs the graph, stopped by its guard between two nodes (`Err(Err(stop))`) at

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod coverage;
 pub mod graphs;
 
 use serde_json::Value;
