@@ -4,6 +4,11 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+
+/// What is logged without `RUST_LOG`. wasmtime-wasi-nn logs every backend error at ERROR,
+/// including a call in place stopped to run again on the pool (a routine event under
+/// load); the runtime reports every failure that matters itself, with its code.
+const DEFAULT_LOG: &str = "info,wasmtime_wasi_nn=off";
 use wisp::cli::{Cli, Command};
 use wisp::onnx_inspector::OnnxInspector;
 use wisp::sandbox::{Sandbox, WORKER_COMMAND, worker_main};
@@ -26,7 +31,7 @@ fn main() -> anyhow::Result<()> {
 async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .init();
