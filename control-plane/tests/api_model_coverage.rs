@@ -372,3 +372,117 @@ async fn a_zipmap_export_serves_its_probabilities_with_the_class_labels() {
     assert_eq!(v2["datatype"], "FP32");
     assert_eq!(v2["parameters"]["class_labels"], json!([0, 1, 2]), "{v2}");
 }
+
+/// A deployment names its backend; `tract` is the default. On a wisp built without the
+/// onnxruntime backend, `onnxruntime` and `auto` are refused with a clear error and the
+/// deployment stays as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_chooses_its_backend() {
+    let app = TestApp::serving().await;
+    let admin = app.admin().await;
+    deployed(&app, &admin, "iris", "iris_logreg.onnx").await;
+    let uri = format!("/v1/orgs/{ORG}/models/iris/deployment");
+    let current = app.get(&uri, &admin).await;
+    assert_eq!(current.body["backend"], "tract", "{current:?}");
+
+    let explicit = app
+        .put(
+            &uri,
+            &admin,
+            json!({ "version": 1, "backend": "tract", "wait": true }),
+        )
+        .await;
+    assert_eq!(explicit.body["status"], "ready", "{explicit:?}");
+    assert_eq!(explicit.body["backend"], "tract");
+
+    let unknown = app
+        .put(&uri, &admin, json!({ "version": 1, "backend": "cuda" }))
+        .await;
+    assert_eq!(unknown.code(), "invalid_request", "{unknown:?}");
+
+    for backend in ["onnxruntime", "auto"] {
+        let reply = app
+            .put(
+                &uri,
+                &admin,
+                json!({ "version": 1, "backend": backend, "wait": true }),
+            )
+            .await;
+        if OnnxBackend::Onnxruntime.is_built_in() {
+            assert_eq!(reply.body["status"], "ready", "{backend}: {reply:?}");
+            assert_eq!(reply.body["backend"], backend);
+        } else {
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{backend}: {reply:?}"
+            );
+            assert_eq!(reply.code(), "invalid_request");
+            let message = reply.body["message"].as_str().unwrap();
+            assert!(
+                message.contains("not built into this wisp") && message.contains(backend),
+                "{message}"
+            );
+            let unchanged = app.get(&uri, &admin).await;
+            assert_eq!(unchanged.body["backend"], "tract");
+        }
+    }
+    let reply = app
+        .post(
+            &format!("/v1/orgs/{ORG}/models/iris/predict"),
+            &admin,
+            json!({ "inputs": { "input": [[5.1, 3.5, 1.4, 0.2]] } }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+}
+
+/// With the onnxruntime backend built in: what tract refuses is accepted at upload (any
+/// enabled backend runs it), fails to deploy on `tract`, and serves on `auto` and
+/// `onnxruntime` with onnxruntime's outputs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graph_tract_refuses_serves_on_auto_and_onnxruntime() {
+    if !OnnxBackend::Onnxruntime.is_built_in() {
+        return;
+    }
+    let app = TestApp::serving().await;
+    let admin = app.admin().await;
+    app.model(&admin, ORG, MODEL).await;
+    let entry = &expected("exporters")["models"]["keras_gru.onnx"];
+    serve_fixture(
+        &app,
+        &admin,
+        "exporters",
+        "keras_gru.onnx",
+        entry,
+        Some(OnnxBackend::Auto),
+    )
+    .await
+    .unwrap();
+    let uri = format!("/v1/orgs/{ORG}/models/{MODEL}/deployment");
+    let on_tract = app
+        .put(
+            &uri,
+            &admin,
+            json!({ "version": 1, "backend": "tract", "wait": true }),
+        )
+        .await;
+    assert_eq!(on_tract.body["status"], "failed", "{on_tract:?}");
+    let on_ort = app
+        .put(
+            &uri,
+            &admin,
+            json!({ "version": 1, "backend": "onnxruntime", "wait": true }),
+        )
+        .await;
+    assert_eq!(on_ort.body["status"], "ready", "{on_ort:?}");
+    let reply = app
+        .post(
+            &format!("/v1/orgs/{ORG}/models/{MODEL}/predict"),
+            &admin,
+            predict_body(entry),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    compare(entry, &reply.body["outputs"]).unwrap();
+}
