@@ -4,7 +4,9 @@
 //! loading the model with the runtime's backend, extracting its signature) lives in
 //! `wisp-host` and is plugged into [`AppState`](crate::api::AppState) by the binary.
 //! [`OnnxHeaderInspector`] only checks the first bytes: the real inspector's format sniff,
-//! and a fast test double in the API tests.
+//! and a fast test double in the API tests. [`load_onnx`] is the load the real inspector
+//! runs (in-process, or in the sandbox child): with every backend built in, class labels
+//! read, and a refusal because of operators told apart (`unsupported_operator`).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -485,3 +485,76 @@ async fn a_graph_tract_refuses_serves_on_auto_and_onnxruntime() {
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     compare(entry, &reply.body["outputs"]).unwrap();
 }
+
+async fn mlflow(app: &TestApp, key: &str, path: &str, body: Value) -> Reply {
+    let reply = app
+        .post(&format!("/api/2.0/mlflow/{path}"), key, body)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{path}: {reply:?}");
+    reply
+}
+
+/// The MLflow bridge inspects a registered version's ONNX file as an upload is inspected:
+/// a graph no enabled backend runs makes no wisp version, and the MLflow version is
+/// tagged with the same `unsupported_operator` refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mlflow_bridge_refuses_what_no_backend_runs_the_same_way() {
+    if OnnxBackend::Onnxruntime.is_built_in() {
+        return;
+    }
+    let app = TestApp::serving().await;
+    let admin = app.admin().await;
+    let (_, key) = app.api_key(&admin, ORG, &["models:write"]).await;
+    let exp = mlflow(&app, &key, "experiments/create", json!({ "name": "gru" })).await;
+    let exp = exp.body["experiment_id"].as_str().unwrap().to_owned();
+    let run = mlflow(
+        &app,
+        &key,
+        "runs/create",
+        json!({ "experiment_id": exp, "start_time": 1000 }),
+    )
+    .await;
+    let run_id = run.body["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let put = app
+        .send(
+            axum::http::Request::put(format!(
+                "/api/2.0/mlflow-artifacts/artifacts/{exp}/{run_id}/artifacts/model/model.onnx"
+            ))
+            .header("authorization", format!("Bearer {key}"))
+            .body(axum::body::Body::from(fixture("exporters/keras_gru.onnx")))
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{put:?}");
+    mlflow(
+        &app,
+        &key,
+        "registered-models/create",
+        json!({ "name": "gru" }),
+    )
+    .await;
+    let version = mlflow(
+        &app,
+        &key,
+        "model-versions/create",
+        json!({ "name": "gru", "source": format!("runs:/{run_id}/model"), "run_id": run_id }),
+    )
+    .await;
+    let tags = version.body["model_version"]["tags"].to_string();
+    assert!(tags.contains("wisp.serving_error"), "{version:?}");
+    assert!(
+        tags.contains("unsupported_operator: no enabled backend runs Loop (ai.onnx opset"),
+        "{tags}"
+    );
+    let versions = app
+        .get(&format!("/v1/orgs/{ORG}/models/gru/versions"), &admin)
+        .await;
+    assert!(
+        versions.status == StatusCode::NOT_FOUND
+            || versions.body.as_array().is_some_and(|v| v.is_empty()),
+        "{versions:?}"
+    );
+}
