@@ -7,8 +7,14 @@
 serve:
 	cargo run --release -p wisp -- serve
 
+# The second run: the coverage suites (native and through the router) on the onnxruntime
+# backend, with the library of the onnxruntime wheel test-env installed; it fails when the
+# library is missing.
 test: test-env
 	cargo test --workspace --locked
+	ORT_DYLIB_PATH="$$(./scripts/ort-dylib.sh)" && export ORT_DYLIB_PATH && \
+	  cargo test --workspace --locked --features wisp-host/onnxruntime \
+	    --test onnx_ml --test exporters --test api_model_coverage
 
 # Tools and services the tests need beyond cargo (the wasm32-wasip2 target is installed
 # by rust-toolchain.toml and the guest build itself).

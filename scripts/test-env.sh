@@ -34,3 +34,8 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.wisp-stamp" 2>/dev/null)" != 
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
   echo "$stamp" > "$venv/.wisp-stamp"
 fi
+
+# The onnxruntime library of that venv's `onnxruntime` wheel (pinned in the requirements):
+# `make test` runs the coverage suites on the onnxruntime backend with it, and fails here
+# rather than skipping them when it is missing.
+./scripts/ort-dylib.sh >/dev/null

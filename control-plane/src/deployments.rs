@@ -50,6 +50,61 @@ impl Status {
     }
 }
 
+/// Which engine runs a deployment's ONNX graphs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// tract (pure Rust, bounded node by node): every wisp has it.
+    #[default]
+    Tract,
+    /// onnxruntime: only in a wisp built with the cargo feature `onnxruntime`.
+    Onnxruntime,
+    /// tract, or onnxruntime for a graph tract refuses: also only with the feature.
+    Auto,
+}
+
+impl Backend {
+    /// The runtime's name for it.
+    pub fn onnx(self) -> wisp_host::OnnxBackend {
+        match self {
+            Self::Tract => wisp_host::OnnxBackend::Tract,
+            Self::Onnxruntime => wisp_host::OnnxBackend::Onnxruntime,
+            Self::Auto => wisp_host::OnnxBackend::Auto,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Tract => "tract",
+            Self::Onnxruntime => "onnxruntime",
+            Self::Auto => "auto",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, DbError> {
+        match text {
+            "tract" => Ok(Self::Tract),
+            "onnxruntime" => Ok(Self::Onnxruntime),
+            "auto" => Ok(Self::Auto),
+            other => Err(DbError::Corrupt(format!("deployment backend {other:?}"))),
+        }
+    }
+
+    /// Whether this wisp can deploy on it: `onnxruntime` and `auto` need the onnxruntime
+    /// backend built in (`auto` without it would be tract under another name, and a
+    /// deployment that asked for a fallback must not silently run without one).
+    pub fn check_built_in(self) -> Result<(), String> {
+        if self == Self::Tract || wisp_host::OnnxBackend::Onnxruntime.is_built_in() {
+            return Ok(());
+        }
+        Err(format!(
+            "backend `{}` needs the onnxruntime backend, which is not built into this wisp \
+             (cargo feature `onnxruntime`); deploy with backend `tract`",
+            self.as_str()
+        ))
+    }
+}
+
 /// Why a deployment failed, with the runtime's stable error code.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Failure {
@@ -73,6 +128,8 @@ pub struct Deployment {
     pub traffic: Option<Vec<Variant>>,
     /// A version that gets a copy of some calls.
     pub shadow: Option<Shadow>,
+    /// The engine that runs its ONNX graphs.
+    pub backend: Backend,
     pub updated_by: String,
     pub updated_at: String,
     #[serde(skip)]
@@ -94,7 +151,7 @@ pub struct HistoryEntry {
 }
 
 const COLUMNS: &str = "m.name, d.version, d.follow_alias, d.status, d.failure_code,
-    d.failure_message, d.updated_by, d.updated_at, d.model_id, d.generation, d.cache_ttl_secs, d.traffic, d.shadow";
+    d.failure_message, d.updated_by, d.updated_at, d.model_id, d.generation, d.cache_ttl_secs, d.traffic, d.shadow, d.backend";
 
 fn from_row(row: &libsql::Row) -> Result<Deployment, DbError> {
     let failure = match (row.get::<Option<String>>(4)?, row.get::<Option<String>>(5)?) {
@@ -118,6 +175,7 @@ fn from_row(row: &libsql::Row) -> Result<Deployment, DbError> {
             .map_err(|_| DbError::Corrupt("cache_ttl_secs out of range".into()))?,
         traffic: json_column(row.get(11)?)?,
         shadow: json_column(row.get(12)?)?,
+        backend: Backend::parse(&row.get::<String>(13)?)?,
     })
 }
 
@@ -168,6 +226,7 @@ pub struct Target<'a> {
     pub cache_ttl_secs: u32,
     pub traffic: Option<&'a [Variant]>,
     pub shadow: Option<&'a Shadow>,
+    pub backend: Backend,
 }
 
 /// Creates or replaces the model's deployment as `pending` and records `action` in the
@@ -182,12 +241,12 @@ pub async fn set(
     let rows = conn
         .query_rows(
             "INSERT INTO deployments (id, org_id, model_id, version, follow_alias, status,
-                 generation, updated_by, updated_at, cache_ttl_secs, traffic, shadow)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 1, ?6, ?7, ?8, ?9, ?10)
+                 generation, updated_by, updated_at, cache_ttl_secs, traffic, shadow, backend)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 1, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT (model_id) DO UPDATE SET
                 version = excluded.version, follow_alias = excluded.follow_alias,
                 cache_ttl_secs = excluded.cache_ttl_secs, traffic = excluded.traffic,
-                shadow = excluded.shadow,
+                shadow = excluded.shadow, backend = excluded.backend,
                 status = 'pending', failure_code = NULL, failure_message = NULL,
                 generation = deployments.generation + 1,
                 updated_by = excluded.updated_by, updated_at = excluded.updated_at
@@ -202,7 +261,8 @@ pub async fn set(
                 now,
                 target.cache_ttl_secs,
                 to_json(target.traffic)?,
-                to_json(target.shadow)?
+                to_json(target.shadow)?,
+                target.backend.as_str()
             ],
         )
         .await?;

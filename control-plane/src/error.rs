@@ -41,6 +41,9 @@ pub enum ErrorCode {
     UnsupportedModelFormat,
     /// The uploaded file looks like a supported format but is corrupt or cannot be loaded.
     InvalidModel,
+    /// The ONNX graph uses operators no backend built into this wisp runs; `details`
+    /// names them with their operator set.
+    UnsupportedOperator,
     /// The change would leave the organisation without an owner.
     LastOwner,
     /// The model has no deployment, so nothing serves it.
@@ -106,6 +109,7 @@ impl ErrorCode {
         Self::PayloadTooLarge,
         Self::UnsupportedModelFormat,
         Self::InvalidModel,
+        Self::UnsupportedOperator,
         Self::LastOwner,
         Self::NotDeployed,
         Self::DeploymentFailed,
@@ -145,6 +149,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedModelFormat => "unsupported_model_format",
             Self::InvalidModel => "invalid_model",
+            Self::UnsupportedOperator => "unsupported_operator",
             Self::LastOwner => "last_owner",
             Self::NotDeployed => "not_deployed",
             Self::DeploymentFailed => "deployment_failed",
@@ -191,6 +196,7 @@ impl ErrorCode {
             Self::PayloadTooLarge | Self::OutputTooLarge => 413,
             Self::UnsupportedModelFormat
             | Self::InvalidModel
+            | Self::UnsupportedOperator
             | Self::InvalidComponent
             | Self::FuelExhausted
             | Self::MemoryLimitExceeded

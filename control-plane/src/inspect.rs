@@ -4,7 +4,9 @@
 //! loading the model with the runtime's backend, extracting its signature) lives in
 //! `wisp-host` and is plugged into [`AppState`](crate::api::AppState) by the binary.
 //! [`OnnxHeaderInspector`] only checks the first bytes: the real inspector's format sniff,
-//! and a fast test double in the API tests.
+//! and a fast test double in the API tests. [`load_onnx`] is the load the real inspector
+//! runs (in-process, or in the sandbox child): with every backend built in, class labels
+//! read, and a refusal because of operators told apart (`unsupported_operator`).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -35,6 +37,34 @@ pub struct TensorSpec {
     pub dtype: DType,
     /// Dimensions; `-1` is a dynamic dimension (e.g. the batch size).
     pub shape: Vec<i64>,
+    /// For a classifier's probabilities (an ONNX `ZipMap` output, served as the tensor it
+    /// wraps): the class of each column of the last dimension, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_labels: Option<ClassLabels>,
+}
+
+/// The classes a probability tensor's columns stand for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ClassLabels {
+    Int64(Vec<i64>),
+    Strings(Vec<String>),
+}
+
+impl From<wisp_host::ClassLabels> for ClassLabels {
+    fn from(labels: wisp_host::ClassLabels) -> Self {
+        match labels {
+            wisp_host::ClassLabels::Int64(labels) => Self::Int64(labels),
+            wisp_host::ClassLabels::Strings(labels) => Self::Strings(labels),
+        }
+    }
+}
+
+impl ClassLabels {
+    /// The labels as JSON values, for schemas and metadata.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
 /// The inputs and outputs of a model.
@@ -65,6 +95,7 @@ impl From<wisp_host::Signature> for ModelSignature {
                     name: spec.name,
                     dtype: spec.ty.into(),
                     shape: spec.shape,
+                    class_labels: None,
                 })
                 .collect()
         };
@@ -122,6 +153,34 @@ pub enum InspectError {
         /// What the file has, in words.
         message: String,
     },
+    /// A graph no backend built into this wisp can run, because of these operators:
+    /// `unsupported_operator`. The message names them, their operator set, the backend's
+    /// reason and what to do.
+    #[error("unsupported_operator: {message}")]
+    UnsupportedOperator {
+        operators: Vec<OperatorRef>,
+        message: String,
+    },
+}
+
+/// An operator a graph uses, as a refusal names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OperatorRef {
+    /// `ai.onnx` or `ai.onnx.ml`.
+    pub domain: String,
+    pub op_type: String,
+    /// The version of `domain`'s operator set the file imports.
+    pub opset: i64,
+}
+
+impl From<wisp_host::OnnxOperator> for OperatorRef {
+    fn from(operator: wisp_host::OnnxOperator) -> Self {
+        Self {
+            domain: operator.domain,
+            op_type: operator.op_type,
+            opset: operator.opset,
+        }
+    }
 }
 
 impl From<wisp_host::LimitExceeded> for InspectError {
@@ -131,6 +190,63 @@ impl From<wisp_host::LimitExceeded> for InspectError {
             limit: exceeded.limit,
             message: exceeded.message,
         }
+    }
+}
+
+/// Loads an ONNX file as a deployment may serve it: on tract, or on onnxruntime where
+/// tract refuses it and onnxruntime is built in (`auto`, so an upload is accepted when
+/// any enabled backend runs it). The signature carries the class labels of `ZipMap`
+/// outputs; a refusal because of operators names them.
+pub fn load_onnx(bytes: &[u8]) -> Result<InspectedModel, InspectError> {
+    match wisp_host::inspect_onnx_on(bytes, wisp_host::OnnxBackend::Auto) {
+        Ok(info) => {
+            let mut signature = ModelSignature::from(info.signature);
+            for (output, labels) in wisp_host::zipmap_class_labels(bytes) {
+                if let Some(spec) = signature.outputs.iter_mut().find(|o| o.name == output) {
+                    spec.class_labels = Some(labels.into());
+                }
+            }
+            Ok(InspectedModel {
+                framework: Framework::Onnx,
+                signature,
+            })
+        }
+        Err(refusal) => {
+            let operators: Vec<OperatorRef> = wisp_host::refused_operators(bytes, &refusal)
+                .into_iter()
+                .map(OperatorRef::from)
+                .collect();
+            if operators.is_empty() {
+                return Err(InspectError::Invalid(refusal.to_string()));
+            }
+            Err(unsupported_operators(operators, &refusal.to_string()))
+        }
+    }
+}
+
+/// The refusal of a graph because of `operators`, with `reason` (the backend's words) and
+/// what to do, which depends on whether this wisp has the onnxruntime backend.
+fn unsupported_operators(operators: Vec<OperatorRef>, reason: &str) -> InspectError {
+    let names: Vec<String> = operators
+        .iter()
+        .map(|o| format!("{} ({} opset {})", o.op_type, o.domain, o.opset))
+        .collect();
+    let reason = reason.strip_prefix("invalid model: ").unwrap_or(reason);
+    let advice = if wisp_host::OnnxBackend::Onnxruntime.is_built_in() {
+        "neither tract nor onnxruntime runs it: export the model with other options \
+         (another opset, or a converter option that avoids the operator)"
+    } else {
+        "this wisp runs ONNX on tract only: deploy it on a wisp built with the onnxruntime \
+         backend (cargo feature `onnxruntime`, deployment `backend` `onnxruntime` or `auto`), \
+         or export the model with other options (another opset, or a converter option that \
+         avoids the operator)"
+    };
+    InspectError::UnsupportedOperator {
+        message: format!(
+            "no enabled backend runs {}; {advice}. tract says: {reason}",
+            names.join(", ")
+        ),
+        operators,
     }
 }
 

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::inspect::{
-    Framework, InspectError, InspectedModel, ModelInspector, ModelSignature, OnnxHeaderInspector,
+    InspectError, InspectedModel, ModelInspector, OnnxHeaderInspector, load_onnx,
 };
 use crate::sandbox::{Job, Sandbox};
 use wisp_host::{ComponentLimits, OnnxLimits};
@@ -51,12 +51,7 @@ impl ModelInspector for OnnxInspector {
                 InspectError::Invalid("the inspection process answered no signature".into())
             });
         }
-        let info =
-            wisp_host::inspect_onnx(bytes).map_err(|e| InspectError::Invalid(e.to_string()))?;
-        Ok(InspectedModel {
-            framework: Framework::Onnx,
-            signature: ModelSignature::from(info.signature),
-        })
+        load_onnx(bytes)
     }
 
     fn inspect_component(&self, bytes: &[u8]) -> Result<(), InspectError> {
@@ -71,7 +66,7 @@ impl ModelInspector for OnnxInspector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::{DType, TensorSpec};
+    use crate::inspect::{DType, Framework, TensorSpec};
     use wisp_test_artifacts::fixture;
 
     #[test]
@@ -86,6 +81,7 @@ mod tests {
                 name: "input".into(),
                 dtype: DType::F32,
                 shape: vec![-1, 4],
+                class_labels: None,
             }]
         );
         let outputs: Vec<_> = inspected

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::InspectionConfig;
-use crate::inspect::{Framework, InspectError, InspectedModel, ModelSignature};
+use crate::inspect::{InspectError, InspectedModel, OperatorRef, load_onnx};
 
 /// The hidden subcommand of the `wisp` binary that runs one job (see [`worker_main`]).
 pub const WORKER_COMMAND: &str = "__inspect";
@@ -68,6 +68,10 @@ enum Answer {
     Model(InspectedModel),
     Compiled,
     Invalid(String),
+    UnsupportedOperator {
+        operators: Vec<OperatorRef>,
+        message: String,
+    },
 }
 
 /// Runs jobs in children of `exe` under the configured budget.
@@ -155,6 +159,9 @@ impl Sandbox {
             Ok(Answer::Model(model)) => Ok(Some(model)),
             Ok(Answer::Compiled) => Ok(None),
             Ok(Answer::Invalid(message)) => Err(InspectError::Invalid(message)),
+            Ok(Answer::UnsupportedOperator { operators, message }) => {
+                Err(InspectError::UnsupportedOperator { operators, message })
+            }
             Err(e) => Err(internal(
                 job,
                 format!("unreadable answer: {e}; stderr: {errors}"),
@@ -284,11 +291,12 @@ pub fn worker_main(args: &[String]) -> i32 {
         return 3;
     }
     let answer = match job {
-        Job::Onnx => match wisp_host::inspect_onnx(&input) {
-            Ok(info) => Answer::Model(InspectedModel {
-                framework: Framework::Onnx,
-                signature: ModelSignature::from(info.signature),
-            }),
+        Job::Onnx => match load_onnx(&input) {
+            Ok(model) => Answer::Model(model),
+            Err(InspectError::UnsupportedOperator { operators, message }) => {
+                Answer::UnsupportedOperator { operators, message }
+            }
+            Err(InspectError::Invalid(message)) => Answer::Invalid(message),
             Err(error) => Answer::Invalid(error.to_string()),
         },
         Job::Component => match wisp_host::compile_component(&input) {

@@ -189,7 +189,8 @@ proptest! {
             Err(
                 InspectError::Invalid(_)
                 | InspectError::Unsupported(_)
-                | InspectError::Refused { .. },
+                | InspectError::Refused { .. }
+                | InspectError::UnsupportedOperator { .. },
             ) => {}
         }
     }

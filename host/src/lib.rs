@@ -34,7 +34,8 @@ pub use idle_cache::CacheStats;
 pub use inspect_limits::{ComponentLimits, LimitExceeded, check_component, compile_component};
 pub use limits::TenantLimits;
 pub use nn::{
-    GraphInfo, OnnxBackend, OnnxGraph, OnnxLimits, check_onnx, inspect_onnx, inspect_onnx_on,
+    ClassLabels, GraphInfo, OnnxBackend, OnnxGraph, OnnxLimits, OnnxOperator, check_onnx,
+    inspect_onnx, inspect_onnx_on, refused_operators, zipmap_class_labels,
 };
 pub use runtime::{ModelRef, Prediction, Runtime, RuntimeStats, Warmth};
 pub use tensor::{Element, NamedTensor, Signature, Tensor, TensorSpec, TensorType};

@@ -18,7 +18,7 @@ use super::{ApiJson, ApiPath, AppState};
 use crate::api::Authorized;
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::can;
-use crate::deployments::{self, Deployment, HistoryEntry, Target};
+use crate::deployments::{self, Backend, Deployment, HistoryEntry, Target};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::registry::{self, Model};
 use crate::serving::traffic::{self, Shadow, Variant, VariantStats};
@@ -54,6 +54,12 @@ pub struct DeployRequest {
     pub traffic: Option<Vec<Variant>>,
     /// Mirror a share of calls to this version; its answers are discarded.
     pub shadow: Option<Shadow>,
+    /// The engine that runs the model's ONNX graph: `tract` (the default; every wisp has
+    /// it), `onnxruntime`, or `auto` (tract, and onnxruntime for a graph tract refuses).
+    /// `onnxruntime` and `auto` need a wisp built with the onnxruntime backend (cargo
+    /// feature `onnxruntime`); without it they are refused with `invalid_request`.
+    #[serde(default)]
+    pub backend: Backend,
 }
 
 /// The version to make the only one served.
@@ -114,6 +120,7 @@ async fn get_deployment(
     responses(
         (status = 202, description = "Recorded; loading in the background", body = Deployment),
         (status = 200, description = "With `wait`: ready or failed", body = Deployment),
+        (status = 400, description = "`invalid_request`: e.g. `backend` `onnxruntime` or `auto` on a wisp built without the onnxruntime backend", body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody)))]
 async fn deploy(
     State(state): State<AppState>,
@@ -123,6 +130,10 @@ async fn deploy(
     ApiJson(request): ApiJson<DeployRequest>,
 ) -> ApiResult<Deployed> {
     let (_, name) = path;
+    request
+        .backend
+        .check_built_in()
+        .map_err(ApiError::invalid)?;
     let (job, model_id) = state
         .db
         .transaction(async |tx| -> Result<_, crate::error::ApiError> {
@@ -158,6 +169,7 @@ async fn deploy(
                 cache_ttl_secs: request.cache_ttl_secs,
                 traffic: request.traffic.as_deref(),
                 shadow: request.shadow.as_ref(),
+                backend: request.backend,
             };
             let job = change(tx, &model, &target, "deployed", &access.actor()).await?;
             audit::record(
@@ -173,6 +185,7 @@ async fn deploy(
                         "follow_alias": request.alias,
                         "traffic": request.traffic,
                         "shadow": request.shadow,
+                        "backend": request.backend,
                     }),
                 },
             )
@@ -263,6 +276,7 @@ async fn rollback(
                 cache_ttl_secs: current.cache_ttl_secs,
                 traffic: None,
                 shadow: None,
+                backend: current.backend,
             };
             let job = change(tx, &model, &target, "rolled_back", &access.actor()).await?;
             audit::record(
@@ -314,6 +328,7 @@ async fn promote(
                 cache_ttl_secs: current.cache_ttl_secs,
                 traffic: None,
                 shadow: None,
+                backend: current.backend,
             };
             let job = change(tx, &model, &target, "promoted", &access.actor()).await?;
             audit::record(
@@ -400,6 +415,7 @@ async fn change(
         model_name: model.name.clone(),
         versions,
         generation,
+        backend: target.backend.onnx(),
     })
 }
 
@@ -447,6 +463,7 @@ pub(super) async fn follow_alias(
         cache_ttl_secs: current.cache_ttl_secs,
         traffic: None,
         shadow: current.shadow.as_ref(),
+        backend: current.backend,
     };
     change(tx, model, &target, "alias_moved", actor)
         .await

@@ -108,6 +108,10 @@ fn refusal(error: InspectError, code: ErrorCode) -> ApiError {
             limit,
             message,
         } => ApiError::new(code, message).with_details(json!({ "reason": reason, "limit": limit })),
+        InspectError::UnsupportedOperator { operators, message } => {
+            ApiError::new(ErrorCode::UnsupportedOperator, message)
+                .with_details(json!({ "operators": operators }))
+        }
     }
 }
 
@@ -267,7 +271,7 @@ async fn list_versions(
         (status = 400, description = "`empty_upload`, `invalid_request`", body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`", body = crate::error::ErrorBody),
-        (status = 422, description = "`unsupported_model_format`, `invalid_model`, `invalid_component`; a bound on uploads names itself in `details.reason`", body = crate::error::ErrorBody),
+        (status = 422, description = "`unsupported_model_format`, `invalid_model`, `invalid_component`; a bound on uploads names itself in `details.reason`; `unsupported_operator`: `details.operators` names what no enabled backend runs", body = crate::error::ErrorBody),
         (status = 429, description = "`quota_exceeded`: the plan's storage", body = crate::error::ErrorBody),
     ))]
 async fn upload_version(

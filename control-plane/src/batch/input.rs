@@ -269,6 +269,7 @@ mod tests {
                     name: (*name).into(),
                     dtype: DType::F32,
                     shape: shape.to_vec(),
+                    class_labels: None,
                 })
                 .collect(),
             outputs: vec![],

@@ -102,6 +102,7 @@ fn iris() -> ModelSignature {
             name: "input".into(),
             dtype: DType::F32,
             shape: vec![-1, 4],
+            class_labels: None,
         }],
         outputs: vec![],
     }
@@ -179,7 +180,7 @@ proptest! {
     ) {
         let signature = ModelSignature {
             inputs: declared
-                .map(|dtype| vec![TensorSpec { name: "x".into(), dtype, shape: vec![-1] }])
+                .map(|dtype| vec![TensorSpec { name: "x".into(), dtype, shape: vec![-1], class_labels: None }])
                 .unwrap_or_default(),
             outputs: vec![],
         };
@@ -265,11 +266,11 @@ proptest! {
             inputs: specs
                 .iter()
                 .enumerate()
-                .map(|(i, (dtype, shape))| TensorSpec { name: format!("in{i}"), dtype: *dtype, shape: shape.clone() })
+                .map(|(i, (dtype, shape))| TensorSpec { name: format!("in{i}"), dtype: *dtype, shape: shape.clone(), class_labels: None })
                 .collect(),
             outputs: specs
                 .iter()
-                .map(|(dtype, shape)| TensorSpec { name: "out".into(), dtype: *dtype, shape: shape.clone() })
+                .map(|(dtype, shape)| TensorSpec { name: "out".into(), dtype: *dtype, shape: shape.clone(), class_labels: None })
                 .collect(),
         };
         let _ = schema::request(&signature);

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wisp_host::{NamedTensor, Prediction, UsageRecord};
+use wisp_host::{NamedTensor, OnnxBackend, Prediction, UsageRecord};
 
 use crate::access::{OrgAccess, Principal};
 use crate::deployments::Status;
@@ -138,6 +138,8 @@ pub struct Target {
     /// Which variant of the deployment serves the call: metering records it, and does not
     /// bill shadow calls.
     pub variant: Variant,
+    /// The engine the deployment runs its graphs on (every variant and the shadow alike).
+    pub backend: OnnxBackend,
 }
 
 impl Target {
@@ -285,6 +287,7 @@ impl Pipeline {
             cache_ttl_secs: deployment.cache_ttl_secs,
             shadow,
             variant,
+            backend: deployment.backend.onnx(),
         })
     }
 
@@ -434,7 +437,12 @@ impl Pipeline {
         let prediction = self
             .serving
             .runtime()
-            .predict(&model_ref, &target.plan.tenant_limits(), inputs)
+            .predict_on(
+                &model_ref,
+                target.backend,
+                &target.plan.tenant_limits(),
+                inputs,
+            )
             .await
             .map_err(|error| (ApiError::from(error), None))?;
         let usage = &prediction.usage;

@@ -63,8 +63,10 @@ fn input_schema(spec: &TensorSpec) -> Value {
     })
 }
 
+/// An output's schema; a classifier's probabilities say which class each column is, in
+/// the description and as `x-class-labels` (the labels in column order).
 fn output_schema(spec: &TensorSpec) -> Value {
-    json!({
+    let mut schema = json!({
         "type": "object",
         "properties": {
             "dtype": {"const": dtype_name(spec.dtype)},
@@ -72,7 +74,15 @@ fn output_schema(spec: &TensorSpec) -> Value {
             "data": {"type": "array", "items": element(spec.dtype)}
         },
         "required": ["dtype", "shape", "data"]
-    })
+    });
+    if let Some(labels) = &spec.class_labels {
+        let labels = labels.to_json();
+        schema["description"] = json!(format!(
+            "class probabilities: column i of the last dimension is the class labels[i] of {labels}"
+        ));
+        schema["x-class-labels"] = labels;
+    }
+    schema
 }
 
 fn properties(specs: &[TensorSpec], schema: fn(&TensorSpec) -> Value) -> Value {
@@ -202,11 +212,13 @@ mod tests {
                 name: "input".into(),
                 dtype: DType::F32,
                 shape: vec![-1, 4],
+                class_labels: None,
             }],
             outputs: vec![TensorSpec {
                 name: "label".into(),
                 dtype: DType::I64,
                 shape: vec![-1],
+                class_labels: None,
             }],
         }
     }
@@ -229,6 +241,7 @@ mod tests {
                 name: "x".into(),
                 dtype: DType::U8,
                 shape,
+                class_labels: None,
             }],
             outputs: vec![],
         };

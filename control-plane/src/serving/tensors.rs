@@ -341,6 +341,7 @@ mod tests {
                 name: "input".into(),
                 dtype: DType::F32,
                 shape: vec![-1, 4],
+                class_labels: None,
             }],
             outputs: vec![],
         }

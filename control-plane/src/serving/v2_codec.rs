@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use wisp_host::{NamedTensor, Tensor, TensorType};
 
 use super::tensors::{json_values, tensor_from_json};
-use crate::inspect::{DType, ModelSignature, TensorSpec};
+use crate::inspect::{ClassLabels, DType, ModelSignature, TensorSpec};
 
 /// The header giving the length of the JSON part of a body that has binary tensor data.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -116,6 +116,17 @@ pub struct TensorMetadata {
     pub datatype: String,
     /// Dimensions; `-1` is dynamic.
     pub shape: Vec<i64>,
+    /// wisp's addition to V2's tensor metadata, only on a classifier's probabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<TensorParameters>,
+}
+
+/// What wisp says of a tensor beyond V2's name, datatype and shape.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TensorParameters {
+    /// The class of each column of the last dimension, in order (an ONNX `ZipMap`
+    /// output, served as the probability tensor it wraps).
+    pub class_labels: ClassLabels,
 }
 
 impl From<&TensorSpec> for TensorMetadata {
@@ -124,6 +135,10 @@ impl From<&TensorSpec> for TensorMetadata {
             name: spec.name.clone(),
             datatype: datatype_of_dtype(spec.dtype).to_owned(),
             shape: spec.shape.clone(),
+            parameters: spec
+                .class_labels
+                .clone()
+                .map(|class_labels| TensorParameters { class_labels }),
         }
     }
 }
@@ -563,17 +578,20 @@ mod tests {
                 name: "input".into(),
                 dtype: DType::F32,
                 shape: vec![-1, 4],
+                class_labels: None,
             }],
             outputs: vec![
                 TensorSpec {
                     name: "label".into(),
                     dtype: DType::I64,
                     shape: vec![-1],
+                    class_labels: None,
                 },
                 TensorSpec {
                     name: "probabilities".into(),
                     dtype: DType::F32,
                     shape: vec![-1, 3],
+                    class_labels: None,
                 },
             ],
         }

@@ -20,6 +20,8 @@ pub struct WarmUp {
     /// Every version the deployment serves or shadows.
     pub versions: Vec<ModelVersion>,
     pub generation: i64,
+    /// The engine the deployment runs its graphs on.
+    pub backend: wisp_host::OnnxBackend,
 }
 
 /// Loads the version in the background and settles the deployment; the handle resolves
@@ -29,7 +31,7 @@ pub fn spawn(db: Arc<Db>, serving: Serving, job: WarmUp) -> JoinHandle<()> {
         let mut outcome = Ok(());
         for version in &job.versions {
             let model = serving.model_ref(&job.org_id, &job.model_name, version);
-            match serving.runtime().warm(&model).await {
+            match serving.runtime().warm_on(&model, job.backend).await {
                 Ok(warmth) => {
                     tracing::info!(model = %job.model_name, version = version.version, ?warmth, "version loaded");
                 }

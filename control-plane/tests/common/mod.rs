@@ -81,11 +81,13 @@ pub fn test_inspector() -> OnnxHeaderInspector {
                 name: "x".into(),
                 dtype: DType::F32,
                 shape: vec![-1, 4],
+                class_labels: None,
             }],
             outputs: vec![TensorSpec {
                 name: "y".into(),
                 dtype: DType::I64,
                 shape: vec![-1],
+                class_labels: None,
             }],
         },
     }

@@ -12,6 +12,7 @@ mod graph;
 mod guard;
 mod onnx_limits;
 mod onnx_ml;
+mod operators;
 #[cfg(feature = "onnxruntime")]
 mod ort_backend;
 mod proto_wire;
@@ -20,6 +21,7 @@ mod tract_backend;
 
 pub use graph::{GraphInfo, OnnxBackend, OnnxGraph, inspect_onnx, inspect_onnx_on};
 pub use onnx_limits::{OnnxLimits, check_onnx};
+pub use operators::{ClassLabels, OnnxOperator, refused_operators, zipmap_class_labels};
 
 /// Checks `bytes` against `limits`, then loads it on `backend`: the one way the runtime
 /// loads a graph, so a file that bypassed inspection (a version stored before a bound

@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "idempotency keys, storage of artifacts and batch files",
         sql: include_str!("migrations/0009_billing_integrity.sql"),
     },
+    Migration {
+        version: 10,
+        name: "backend per deployment",
+        sql: include_str!("migrations/0010_deployment_backend.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
