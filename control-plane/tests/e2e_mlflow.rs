@@ -49,12 +49,16 @@ async fn predict(
 }
 
 fn assert_prediction(prediction: &Value, expected: &Value) {
+    let label = expected["label_output"].as_str().expect("label output");
+    let probabilities = expected["probabilities_output"]
+        .as_str()
+        .expect("probabilities output");
     assert_eq!(
-        prediction["outputs"]["label"]["data"], expected["label"],
+        prediction["outputs"][label]["data"], expected["label"],
         "{prediction}"
     );
     close(
-        &prediction["outputs"]["probabilities"]["data"],
+        &prediction["outputs"][probabilities]["data"],
         &expected["probabilities"],
     );
 }

@@ -2,7 +2,9 @@
 
 The environment points the official client at wisp: MLFLOW_TRACKING_URI and
 MLFLOW_TRACKING_TOKEN (a wisp API key). It trains two scikit-learn classifiers on iris,
-logs params, metrics over steps, tags and artifacts, logs each with the ONNX flavour,
+logs params, metrics over steps, tags and artifacts, logs each with the ONNX flavour (the
+first as MLflow's quick start does: a StandardScaler + LogisticRegression pipeline exported
+with skl2onnx's defaults, ZipMap included; the second with `zipmap=False`),
 registers both as versions of one model, points the alias `champion` at version 1, then
 reads everything back through the client (runs, search, history, registry, artifacts).
 
@@ -26,6 +28,8 @@ from mlflow.models import infer_signature
 from skl2onnx import to_onnx
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 EXPERIMENT = "iris-e2e"
 MODEL = "iris-classifier"
@@ -40,9 +44,12 @@ def expect_error(code, call, *args, **kwargs):
     raise AssertionError(f"expected {code} from {call.__name__}")
 
 
-def train(client, X, y, C, run_name):
-    """One training run; returns (run_id, model_info, sklearn model, onnx bytes)."""
-    model = LogisticRegression(C=C, max_iter=300)
+def train(client, X, y, C, run_name, quick_start):
+    """One training run; returns (run_id, model_info, sklearn model, onnx bytes). With
+    `quick_start`, the model is a scaler + logistic regression pipeline exported with
+    skl2onnx's default options (a ZipMap on the probabilities)."""
+    classifier = LogisticRegression(C=C, max_iter=300)
+    model = make_pipeline(StandardScaler(), classifier) if quick_start else classifier
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({"C": C, "max_iter": 300, "solver": "lbfgs"})
         mlflow.set_tags({"purpose": "e2e", "framework": "sklearn"})
@@ -53,13 +60,14 @@ def train(client, X, y, C, run_name):
         model.fit(X, y)
         accuracy = float(model.score(X, y))
         mlflow.log_metric("accuracy", accuracy)
-        mlflow.log_dict({"classes": [int(c) for c in model.classes_]}, "meta/classes.json")
+        mlflow.log_dict({"classes": [int(c) for c in classifier.classes_]}, "meta/classes.json")
         with tempfile.TemporaryDirectory() as tmp:
             notes = os.path.join(tmp, "README.txt")
             with open(notes, "w") as f:
                 f.write(f"logistic regression, C={C}\n")
             mlflow.log_artifact(notes, artifact_path="notes")
-        onnx_model = to_onnx(model, X[:1], options={id(model): {"zipmap": False}})
+        options = None if quick_start else {id(model): {"zipmap": False}}
+        onnx_model = to_onnx(model, X[:1], options=options)
         signature = infer_signature(X, model.predict(X))
         info = mlflow.onnx.log_model(onnx_model, name="model", signature=signature)
     return run.info.run_id, info, model, onnx_model.SerializeToString(), accuracy
@@ -85,8 +93,8 @@ def main():
 
     X, y = load_iris(return_X_y=True)
     X = X.astype(np.float32)
-    run_a, info_a, model_a, onnx_a, accuracy_a = train(client, X, y, 1.0, "logreg-c1")
-    run_b, info_b, model_b, onnx_b, accuracy_b = train(client, X, y, 0.01, "logreg-c001")
+    run_a, info_a, model_a, onnx_a, accuracy_a = train(client, X, y, 1.0, "logreg-c1", True)
+    run_b, info_b, model_b, onnx_b, accuracy_b = train(client, X, y, 0.01, "logreg-c001", False)
     assert accuracy_a > 0.9 and accuracy_a > accuracy_b, (accuracy_a, accuracy_b)
 
     # Runs read back.
@@ -198,11 +206,17 @@ def main():
         "model": MODEL,
         "input": sample.tolist(),
         "expected": {
+            # The quick-start export names its outputs skl2onnx's default way, and its
+            # ZipMap is served as the probability tensor it wraps.
             "1": {
+                "label_output": "output_label",
+                "probabilities_output": "output_probability",
                 "label": model_a.predict(sample).tolist(),
                 "probabilities": model_a.predict_proba(sample).ravel().tolist(),
             },
             "2": {
+                "label_output": "label",
+                "probabilities_output": "probabilities",
                 "label": model_b.predict(sample).tolist(),
                 "probabilities": model_b.predict_proba(sample).ravel().tolist(),
             },
