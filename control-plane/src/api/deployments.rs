@@ -4,25 +4,24 @@
 //! `pending`; the component and graph are then loaded in the background and the deployment
 //! becomes `ready` or `failed` with a reason. `"wait": true` answers only once it has.
 
-use crate::db::Writer;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::models::find_model;
 use super::{ApiJson, ApiPath, AppState};
 use crate::api::Authorized;
-use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::audit::RequestMeta;
 use crate::auth::rbac::can;
-use crate::deployments::{self, Backend, Deployment, HistoryEntry, Target};
+use crate::deployments::{self, Backend, Deployment, HistoryEntry};
+use crate::domain::deployments::{Deploy, WarmUp};
+use crate::domain::{self, Acting};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::registry::{self, Model};
-use crate::serving::traffic::{self, Shadow, Variant, VariantStats};
-use crate::serving::warmup::{self, WarmUp};
+use crate::serving::traffic::{Shadow, Variant, VariantStats};
+use crate::serving::warmup;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -134,62 +133,25 @@ async fn deploy(
         .backend
         .check_built_in()
         .map_err(ApiError::invalid)?;
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     let (job, model_id) = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+        .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            let version = match (request.version, request.alias.as_deref(), &request.traffic) {
-                (Some(version), None, None) => version,
-                (None, Some(alias), None) => registry::alias_target(tx, &model.id, alias)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("alias"))?,
-                (None, None, Some(traffic)) => traffic::validate(traffic, request.shadow.as_ref())
-                    .map_err(|e| ApiError::invalid(e.to_string()))?,
-                _ => {
-                    return Err(ApiError::invalid(
-                        "give exactly one of `version`, `alias` and `traffic`",
-                    ));
-                }
-            };
-            if let Some(shadow) = &request.shadow {
-                traffic::validate(
-                    &[Variant {
-                        version,
-                        weight: 100,
-                    }],
-                    Some(shadow),
-                )
-                .map_err(|e| ApiError::invalid(e.to_string()))?;
-            }
-            let target = Target {
-                org_id: &access.org.id,
-                model_id: &model.id,
-                version,
-                follow_alias: request.alias.as_deref(),
-                cache_ttl_secs: request.cache_ttl_secs,
+            let deploy = Deploy {
+                version: request.version,
+                alias: request.alias.as_deref(),
                 traffic: request.traffic.as_deref(),
                 shadow: request.shadow.as_ref(),
+                cache_ttl_secs: request.cache_ttl_secs,
                 backend: request.backend,
             };
-            let job = change(tx, &model, &target, "deployed", &access.actor()).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "model.deployed",
-                    target: Some(&format!("model:{}", model.name)),
-                    details: json!({
-                        "version": version,
-                        "follow_alias": request.alias,
-                        "traffic": request.traffic,
-                        "shadow": request.shadow,
-                        "backend": request.backend,
-                    }),
-                },
-            )
-            .await?;
+            let job = domain::deployments::deploy(tx, acting, &model, deploy).await?;
             Ok((job, model.id))
         })
         .await?;
@@ -207,26 +169,17 @@ async fn undeploy(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, name) = path;
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+        .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            if !deployments::remove(tx, &access.org.id, &model.id, &access.actor()).await? {
-                return Err(ApiError::not_found("deployment"));
-            }
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "model.undeployed",
-                    target: Some(&format!("model:{}", model.name)),
-                    details: json!({}),
-                },
-            )
-            .await?;
-            Ok(())
+            domain::deployments::undeploy(tx, acting, &model).await
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -255,42 +208,17 @@ async fn rollback(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
     };
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     let (job, model_id) = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+        .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            let current = deployments::get(tx, &model.id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("deployment"))?;
-            let version = match request.version {
-                Some(version) => version,
-                None => deployments::previous_version(tx, &model.id, current.version)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("an earlier deployed version"))?,
-            };
-            let target = Target {
-                org_id: &access.org.id,
-                model_id: &model.id,
-                version,
-                follow_alias: None,
-                cache_ttl_secs: current.cache_ttl_secs,
-                traffic: None,
-                shadow: None,
-                backend: current.backend,
-            };
-            let job = change(tx, &model, &target, "rolled_back", &access.actor()).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "model.rolled_back",
-                    target: Some(&format!("model:{}", model.name)),
-                    details: json!({ "from": current.version, "to": version }),
-                },
-            )
-            .await?;
+            let job = domain::deployments::rollback(tx, acting, &model, request.version).await?;
             Ok((job, model.id))
         })
         .await?;
@@ -313,41 +241,17 @@ async fn promote(
     ApiJson(request): ApiJson<PromoteRequest>,
 ) -> ApiResult<Deployed> {
     let (_, name) = path;
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     let (job, model_id) = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+        .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            let current = deployments::get(tx, &model.id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("deployment"))?;
-            let target = Target {
-                org_id: &access.org.id,
-                model_id: &model.id,
-                version: request.version,
-                follow_alias: None,
-                cache_ttl_secs: current.cache_ttl_secs,
-                traffic: None,
-                shadow: None,
-                backend: current.backend,
-            };
-            let job = change(tx, &model, &target, "promoted", &access.actor()).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "model.promoted",
-                    target: Some(&format!("model:{}", model.name)),
-                    details: json!({
-                        "from": current.version,
-                        "to": request.version,
-                        "traffic": current.traffic,
-                        "shadow": current.shadow,
-                    }),
-                },
-            )
-            .await?;
+            let job = domain::deployments::promote(tx, acting, &model, request.version).await?;
             Ok((job, model.id))
         })
         .await?;
@@ -385,40 +289,6 @@ async fn deployment_history(
     Ok(Json(deployments::history(&conn, &model.id).await?))
 }
 
-/// Points the deployment at `target` (checking the version exists) and returns the
-/// warm-up to start once the transaction commits.
-async fn change(
-    tx: &Writer,
-    model: &Model,
-    target: &Target<'_>,
-    action: &str,
-    actor: &str,
-) -> ApiResult<WarmUp> {
-    let mut numbers = vec![target.version];
-    numbers.extend(target.traffic.unwrap_or_default().iter().map(|v| v.version));
-    numbers.extend(target.shadow.map(|s| s.version));
-    let mut versions: Vec<registry::ModelVersion> = Vec::new();
-    for number in numbers {
-        if versions.iter().any(|v| v.version == number) {
-            continue;
-        }
-        versions.push(
-            registry::get_version(tx, &model.id, number)
-                .await?
-                .ok_or_else(|| ApiError::not_found(&format!("version {number}")))?,
-        );
-    }
-    let generation = deployments::set(tx, target, action, actor).await?;
-    Ok(WarmUp {
-        org_id: target.org_id.to_owned(),
-        model_id: model.id.clone(),
-        model_name: model.name.clone(),
-        versions,
-        generation,
-        backend: target.backend.onnx(),
-    })
-}
-
 /// Starts the warm-up; with `wait`, answers its outcome.
 async fn respond(state: &AppState, job: WarmUp, model_id: &str, wait: bool) -> ApiResult<Deployed> {
     let handle = warmup::spawn(state.db.clone(), state.serving.clone(), job);
@@ -435,37 +305,4 @@ async fn respond(state: &AppState, job: WarmUp, model_id: &str, wait: bool) -> A
         StatusCode::ACCEPTED
     };
     Ok((status, Json(deployment)))
-}
-
-/// After `alias` of `model` moved to `version` (inside the same transaction): if the
-/// deployment follows that alias, point it at the new version and return the warm-up.
-pub(super) async fn follow_alias(
-    tx: &Writer,
-    org_id: &str,
-    model: &Model,
-    alias: &str,
-    actor: &str,
-) -> ApiResult<Option<WarmUp>> {
-    let Some(current) = deployments::get(tx, &model.id).await? else {
-        return Ok(None);
-    };
-    if current.follow_alias.as_deref() != Some(alias) {
-        return Ok(None);
-    }
-    let version = registry::alias_target(tx, &model.id, alias)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::AliasInUse, "a deployment follows this alias"))?;
-    let target = Target {
-        org_id,
-        model_id: &model.id,
-        version,
-        follow_alias: Some(alias),
-        cache_ttl_secs: current.cache_ttl_secs,
-        traffic: None,
-        shadow: current.shadow.as_ref(),
-        backend: current.backend,
-    };
-    change(tx, model, &target, "alias_moved", actor)
-        .await
-        .map(Some)
 }

@@ -368,12 +368,15 @@ async fn set_alias(
             let previous =
                 registry::set_alias(tx, &model.id, &alias, request.version, &access.actor())
                     .await?;
-            let redeploy = super::deployments::follow_alias(
+            let redeploy = crate::domain::deployments::follow_alias(
                 tx,
-                &access.org.id,
+                Acting {
+                    org_id: &access.org.id,
+                    actor: &access.actor(),
+                    meta: &meta,
+                },
                 &model,
                 &alias,
-                &access.actor(),
             )
             .await?;
             audit::record(

@@ -6,6 +6,7 @@
 //! names), makes the change, and writes its own audit entry in that same transaction: the
 //! log and the data cannot disagree, and no edge can forget either.
 
+pub mod deployments;
 pub mod models;
 
 use serde_json::Value;

@@ -9,20 +9,8 @@ use super::Serving;
 use crate::db::Db;
 use crate::deployments::{self, Failure};
 use crate::error::ApiError;
-use crate::registry::ModelVersion;
 
-/// What to warm up.
-#[derive(Debug, Clone)]
-pub struct WarmUp {
-    pub org_id: String,
-    pub model_id: String,
-    pub model_name: String,
-    /// Every version the deployment serves or shadows.
-    pub versions: Vec<ModelVersion>,
-    pub generation: i64,
-    /// The engine the deployment runs its graphs on.
-    pub backend: wisp_host::OnnxBackend,
-}
+pub use crate::domain::deployments::WarmUp;
 
 /// Loads the version in the background and settles the deployment; the handle resolves
 /// when the outcome is recorded (callers that `wait` await it).

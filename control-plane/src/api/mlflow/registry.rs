@@ -501,12 +501,15 @@ async fn set_alias(
                     .is_some()
             {
                 registry::set_alias(tx, &model.id, wisp_alias, target, &actor).await?;
-                redeploy = crate::api::deployments::follow_alias(
+                redeploy = crate::domain::deployments::follow_alias(
                     tx,
-                    &access.org.id,
+                    Acting {
+                        org_id: &access.org.id,
+                        actor: &actor,
+                        meta: &meta,
+                    },
                     &model,
                     wisp_alias,
-                    &actor,
                 )
                 .await?;
                 wisp_version = Some(target);
