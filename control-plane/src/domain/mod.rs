@@ -7,6 +7,7 @@
 //! log and the data cannot disagree, and no edge can forget either.
 
 pub mod deployments;
+pub mod keys;
 pub mod models;
 
 use serde_json::Value;
