@@ -4,19 +4,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, AppState};
 use crate::api::Authorized;
-use crate::audit::{self, AuditEvent, RequestMeta};
-use crate::auth::rbac::{self, can};
+use crate::audit::RequestMeta;
+use crate::auth::rbac::can;
 use crate::auth::{Role, input};
-use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::invitations::{self, InvitationView};
+use crate::domain::{self, Acting};
+use crate::error::{ApiError, ApiResult};
+use crate::invitations::InvitationView;
 use crate::orgs::{self, Member};
-use crate::{keys, users};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -52,17 +51,6 @@ pub struct AddedMember {
 #[serde(deny_unknown_fields)]
 pub struct ChangeRole {
     pub role: Role,
-}
-
-fn forbid_assign(actor: Role, role: Role) -> ApiResult<()> {
-    if rbac::role_may_assign(actor, role) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("a {actor} cannot give or take the {role} role"),
-        ))
-    }
 }
 
 /// Members of the organisation.
@@ -108,41 +96,18 @@ async fn add_member(
     ApiJson(request): ApiJson<AddMember>,
 ) -> ApiResult<(StatusCode, Json<AddedMember>)> {
     let email = input::email(&request.email)?.to_owned();
-    forbid_assign(access.acting_role(), request.role)?;
-    let now = crate::db::now();
     let ttl = state.settings.invitation_ttl_secs;
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     let (invitation, token) = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
-            // Only membership of this very organisation is visible: its admins see it anyway.
-            if let Some(user) = users::find_by_email(tx, &email).await?
-                && orgs::role_in(tx, &access.org.id, &user.id).await?.is_some()
-            {
-                return Err(ApiError::new(ErrorCode::AlreadyExists, "already a member"));
-            }
-            let (invitation, token) = invitations::create(
-                tx,
-                &access.org.id,
-                &email,
-                request.role,
-                &access.actor(),
-                ttl,
-                now,
-            )
-            .await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "member.invited",
-                    target: Some(&format!("invitation:{}", invitation.id)),
-                    details: json!({ "email": email, "role": request.role }),
-                },
-            )
-            .await?;
-            Ok((invitation, token))
+        .transaction(async |tx| -> ApiResult<_> {
+            let role = access.acting_role();
+            domain::members::invite(tx, acting, role, &email, request.role, ttl).await
         })
         .await?;
     Ok((
@@ -167,45 +132,19 @@ async fn change_role(
     ApiJson(request): ApiJson<ChangeRole>,
 ) -> ApiResult<Json<Member>> {
     let (_, user_id) = path;
-    let member = state.db.transaction(async |tx| -> Result<_, crate::error::ApiError> {
-        let current = orgs::role_in(tx, &access.org.id, &user_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("member"))?;
-        forbid_assign(access.acting_role(), current)?;
-        forbid_assign(access.acting_role(), request.role)?;
-        if current == Role::Owner
-            && request.role != Role::Owner
-            && orgs::owner_count(tx, &access.org.id).await? <= 1
-        {
-            return Err(ApiError::new(
-                ErrorCode::LastOwner,
-                "the organisation needs an owner",
-            ));
-        }
-        orgs::set_role(tx, &access.org.id, &user_id, request.role).await?;
-        let revoked_keys = keys::revoke_beyond_role(
-            tx,
-            &access.org.id,
-            &format!("user:{user_id}"),
-            Some(request.role),
-        )
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
+    let member = state
+        .db
+        .transaction(async |tx| -> ApiResult<_> {
+            let role = access.acting_role();
+            domain::members::change_role(tx, acting, role, &user_id, request.role).await
+        })
         .await?;
-        audit::record(
-            tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "member.role_changed",
-                target: Some(&format!("user:{user_id}")),
-                details: json!({ "from": current, "to": request.role, "revoked_keys": revoked_keys }),
-            },
-        )
-        .await?;
-        orgs::member(tx, &access.org.id, &user_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("member"))
-    }).await?;
     Ok(Json(member))
 }
 
@@ -220,36 +159,16 @@ async fn remove_member(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, user_id) = path;
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
-            let current = orgs::role_in(tx, &access.org.id, &user_id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("member"))?;
-            forbid_assign(access.acting_role(), current)?;
-            if current == Role::Owner && orgs::owner_count(tx, &access.org.id).await? <= 1 {
-                return Err(ApiError::new(
-                    ErrorCode::LastOwner,
-                    "the organisation needs an owner",
-                ));
-            }
-            orgs::remove_member(tx, &access.org.id, &user_id).await?;
-            let revoked_keys =
-                keys::revoke_beyond_role(tx, &access.org.id, &format!("user:{user_id}"), None)
-                    .await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "member.removed",
-                    target: Some(&format!("user:{user_id}")),
-                    details: json!({ "role": current, "revoked_keys": revoked_keys }),
-                },
-            )
-            .await?;
-            Ok(())
+        .transaction(async |tx| -> ApiResult<_> {
+            domain::members::remove(tx, acting, access.acting_role(), &user_id).await
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -8,6 +8,7 @@
 
 pub mod deployments;
 pub mod keys;
+pub mod members;
 pub mod models;
 
 use serde_json::Value;
