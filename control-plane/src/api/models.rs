@@ -17,10 +17,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::api::Authorized;
-use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::audit::RequestMeta;
 use crate::auth::rbac::can;
-use crate::deployments;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult};
 use crate::registry::{self, Alias, AliasMove, Model, ModelVersion, VersionPatch};
 use crate::serving::warmup;
 
@@ -183,24 +182,17 @@ async fn delete_model(
     // Blobs are deleted while the database lock is still held, so an upload of the same
     // bytes cannot slip a new reference in between the check and the deletion (the upload
     // re-checks its blob under the same lock).
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     let conn = state.db.write().await;
     let orphans = conn
         .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            let digests = registry::delete_model(tx, &model.id).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "model.deleted",
-                    target: Some(&format!("model:{}", model.name)),
-                    details: json!({ "versions_deleted": digests.len() }),
-                },
-            )
-            .await?;
-            Ok(registry::unreferenced(tx, &digests).await?)
+            domain::models::delete(tx, acting, &model).await
         })
         .await?;
     for digest in orphans {
@@ -289,25 +281,17 @@ async fn patch_version(
         metrics: request.metrics,
         run_id: request.run_id,
     };
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     let updated = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+        .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            if !registry::update_version(tx, &model.id, version, &patch).await? {
-                return Err(ApiError::not_found("version"));
-            }
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "model.version.updated",
-                    target: Some(&format!("model:{}/versions/{version}", model.name)),
-                    details: json!({}),
-                },
-            )
-            .await?;
+            domain::models::update_version(tx, acting, &model, version, &patch).await?;
             resolve_version(tx, &model, version).await
         })
         .await?;
@@ -360,48 +344,25 @@ async fn set_alias(
 ) -> ApiResult<Json<AliasMoved>> {
     let (_, name, alias) = path;
     validate_alias(&alias)?;
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
     let (moved, redeploy) = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
+        .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            resolve_version(tx, &model, request.version).await?;
-            let previous =
-                registry::set_alias(tx, &model.id, &alias, request.version, &access.actor())
-                    .await?;
-            let redeploy = crate::domain::deployments::follow_alias(
-                tx,
-                Acting {
-                    org_id: &access.org.id,
-                    actor: &access.actor(),
-                    meta: &meta,
-                },
-                &model,
-                &alias,
-            )
-            .await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "model.alias.moved",
-                    target: Some(&format!("model:{}/aliases/{alias}", model.name)),
-                    details: json!({
-                        "from": previous,
-                        "to": request.version,
-                        "redeployed": redeploy.is_some(),
-                    }),
-                },
-            )
-            .await?;
-            let moved = AliasMoved {
+            let moved =
+                domain::models::move_alias(tx, acting, &model, &alias, request.version).await?;
+            let answer = AliasMoved {
                 alias: alias.clone(),
                 version: request.version,
-                previous_version: previous,
-                redeployed: redeploy.is_some(),
+                previous_version: moved.previous,
+                redeployed: moved.redeploy.is_some(),
             };
-            Ok((moved, redeploy))
+            Ok((answer, moved.redeploy))
         })
         .await?;
     if let Some(job) = redeploy {
@@ -421,33 +382,19 @@ async fn delete_alias(
     ApiPath(path): ApiPath<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, name, alias) = path;
-    state.db.transaction(async |tx| -> Result<_, crate::error::ApiError> {
-        let model = find_model(tx, &access.org.id, &name).await?;
-        if let Some(deployment) = deployments::get(tx, &model.id).await?
-            && deployment.follow_alias.as_deref() == Some(alias.as_str())
-        {
-            return Err(ApiError::new(
-                ErrorCode::AliasInUse,
-                "the model's deployment follows this alias; deploy a version or another alias first",
-            ));
-        }
-        let previous = registry::delete_alias(tx, &model.id, &alias, &access.actor())
-            .await?
-            .ok_or_else(|| ApiError::not_found("alias"))?;
-        audit::record(
-            tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &access.actor(),
-                action: "model.alias.deleted",
-                target: Some(&format!("model:{}/aliases/{alias}", model.name)),
-                details: json!({ "from": previous }),
-            },
-        )
+    let actor = access.actor();
+    let acting = Acting {
+        org_id: &access.org.id,
+        actor: &actor,
+        meta: &meta,
+    };
+    state
+        .db
+        .transaction(async |tx| -> ApiResult<_> {
+            let model = find_model(tx, &access.org.id, &name).await?;
+            domain::models::delete_alias(tx, acting, &model, &alias).await
+        })
         .await?;
-        Ok(())
-    }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,14 +1,16 @@
-//! Models and their versions: creating a model within the plan's models quota, adding a
-//! version, each audited.
+//! Models, their versions and aliases: creating a model within the plan's models quota,
+//! adding and updating a version, moving and deleting an alias (moving a deployment that
+//! follows it), deleting a model; each audited.
 
 use serde_json::{Value, json};
 
 use super::Acting;
+use super::deployments::{self, WarmUp};
 use crate::db::{self, Writer};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::metering::quota::{self, QuotaKind};
 use crate::plans;
-use crate::registry::{self, Model, NewVersion};
+use crate::registry::{self, Model, NewVersion, VersionPatch};
 
 /// Creates model `name` in the acting organisation, if its plan has room for one more
 /// model; `already_exists` if the name is taken. `details` go into the audit entry
@@ -79,4 +81,105 @@ pub async fn add_version(
         )
         .await?;
     Ok(number)
+}
+
+/// Deletes `model` and its versions (its aliases and deployment go with it); returns the
+/// digests of the blobs nothing references any more, for the caller to delete while it
+/// still holds the database (so no upload slips a new reference in between).
+pub async fn delete(tx: &Writer, acting: Acting<'_>, model: &Model) -> ApiResult<Vec<String>> {
+    let digests = registry::delete_model(tx, &model.id).await?;
+    let details = json!({ "versions_deleted": digests.len() });
+    acting
+        .audit(
+            tx,
+            "model.deleted",
+            &format!("model:{}", model.name),
+            details,
+        )
+        .await?;
+    Ok(registry::unreferenced(tx, &digests).await?)
+}
+
+/// Updates a version's description, tags, metrics or run id; `not_found` if it does not
+/// exist.
+pub async fn update_version(
+    tx: &Writer,
+    acting: Acting<'_>,
+    model: &Model,
+    version: i64,
+    patch: &VersionPatch,
+) -> ApiResult<()> {
+    if !registry::update_version(tx, &model.id, version, patch).await? {
+        return Err(ApiError::not_found("version"));
+    }
+    let target = format!("model:{}/versions/{version}", model.name);
+    acting
+        .audit(tx, "model.version.updated", &target, json!({}))
+        .await
+        .map_err(Into::into)
+}
+
+/// An alias moved by [`move_alias`].
+#[derive(Debug)]
+pub struct AliasMove {
+    /// The version it pointed at before, if it existed.
+    pub previous: Option<i64>,
+    /// The warm-up of a deployment that follows the alias, to start after the commit.
+    pub redeploy: Option<WarmUp>,
+}
+
+/// Points `alias` of `model` at `version` (which must exist), moving a deployment that
+/// follows it.
+pub async fn move_alias(
+    tx: &Writer,
+    acting: Acting<'_>,
+    model: &Model,
+    alias: &str,
+    version: i64,
+) -> ApiResult<AliasMove> {
+    registry::get_version(tx, &model.id, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("version"))?;
+    let previous = registry::set_alias(tx, &model.id, alias, version, acting.actor).await?;
+    let redeploy = deployments::follow_alias(tx, acting, model, alias).await?;
+    let details = json!({
+        "from": previous,
+        "to": version,
+        "redeployed": redeploy.is_some(),
+    });
+    let target = format!("model:{}/aliases/{alias}", model.name);
+    acting
+        .audit(tx, "model.alias.moved", &target, details)
+        .await?;
+    Ok(AliasMove { previous, redeploy })
+}
+
+/// Deletes `alias` of `model`: `alias_in_use` while the deployment follows it.
+pub async fn delete_alias(
+    tx: &Writer,
+    acting: Acting<'_>,
+    model: &Model,
+    alias: &str,
+) -> ApiResult<()> {
+    if let Some(deployment) = crate::deployments::get(tx, &model.id).await?
+        && deployment.follow_alias.as_deref() == Some(alias)
+    {
+        return Err(ApiError::new(
+            ErrorCode::AliasInUse,
+            "the model's deployment follows this alias; deploy a version or another alias first",
+        ));
+    }
+    let previous = registry::delete_alias(tx, &model.id, alias, acting.actor)
+        .await?
+        .ok_or_else(|| ApiError::not_found("alias"))?;
+    let target = format!("model:{}/aliases/{alias}", model.name);
+    acting
+        .audit(
+            tx,
+            "model.alias.deleted",
+            &target,
+            json!({ "from": previous }),
+        )
+        .await
+        .map_err(Into::into)
 }
