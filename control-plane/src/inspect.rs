@@ -82,6 +82,7 @@ impl From<wisp_host::TensorType> for DType {
             wisp_host::TensorType::I32 => DType::I32,
             wisp_host::TensorType::I64 => DType::I64,
             wisp_host::TensorType::U8 => DType::U8,
+            wisp_host::TensorType::String => DType::String,
         }
     }
 }

@@ -6,15 +6,28 @@ use crate::{Error, NamedTensor, Tensor, TensorType};
 /// A graph loaded by the host, ready to compute.
 pub struct Graph {
     context: inference::GraphExecutionContext,
+    /// The outputs the graph's signature declares as strings: wasi-nn has no string type,
+    /// so they come back as `u8` tensors holding length-prefixed strings.
+    string_outputs: Vec<String>,
 }
 
 impl Graph {
     /// Loads the graph of the model version this instance serves.
     pub fn load_own() -> Result<Self, Error> {
-        let name = crate::model_info()
+        let info = crate::model_info();
+        let name = info
             .graph
             .ok_or_else(|| Error::Internal("this model version has no graph".into()))?;
-        Self::load(&name)
+        let mut graph = Self::load(&name)?;
+        graph.string_outputs = info
+            .graph_signature
+            .map(|signature| signature.outputs)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|spec| spec.ty == TensorType::String)
+            .map(|spec| spec.name)
+            .collect();
+        Ok(graph)
     }
 
     /// Loads a graph by name. Names resolve only within the caller's organisation; an
@@ -24,7 +37,10 @@ impl Graph {
         let context = graph
             .init_execution_context()
             .map_err(|e| nn_error("creating an execution context", &e))?;
-        Ok(Self { context })
+        Ok(Self {
+            context,
+            string_outputs: Vec::new(),
+        })
     }
 
     /// Runs the graph on named inputs and returns its named outputs.
@@ -46,9 +62,17 @@ impl Graph {
         outputs
             .into_iter()
             .map(|(name, tensor)| {
-                let ty = from_nn_type(tensor.ty()).ok_or_else(|| {
-                    Error::InferenceFailed(format!("output `{name}` has an unsupported type"))
-                })?;
+                let ty = match from_nn_type(tensor.ty()) {
+                    Some(TensorType::U8) if self.string_outputs.contains(&name) => {
+                        TensorType::String
+                    }
+                    Some(ty) => ty,
+                    None => {
+                        return Err(Error::InferenceFailed(format!(
+                            "output `{name}` has an unsupported type"
+                        )));
+                    }
+                };
                 Ok(NamedTensor::new(
                     name,
                     Tensor {
@@ -77,7 +101,9 @@ fn to_nn_type(ty: TensorType) -> nn::TensorType {
         TensorType::F64 => nn::TensorType::Fp64,
         TensorType::I32 => nn::TensorType::I32,
         TensorType::I64 => nn::TensorType::I64,
-        TensorType::U8 => nn::TensorType::U8,
+        // wasi-nn has no string type: the host reads a `u8` tensor bound to an input the
+        // graph declares as a string as length-prefixed strings.
+        TensorType::U8 | TensorType::String => nn::TensorType::U8,
     }
 }
 

@@ -27,10 +27,11 @@ macro_rules! impl_element {
 }
 impl_element!(f32 => F32, f64 => F64, i32 => I32, i64 => I64, u8 => U8);
 
-/// Size of one element of `ty` in bytes.
+/// Size of one element of `ty` in bytes; for `string`, the least one takes (its 4-byte
+/// length prefix).
 pub fn size_of(ty: TensorType) -> usize {
     match ty {
-        TensorType::F32 | TensorType::I32 => 4,
+        TensorType::F32 | TensorType::I32 | TensorType::String => 4,
         TensorType::F64 | TensorType::I64 => 8,
         TensorType::U8 => 1,
     }
@@ -71,7 +72,33 @@ impl Tensor {
             .collect())
     }
 
-    /// The elements converted to `f32`, whatever numeric type the tensor holds.
+    /// The elements of a string tensor; an `invalid-input` error for another type or data
+    /// that is not length-prefixed UTF-8.
+    pub fn to_strings(&self) -> Result<Vec<String>, Error> {
+        if self.ty != TensorType::String {
+            return Err(Error::InvalidInput(format!(
+                "expected a String tensor, got {:?}",
+                self.ty
+            )));
+        }
+        let invalid = || Error::InvalidInput("malformed string tensor data".into());
+        let mut data = self.data.as_slice();
+        let mut strings = Vec::new();
+        while let Some((prefix, rest)) = data.split_first_chunk::<4>() {
+            let len = u32::from_le_bytes(*prefix) as usize;
+            let bytes = rest.get(..len).ok_or_else(invalid)?;
+            strings.push(String::from_utf8(bytes.to_vec()).map_err(|_| invalid())?);
+            data = &rest[len..];
+        }
+        if data.is_empty() {
+            Ok(strings)
+        } else {
+            Err(invalid())
+        }
+    }
+
+    /// The elements converted to `f32`, whatever numeric type the tensor holds (none for
+    /// strings).
     pub fn to_f32_lossy(&self) -> Vec<f32> {
         match self.ty {
             TensorType::F32 => self.to_vec::<f32>().unwrap_or_default(),
@@ -94,6 +121,7 @@ impl Tensor {
                 .map(|v| v as f32)
                 .collect(),
             TensorType::U8 => self.data.iter().map(|&v| f32::from(v)).collect(),
+            TensorType::String => Vec::new(),
         }
     }
 

@@ -38,5 +38,5 @@ pub use nn::{
     inspect_onnx, inspect_onnx_on, refused_operators, zipmap_class_labels,
 };
 pub use runtime::{ModelRef, Prediction, Runtime, RuntimeStats, Warmth};
-pub use tensor::{Element, NamedTensor, Signature, Tensor, TensorSpec, TensorType};
+pub use tensor::{Element, NamedTensor, Signature, Tensor, TensorSpec, TensorType, decode_strings};
 pub use usage::UsageRecord;

@@ -175,6 +175,7 @@ impl From<TensorType> for types::TensorType {
             TensorType::I32 => Self::I32,
             TensorType::I64 => Self::I64,
             TensorType::U8 => Self::U8,
+            TensorType::String => Self::String,
         }
     }
 }
@@ -187,6 +188,7 @@ impl From<types::TensorType> for TensorType {
             types::TensorType::I32 => Self::I32,
             types::TensorType::I64 => Self::I64,
             types::TensorType::U8 => Self::U8,
+            types::TensorType::String => Self::String,
         }
     }
 }

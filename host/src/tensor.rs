@@ -18,13 +18,16 @@ pub enum TensorType {
     I64,
     /// Unsigned byte.
     U8,
+    /// UTF-8 string. The data holds each element in row-major order as its byte length
+    /// (4 bytes, little-endian) followed by its bytes: the layout of Triton's `BYTES`.
+    String,
 }
 
 impl TensorType {
-    /// Size of one element in bytes.
+    /// Size of one element in bytes; for `string`, the least one takes (its length prefix).
     pub fn size_of(self) -> usize {
         match self {
-            Self::F32 | Self::I32 => 4,
+            Self::F32 | Self::I32 | Self::String => 4,
             Self::F64 | Self::I64 => 8,
             Self::U8 => 1,
         }
@@ -38,6 +41,7 @@ impl TensorType {
             Self::I32 => "i32",
             Self::I64 => "i64",
             Self::U8 => "u8",
+            Self::String => "string",
         }
     }
 }
@@ -55,7 +59,8 @@ pub struct Tensor {
     pub ty: TensorType,
     /// Size of each dimension.
     pub shape: Vec<u32>,
-    /// `product(shape) * ty.size_of()` bytes, little-endian, row-major.
+    /// `product(shape) * ty.size_of()` bytes, little-endian, row-major; for `string`, each
+    /// element length-prefixed (see [`TensorType::String`]).
     pub data: Vec<u8>,
 }
 
@@ -125,6 +130,35 @@ impl Tensor {
         })
     }
 
+    /// Builds a string tensor. Panics if `values` does not fill `shape`.
+    pub fn from_strings<S: AsRef<str>>(shape: &[u32], values: &[S]) -> Self {
+        assert_eq!(
+            Self::elements_of(shape),
+            Some(values.len()),
+            "values do not fill shape {shape:?}"
+        );
+        let mut data = Vec::new();
+        for value in values {
+            let bytes = value.as_ref().as_bytes();
+            let len = u32::try_from(bytes.len()).expect("a string element is under 4 GiB");
+            data.extend_from_slice(&len.to_le_bytes());
+            data.extend_from_slice(bytes);
+        }
+        Self {
+            ty: TensorType::String,
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
+    /// The elements of a string tensor, or `None` if it holds another type or its data is
+    /// not well formed (see [`Tensor::check_layout`]).
+    pub fn strings(&self) -> Option<Vec<String>> {
+        (self.ty == TensorType::String)
+            .then(|| decode_strings(&self.data).ok())
+            .flatten()
+    }
+
     /// Number of elements the shape describes (1 for a scalar).
     pub fn element_count(&self) -> Option<usize> {
         Self::elements_of(&self.shape)
@@ -139,6 +173,20 @@ impl Tensor {
 
     /// Checks that the data length matches the shape and type.
     pub fn check_layout(&self) -> Result<(), String> {
+        if self.ty == TensorType::String {
+            let expected = self
+                .element_count()
+                .ok_or_else(|| format!("shape {:?} is too large", self.shape))?;
+            let found = decode_strings(&self.data)?.len();
+            return if found == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "shape {:?} of string needs {expected} elements, got {found}",
+                    self.shape
+                ))
+            };
+        }
         let expected = self
             .element_count()
             .and_then(|n| n.checked_mul(self.ty.size_of()))
@@ -154,6 +202,31 @@ impl Tensor {
             ))
         }
     }
+}
+
+/// The elements of length-prefixed string data: each a 4-byte little-endian byte length,
+/// then that many bytes of UTF-8.
+pub fn decode_strings(mut data: &[u8]) -> Result<Vec<String>, String> {
+    let mut strings = Vec::new();
+    while !data.is_empty() {
+        let index = strings.len();
+        let (prefix, rest) = data
+            .split_first_chunk::<4>()
+            .ok_or_else(|| format!("string element {index}: truncated length prefix"))?;
+        let len = u32::from_le_bytes(*prefix) as usize;
+        if rest.len() < len {
+            return Err(format!(
+                "string element {index}: length {len} runs past the data ({} bytes left)",
+                rest.len()
+            ));
+        }
+        let (bytes, rest) = rest.split_at(len);
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| format!("string element {index} is not UTF-8: {e}"))?;
+        strings.push(text.to_owned());
+        data = rest;
+    }
+    Ok(strings)
 }
 
 /// A tensor bound to the name of a model input or output.
@@ -228,6 +301,31 @@ mod tests {
         assert_eq!(t.values::<f32>().unwrap(), vec![1.5, -2.0, 3.25, 0.0]);
         assert!(t.values::<i32>().is_none());
         t.check_layout().unwrap();
+    }
+
+    #[test]
+    fn strings_round_trip_through_length_prefixed_bytes() {
+        let t = Tensor::from_strings(&[2, 1], &["setosa", "\u{e9}t\u{e9}"]);
+        assert_eq!(&t.data[..4], &6u32.to_le_bytes());
+        assert_eq!(t.strings().unwrap(), vec!["setosa", "\u{e9}t\u{e9}"]);
+        t.check_layout().unwrap();
+        let short = Tensor {
+            shape: vec![3, 1],
+            ..t.clone()
+        };
+        assert!(
+            short
+                .check_layout()
+                .unwrap_err()
+                .contains("needs 3 elements, got 2")
+        );
+        let mut cut = t.clone();
+        cut.data.truncate(12);
+        assert!(
+            cut.check_layout()
+                .unwrap_err()
+                .contains("runs past the data")
+        );
     }
 
     #[test]

@@ -61,42 +61,62 @@ fn every_exporter_fixture_matches_onnxruntime_on_the_onnxruntime_backend() {
     assert!(failed.is_empty(), "{failed:#?}");
 }
 
-/// String tensors are not served yet: a classifier trained on string labels is refused at
-/// load (the messages `docs/models.md` quotes).
+/// A classifier trained on string labels answers its labels as a string tensor, the ones
+/// onnxruntime gives on the same rows (onnxruntime 1.x on this fixture, `label` and
+/// `probabilities`), through the length-prefixed layout of `TensorType::String`.
 #[test]
-fn a_string_label_classifier_is_refused_at_load() {
+fn a_string_label_classifier_answers_onnxruntimes_labels() {
+    use wisp_host::{NamedTensor, Tensor, TensorType};
     let bytes = wisp_test_artifacts::fixture("unsupported/iris_string_labels.onnx");
-    let error = wisp_host::OnnxGraph::load(&bytes).err().expect("refused");
+    let graph = wisp_host::OnnxGraph::load(&bytes).expect("served");
+    let outputs = &graph.info().signature.outputs;
+    assert_eq!(outputs[0].name, "label");
+    assert_eq!(outputs[0].ty, TensorType::String);
+    let rows = [
+        5.1f32, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3, 5.9, 3.0, 4.2, 1.5,
+    ];
+    let input = NamedTensor::new("input", Tensor::from_values(&[3, 4], &rows));
+    let answer = graph.run(vec![input]).expect("runs");
+    let label = &answer[0].tensor;
+    assert_eq!(label.ty, TensorType::String);
+    assert_eq!(label.shape, vec![3]);
+    assert_eq!(
+        label.strings().unwrap(),
+        vec!["setosa", "virginica", "versicolor"]
+    );
+    let probabilities = answer[1].tensor.values::<f32>().unwrap();
+    let expected = [
+        0.981_572_9,
+        0.018_427_13,
+        1.478_114_6e-8,
+        5.641_345e-5,
+        0.080_677_14,
+        0.919_266_5,
+        0.015_195_2,
+        0.898_523_1,
+        0.086_281_74,
+    ];
+    for (got, want) in probabilities.iter().zip(expected) {
+        assert!((got - want).abs() < 1e-5, "{probabilities:?}");
+    }
+}
+
+/// String tensors are served on tract only: onnxruntime refuses the graph, `auto` serves it
+/// on tract.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn onnxruntime_refuses_a_string_output_and_auto_serves_it_on_tract() {
+    let bytes = wisp_test_artifacts::fixture("unsupported/iris_string_labels.onnx");
+    let error = wisp_host::OnnxGraph::load_on(&bytes, OnnxBackend::Onnxruntime)
+        .err()
+        .expect("refused");
     assert_eq!(error.code(), "invalid_model");
     assert_eq!(
         error.to_string(),
-        "invalid model: unsupported ONNX graph: Building node LinearClassifier \
-         (LinearClassifier): LinearClassifier with string class labels needs string tensors, \
-         which wisp does not serve yet"
+        "invalid model: `label` has element type String; supported are f32, f64, i32, i64, u8"
     );
-}
-
-#[cfg(feature = "onnxruntime")]
-#[test]
-fn onnxruntime_refuses_a_string_output_too() {
-    let bytes = wisp_test_artifacts::fixture("unsupported/iris_string_labels.onnx");
-    for backend in [OnnxBackend::Onnxruntime, OnnxBackend::Auto] {
-        let error = wisp_host::OnnxGraph::load_on(&bytes, backend)
-            .err()
-            .expect("refused");
-        assert_eq!(error.code(), "invalid_model");
-        let message = error.to_string();
-        if backend == OnnxBackend::Onnxruntime {
-            assert_eq!(
-                message,
-                "invalid model: `label` has element type String; supported are f32, f64, i32, \
-                 i64, u8"
-            );
-        } else {
-            // `auto` reports tract's reason.
-            assert!(message.contains("string class labels"), "{message}");
-        }
-    }
+    let graph = wisp_host::OnnxGraph::load_on(&bytes, OnnxBackend::Auto).expect("on tract");
+    assert_eq!(graph.backend(), OnnxBackend::Tract);
 }
 
 /// Through the whole path (the `onnx-runner` component, wasi-nn) with the deployment's

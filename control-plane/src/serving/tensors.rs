@@ -1,15 +1,16 @@
 //! Tensors as JSON at the API edge.
 //!
 //! An input is one of:
-//! - nested arrays of numbers, shape taken from the nesting: `[[5.1, 3.5, 1.4, 0.2]]`;
+//! - nested arrays of numbers (or of strings, for a `string` input), shape taken from the
+//!   nesting: `[[5.1, 3.5, 1.4, 0.2]]`, `[["red"], ["blue"]]`;
 //! - `{"shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}` with `data` flat or nested, and an
 //!   optional `"dtype"`;
 //! - `{"base64": "…", "shape": [n]}`: the tensor's raw little-endian bytes (a PNG for a
-//!   `u8` image input, say); the shape defaults to one dimension.
+//!   `u8` image input, say); the shape defaults to one dimension. Not for strings.
 //!
 //! The element type comes from the version's signature; `dtype` may repeat it, and must when
 //! the signature does not name the input. Outputs are written as `{dtype, shape, data}`
-//! with `data` flat and row-major.
+//! with `data` flat and row-major: numbers, or JSON strings for a `string` output.
 
 use std::collections::BTreeMap;
 
@@ -33,7 +34,7 @@ pub struct InputError {
 /// An output tensor as answered to the caller.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JsonTensor {
-    /// Element type: `f32`, `f64`, `i32`, `i64` or `u8`.
+    /// Element type: `f32`, `f64`, `i32`, `i64`, `u8` or `string`.
     pub dtype: String,
     pub shape: Vec<u32>,
     /// The elements, flat and row-major.
@@ -49,6 +50,7 @@ pub fn tensor_type(dtype: DType) -> Option<TensorType> {
         DType::I32 => Some(TensorType::I32),
         DType::I64 => Some(TensorType::I64),
         DType::U8 => Some(TensorType::U8),
+        DType::String => Some(TensorType::String),
         _ => None,
     }
 }
@@ -60,6 +62,7 @@ fn parse_dtype(text: &str) -> Option<TensorType> {
         "i32" | "int32" | "INT32" => Some(TensorType::I32),
         "i64" | "int64" | "INT64" => Some(TensorType::I64),
         "u8" | "uint8" | "UINT8" => Some(TensorType::U8),
+        "string" | "str" | "BYTES" => Some(TensorType::String),
         _ => None,
     }
 }
@@ -170,6 +173,11 @@ fn parse_input(name: &str, value: &Value, declared: Option<DType>) -> Result<Ten
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text)
                 .map_err(|e| format!("invalid base64: {e}"))?;
+            if ty == TensorType::String {
+                return Err(
+                    "a string tensor is given as `data` (JSON strings), not `base64`".into(),
+                );
+            }
             if bytes.len() % ty.size_of() != 0 {
                 return Err(format!(
                     "{} bytes is not a whole number of {ty} elements",
@@ -291,6 +299,17 @@ fn build(ty: TensorType, shape: Vec<u32>, leaves: &[&Value]) -> Result<Tensor, S
             |v| int(v).and_then(|x| u8::try_from(x).ok()),
             "an integer from 0 to 255",
         ),
+        TensorType::String => {
+            let strings = leaves
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str()
+                        .ok_or_else(|| format!("element {i} ({v}) is not a string"))
+                })
+                .collect::<Result<Vec<&str>, _>>()?;
+            Ok(Tensor::from_strings(&shape, &strings))
+        }
     }
 }
 
@@ -310,7 +329,7 @@ fn format_tensor(tensor: &Tensor) -> JsonTensor {
     }
 }
 
-/// The elements of a tensor as JSON numbers, flat and row-major.
+/// The elements of a tensor as JSON numbers (strings for `string`), flat and row-major.
 pub fn json_values(tensor: &Tensor) -> Vec<Value> {
     fn values<T: Element + Into<Value>>(tensor: &Tensor) -> Vec<Value> {
         tensor
@@ -326,6 +345,12 @@ pub fn json_values(tensor: &Tensor) -> Vec<Value> {
         TensorType::I32 => values::<i32>(tensor),
         TensorType::I64 => values::<i64>(tensor),
         TensorType::U8 => values::<u8>(tensor),
+        TensorType::String => tensor
+            .strings()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Value::String)
+            .collect(),
     }
 }
 

@@ -55,6 +55,7 @@ pub fn datatype(ty: TensorType) -> &'static str {
         TensorType::I32 => "INT32",
         TensorType::I64 => "INT64",
         TensorType::U8 => "UINT8",
+        TensorType::String => "BYTES",
     }
 }
 
@@ -85,6 +86,9 @@ pub fn tensor_type_of(datatype: &str) -> Option<TensorType> {
         "INT32" => Some(TensorType::I32),
         "INT64" => Some(TensorType::I64),
         "UINT8" => Some(TensorType::U8),
+        // Elements 4-byte little-endian length-prefixed, as in Triton's binary data: the
+        // layout of wisp's string tensors, so binary `BYTES` data passes through as it is.
+        "BYTES" => Some(TensorType::String),
         _ => None,
     }
 }
@@ -405,7 +409,7 @@ impl ParsedRequest {
 fn input_type(input: &InputHeader, signature: &ModelSignature) -> Result<TensorType, String> {
     let given = tensor_type_of(&input.datatype).ok_or_else(|| {
         format!(
-            "datatype {:?} is not supported; wisp passes FP32, FP64, INT32, INT64 and UINT8",
+            "datatype {:?} is not supported; wisp passes FP32, FP64, INT32, INT64, UINT8 and BYTES",
             input.datatype
         )
     })?;
@@ -659,7 +663,7 @@ mod tests {
                 "expected datatype FP32, got INT64",
             ),
             (
-                input(json!({"datatype": "BYTES", "data": ["a"]})),
+                input(json!({"datatype": "FP16", "data": [1, 2, 3, 4]})),
                 "not supported",
             ),
             (

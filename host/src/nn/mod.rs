@@ -191,9 +191,15 @@ impl MeteredGraph {
                 deadline: Duration::ZERO,
             });
         }
+        let specs = &self.graph.info().signature.inputs;
         let inputs = inputs
             .into_iter()
-            .map(|t| Ok(NamedTensor::new(t.name, from_nn(t.tensor)?)))
+            .map(|t| {
+                let is_string = specs
+                    .iter()
+                    .any(|spec| spec.name == t.name && spec.ty == TensorType::String);
+                Ok(NamedTensor::new(t.name, from_nn(t.tensor, is_string)?))
+            })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
         let started = Instant::now();
         let bounds = RunBounds {
@@ -237,8 +243,12 @@ fn unsupported(what: &str) -> BackendError {
     BackendError::BackendAccess(wasmtime::format_err!("unsupported: {what}"))
 }
 
-fn from_nn(tensor: wasmtime_wasi_nn::Tensor) -> Result<Tensor, RuntimeError> {
+/// A wasi-nn tensor as the host's. wasi-nn has no string type: a `u8` tensor bound to an
+/// input the graph declares as `string` carries length-prefixed strings (the layout of
+/// [`TensorType::String`]), and is read as such.
+fn from_nn(tensor: wasmtime_wasi_nn::Tensor, is_string: bool) -> Result<Tensor, RuntimeError> {
     let ty = match tensor.ty {
+        NnTensorType::U8 if is_string => TensorType::String,
         NnTensorType::Fp32 => TensorType::F32,
         NnTensorType::Fp64 => TensorType::F64,
         NnTensorType::I32 => TensorType::I32,
@@ -263,7 +273,8 @@ fn to_nn(tensor: Tensor) -> wasmtime_wasi_nn::Tensor {
         TensorType::F64 => NnTensorType::Fp64,
         TensorType::I32 => NnTensorType::I32,
         TensorType::I64 => NnTensorType::I64,
-        TensorType::U8 => NnTensorType::U8,
+        // The guest knows a string output by the graph's signature (see `from_nn`).
+        TensorType::U8 | TensorType::String => NnTensorType::U8,
     };
     wasmtime_wasi_nn::Tensor::new(tensor.shape, ty, tensor.data)
 }

@@ -316,6 +316,12 @@ fn to_ort(tensor: &Tensor) -> Result<SessionInputValue<'static>, RuntimeError> {
         TensorType::U8 => ort::value::Tensor::from_array((shape, tensor.data.clone()))
             .map_err(invalid)?
             .into(),
+        // The signature of a graph on onnxruntime never declares a string (`tensor_type_of`).
+        TensorType::String => {
+            return Err(RuntimeError::InvalidInput(
+                "string tensors are served on the tract backend only".into(),
+            ));
+        }
     })
 }
 

@@ -180,7 +180,7 @@ fn signature_of(model: &TypedModel) -> Result<Signature, RuntimeError> {
             .map_err(|e| RuntimeError::InvalidModel(format!("{e:#}")))?;
         let ty = tensor_type_of(fact.datum_type).ok_or_else(|| {
             RuntimeError::InvalidModel(format!(
-                "`{name}` has element type {:?}; supported are f32, f64, i32, i64, u8",
+                "`{name}` has element type {:?}; supported are f32, f64, i32, i64, u8, string",
                 fact.datum_type
             ))
         })?;
@@ -221,6 +221,7 @@ fn tensor_type_of(dt: DatumType) -> Option<TensorType> {
         DatumType::I32 => TensorType::I32,
         DatumType::I64 | DatumType::TDim => TensorType::I64,
         DatumType::U8 | DatumType::Bool => TensorType::U8,
+        DatumType::String => TensorType::String,
         _ => return None,
     })
 }
@@ -232,12 +233,21 @@ fn datum_type_of(ty: TensorType) -> DatumType {
         TensorType::I32 => DatumType::I32,
         TensorType::I64 => DatumType::I64,
         TensorType::U8 => DatumType::U8,
+        TensorType::String => DatumType::String,
     }
 }
 
 fn to_tract(tensor: &Tensor) -> Result<tract_onnx::prelude::Tensor, RuntimeError> {
     let shape: Vec<usize> = tensor.shape.iter().map(|&d| d as usize).collect();
-    // SAFETY: every `TensorType` maps to a plain numeric datum type, for which any byte
+    if tensor.ty == TensorType::String {
+        // `check_against_spec` checked the layout: the elements decode and fill the shape.
+        let strings =
+            crate::tensor::decode_strings(&tensor.data).map_err(RuntimeError::InvalidInput)?;
+        return tract_ndarray::ArrayD::from_shape_vec(shape, strings)
+            .map(IntoTensor::into_tensor)
+            .map_err(|e| RuntimeError::InvalidInput(format!("{e:#}")));
+    }
+    // SAFETY: every other `TensorType` maps to a plain numeric datum type, for which any byte
     // pattern is a valid value; `from_raw_dt` checks the length against the shape and copies.
     unsafe {
         tract_onnx::prelude::Tensor::from_raw_dt(datum_type_of(tensor.ty), &shape, &tensor.data)
@@ -252,12 +262,19 @@ fn from_tract(value: &tract_onnx::prelude::Tensor) -> Result<Tensor, RuntimeErro
     let value = value
         .cast_to_dt(datum_type_of(ty))
         .map_err(|e| RuntimeError::InferenceFailed(format!("{e:#}")))?;
-    let shape = value
+    let shape: Vec<u32> = value
         .shape()
         .iter()
         .map(|&d| u32::try_from(d))
         .collect::<Result<_, _>>()
         .map_err(|_| RuntimeError::InferenceFailed("output dimension exceeds u32".into()))?;
+    if ty == TensorType::String {
+        let view = value
+            .to_plain_array_view::<String>()
+            .map_err(|e| RuntimeError::InferenceFailed(format!("{e:#}")))?;
+        let strings: Vec<&String> = view.iter().collect();
+        return Ok(Tensor::from_strings(&shape, &strings));
+    }
     Ok(Tensor {
         ty,
         shape,

@@ -249,23 +249,60 @@ pub(super) fn tensor_of<T: Datum>(shape: &[usize], values: Vec<T>) -> TractResul
         .into_tvalue())
 }
 
-/// Reads class labels (`<prefix>_int64s` or `<prefix>_ints`); string labels are refused
-/// until wisp has string tensors.
-pub(super) fn int_labels(
-    node: &tract_onnx::pb::NodeProto,
-    ints_attr: &str,
-) -> TractResult<Vec<i64>> {
-    if let Some(labels) = node.get_attr_opt_vec::<i64>(ints_attr)? {
-        return Ok(labels);
-    }
-    if node
-        .get_attr_opt_tvec::<&str>("classlabels_strings")?
-        .is_some()
-    {
+/// The class labels of a classifier. Kernels compute with `ids` (the labels themselves, or
+/// for string labels their indices) and write the label output through [`Self::tensor`].
+#[derive(Debug)]
+pub(super) struct ClassLabels {
+    pub ids: Vec<i64>,
+    /// `classlabels_strings`, if the classes are strings.
+    names: Option<Vec<String>>,
+}
+
+impl ClassLabels {
+    /// Reads `ints_attr` (`classlabels_ints` or `classlabels_int64s`) or
+    /// `classlabels_strings`.
+    pub fn parse(node: &tract_onnx::pb::NodeProto, ints_attr: &str) -> TractResult<Self> {
+        if let Some(ids) = node.get_attr_opt_vec::<i64>(ints_attr)? {
+            return Ok(Self { ids, names: None });
+        }
+        if let Some(names) = node.get_attr_opt_tvec::<&str>("classlabels_strings")? {
+            return Ok(Self {
+                ids: (0..names.len() as i64).collect(),
+                names: Some(names.iter().map(|&name| name.to_owned()).collect()),
+            });
+        }
         bail!(
-            "{} with string class labels needs string tensors, which wisp does not serve yet",
+            "{} has no class labels ({ints_attr} or classlabels_strings)",
             node.op_type
-        );
+        )
     }
-    bail!("{} has no class labels ({ints_attr})", node.op_type)
+
+    /// The element type of the label output.
+    pub fn datum_type(&self) -> DatumType {
+        match self.names {
+            Some(_) => String::datum_type(),
+            None => i64::datum_type(),
+        }
+    }
+
+    /// The label output of `rows` picked ids.
+    pub fn tensor(&self, picked: Vec<i64>) -> TractResult<TValue> {
+        let rows = picked.len();
+        match &self.names {
+            None => tensor_of(&[rows], picked),
+            Some(names) => {
+                let strings = picked
+                    .iter()
+                    .map(|&id| {
+                        usize::try_from(id)
+                            .ok()
+                            .and_then(|id| names.get(id))
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                tensor_of(&[rows], strings)
+            }
+        }
+    }
 }

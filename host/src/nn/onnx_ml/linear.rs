@@ -3,7 +3,7 @@
 //! `SOFTMAX_ZERO` and `PROBIT`, which tract refuses.
 
 use super::kernel::{
-    Kernel, Output, Shape, as_f32, expansion, floats, int_labels, rows_and_columns, tensor_of,
+    ClassLabels, Kernel, Output, Shape, as_f32, expansion, floats, rows_and_columns, tensor_of,
 };
 use super::post_transform::{PostTransform, SecondClass, binary_scores};
 use tract_onnx::model::ParsingContext;
@@ -15,7 +15,7 @@ struct LinearClassifier {
     /// `[rows of weights, features]`, one row per score.
     coefficients: Vec<f32>,
     intercepts: Vec<f32>,
-    labels: Vec<i64>,
+    labels: ClassLabels,
     transform: PostTransform,
 }
 
@@ -23,12 +23,12 @@ fn linear_classifier(
     _: &ParsingContext<'_>,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let labels = int_labels(node, "classlabels_ints")?;
+    let labels = ClassLabels::parse(node, "classlabels_ints")?;
     let coefficients: Vec<f32> = node.get_attr_vec("coefficients")?;
     let intercepts: Vec<f32> = match node.get_attr_opt_vec("intercepts")? {
         Some(intercepts) => intercepts,
-        None if labels.len() == 2 && coefficients.len() % 2 == 1 => vec![0.0],
-        None => vec![0.0; labels.len()],
+        None if labels.ids.len() == 2 && coefficients.len() % 2 == 1 => vec![0.0],
+        None => vec![0.0; labels.ids.len()],
     };
     ensure!(
         !intercepts.is_empty() && coefficients.len().is_multiple_of(intercepts.len()),
@@ -37,10 +37,10 @@ fn linear_classifier(
         intercepts.len()
     );
     ensure!(
-        intercepts.len() == labels.len() || (intercepts.len() == 1 && labels.len() == 2),
+        intercepts.len() == labels.ids.len() || (intercepts.len() == 1 && labels.ids.len() == 2),
         "LinearClassifier: {} weight rows for {} classes",
         intercepts.len(),
-        labels.len()
+        labels.ids.len()
     );
     let op = LinearClassifier {
         coefficients,
@@ -61,7 +61,7 @@ impl LinearClassifier {
     }
 
     fn columns(&self) -> usize {
-        if self.score_rows() == 1 && self.labels.len() == 2 {
+        if self.score_rows() == 1 && self.labels.ids.len() == 2 {
             2
         } else {
             self.score_rows()
@@ -80,7 +80,7 @@ impl Kernel for LinearClassifier {
 
     fn outputs(&self) -> TVec<Output> {
         tvec![
-            Output::new(i64::datum_type(), Shape::Labels),
+            Output::new(self.labels.datum_type(), Shape::Labels),
             Output::new(f32::datum_type(), Shape::Rows(self.columns())),
         ]
     }
@@ -103,8 +103,8 @@ impl Kernel for LinearClassifier {
                 *s = row.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() + b;
             }
             if self.score_rows() == 1 {
-                let (positive, negative) = if self.labels.len() == 2 {
-                    (self.labels[1], self.labels[0])
+                let (positive, negative) = if self.labels.ids.len() == 2 {
+                    (self.labels.ids[1], self.labels.ids[0])
                 } else {
                     (1, 0)
                 };
@@ -123,12 +123,12 @@ impl Kernel for LinearClassifier {
                         best = k;
                     }
                 }
-                labels.push(self.labels[best]);
+                labels.push(self.labels.ids[best]);
                 self.transform.apply(scores);
             }
         }
         Ok(tvec![
-            tensor_of(&[rows], labels)?,
+            self.labels.tensor(labels)?,
             tensor_of(&[rows, width], out)?
         ])
     }

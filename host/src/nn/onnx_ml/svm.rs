@@ -4,7 +4,7 @@
 //! pairwise probabilities.
 
 use super::kernel::{
-    Kernel, Output, Shape, as_f32, expansion, floats, int_labels, rows_and_columns, tensor_of,
+    ClassLabels, Kernel, Output, Shape, as_f32, expansion, floats, rows_and_columns, tensor_of,
 };
 use super::post_transform::{PostTransform, SecondClass, binary_scores, logistic};
 use tract_onnx::model::ParsingContext;
@@ -89,7 +89,7 @@ struct SvmClassifier {
     rho: Vec<f32>,
     prob_a: Vec<f32>,
     prob_b: Vec<f32>,
-    labels: Vec<i64>,
+    labels: ClassLabels,
     transform: PostTransform,
     weights_all_positive: bool,
 }
@@ -98,8 +98,8 @@ fn svm_classifier(
     _: &ParsingContext<'_>,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let labels = int_labels(node, "classlabels_ints")?;
-    let classes = labels.len();
+    let labels = ClassLabels::parse(node, "classlabels_ints")?;
+    let classes = labels.ids.len();
     let per_class: Vec<i64> = node
         .get_attr_opt_vec("vectors_per_class")?
         .unwrap_or_default();
@@ -177,7 +177,7 @@ fn svm_classifier(
 
 impl SvmClassifier {
     fn classes(&self) -> usize {
-        self.labels.len()
+        self.labels.ids.len()
     }
 
     fn pairs(&self) -> usize {
@@ -263,7 +263,7 @@ impl Kernel for SvmClassifier {
 
     fn outputs(&self) -> TVec<Output> {
         tvec![
-            Output::new(i64::datum_type(), Shape::Labels),
+            Output::new(self.labels.datum_type(), Shape::Labels),
             Output::new(f32::datum_type(), Shape::Rows(self.score_columns())),
         ]
     }
@@ -331,7 +331,7 @@ impl Kernel for SvmClassifier {
             }
         }
         Ok(tvec![
-            tensor_of(&[rows], labels)?,
+            self.labels.tensor(labels)?,
             tensor_of(&[rows, width], out)?
         ])
     }
@@ -340,16 +340,16 @@ impl Kernel for SvmClassifier {
 impl SvmClassifier {
     fn label(&self, best: usize, max_weight: f32) -> i64 {
         if self.pairs() != 1 {
-            return self.labels[best];
+            return self.labels.ids[best];
         }
-        if self.labels.len() == 2 {
+        if self.labels.ids.len() == 2 {
             let positive = !self.has_proba()
                 && ((self.weights_all_positive && max_weight >= 0.5)
                     || (!self.weights_all_positive && max_weight > 0.0));
             if positive {
-                self.labels[1]
+                self.labels.ids[1]
             } else {
-                self.labels[best]
+                self.labels.ids[best]
             }
         } else {
             i64::from(max_weight > 0.0)

@@ -5,7 +5,7 @@
 //! follow onnxruntime, so labels agree exactly and scores within float tolerance.
 
 use super::kernel::{
-    Kernel, Output, Shape, as_f32, expansion, floats, int_labels, rows_and_columns, tensor_of,
+    ClassLabels, Kernel, Output, Shape, as_f32, expansion, floats, rows_and_columns, tensor_of,
 };
 use super::post_transform::{PostTransform, SecondClass, binary_scores};
 use std::collections::HashMap;
@@ -359,7 +359,7 @@ impl Kernel for TreeRegressor {
 #[derive(Debug)]
 struct TreeClassifier {
     forest: Forest,
-    labels: Vec<i64>,
+    labels: ClassLabels,
     base_values: Vec<f32>,
     transform: PostTransform,
     /// Two classes, and every leaf weight is for the same one: one score per row.
@@ -371,12 +371,12 @@ fn tree_classifier(
     _: &ParsingContext<'_>,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let labels = int_labels(node, "classlabels_int64s")?;
-    let forest = Forest::parse(node, "class", labels.len())?;
+    let labels = ClassLabels::parse(node, "classlabels_int64s")?;
+    let forest = Forest::parse(node, "class", labels.ids.len())?;
     let classes_used: std::collections::HashSet<u32> =
         forest.weights.iter().map(|w| w.target).collect();
     let op = TreeClassifier {
-        binary: labels.len() == 2 && classes_used.len() == 1,
+        binary: labels.ids.len() == 2 && classes_used.len() == 1,
         weights_all_positive: forest.weights.iter().all(|w| w.value >= 0.0),
         forest,
         labels,
@@ -400,7 +400,7 @@ impl TreeClassifier {
             }
         }
         self.transform.apply(scores);
-        self.labels[best.unwrap_or(0)]
+        self.labels.ids[best.unwrap_or(0)]
     }
 
     /// Label and scores of a two-class row, with onnxruntime's conventions for one score.
@@ -437,7 +437,7 @@ impl TreeClassifier {
                 (positive > 0.0, SecondClass::Opposite)
             };
             second = Some(how);
-            self.labels[usize::from(wins)]
+            self.labels.ids[usize::from(wins)]
         } else {
             i64::from(positive > 0.0)
         };
@@ -464,8 +464,8 @@ impl Kernel for TreeClassifier {
 
     fn outputs(&self) -> TVec<Output> {
         tvec![
-            Output::new(i64::datum_type(), Shape::Labels),
-            Output::new(f32::datum_type(), Shape::Rows(self.labels.len())),
+            Output::new(self.labels.datum_type(), Shape::Labels),
+            Output::new(f32::datum_type(), Shape::Rows(self.labels.ids.len())),
         ]
     }
 
@@ -474,7 +474,7 @@ impl Kernel for TreeClassifier {
         let x = as_f32(&input)?;
         let (rows, columns) = rows_and_columns(&input);
         self.forest.check_row_width(self.name(), columns)?;
-        let k = self.labels.len();
+        let k = self.labels.ids.len();
         let mut out = vec![0f32; rows * k];
         let mut labels = Vec::with_capacity(rows);
         let mut has = vec![false; k];
@@ -491,11 +491,11 @@ impl Kernel for TreeClassifier {
             } else if k == 2 {
                 self.two_classes(scores, &mut has)
             } else {
-                self.labels[0]
+                self.labels.ids[0]
             });
         }
         Ok(tvec![
-            tensor_of(&[rows], labels)?,
+            self.labels.tensor(labels)?,
             tensor_of(&[rows, k], out)?
         ])
     }
