@@ -319,12 +319,20 @@ mod tests {
                 .unwrap_err()
                 .contains("needs 3 elements, got 2")
         );
+        // 10 bytes for "setosa", then 4 + 5 for "été": cut inside its bytes, then inside
+        // its length prefix.
         let mut cut = t.clone();
-        cut.data.truncate(12);
+        cut.data.truncate(16);
         assert!(
             cut.check_layout()
                 .unwrap_err()
                 .contains("runs past the data")
+        );
+        cut.data.truncate(12);
+        assert!(
+            cut.check_layout()
+                .unwrap_err()
+                .contains("truncated length prefix")
         );
     }
 

@@ -9,8 +9,8 @@
 //! the coverage suite (`host/tests/onnx_ml.rs`) compares with.
 //!
 //! tract-onnx's own `LinearRegressor`, `Normalizer` and `CategoryMapper` are kept: the
-//! first two agree with onnxruntime on the fixtures, and `CategoryMapper` only maps
-//! strings, which wisp does not serve yet.
+//! first two agree with onnxruntime on the fixtures, and `CategoryMapper` maps strings,
+//! which no fixture covers yet (string class labels of classifiers are covered).
 
 mod kernel;
 mod linear;

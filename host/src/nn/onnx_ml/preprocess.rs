@@ -17,7 +17,7 @@ fn no_strings(node: &NodeProto, attrs: &[&str]) -> TractResult<()> {
     for attr in attrs {
         if node.get_attr_opt_tvec::<&str>(attr)?.is_some() {
             bail!(
-                "{} with `{attr}` works on strings, which wisp does not serve yet",
+                "{} with `{attr}` maps strings, which wisp does not serve as operator inputs yet (string class labels are served)",
                 node.op_type
             );
         }
@@ -285,7 +285,7 @@ fn label_encoder(_: &ParsingContext<'_>, node: &NodeProto) -> Built {
         node.get_attr_opt::<&str>("default_string")?.is_none()
             || node.get_attr_opt_vec::<i64>("values_int64s")?.is_some()
             || node.get_attr_opt_vec::<f32>("values_floats")?.is_some(),
-        "LabelEncoder to strings needs string tensors, which wisp does not serve yet"
+        "LabelEncoder to strings is not served yet (string class labels of classifiers are)"
     );
     let (keys, float_keys) = match (
         node.get_attr_opt_vec::<i64>("keys_int64s")?,

@@ -1,0 +1,80 @@
+//! String tensors through the real router: a classifier trained on string labels (a
+//! scikit-learn export) answers its labels as JSON strings in wisp's predict and as `BYTES`
+//! in Open Inference Protocol V2, and its signature says `string`.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::json;
+use wisp_test_artifacts::fixture;
+
+/// Three iris rows (one of each species) and the labels onnxruntime gives them.
+const ROWS: [[f32; 4]; 3] = [
+    [5.1, 3.5, 1.4, 0.2],
+    [6.7, 3.0, 5.2, 2.3],
+    [5.9, 3.0, 4.2, 1.5],
+];
+const LABELS: [&str; 3] = ["setosa", "virginica", "versicolor"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_string_label_classifier_answers_strings_in_predict_and_v2() {
+    let app = TestApp::serving().await;
+    let admin = app.admin().await;
+    app.model(&admin, ORG, "species").await;
+    let upload = app
+        .upload(
+            ORG,
+            "species",
+            &admin,
+            fixture("unsupported/iris_string_labels.onnx"),
+        )
+        .await;
+    assert_eq!(upload.status, StatusCode::CREATED, "{upload:?}");
+    let outputs = upload.body["signature"]["outputs"].as_array().unwrap();
+    let label = outputs.iter().find(|o| o["name"] == "label").unwrap();
+    assert_eq!(label["dtype"], "string", "{upload:?}");
+
+    let deploy = app
+        .put(
+            &format!("/v1/orgs/{ORG}/models/species/deployment"),
+            &admin,
+            json!({ "version": 1, "wait": true }),
+        )
+        .await;
+    assert_eq!(deploy.body["status"], "ready", "{deploy:?}");
+
+    // wisp's predict: string outputs are JSON strings.
+    let reply = app
+        .post(
+            &format!("/v1/orgs/{ORG}/models/species/predict"),
+            &admin,
+            json!({ "inputs": { "input": ROWS } }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let label = &reply.body["outputs"]["label"];
+    assert_eq!(label["dtype"], "string", "{reply:?}");
+    assert_eq!(label["shape"], json!([3]));
+    assert_eq!(label["data"], json!(LABELS));
+
+    // V2: the same labels as BYTES.
+    let (_, key) = app.api_key(&admin, ORG, &["predict"]).await;
+    let flat: Vec<f32> = ROWS.iter().flatten().copied().collect();
+    let reply = app
+        .post(
+            "/v2/models/species/infer",
+            &key,
+            json!({
+                "inputs": [{ "name": "input", "shape": [3, 4], "datatype": "FP32", "data": flat }],
+                "outputs": [{ "name": "label" }],
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let output = &reply.body["outputs"][0];
+    assert_eq!(output["name"], "label");
+    assert_eq!(output["datatype"], "BYTES", "{reply:?}");
+    assert_eq!(output["shape"], json!([3]));
+    assert_eq!(output["data"], json!(LABELS));
+}
