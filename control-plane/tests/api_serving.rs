@@ -414,10 +414,12 @@ async fn plan_limits_stop_runaway_components() {
     {
         let conn = app.state.db.write().await;
         conn.execute(
-            // 50,000 compute units: 50 million fuel.
+            // 50,000 compute units: 50 million fuel. The deadline leaves the fuel burner
+            // and the allocation bomb time to reach their own limits on a loaded machine
+            // (at 300 ms a busy CI host once ran the bomb into the deadline first).
             "INSERT INTO plans (id, name, max_upload_bytes, compute_units_per_call,
                 max_memory_bytes, deadline_ms, max_output_bytes)
-             VALUES ('tiny', 'Tiny', 33554432, 50000, 33554432, 300, 1048576)",
+             VALUES ('tiny', 'Tiny', 33554432, 50000, 33554432, 2000, 1048576)",
             (),
         )
         .await

@@ -7,7 +7,6 @@
 //! `operator:<user id>`), reads of the whole platform without an organisation, and all of
 //! them, as `platform.*` actions, in the platform view.
 
-use crate::db::Reader;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -19,11 +18,13 @@ use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::api::PlatformOperator;
 use crate::audit::{self, AuditEvent, AuditPage, AuditQuery, RequestMeta};
 use crate::db;
+use crate::domain;
+use crate::domain::platform::{Operating, PlanChange, PlatformOrg, platform_org};
 use crate::error::{ApiError, ApiResult};
 use crate::metering::period::Period;
 use crate::metering::store::{self, Totals};
-use crate::orgs::{self, Org};
-use crate::plans::{self, Overrides};
+use crate::orgs;
+use crate::plans::Overrides;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -33,20 +34,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reinstate))
         .routes(routes!(usage))
         .routes(routes!(platform_audit))
-}
-
-/// An organisation as the platform operator sees it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PlatformOrg {
-    pub id: String,
-    pub slug: String,
-    pub name: String,
-    /// The plan's id: `free`, `pro`, `enterprise`.
-    pub plan: String,
-    /// The organisation's overrides of its plan's quotas (absent fields keep the plan's).
-    pub overrides: Overrides,
-    /// RFC 3339; present while the organisation is suspended.
-    pub suspended_at: Option<String>,
 }
 
 /// A new plan and/or new quota overrides for an organisation.
@@ -92,27 +79,6 @@ pub struct PlatformUsage {
     /// `YYYY-MM`.
     pub period: String,
     pub orgs: Vec<OrgUsage>,
-}
-
-async fn platform_org(conn: &Reader, org: Org, plan: String) -> ApiResult<PlatformOrg> {
-    let overrides = plans::overrides_of(conn, &org.id).await?;
-    Ok(PlatformOrg {
-        id: org.id,
-        slug: org.slug,
-        name: org.name,
-        plan,
-        overrides,
-        suspended_at: org.suspended_at.map(db::rfc3339),
-    })
-}
-
-/// The organisation `slug` and its plan id, read in the transaction.
-async fn find_org(conn: &Reader, slug: &str) -> ApiResult<(Org, String)> {
-    let org = orgs::find_by_slug(conn, slug)
-        .await?
-        .ok_or_else(|| ApiError::not_found("organisation"))?;
-    let plan = plans::of_org(conn, &org.id).await?.id;
-    Ok((org, plan))
 }
 
 /// Records an operator's action on the platform as a whole (no organisation).
@@ -173,40 +139,19 @@ async fn set_plan(
     ApiPath(slug): ApiPath<String>,
     ApiJson(request): ApiJson<SetPlan>,
 ) -> ApiResult<Json<PlatformOrg>> {
-    if request.plan.is_none() && request.overrides.is_none() {
-        return Err(ApiError::invalid("give a plan, overrides, or both"));
-    }
+    let actor = operator.actor();
+    let operating = Operating {
+        actor: &actor,
+        meta: &meta,
+    };
+    let change = PlanChange {
+        plan: request.plan.as_deref(),
+        overrides: request.overrides.as_ref(),
+    };
     let changed = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
-            let (org, from) = find_org(tx, &slug).await?;
-            let before = plans::overrides_of(tx, &org.id).await?;
-            if let Some(plan) = &request.plan
-                && !plans::assign(tx, &org.id, plan).await?
-            {
-                return Err(ApiError::invalid(format!("no plan {plan:?}")));
-            }
-            if let Some(overrides) = &request.overrides {
-                plans::set_overrides(tx, &org.id, overrides).await?;
-            }
-            let (org, to) = find_org(tx, &slug).await?;
-            let after = platform_org(tx, org, to.clone()).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&after.id),
-                    actor: &operator.actor(),
-                    action: "platform.plan_changed",
-                    target: Some(&format!("org:{}", after.slug)),
-                    details: json!({
-                        "from": { "plan": from, "overrides": before },
-                        "to": { "plan": to, "overrides": after.overrides },
-                    }),
-                },
-            )
-            .await?;
-            Ok(after)
+        .transaction(async |tx| -> ApiResult<_> {
+            domain::platform::set_plan(tx, operating, &slug, change).await
         })
         .await?;
     Ok(Json(changed))
@@ -253,29 +198,15 @@ async fn set_suspended(
     slug: &str,
     reason: Option<&str>,
 ) -> ApiResult<Json<PlatformOrg>> {
+    let actor = operator.actor();
+    let operating = Operating {
+        actor: &actor,
+        meta,
+    };
     let org = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
-            let (org, _) = find_org(tx, slug).await?;
-            orgs::set_suspended(tx, &org.id, reason).await?;
-            let (org, plan) = find_org(tx, slug).await?;
-            let (action, details) = match reason {
-                Some(reason) => ("platform.org_suspended", json!({ "reason": reason })),
-                None => ("platform.org_reinstated", json!({})),
-            };
-            audit::record(
-                tx,
-                meta,
-                AuditEvent {
-                    org_id: Some(&org.id),
-                    actor: &operator.actor(),
-                    action,
-                    target: Some(&format!("org:{}", org.slug)),
-                    details,
-                },
-            )
-            .await?;
-            platform_org(tx, org, plan).await
+        .transaction(async |tx| -> ApiResult<_> {
+            domain::platform::set_suspended(tx, operating, slug, reason).await
         })
         .await?;
     Ok(Json(org))
