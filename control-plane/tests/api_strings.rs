@@ -4,9 +4,12 @@
 
 mod common;
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
 use common::*;
-use serde_json::json;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
 use wisp_test_artifacts::fixture;
 
 /// Three iris rows (one of each species) and the labels onnxruntime gives them.
@@ -77,4 +80,40 @@ async fn a_string_label_classifier_answers_strings_in_predict_and_v2() {
     assert_eq!(output["datatype"], "BYTES", "{reply:?}");
     assert_eq!(output["shape"], json!([3]));
     assert_eq!(output["data"], json!(LABELS));
+
+    // V2 binary data: the labels come back after the JSON header in Triton's BYTES layout,
+    // each a 4-byte little-endian length and its UTF-8 bytes.
+    let request = json!({
+        "inputs": [{ "name": "input", "shape": [3, 4], "datatype": "FP32", "data": flat }],
+        "outputs": [{ "name": "label", "parameters": { "binary_data": true } }],
+    });
+    let response = app
+        .app
+        .clone()
+        .oneshot(
+            Request::post("/v2/models/species/infer")
+                .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                .body(Body::from(request.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let json_length: usize = response.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let (head, binary) = body.split_at(json_length);
+    let head: Value = serde_json::from_slice(head).unwrap();
+    let output = &head["outputs"][0];
+    assert_eq!(output["datatype"], "BYTES", "{head}");
+    let mut expected = Vec::new();
+    for label in LABELS {
+        expected.extend_from_slice(&(label.len() as u32).to_le_bytes());
+        expected.extend_from_slice(label.as_bytes());
+    }
+    assert_eq!(output["parameters"]["binary_data_size"], expected.len());
+    assert_eq!(binary, &expected[..]);
 }
