@@ -81,7 +81,7 @@ pub async fn find_by_id(conn: &Reader, id: &str) -> Result<Option<Org>, DbError>
 
 /// The organisations a user belongs to, with the user's role in each.
 pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<(Org, Role)>, DbError> {
-    let conn = db.write().await;
+    let conn = db.read().await;
     let rows = conn
         .query(
             &format!(

@@ -222,7 +222,7 @@ pub const ADMIN_PASSWORD_ANNOUNCEMENT: &str = "One-time admin password written t
 /// useless once it has been used.
 async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap, data_dir: &Path) -> anyhow::Result<()> {
     {
-        let conn = db.write().await;
+        let conn = db.read().await;
         if users::any_exist(&conn).await? {
             return Ok(());
         }

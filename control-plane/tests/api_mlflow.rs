@@ -1236,3 +1236,41 @@ async fn rate_limits_answer_request_limit_exceeded_with_retry_after() {
         .unwrap();
     assert!(retry_after >= 1);
 }
+
+/// Reads never make memoised rows stale: an MLflow call reads its plan from the memo (it
+/// once went through the write connection, so every MLflow request made every tenant's
+/// memoised rows stale), and a user's list of organisations is a read.
+#[tokio::test]
+async fn reads_leave_memoised_rows_fresh() {
+    let (app, key) = setup().await;
+    let experiment_id = experiment(&app, &key, "memo").await;
+    let admin = app.admin().await;
+    let before = app.state.db.generation();
+    let read = get(
+        &app,
+        &key,
+        &format!("experiments/get?experiment_id={experiment_id}"),
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK, "{read:?}");
+    let search = post(
+        &app,
+        &key,
+        "experiments/search",
+        json!({ "max_results": 10 }),
+    )
+    .await;
+    assert_eq!(search.status, StatusCode::OK, "{search:?}");
+    let orgs = app.get("/v1/orgs", &admin).await;
+    assert_eq!(orgs.status, StatusCode::OK, "{orgs:?}");
+    let versions = app.get(&format!("/v1/orgs/{ORG}/models"), &admin).await;
+    assert_eq!(versions.status, StatusCode::OK, "{versions:?}");
+    assert_eq!(
+        app.state.db.generation(),
+        before,
+        "a read made memoised rows stale"
+    );
+    // A write does.
+    experiment(&app, &key, "another").await;
+    assert!(app.state.db.generation() > before);
+}

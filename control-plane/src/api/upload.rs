@@ -252,7 +252,7 @@ async fn list_versions(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Vec<ModelVersion>>> {
     let (_, name) = path;
-    let conn = state.db.write().await;
+    let conn = state.db.read().await;
     let model = find_model(&conn, &access.org.id, &name).await?;
     Ok(Json(registry::list_versions(&conn, &model.id).await?))
 }
@@ -291,7 +291,7 @@ async fn upload_version(
     };
     // Fail fast, before reading a byte, when the model does not exist.
     let plan = {
-        let conn = state.db.write().await;
+        let conn = state.db.read().await;
         find_model(&conn, &access.org.id, &name).await?;
         let plan = plans::of_org(&conn, &access.org.id).await?;
         let stored = storage::org_bytes(&conn, &access.org.id).await?;

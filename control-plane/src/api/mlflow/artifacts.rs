@@ -88,10 +88,7 @@ async fn upload(
     if path.is_empty() {
         return Err(MlflowError::invalid("an artifact upload needs a file path"));
     }
-    let plan = {
-        let conn = state.db.write().await;
-        plans::of_org(&conn, &access.org.id).await?
-    };
+    let plan = state.lookups.plan(&access.org.id).await?;
     let limit = state.settings.max_upload_bytes.min(plan.max_upload_bytes);
     let staged = state
         .staging

@@ -151,12 +151,13 @@ impl<P: Permission> FromRequestParts<AppState> for Access<P> {
         let access = CredentialOrg::<P>::from_request_parts(parts, state).await?;
         // The plan's rate limits: `429 REQUEST_LIMIT_EXCEEDED` with `Retry-After`, which the
         // MLflow client waits for and retries.
-        let plan = {
-            let conn = state.db.write().await;
-            crate::plans::of_org(&conn, &access.org.id)
-                .await
-                .map_err(ApiError::from)?
-        };
+        // From the memoised rows: an MLflow call, like any other, reads its plan without
+        // touching the database when the row is warm, and never makes memos stale.
+        let plan = state
+            .lookups
+            .plan(&access.org.id)
+            .await
+            .map_err(ApiError::from)?;
         let caller = Caller {
             org_id: &access.org.id,
             key_id: access.principal.api_key_id(),

@@ -752,7 +752,7 @@ async fn create_version(
     let name = required_str(request.name, "name")?;
     let source = required_str(request.source, "source")?;
     let (location, model_id, run_id) = {
-        let conn = state.db.write().await;
+        let conn = state.db.read().await;
         mlregistry::check_model(&conn, &access.org.id, &name).await?;
         resolve_source(
             &conn,

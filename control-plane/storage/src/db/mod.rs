@@ -181,7 +181,10 @@ impl Db {
         conn
     }
 
-    fn generation(&self) -> u64 {
+    /// The write generation: how many accesses that may change a memoised row
+    /// ([`Db::write`], [`Db::transaction`]) this process has released. A memoised row is
+    /// served only while it is unchanged.
+    pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 }
