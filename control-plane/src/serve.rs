@@ -8,10 +8,10 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::api::{self, ApiSettings, AppState};
-use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::audit::RequestMeta;
+use crate::auth::password;
 use crate::auth::password::HashingPool;
 use crate::auth::tokens::{self, JwtKeys};
-use crate::auth::{Role, password};
 use crate::batch::{self, BatchJobs};
 use crate::blob::{LocalStore, ObjectStore, S3Store, Staging};
 use crate::cli::Bootstrap;
@@ -247,22 +247,17 @@ async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap, data_dir: &Path) -> any
             if generated {
                 users::require_password_change(tx, &user_id).await?;
             }
-            let org = orgs::insert(tx, &bootstrap.org_slug, &bootstrap.org_slug).await?;
-            orgs::add_member(tx, &org.id, &user_id, Role::Owner).await?;
+            let details = json!({ "owner": bootstrap.admin_email, "first_start": true });
+            let slug = &bootstrap.org_slug;
+            let meta = RequestMeta::default();
+            let org =
+                crate::domain::orgs::create(tx, "system", &meta, slug, slug, &user_id, details)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("creating organisation {slug:?}: {}", e.message())
+                    })?;
             // The operator's own organisation is not held to the Free plan.
             plans::assign(tx, &org.id, "enterprise").await?;
-            audit::record(
-                tx,
-                &RequestMeta::default(),
-                AuditEvent {
-                    org_id: Some(&org.id),
-                    actor: "system",
-                    action: "org.created",
-                    target: Some(&format!("org:{}", org.slug)),
-                    details: json!({ "owner": bootstrap.admin_email, "first_start": true }),
-                },
-            )
-            .await?;
             // Written before the commit: if it fails, no admin exists whose password nobody has.
             let password_file = data_dir.join(ADMIN_PASSWORD_FILE);
             if generated {

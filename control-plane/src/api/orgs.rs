@@ -11,11 +11,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{ApiJson, AppState};
 use crate::access::Principal;
 use crate::api::{Authorized, CurrentUser};
-use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::audit::RequestMeta;
 use crate::auth::Role;
 use crate::auth::rbac::can;
 use crate::db;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::domain;
+use crate::error::{ApiError, ApiResult};
 use crate::orgs::{self, Org};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -108,33 +109,12 @@ async fn create_org(
 ) -> ApiResult<(StatusCode, Json<OrgView>)> {
     validate_slug(&request.slug)?;
     let name = request.name.unwrap_or_else(|| request.slug.clone());
+    let actor = format!("user:{}", user.id);
     let org = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
-            let org = orgs::insert(tx, &request.slug, &name).await.map_err(|e| {
-                if db::is_unique_violation(&e) {
-                    ApiError::new(
-                        ErrorCode::AlreadyExists,
-                        "an organisation with this slug exists",
-                    )
-                } else {
-                    e.into()
-                }
-            })?;
-            orgs::add_member(tx, &org.id, &user.id, Role::Owner).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&org.id),
-                    actor: &format!("user:{}", user.id),
-                    action: "org.created",
-                    target: Some(&format!("org:{}", org.slug)),
-                    details: json!({ "name": name }),
-                },
-            )
-            .await?;
-            Ok(org)
+        .transaction(async |tx| -> ApiResult<_> {
+            let details = json!({ "name": name });
+            domain::orgs::create(tx, &actor, &meta, &request.slug, &name, &user.id, details).await
         })
         .await?;
     Ok((

@@ -10,6 +10,7 @@ pub mod deployments;
 pub mod keys;
 pub mod members;
 pub mod models;
+pub mod orgs;
 pub mod platform;
 
 use serde_json::Value;
