@@ -10,6 +10,7 @@
 
 mod graph;
 mod guard;
+mod inputs;
 mod onnx_limits;
 mod onnx_ml;
 mod operators;

@@ -19,7 +19,7 @@
 use super::graph::GraphInfo;
 use super::guard::{RunBounds, Stop};
 use crate::error::RuntimeError;
-use crate::tensor::{NamedTensor, Signature, Tensor, TensorSpec, TensorType, shape_display};
+use crate::tensor::{NamedTensor, Signature, Tensor, TensorSpec, TensorType};
 use ort::session::{RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, ValueType};
 use prost::Message;
@@ -160,47 +160,15 @@ impl OrtGraph {
 
     /// Orders the inputs as the session wants them, rejecting unknown, missing or mistyped
     /// ones with the messages tract's backend gives.
+    /// Orders the inputs as the session wants them, rejecting unknown, missing or mistyped
+    /// ones as every backend does ([`super::inputs::bind`]).
     fn bind_inputs(
         &self,
         inputs: Vec<NamedTensor>,
     ) -> Result<Vec<(String, SessionInputValue<'static>)>, RuntimeError> {
-        let specs = &self.info.signature.inputs;
-        let mut slots: Vec<Option<Tensor>> = vec![None; specs.len()];
-        for NamedTensor { name, tensor } in inputs {
-            let Some(index) = specs.iter().position(|spec| spec.name == name) else {
-                let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-                return Err(RuntimeError::InvalidInput(format!(
-                    "unknown input `{name}`; the model takes {known:?}"
-                )));
-            };
-            if slots[index].replace(tensor).is_some() {
-                return Err(RuntimeError::InvalidInput(format!(
-                    "input `{name}` given twice"
-                )));
-            }
-        }
-        specs
-            .iter()
-            .zip(slots)
-            .map(|(spec, tensor)| {
-                let tensor = tensor.ok_or_else(|| {
-                    RuntimeError::InvalidInput(format!("missing input `{}`", spec.name))
-                })?;
-                if tensor.ty != spec.ty || !spec.accepts_shape(&tensor.shape) {
-                    return Err(RuntimeError::InvalidInput(format!(
-                        "input `{}`: expected {} {}, got {} {:?}",
-                        spec.name,
-                        spec.ty,
-                        shape_display(&spec.shape),
-                        tensor.ty,
-                        tensor.shape
-                    )));
-                }
-                tensor.check_layout().map_err(|e| {
-                    RuntimeError::InvalidInput(format!("input `{}`: {e}", spec.name))
-                })?;
-                Ok((spec.name.clone(), to_ort(&tensor)?))
-            })
+        super::inputs::bind(&self.info.signature.inputs, inputs)?
+            .into_iter()
+            .map(|(spec, tensor)| Ok((spec.name.clone(), to_ort(&tensor)?)))
             .collect()
     }
 }

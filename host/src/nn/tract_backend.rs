@@ -8,7 +8,7 @@
 use super::graph::GraphInfo;
 use super::guard::{GraphCosts, Guard, RunBounds, Stop};
 use crate::error::RuntimeError;
-use crate::tensor::{NamedTensor, Signature, Tensor, TensorSpec, TensorType, shape_display};
+use crate::tensor::{NamedTensor, Signature, Tensor, TensorSpec, TensorType};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -102,32 +102,11 @@ impl TractGraph {
     }
 
     /// Orders the inputs as the plan wants them, rejecting unknown, missing or mistyped ones.
+    /// Orders the inputs as the plan wants them, rejecting unknown, missing or mistyped ones.
     fn bind_inputs(&self, inputs: Vec<NamedTensor>) -> Result<TVec<TValue>, RuntimeError> {
-        let specs = &self.info.signature.inputs;
-        let mut slots: Vec<Option<Tensor>> = vec![None; specs.len()];
-        for NamedTensor { name, tensor } in inputs {
-            let Some(index) = specs.iter().position(|spec| spec.name == name) else {
-                let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-                return Err(RuntimeError::InvalidInput(format!(
-                    "unknown input `{name}`; the model takes {known:?}"
-                )));
-            };
-            if slots[index].replace(tensor).is_some() {
-                return Err(RuntimeError::InvalidInput(format!(
-                    "input `{name}` given twice"
-                )));
-            }
-        }
-        specs
-            .iter()
-            .zip(slots)
-            .map(|(spec, tensor)| {
-                let tensor = tensor.ok_or_else(|| {
-                    RuntimeError::InvalidInput(format!("missing input `{}`", spec.name))
-                })?;
-                check_against_spec(spec, &tensor)?;
-                to_tract(&tensor).map(IntoTValue::into_tvalue)
-            })
+        super::inputs::bind(&self.info.signature.inputs, inputs)?
+            .into_iter()
+            .map(|(_, tensor)| to_tract(&tensor).map(IntoTValue::into_tvalue))
             .collect()
     }
 }
@@ -155,22 +134,6 @@ fn name_unknown_dimensions(mut model: InferenceModel) -> TractResult<InferenceMo
         model.set_input_fact(input, InferenceFact::dt_shape(datum_type, dims))?;
     }
     Ok(model)
-}
-
-fn check_against_spec(spec: &TensorSpec, tensor: &Tensor) -> Result<(), RuntimeError> {
-    if tensor.ty != spec.ty || !spec.accepts_shape(&tensor.shape) {
-        return Err(RuntimeError::InvalidInput(format!(
-            "input `{}`: expected {} {}, got {} {:?}",
-            spec.name,
-            spec.ty,
-            shape_display(&spec.shape),
-            tensor.ty,
-            tensor.shape
-        )));
-    }
-    tensor
-        .check_layout()
-        .map_err(|e| RuntimeError::InvalidInput(format!("input `{}`: {e}", spec.name)))
 }
 
 fn signature_of(model: &TypedModel) -> Result<Signature, RuntimeError> {
@@ -240,7 +203,7 @@ fn datum_type_of(ty: TensorType) -> DatumType {
 fn to_tract(tensor: &Tensor) -> Result<tract_onnx::prelude::Tensor, RuntimeError> {
     let shape: Vec<usize> = tensor.shape.iter().map(|&d| d as usize).collect();
     if tensor.ty == TensorType::String {
-        // `check_against_spec` checked the layout: the elements decode and fill the shape.
+        // `inputs::bind` checked the layout: the elements decode and fill the shape.
         let strings =
             crate::tensor::decode_strings(&tensor.data).map_err(RuntimeError::InvalidInput)?;
         return tract_ndarray::ArrayD::from_shape_vec(shape, strings)
