@@ -133,12 +133,7 @@ async fn deploy(
         .backend
         .check_built_in()
         .map_err(ApiError::invalid)?;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let (job, model_id) = state
         .db
         .transaction(async |tx| -> ApiResult<_> {
@@ -151,7 +146,7 @@ async fn deploy(
                 cache_ttl_secs: request.cache_ttl_secs,
                 backend: request.backend,
             };
-            let job = domain::deployments::deploy(tx, acting, &model, deploy).await?;
+            let job = domain::deployments::deploy(tx, &acting, &model, deploy).await?;
             Ok((job, model.id))
         })
         .await?;
@@ -169,17 +164,12 @@ async fn undeploy(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, name) = path;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     state
         .db
         .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            domain::deployments::undeploy(tx, acting, &model).await
+            domain::deployments::undeploy(tx, &acting, &model).await
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -208,17 +198,12 @@ async fn rollback(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, e.to_string()))?
     };
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let (job, model_id) = state
         .db
         .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            let job = domain::deployments::rollback(tx, acting, &model, request.version).await?;
+            let job = domain::deployments::rollback(tx, &acting, &model, request.version).await?;
             Ok((job, model.id))
         })
         .await?;
@@ -241,17 +226,12 @@ async fn promote(
     ApiJson(request): ApiJson<PromoteRequest>,
 ) -> ApiResult<Deployed> {
     let (_, name) = path;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let (job, model_id) = state
         .db
         .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            let job = domain::deployments::promote(tx, acting, &model, request.version).await?;
+            let job = domain::deployments::promote(tx, &acting, &model, request.version).await?;
             Ok((job, model.id))
         })
         .await?;

@@ -21,6 +21,7 @@ use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::can;
 use crate::auth::{Role, input, password, tokens};
 use crate::db;
+use crate::domain::Acting;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::invitations::{self, Invitation, InvitationView};
 use crate::{orgs, sessions, sign_ins, users};
@@ -82,18 +83,14 @@ async fn revoke_invitation(
             if !invitations::revoke(tx, &access.org.id, &id, db::now()).await? {
                 return Err(ApiError::not_found("invitation"));
             }
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "member.invitation_revoked",
-                    target: Some(&format!("invitation:{id}")),
-                    details: json!({}),
-                },
-            )
-            .await?;
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "member.invitation_revoked",
+                    &format!("invitation:{id}"),
+                    json!({}),
+                )
+                .await?;
             Ok(())
         })
         .await?;

@@ -114,12 +114,7 @@ async fn create_key(
         return Err(ApiError::invalid("expires_at must be in the future"));
     }
     let generated = tokens::generate_secret(tokens::API_KEY_PREFIX);
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let new = NewKeyRequest {
         name: &request.name,
         scopes: &scopes,
@@ -128,7 +123,7 @@ async fn create_key(
     let key = state
         .db
         .transaction(async |tx| -> ApiResult<_> {
-            domain::keys::create(tx, acting, &access, new, &generated).await
+            domain::keys::create(tx, &acting, &access, new, &generated).await
         })
         .await?;
     Ok((
@@ -173,16 +168,11 @@ async fn rename_key(
 ) -> ApiResult<Json<ApiKey>> {
     let (_, key_id) = path;
     validate_name(&request.name)?;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let key = state
         .db
         .transaction(async |tx| -> ApiResult<_> {
-            domain::keys::rename(tx, acting, &access, &key_id, &request.name).await
+            domain::keys::rename(tx, &acting, &access, &key_id, &request.name).await
         })
         .await?;
     Ok(Json(key))
@@ -199,16 +189,11 @@ async fn revoke_key(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, key_id) = path;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     state
         .db
         .transaction(async |tx| -> ApiResult<_> {
-            domain::keys::revoke(tx, acting, &access, &key_id).await
+            domain::keys::revoke(tx, &acting, &access, &key_id).await
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

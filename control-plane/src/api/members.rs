@@ -97,17 +97,12 @@ async fn add_member(
 ) -> ApiResult<(StatusCode, Json<AddedMember>)> {
     let email = input::email(&request.email)?.to_owned();
     let ttl = state.settings.invitation_ttl_secs;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let (invitation, token) = state
         .db
         .transaction(async |tx| -> ApiResult<_> {
             let role = access.acting_role();
-            domain::members::invite(tx, acting, role, &email, request.role, ttl).await
+            domain::members::invite(tx, &acting, role, &email, request.role, ttl).await
         })
         .await?;
     Ok((
@@ -132,17 +127,12 @@ async fn change_role(
     ApiJson(request): ApiJson<ChangeRole>,
 ) -> ApiResult<Json<Member>> {
     let (_, user_id) = path;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let member = state
         .db
         .transaction(async |tx| -> ApiResult<_> {
             let role = access.acting_role();
-            domain::members::change_role(tx, acting, role, &user_id, request.role).await
+            domain::members::change_role(tx, &acting, role, &user_id, request.role).await
         })
         .await?;
     Ok(Json(member))
@@ -159,16 +149,11 @@ async fn remove_member(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, user_id) = path;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     state
         .db
         .transaction(async |tx| -> ApiResult<_> {
-            domain::members::remove(tx, acting, access.acting_role(), &user_id).await
+            domain::members::remove(tx, &acting, access.acting_role(), &user_id).await
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -139,16 +139,12 @@ async fn create_model(
     ApiJson(request): ApiJson<CreateModel>,
 ) -> ApiResult<(StatusCode, Json<Model>)> {
     validate_model_name(&request.name)?;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let model = state
         .db
         .transaction(async |tx| -> ApiResult<_> {
-            domain::models::create(tx, acting, &request.name, &request.description, json!({})).await
+            domain::models::create(tx, &acting, &request.name, &request.description, json!({}))
+                .await
         })
         .await?;
     Ok((StatusCode::CREATED, Json(model)))
@@ -182,17 +178,12 @@ async fn delete_model(
     // Blobs are deleted while the database lock is still held, so an upload of the same
     // bytes cannot slip a new reference in between the check and the deletion (the upload
     // re-checks its blob under the same lock).
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let conn = state.db.write().await;
     let orphans = conn
         .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            domain::models::delete(tx, acting, &model).await
+            domain::models::delete(tx, &acting, &model).await
         })
         .await?;
     for digest in orphans {
@@ -281,17 +272,12 @@ async fn patch_version(
         metrics: request.metrics,
         run_id: request.run_id,
     };
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let updated = state
         .db
         .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            domain::models::update_version(tx, acting, &model, version, &patch).await?;
+            domain::models::update_version(tx, &acting, &model, version, &patch).await?;
             resolve_version(tx, &model, version).await
         })
         .await?;
@@ -344,18 +330,13 @@ async fn set_alias(
 ) -> ApiResult<Json<AliasMoved>> {
     let (_, name, alias) = path;
     validate_alias(&alias)?;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let (moved, redeploy) = state
         .db
         .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
             let moved =
-                domain::models::move_alias(tx, acting, &model, &alias, request.version).await?;
+                domain::models::move_alias(tx, &acting, &model, &alias, request.version).await?;
             let answer = AliasMoved {
                 alias: alias.clone(),
                 version: request.version,
@@ -382,17 +363,12 @@ async fn delete_alias(
     ApiPath(path): ApiPath<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, name, alias) = path;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     state
         .db
         .transaction(async |tx| -> ApiResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
-            domain::models::delete_alias(tx, acting, &model, &alias).await
+            domain::models::delete_alias(tx, &acting, &model, &alias).await
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -283,12 +283,7 @@ async fn upload_version(
     request: Request,
 ) -> ApiResult<(StatusCode, Json<ModelVersion>)> {
     let (_, name) = path;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     // Fail fast, before reading a byte, when the model does not exist.
     let plan = {
         let conn = state.db.read().await;
@@ -379,7 +374,7 @@ async fn upload_version(
                 .await??;
             let number = domain::models::add_version(
                 tx,
-                acting,
+                &acting,
                 &model,
                 &NewVersion {
                     model_id: &model.id,
@@ -392,7 +387,7 @@ async fn upload_version(
                     metrics: &metadata.metrics,
                     run_id: metadata.run_id.as_deref(),
                     signature: &inspected.signature,
-                    created_by: &actor,
+                    created_by: &acting.actor,
                 },
                 json!({}),
             )

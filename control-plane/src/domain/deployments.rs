@@ -39,7 +39,7 @@ pub struct Deploy<'a> {
 /// Points `model`'s deployment at what `request` asks for.
 pub async fn deploy(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     model: &Model,
     request: Deploy<'_>,
 ) -> ApiResult<WarmUp> {
@@ -74,7 +74,7 @@ pub async fn deploy(
         shadow: request.shadow,
         backend: request.backend,
     };
-    let job = change(tx, model, &target, "deployed", acting.actor).await?;
+    let job = change(tx, model, &target, "deployed", &acting.actor).await?;
     let details = json!({
         "version": version,
         "follow_alias": request.alias,
@@ -94,8 +94,8 @@ pub async fn deploy(
 }
 
 /// Stops serving `model`; its versions stay. `not_found` if it is not deployed.
-pub async fn undeploy(tx: &Writer, acting: Acting<'_>, model: &Model) -> ApiResult<()> {
-    if !deployments::remove(tx, acting.org_id, &model.id, acting.actor).await? {
+pub async fn undeploy(tx: &Writer, acting: &Acting<'_>, model: &Model) -> ApiResult<()> {
+    if !deployments::remove(tx, acting.org_id, &model.id, &acting.actor).await? {
         return Err(ApiError::not_found("deployment"));
     }
     acting
@@ -113,7 +113,7 @@ pub async fn undeploy(tx: &Writer, acting: Acting<'_>, model: &Model) -> ApiResu
 /// then pins it (it stops following an alias).
 pub async fn rollback(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     model: &Model,
     to: Option<i64>,
 ) -> ApiResult<WarmUp> {
@@ -136,7 +136,7 @@ pub async fn rollback(
         shadow: None,
         backend: current.backend,
     };
-    let job = change(tx, model, &target, "rolled_back", acting.actor).await?;
+    let job = change(tx, model, &target, "rolled_back", &acting.actor).await?;
     let details = json!({ "from": current.version, "to": version });
     acting
         .audit(
@@ -152,7 +152,7 @@ pub async fn rollback(
 /// Makes `version` the only one served, ending any traffic split and shadow.
 pub async fn promote(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     model: &Model,
     version: i64,
 ) -> ApiResult<WarmUp> {
@@ -169,7 +169,7 @@ pub async fn promote(
         shadow: None,
         backend: current.backend,
     };
-    let job = change(tx, model, &target, "promoted", acting.actor).await?;
+    let job = change(tx, model, &target, "promoted", &acting.actor).await?;
     let details = json!({
         "from": current.version,
         "to": version,
@@ -192,7 +192,7 @@ pub async fn promote(
 /// alias change that caused it.
 pub async fn follow_alias(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     model: &Model,
     alias: &str,
 ) -> ApiResult<Option<WarmUp>> {
@@ -215,7 +215,7 @@ pub async fn follow_alias(
         shadow: current.shadow.as_ref(),
         backend: current.backend,
     };
-    change(tx, model, &target, "alias_moved", acting.actor)
+    change(tx, model, &target, "alias_moved", &acting.actor)
         .await
         .map(Some)
 }

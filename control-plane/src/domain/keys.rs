@@ -65,7 +65,7 @@ pub struct NewKeyRequest<'a> {
 /// acting for the caller's person (a key that acts for nobody cannot create keys).
 pub async fn create(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     access: &OrgAccess,
     request: NewKeyRequest<'_>,
     secret: &GeneratedSecret,
@@ -101,7 +101,7 @@ pub async fn create(
             prefix: &secret.display_prefix,
             key_hash: &secret.hash,
             scopes: request.scopes,
-            created_by: acting.actor,
+            created_by: &acting.actor,
             principal_user_id: &principal,
             expires_at: request.expires_at,
         },
@@ -124,7 +124,7 @@ pub async fn create(
 /// Renames a key the caller may manage.
 pub async fn rename(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     access: &OrgAccess,
     key_id: &str,
     name: &str,
@@ -150,7 +150,7 @@ pub async fn rename(
 /// Revokes a key the caller may manage: the next request made with it is refused.
 pub async fn revoke(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     access: &OrgAccess,
     key_id: &str,
 ) -> ApiResult<()> {

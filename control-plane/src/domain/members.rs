@@ -32,7 +32,7 @@ pub fn forbid_assign(actor: Role, role: Role) -> ApiResult<()> {
 /// address has an account, only whether it is a member here already.
 pub async fn invite(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     acting_role: Role,
     email: &str,
     role: Role,
@@ -46,7 +46,7 @@ pub async fn invite(
     }
     let now = crate::db::now();
     let (invitation, token) =
-        invitations::create(tx, acting.org_id, email, role, acting.actor, ttl_secs, now).await?;
+        invitations::create(tx, acting.org_id, email, role, &acting.actor, ttl_secs, now).await?;
     let details = json!({ "email": email, "role": role });
     acting
         .audit(
@@ -62,7 +62,7 @@ pub async fn invite(
 /// Gives member `user_id` the role `role`, revoking their keys beyond it.
 pub async fn change_role(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     acting_role: Role,
     user_id: &str,
     role: Role,
@@ -101,7 +101,7 @@ pub async fn change_role(
 /// Removes member `user_id` (the account stays) and revokes the keys acting for them.
 pub async fn remove(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     acting_role: Role,
     user_id: &str,
 ) -> ApiResult<()> {

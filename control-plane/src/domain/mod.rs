@@ -15,16 +15,28 @@ pub mod platform;
 
 use serde_json::Value;
 
+use crate::access::OrgAccess;
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::db::{DbError, Writer};
 
 /// Who is changing what, in which organisation, from where.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Acting<'a> {
     pub org_id: &'a str,
     /// `user:<id>`, `key:<id>` or `system`.
-    pub actor: &'a str,
+    pub actor: String,
     pub meta: &'a RequestMeta,
+}
+
+impl<'a> Acting<'a> {
+    /// The caller of an organisation-scoped request.
+    pub fn new(access: &'a OrgAccess, meta: &'a RequestMeta) -> Self {
+        Self {
+            org_id: &access.org.id,
+            actor: access.actor(),
+            meta,
+        }
+    }
 }
 
 impl Acting<'_> {
@@ -41,7 +53,7 @@ impl Acting<'_> {
             self.meta,
             AuditEvent {
                 org_id: Some(self.org_id),
-                actor: self.actor,
+                actor: &self.actor,
                 action,
                 target: Some(target),
                 details,

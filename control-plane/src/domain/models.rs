@@ -17,7 +17,7 @@ use crate::registry::{self, Model, NewVersion, VersionPatch};
 /// (e.g. which edge created it).
 pub async fn create(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     name: &str,
     description: &str,
     details: Value,
@@ -25,7 +25,7 @@ pub async fn create(
     let plan = plans::of_org(tx, acting.org_id).await?;
     let models = registry::list_models(tx, acting.org_id).await?.len() as u64;
     quota::check(QuotaKind::Models, models, 1, plan.quotas.max_models)?;
-    let model = registry::create_model(tx, acting.org_id, name, description, acting.actor)
+    let model = registry::create_model(tx, acting.org_id, name, description, &acting.actor)
         .await
         .map_err(|e| {
             if db::is_unique_violation(&e) {
@@ -43,7 +43,7 @@ pub async fn create(
 /// The model `name`, created as [`create`] does if it does not exist yet.
 pub async fn find_or_create(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     name: &str,
     description: &str,
     details: Value,
@@ -58,7 +58,7 @@ pub async fn find_or_create(
 /// caller); returns its number. `details` are added to the audit entry's.
 pub async fn add_version(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     model: &Model,
     version: &NewVersion<'_>,
     details: Value,
@@ -86,7 +86,7 @@ pub async fn add_version(
 /// Deletes `model` and its versions (its aliases and deployment go with it); returns the
 /// digests of the blobs nothing references any more, for the caller to delete while it
 /// still holds the database (so no upload slips a new reference in between).
-pub async fn delete(tx: &Writer, acting: Acting<'_>, model: &Model) -> ApiResult<Vec<String>> {
+pub async fn delete(tx: &Writer, acting: &Acting<'_>, model: &Model) -> ApiResult<Vec<String>> {
     let digests = registry::delete_model(tx, &model.id).await?;
     let details = json!({ "versions_deleted": digests.len() });
     acting
@@ -104,7 +104,7 @@ pub async fn delete(tx: &Writer, acting: Acting<'_>, model: &Model) -> ApiResult
 /// exist.
 pub async fn update_version(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     model: &Model,
     version: i64,
     patch: &VersionPatch,
@@ -132,7 +132,7 @@ pub struct AliasMove {
 /// follows it.
 pub async fn move_alias(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     model: &Model,
     alias: &str,
     version: i64,
@@ -140,7 +140,7 @@ pub async fn move_alias(
     registry::get_version(tx, &model.id, version)
         .await?
         .ok_or_else(|| ApiError::not_found("version"))?;
-    let previous = registry::set_alias(tx, &model.id, alias, version, acting.actor).await?;
+    let previous = registry::set_alias(tx, &model.id, alias, version, &acting.actor).await?;
     let redeploy = deployments::follow_alias(tx, acting, model, alias).await?;
     let details = json!({
         "from": previous,
@@ -157,7 +157,7 @@ pub async fn move_alias(
 /// Deletes `alias` of `model`: `alias_in_use` while the deployment follows it.
 pub async fn delete_alias(
     tx: &Writer,
-    acting: Acting<'_>,
+    acting: &Acting<'_>,
     model: &Model,
     alias: &str,
 ) -> ApiResult<()> {
@@ -169,7 +169,7 @@ pub async fn delete_alias(
             "the model's deployment follows this alias; deploy a version or another alias first",
         ));
     }
-    let previous = registry::delete_alias(tx, &model.id, alias, acting.actor)
+    let previous = registry::delete_alias(tx, &model.id, alias, &acting.actor)
         .await?
         .ok_or_else(|| ApiError::not_found("alias"))?;
     let target = format!("model:{}/aliases/{alias}", model.name);

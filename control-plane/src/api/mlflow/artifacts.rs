@@ -8,6 +8,7 @@
 //! chunk. Nothing holds a whole file, and no request timeout applies.
 
 use crate::db::Reader;
+use crate::domain::Acting;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -21,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::{Access, Fields, MlflowResult, empty, required_str};
 use crate::api::AppState;
-use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::audit::RequestMeta;
 use crate::auth::rbac::can;
 use crate::blob::StageError;
 use crate::blob::intents::Intent;
@@ -261,18 +262,14 @@ async fn delete(
         .transaction(async |tx| -> MlflowResult<_> {
             let path = deletion_path(tx, &access.org.id, &uri).await?;
             let digests = artifacts::delete(tx, &access.org.id, &path).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "mlflow.artifact.deleted",
-                    target: Some(&format!("artifact:{path}")),
-                    details: json!({ "path": path, "blobs": digests.len() }),
-                },
-            )
-            .await?;
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "mlflow.artifact.deleted",
+                    &format!("artifact:{path}"),
+                    json!({ "path": path, "blobs": digests.len() }),
+                )
+                .await?;
             Ok(registry::unreferenced(tx, &digests).await?)
         })
         .await?;

@@ -12,6 +12,7 @@ use super::{Access, Fields, MlflowResult, empty, required_str, wire};
 use crate::api::AppState;
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::can;
+use crate::domain::Acting;
 use crate::mlflow::tracking::{self, ViewType};
 use crate::mlflow::{self, KeyValue, MlflowError};
 
@@ -55,18 +56,14 @@ async fn create(
                 &request.tags,
             )
             .await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "mlflow.experiment.created",
-                    target: Some(&format!("experiment:{id}")),
-                    details: json!({ "name": name }),
-                },
-            )
-            .await?;
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "mlflow.experiment.created",
+                    &format!("experiment:{id}"),
+                    json!({ "name": name }),
+                )
+                .await?;
             Ok(id)
         })
         .await?;
@@ -163,18 +160,14 @@ async fn update(
         .db
         .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
             tracking::rename_experiment(tx, &access.org.id, &id, &new_name).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "mlflow.experiment.renamed",
-                    target: Some(&format!("experiment:{id}")),
-                    details: json!({ "name": new_name }),
-                },
-            )
-            .await?;
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "mlflow.experiment.renamed",
+                    &format!("experiment:{id}"),
+                    json!({ "name": new_name }),
+                )
+                .await?;
             Ok(())
         })
         .await?;

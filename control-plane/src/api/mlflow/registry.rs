@@ -124,18 +124,14 @@ async fn create_model(
                 &access.actor(),
             )
             .await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "mlflow.registered_model.created",
-                    target: Some(&format!("registered_model:{name}")),
-                    details: json!({}),
-                },
-            )
-            .await?;
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "mlflow.registered_model.created",
+                    &format!("registered_model:{name}"),
+                    json!({}),
+                )
+                .await?;
             Ok(model)
         })
         .await?;
@@ -165,18 +161,14 @@ async fn rename_model(
         .db
         .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
             mlregistry::rename_model(tx, &access.org.id, &name, &new_name).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "mlflow.registered_model.renamed",
-                    target: Some(&format!("registered_model:{name}")),
-                    details: json!({ "new_name": new_name }),
-                },
-            )
-            .await?;
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "mlflow.registered_model.renamed",
+                    &format!("registered_model:{name}"),
+                    json!({ "new_name": new_name }),
+                )
+                .await?;
             mlregistry::get_model(tx, &access.org.id, &new_name).await
         })
         .await?;
@@ -216,18 +208,14 @@ async fn delete_model(
         .db
         .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
             mlregistry::delete_model(tx, &access.org.id, &name).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "mlflow.registered_model.deleted",
-                    target: Some(&format!("registered_model:{name}")),
-                    details: json!({}),
-                },
-            )
-            .await?;
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "mlflow.registered_model.deleted",
+                    &format!("registered_model:{name}"),
+                    json!({}),
+                )
+                .await?;
             Ok(())
         })
         .await?;
@@ -503,35 +491,27 @@ async fn set_alias(
                 registry::set_alias(tx, &model.id, wisp_alias, target, &actor).await?;
                 redeploy = crate::domain::deployments::follow_alias(
                     tx,
-                    Acting {
-                        org_id: &access.org.id,
-                        actor: &actor,
-                        meta: &meta,
-                    },
+                    &Acting::new(&access, &meta),
                     &model,
                     wisp_alias,
                 )
                 .await?;
                 wisp_version = Some(target);
             }
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &actor,
-                    action: "model.alias.moved",
-                    target: Some(&format!("model:{name}/aliases/{alias}")),
-                    details: json!({
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "model.alias.moved",
+                    &format!("model:{name}/aliases/{alias}"),
+                    json!({
                         "source": "mlflow",
                         "from_mlflow_version": previous,
                         "to_mlflow_version": mlflow_version.version,
                         "wisp_version": wisp_version,
                         "redeployed": redeploy.is_some(),
                     }),
-                },
-            )
-            .await?;
+                )
+                .await?;
             Ok(redeploy)
         })
         .await?;
@@ -570,18 +550,9 @@ async fn delete_alias(
             }
             registry::delete_alias(tx, &model.id, wisp_alias, &actor).await?;
         }
-        audit::record(
-            tx,
-            &meta,
-            AuditEvent {
-                org_id: Some(&access.org.id),
-                actor: &actor,
-                action: "model.alias.deleted",
-                target: Some(&format!("model:{name}/aliases/{alias}")),
-                details: json!({ "source": "mlflow", "from_mlflow_version": previous }),
-            },
-        )
-        .await?;
+        Acting::new(&access, &meta)
+                .audit(tx, "model.alias.deleted", &format!("model:{name}/aliases/{alias}"), json!({ "source": "mlflow", "from_mlflow_version": previous }))
+                .await?;
         Ok(())
     }).await?;
     Ok(empty())
@@ -765,12 +736,7 @@ async fn create_version(
     };
     // Inspected before the transaction: it can take a while and needs no lock.
     let bridge = inspect_artifacts(&state, &access.org.id, &location).await?;
-    let actor = access.actor();
-    let acting = Acting {
-        org_id: &access.org.id,
-        actor: &actor,
-        meta: &meta,
-    };
+    let acting = Acting::new(&access, &meta);
     let version = state
         .db
         .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
@@ -786,7 +752,7 @@ async fn create_version(
                     description: request.description.as_deref().unwrap_or(""),
                     model_id: &model_id,
                     tags: &request.tags,
-                    user_id: &actor,
+                    user_id: &acting.actor,
                 },
             )
             .await?;
@@ -814,7 +780,7 @@ async fn create_version(
                 (Bridge::Serve(file, inspected), Some(wisp_name), None) => {
                     let model = domain::models::find_or_create(
                         tx,
-                        acting,
+                        &acting,
                         wisp_name,
                         "registered through MLflow",
                         json!({ "source": "mlflow", "mlflow_version": number }),
@@ -825,7 +791,7 @@ async fn create_version(
                     let description = format!("MLflow version {number} ({})", file.path);
                     let created = domain::models::add_version(
                         tx,
-                        acting,
+                        &acting,
                         &model,
                         &registry::NewVersion {
                             model_id: &model.id,
@@ -838,7 +804,7 @@ async fn create_version(
                             metrics: &Default::default(),
                             run_id,
                             signature: &inspected.signature,
-                            created_by: &actor,
+                            created_by: &acting.actor,
                         },
                         json!({
                             "source": "mlflow",
@@ -869,7 +835,7 @@ async fn create_version(
                 &meta,
                 AuditEvent {
                     org_id: Some(&access.org.id),
-                    actor: &actor,
+                    actor: &acting.actor,
                     action: "mlflow.model_version.created",
                     target: Some(&format!("registered_model:{name}/versions/{number}")),
                     details: json!({ "source": source, "wisp_version": wisp_version }),
@@ -930,18 +896,14 @@ async fn delete_version(
         .db
         .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
             mlregistry::delete_version(tx, &access.org.id, &name, &version).await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "mlflow.model_version.deleted",
-                    target: Some(&format!("registered_model:{name}/versions/{version}")),
-                    details: json!({}),
-                },
-            )
-            .await?;
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "mlflow.model_version.deleted",
+                    &format!("registered_model:{name}/versions/{version}"),
+                    json!({}),
+                )
+                .await?;
             Ok(())
         })
         .await?;
@@ -1018,18 +980,14 @@ async fn transition_stage(
                 request.archive_existing_versions.unwrap_or(false),
             )
             .await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: "mlflow.model_version.stage_changed",
-                    target: Some(&format!("registered_model:{name}/versions/{version}")),
-                    details: json!({ "stage": stage }),
-                },
-            )
-            .await?;
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "mlflow.model_version.stage_changed",
+                    &format!("registered_model:{name}/versions/{version}"),
+                    json!({ "stage": stage }),
+                )
+                .await?;
             mlregistry::get_version(tx, &access.org.id, &name, &version).await
         })
         .await?;
