@@ -13,7 +13,7 @@ serve:
 test: test-env
 	cargo test --workspace --locked
 	ORT_DYLIB_PATH="$$(./scripts/ort-dylib.sh)" && export ORT_DYLIB_PATH && \
-	  cargo test --workspace --locked --features wisp-host/onnxruntime \
+	  cargo test --workspace --locked --features wisp/onnxruntime \
 	    --test onnx_ml --test exporters --test api_model_coverage
 
 # Tools and services the tests need beyond cargo (the wasm32-wasip2 target is installed

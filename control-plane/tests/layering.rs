@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 /// The layers, lowest first. Each may use itself and everything before it.
 const LAYERS: &[(&str, &[&str])] = &[
-    // Bytes at rest: the database and its migrations, the object store.
+    // Bytes at rest: the database and its migrations, the object store. A crate of its own
+    // (`wisp-storage`), re-exported under these names, so the compiler holds this layer too.
     ("storage", &["db", "blob"]),
     // The one error, credentials and permissions, what an uploaded model looks like.
     ("core", &["error", "auth", "inspect"]),
