@@ -24,34 +24,26 @@
 //! taken from [`auth::OrgAccess`], never from the request body; another organisation's
 //! resource answers exactly like a missing one.
 
-pub mod access;
 pub mod api;
-pub use wisp_storage::{blob, db};
-pub mod audit;
-pub mod auth;
-pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod client_ip;
 pub mod config;
-pub mod deployments;
-pub mod domain;
 pub mod error;
-pub mod inspect;
-pub mod invitations;
-pub mod keys;
-pub mod lookups;
-pub mod metering;
-pub mod mlflow;
 pub mod onnx_inspector;
-pub mod orgs;
-pub mod plans;
-pub mod registry;
 pub mod sandbox;
 pub mod serve;
-pub mod serving;
-pub mod sessions;
-pub mod sign_ins;
-pub mod users;
+
+// The layers below, under the names the edge (and the integration tests) use.
+pub use wisp_core::{
+    access, audit, auth, deployments, inspect, invitations, keys, lookups, orgs, plans, registry,
+    sessions, sign_ins, users,
+};
+pub use wisp_serving::batch;
+pub use wisp_storage::{blob, db};
+pub use {
+    wisp_domain as domain, wisp_metering as metering, wisp_mlflow as mlflow,
+    wisp_serving as serving,
+};
 
 pub use api::{AppState, app};

@@ -1,10 +1,11 @@
 //! The control plane's layering, checked from its sources (as rust-analyzer's tidy tests
 //! check theirs): a module may use modules of its own layer and the layers below, never
-//! one above; no two top-level modules import each other, directly or around a cycle; and
-//! below the HTTP edge nothing names an HTTP type.
+//! one above; no two top-level modules import each other, directly or around a cycle;
+//! below the HTTP edge nothing names an HTTP type; and each crate depends only on the
+//! crates of layers below it.
 //!
-//! The allowed directions are written once, in [`LAYERS`]. A new top-level module must be
-//! placed in a layer before this test passes.
+//! The allowed directions are written once, in [`LAYERS`]; where each module's source
+//! lives, in [`CRATES`]. A new module or crate must be placed before this test passes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -12,8 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, lowest first. Each may use itself and everything before it.
 const LAYERS: &[(&str, &[&str])] = &[
-    // Bytes at rest: the database and its migrations, the object store. A crate of its own
-    // (`wisp-storage`), re-exported under these names, so the compiler holds this layer too.
+    // Bytes at rest: the database and its migrations, the object store.
     ("storage", &["db", "blob"]),
     // The one error, credentials and permissions, what an uploaded model looks like.
     ("core", &["error", "auth", "inspect"]),
@@ -49,6 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "client_ip",
             "api",
+            "error_edge",
             "config",
             "sandbox",
             "onnx_inspector",
@@ -59,6 +60,30 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The `wisp` CLI's client of a running server.
     ("client", &["client"]),
 ];
+
+/// Where the modules live: a crate's directory under `control-plane/`, its name in paths,
+/// and the module its root file belongs to. A crate whose root is one module (`Some`) holds
+/// that module alone, except the top-level modules listed after it, which keep their own
+/// names; a crate with no root module (`None`) holds one module per top-level file or
+/// directory.
+const CRATES: &[(&str, &str, Option<&str>, &[&str])] = &[
+    ("storage", "wisp_storage", None, &[]),
+    ("core", "wisp_core", None, &[]),
+    ("metering", "wisp_metering", Some("metering"), &[]),
+    ("domain", "wisp_domain", Some("domain"), &[]),
+    ("serving", "wisp_serving", Some("serving"), &["batch"]),
+    ("mlflow", "wisp_mlflow", Some("mlflow"), &[]),
+    (".", "wisp", None, &[]),
+];
+
+/// The edge's own `error` module (the wrapper of the domain error) is not the domain's.
+fn module_name(krate: &str, name: &str) -> String {
+    if krate == "wisp" && name == "error" {
+        "error_edge".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
 
 /// Crates whose types belong to the HTTP edge.
 const HTTP_CRATES: &[&str] = &[
@@ -73,8 +98,8 @@ const HTTP_CRATES: &[&str] = &[
 /// The layer of the lowest module that may name an HTTP type.
 const EDGE: &str = "edge";
 
-fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+fn control_plane() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -88,12 +113,21 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level module a file belongs to (`None` for the crate roots).
-fn top_module(file: &Path) -> Option<String> {
-    let relative = file.strip_prefix(src()).expect("under src");
+/// The first path component of a file under `src` (`None` for the crate roots).
+fn top_level(src: &Path, file: &Path) -> Option<String> {
+    let relative = file.strip_prefix(src).expect("under src");
     let first = relative.components().next()?.as_os_str().to_str()?;
     let name = first.trim_end_matches(".rs");
     (!matches!(name, "lib" | "main")).then(|| name.to_owned())
+}
+
+/// The module a file of a crate belongs to (`None`: a root of a crate without one).
+fn module_of(krate: &str, root: Option<&str>, own: &[&str], top: Option<String>) -> Option<String> {
+    match (root, top) {
+        (_, Some(top)) if own.contains(&top.as_str()) => Some(top),
+        (Some(root), _) => Some(root.to_owned()),
+        (None, top) => top.map(|top| module_name(krate, &top)),
+    }
 }
 
 /// The code of a file without comments and without its `#[cfg(test)]` modules (tests may
@@ -132,14 +166,20 @@ fn code(text: &str) -> String {
     out
 }
 
-/// The top-level modules `code` names through `crate::`, including in `use crate::{…}`.
-fn crate_references(code: &str) -> BTreeSet<String> {
+/// The names `code` uses after `prefix` (`crate::` or `wisp_x::`), including in
+/// `use prefix{a, b::c}` groups.
+fn path_heads(code: &str, prefix: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut rest = code;
-    while let Some(at) = rest.find("crate::") {
-        let after = &rest[at + "crate::".len()..];
+    while let Some(at) = rest.find(prefix) {
+        let before = rest[..at].chars().next_back();
+        let after = &rest[at + prefix.len()..];
+        rest = after;
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
         if let Some(group) = after.strip_prefix('{') {
-            // Top-level names of a `crate::{a, b::c, d::{e, f}}` group.
+            // Top-level names of a `prefix{a, b::c, d::{e, f}}` group.
             let mut depth = 0;
             let mut start = true;
             for (i, c) in group.char_indices() {
@@ -169,7 +209,57 @@ fn crate_references(code: &str) -> BTreeSet<String> {
             .take_while(|c| c.is_alphanumeric() || *c == '_')
             .collect();
         found.insert(name);
-        rest = after;
+    }
+    found
+}
+
+/// The modules a file of `krate` uses: through `crate::` (its own crate's top-level names,
+/// or the lower modules its root imports under their names) and through other crates'
+/// names (`wisp_core::orgs`, `use wisp_metering as metering`).
+fn module_references(
+    code: &str,
+    krate: &str,
+    own_root: Option<&str>,
+    own_dir: &Path,
+) -> BTreeSet<String> {
+    let own_submodules: BTreeSet<String> = fs::read_dir(own_dir.join("src"))
+        .expect("read src")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .map(|n| n.trim_end_matches(".rs").to_owned())
+        })
+        .collect();
+    let own_modules: &[&str] = CRATES.iter().find(|c| c.1 == krate).map_or(&[], |c| c.3);
+    let mut found = BTreeSet::new();
+    for name in path_heads(code, "crate::") {
+        let module = match own_root {
+            _ if own_modules.contains(&name.as_str()) => name,
+            // A file of this crate's one module.
+            Some(root) if own_submodules.contains(&name) => root.to_owned(),
+            // A top-level module, or a lower one the crate root imports under its name.
+            _ => module_name(krate, &name),
+        };
+        found.insert(module);
+    }
+    for (_, other, root, _) in CRATES {
+        if *other == krate {
+            continue;
+        }
+        let prefix = format!("{other}::");
+        match root {
+            Some(root) if code.contains(&prefix) || code.contains(&format!("{other} as")) => {
+                let heads = path_heads(code, &prefix);
+                let own: &[&str] = CRATES.iter().find(|c| c.1 == *other).unwrap().3;
+                if heads.iter().any(|h| !own.contains(&h.as_str())) || heads.is_empty() {
+                    found.insert((*root).to_owned());
+                }
+                found.extend(heads.into_iter().filter(|h| own.contains(&h.as_str())));
+            }
+            Some(_) => {}
+            None => found.extend(path_heads(code, &prefix)),
+        }
     }
     found
 }
@@ -195,32 +285,40 @@ fn layer_of(module: &str) -> Option<usize> {
         .position(|(_, modules)| modules.contains(&module))
 }
 
-/// Every top-level module and the top-level modules it uses.
+/// Every module and the modules it uses; and where a module names an HTTP crate.
 fn module_graph() -> (
     BTreeMap<String, BTreeSet<String>>,
     BTreeMap<String, Vec<String>>,
 ) {
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut http: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for file in files {
-        let Some(module) = top_module(&file) else {
-            continue;
-        };
-        let text = fs::read_to_string(&file).expect("read");
-        let code = code(&text);
-        let uses = graph.entry(module.clone()).or_default();
-        uses.extend(
-            crate_references(&code)
-                .into_iter()
-                .filter(|used| *used != module),
-        );
-        for krate in http_references(&code) {
-            let relative = file.strip_prefix(src()).unwrap().display().to_string();
-            http.entry(module.clone())
-                .or_default()
-                .push(format!("{relative} names `{krate}`"));
+    for (dir, krate, root, own) in CRATES {
+        let crate_dir = control_plane().join(dir);
+        let src = crate_dir.join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        for file in files {
+            let Some(module) = module_of(krate, *root, own, top_level(&src, &file)) else {
+                continue;
+            };
+            let text = fs::read_to_string(&file).expect("read");
+            let code = code(&text);
+            let uses = graph.entry(module.clone()).or_default();
+            uses.extend(
+                module_references(&code, krate, *root, &crate_dir)
+                    .into_iter()
+                    .filter(|used| *used != module),
+            );
+            for krate in http_references(&code) {
+                let relative = file
+                    .strip_prefix(control_plane())
+                    .unwrap()
+                    .display()
+                    .to_string();
+                http.entry(module.clone())
+                    .or_default()
+                    .push(format!("{relative} names `{krate}`"));
+            }
         }
     }
     (graph, http)
@@ -294,16 +392,105 @@ fn below_the_edge_nothing_names_an_http_type() {
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
 }
 
-/// The checks themselves: a forbidden import is found, in both spellings.
+/// The modules of each crate.
+fn crate_modules() -> BTreeMap<&'static str, BTreeSet<String>> {
+    let mut modules = BTreeMap::new();
+    for (dir, krate, root, own) in CRATES {
+        let src = control_plane().join(dir).join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let found: &mut BTreeSet<String> = modules.entry(*krate).or_default();
+        found.extend(
+            files
+                .iter()
+                .filter_map(|file| module_of(krate, *root, own, top_level(&src, file))),
+        );
+    }
+    modules
+}
+
+/// The compiler holds the crate graph acyclic; this holds it to [`LAYERS`]' direction.
+#[test]
+fn each_crate_depends_only_on_crates_of_the_layers_below() {
+    let modules = crate_modules();
+    let layers = |krate: &str| -> Vec<usize> {
+        modules[krate]
+            .iter()
+            .map(|m| layer_of(m).unwrap_or_else(|| panic!("`{m}` is in no layer")))
+            .collect()
+    };
+    let mut problems = Vec::new();
+    for (dir, krate, _, _) in CRATES {
+        let manifest = fs::read_to_string(control_plane().join(dir).join("Cargo.toml"))
+            .expect("read Cargo.toml");
+        let dependencies = manifest
+            .split("\n[")
+            .find(|section| section.starts_with("dependencies]"))
+            .unwrap_or_default();
+        let lowest = *layers(krate).iter().min().expect("a crate has modules");
+        for line in dependencies.lines().skip(1) {
+            let name = line
+                .split(['.', ' ', '='])
+                .next()
+                .unwrap_or_default()
+                .replace('-', "_");
+            if name == *krate || !CRATES.iter().any(|c| c.1 == name) {
+                continue;
+            }
+            let highest = *layers(&name).iter().max().expect("a crate has modules");
+            if highest >= lowest && name != *krate {
+                problems.push(format!(
+                    "`{krate}` depends on `{name}`, whose modules reach layer `{}` (not below `{}`)",
+                    LAYERS[highest].0, LAYERS[lowest].0
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
+}
+
+/// The checks themselves: a forbidden import is found, in every spelling.
 #[test]
 fn the_checks_see_what_they_must() {
-    let code = code(
+    let dir = |d: &str| control_plane().join(d);
+    let set = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    let edge = code(
         "use crate::{db::Db, api::AppState};\n// use crate::cli;\nlet x = crate::serving::x();\n",
     );
-    let found = crate_references(&code);
+    assert_eq!(
+        module_references(&edge, "wisp", None, &dir(".")),
+        set(&["api", "db", "serving"])
+    );
+    // A crate of one module: its own files are that module, the lower modules its root
+    // imports keep their names, other crates count by name.
+    let metering = code(
+        "use crate::store::Store;\nuse crate::orgs::Org;\nuse wisp_core::deployments;\n\
+         use wisp_domain as domain;\nlet j = wisp_serving::batch::Job::new();\n",
+    );
+    let found = module_references(
+        &metering,
+        "wisp_metering",
+        Some("metering"),
+        &dir("metering"),
+    );
     assert_eq!(
         found,
-        BTreeSet::from(["api".to_owned(), "db".to_owned(), "serving".to_owned()])
+        set(&["batch", "deployments", "domain", "metering", "orgs"])
+    );
+    assert!(
+        layer_of("domain") > layer_of("metering"),
+        "an upward import is seen as one"
+    );
+    // The domain crate's own `deployments` is not the records' one.
+    let domain = code("use crate::deployments::deploy;\nuse wisp_core::deployments::get;\n");
+    assert_eq!(
+        module_references(&domain, "wisp_domain", Some("domain"), &dir("domain")),
+        set(&["deployments", "domain"])
     );
     assert_eq!(
         http_references("use axum::Json; let h: http::HeaderMap;"),

@@ -5,6 +5,7 @@
 //! Sign-ins are the user's own business: they are recorded in the user's history
 //! ([`crate::sign_ins`]), never in an organisation's audit log.
 
+use crate::api::Meta;
 use crate::db::Writer;
 use std::net::IpAddr;
 
@@ -115,7 +116,7 @@ fn throttled(wait: std::time::Duration) -> ApiError {
         (status = 503, description = "`overloaded`: every password hashing slot is busy", body = crate::error::ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     // Bounds first: nothing unbounded reaches the throttle's keys, argon2 or the database.
@@ -278,7 +279,7 @@ async fn logout_all(
         (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 async fn change_password(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     session: CurrentSession,
     ApiJson(request): ApiJson<ChangePassword>,
 ) -> ApiResult<Json<TokenResponse>> {

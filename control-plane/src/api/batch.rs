@@ -23,7 +23,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::api::Authorized;
-use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::api::Meta;
+use crate::audit::{self, AuditEvent};
 use crate::auth::rbac::can;
 use crate::batch::input::InputFile;
 use crate::batch::runner::RunnerState;
@@ -186,7 +187,7 @@ fn check_input(bytes: Bytes, format: Format, target: &Target) -> ApiResult<i64> 
 async fn create_job(
     State(state): State<AppState>,
     access: Authorized<can::Predict>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiQuery(query): ApiQuery<CreateQuery>,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<BatchJob>)> {
@@ -406,7 +407,7 @@ async fn get_job(
 async fn cancel_job(
     State(state): State<AppState>,
     access: Authorized<can::Predict>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<BatchJob>> {
     let (_, id) = path;

@@ -14,11 +14,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::models::find_model;
 use super::{ApiJson, ApiPath, AppState};
 use crate::api::Authorized;
-use crate::audit::RequestMeta;
+use crate::api::Meta;
 use crate::auth::rbac::can;
 use crate::deployments::{self, Backend, Deployment, HistoryEntry};
 use crate::domain::deployments::{Deploy, WarmUp};
 use crate::domain::{self, Acting};
+use crate::error::DomainResult;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::serving::traffic::{Shadow, Variant, VariantStats};
 use crate::serving::warmup;
@@ -124,7 +125,7 @@ async fn get_deployment(
 async fn deploy(
     State(state): State<AppState>,
     access: Authorized<can::Deploy>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<DeployRequest>,
 ) -> ApiResult<Deployed> {
@@ -160,14 +161,14 @@ async fn deploy(
 async fn undeploy(
     State(state): State<AppState>,
     access: Authorized<can::Deploy>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, name) = path;
     let acting = Acting::new(&access, &meta);
     state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
             domain::deployments::undeploy(tx, &acting, &model).await
         })
@@ -186,7 +187,7 @@ async fn undeploy(
 async fn rollback(
     State(state): State<AppState>,
     access: Authorized<can::Deploy>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Deployed> {
@@ -221,7 +222,7 @@ async fn rollback(
 async fn promote(
     State(state): State<AppState>,
     access: Authorized<can::Deploy>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<PromoteRequest>,
 ) -> ApiResult<Deployed> {

@@ -16,8 +16,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::auth::{TokenResponse, issue_tokens};
 use super::orgs::OrgView;
 use super::{ApiJson, ApiPath, AppState};
+use crate::api::Meta;
 use crate::api::{Authorized, CurrentSession};
-use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::audit::{self, AuditEvent};
 use crate::auth::rbac::can;
 use crate::auth::{Role, input, password, tokens};
 use crate::db;
@@ -73,7 +74,7 @@ async fn list_invitations(
 async fn revoke_invitation(
     State(state): State<AppState>,
     access: Authorized<can::ManageMembers>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, id) = path;
@@ -110,7 +111,7 @@ async fn revoke_invitation(
         (status = 403, description = "`forbidden`: signed in as another address", body = crate::error::ErrorBody)))]
 async fn accept_invitation(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     session: Option<CurrentSession>,
     ApiJson(request): ApiJson<AcceptInvitation>,
 ) -> ApiResult<Json<AcceptedInvitation>> {

@@ -14,11 +14,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, AppState};
 use crate::api::Authorized;
-use crate::audit::RequestMeta;
+use crate::api::Meta;
 use crate::auth::rbac::{KeyAccess, can};
 use crate::auth::{Scope, tokens};
 use crate::domain::keys::NewKeyRequest;
 use crate::domain::{self, Acting};
+use crate::error::DomainResult;
 use crate::error::{ApiError, ApiResult};
 use crate::keys::{self, ApiKey};
 
@@ -91,7 +92,7 @@ async fn list_keys(
 async fn create_key(
     State(state): State<AppState>,
     access: Authorized<can::ManageKeys>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiJson(request): ApiJson<CreateKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     validate_name(&request.name)?;
@@ -122,7 +123,7 @@ async fn create_key(
     };
     let key = state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             domain::keys::create(tx, &acting, &access, new, &generated).await
         })
         .await?;
@@ -162,7 +163,7 @@ async fn get_key(
 async fn rename_key(
     State(state): State<AppState>,
     access: Authorized<can::ManageKeys>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<RenameKey>,
 ) -> ApiResult<Json<ApiKey>> {
@@ -171,7 +172,7 @@ async fn rename_key(
     let acting = Acting::new(&access, &meta);
     let key = state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             domain::keys::rename(tx, &acting, &access, &key_id, &request.name).await
         })
         .await?;
@@ -185,14 +186,14 @@ async fn rename_key(
 async fn revoke_key(
     State(state): State<AppState>,
     access: Authorized<can::ManageKeys>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, key_id) = path;
     let acting = Acting::new(&access, &meta);
     state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             domain::keys::revoke(tx, &acting, &access, &key_id).await
         })
         .await?;

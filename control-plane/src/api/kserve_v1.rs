@@ -26,7 +26,8 @@ use super::{ApiPath, AppState};
 use crate::access::OrgAccess;
 use crate::api::CredentialOrg;
 use crate::auth::rbac::can;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ErrorCode};
+use crate::error::{DomainError, DomainResult};
 use crate::inspect::ModelSignature;
 use crate::serving::pipeline::{Admitted, Call, Codec, Invoked, Pipeline, Selector, Served};
 use crate::serving::tensors::tensor_type;
@@ -154,14 +155,14 @@ impl Codec for V1Codec {
     type Carry = ();
     type Response = Vec<Value>;
 
-    fn parse(&self, body: Bytes) -> ApiResult<V1PredictRequest> {
+    fn parse(&self, body: Bytes) -> DomainResult<V1PredictRequest> {
         serde_json::from_slice(&body).map_err(|e| {
             let code = if e.is_syntax() || e.is_eof() {
                 ErrorCode::InvalidJson
             } else {
                 ErrorCode::InvalidRequest
             };
-            ApiError::new(code, e.to_string())
+            DomainError::new(code, e.to_string())
         })
     }
 
@@ -169,8 +170,8 @@ impl Codec for V1Codec {
         &self,
         request: V1PredictRequest,
         signature: &ModelSignature,
-    ) -> ApiResult<(Vec<NamedTensor>, ())> {
-        let invalid = |message: String| ApiError::new(ErrorCode::InvalidInput, message);
+    ) -> DomainResult<(Vec<NamedTensor>, ())> {
+        let invalid = |message: String| DomainError::new(ErrorCode::InvalidInput, message);
         let spec = match signature.inputs.as_slice() {
             [spec] => spec,
             specs => {
@@ -187,14 +188,14 @@ impl Codec for V1Codec {
             ))
         })?;
         let tensor = v1_codec::instances_tensor(ty, &request.instances)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))?;
+            .map_err(|e| DomainError::new(ErrorCode::InvalidInput, e.to_string()))?;
         Ok((vec![NamedTensor::new(&spec.name, tensor)], ()))
     }
 
-    fn encode(&self, _: Served, invoked: Invoked, (): ()) -> ApiResult<Vec<Value>> {
+    fn encode(&self, _: Served, invoked: Invoked, (): ()) -> DomainResult<Vec<Value>> {
         v1_codec::predictions(&invoked.outputs).map_err(|e| match e {
-            V1Error::TooLarge(why) => ApiError::new(ErrorCode::OutputTooLarge, why),
-            V1Error::Invalid(why) => ApiError::new(ErrorCode::InferenceFailed, why),
+            V1Error::TooLarge(why) => DomainError::new(ErrorCode::OutputTooLarge, why),
+            V1Error::Invalid(why) => DomainError::new(ErrorCode::InferenceFailed, why),
         })
     }
 }

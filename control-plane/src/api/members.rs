@@ -9,10 +9,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, AppState};
 use crate::api::Authorized;
-use crate::audit::RequestMeta;
+use crate::api::Meta;
 use crate::auth::rbac::can;
 use crate::auth::{Role, input};
 use crate::domain::{self, Acting};
+use crate::error::DomainResult;
 use crate::error::{ApiError, ApiResult};
 use crate::invitations::InvitationView;
 use crate::orgs::{self, Member};
@@ -92,7 +93,7 @@ async fn get_member(
 async fn add_member(
     State(state): State<AppState>,
     access: Authorized<can::ManageMembers>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiJson(request): ApiJson<AddMember>,
 ) -> ApiResult<(StatusCode, Json<AddedMember>)> {
     let email = input::email(&request.email)?.to_owned();
@@ -100,7 +101,7 @@ async fn add_member(
     let acting = Acting::new(&access, &meta);
     let (invitation, token) = state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             let role = access.acting_role();
             domain::members::invite(tx, &acting, role, &email, request.role, ttl).await
         })
@@ -122,7 +123,7 @@ async fn add_member(
 async fn change_role(
     State(state): State<AppState>,
     access: Authorized<can::ManageMembers>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<ChangeRole>,
 ) -> ApiResult<Json<Member>> {
@@ -130,7 +131,7 @@ async fn change_role(
     let acting = Acting::new(&access, &meta);
     let member = state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             let role = access.acting_role();
             domain::members::change_role(tx, &acting, role, &user_id, request.role).await
         })
@@ -145,14 +146,14 @@ async fn change_role(
 async fn remove_member(
     State(state): State<AppState>,
     access: Authorized<can::ManageMembers>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, user_id) = path;
     let acting = Acting::new(&access, &meta);
     state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             domain::members::remove(tx, &acting, access.acting_role(), &user_id).await
         })
         .await?;

@@ -30,6 +30,7 @@ mod orgs;
 mod platform;
 pub(crate) mod predict;
 mod request_meta;
+pub use request_meta::Meta;
 mod upload;
 mod usage;
 mod v2;

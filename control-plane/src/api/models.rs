@@ -2,6 +2,7 @@
 //!
 //! Uploading a version is in [`super::upload`].
 
+use crate::api::Meta;
 use crate::db::Reader;
 use crate::domain::{self, Acting};
 use std::collections::BTreeMap;
@@ -17,8 +18,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::api::Authorized;
-use crate::audit::RequestMeta;
 use crate::auth::rbac::can;
+use crate::error::DomainResult;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{self, Alias, AliasMove, Model, ModelVersion, VersionPatch};
 use crate::serving::warmup;
@@ -135,14 +136,14 @@ async fn list_models(
 async fn create_model(
     State(state): State<AppState>,
     access: Authorized<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiJson(request): ApiJson<CreateModel>,
 ) -> ApiResult<(StatusCode, Json<Model>)> {
     validate_model_name(&request.name)?;
     let acting = Acting::new(&access, &meta);
     let model = state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             domain::models::create(tx, &acting, &request.name, &request.description, json!({}))
                 .await
         })
@@ -171,7 +172,7 @@ async fn get_model(
 async fn delete_model(
     State(state): State<AppState>,
     access: Authorized<can::DeleteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, name) = path;
@@ -181,7 +182,7 @@ async fn delete_model(
     let acting = Acting::new(&access, &meta);
     let conn = state.db.write().await;
     let orphans = conn
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
             domain::models::delete(tx, &acting, &model).await
         })
@@ -261,7 +262,7 @@ async fn download_version(
 async fn patch_version(
     State(state): State<AppState>,
     access: Authorized<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String, i64)>,
     ApiJson(request): ApiJson<PatchVersion>,
 ) -> ApiResult<Json<ModelVersion>> {
@@ -324,7 +325,7 @@ async fn get_alias(
 async fn set_alias(
     State(state): State<AppState>,
     access: Authorized<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String, String)>,
     ApiJson(request): ApiJson<SetAlias>,
 ) -> ApiResult<Json<AliasMoved>> {
@@ -359,14 +360,14 @@ async fn set_alias(
 async fn delete_alias(
     State(state): State<AppState>,
     access: Authorized<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, name, alias) = path;
     let acting = Acting::new(&access, &meta);
     state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             let model = find_model(tx, &access.org.id, &name).await?;
             domain::models::delete_alias(tx, &acting, &model, &alias).await
         })

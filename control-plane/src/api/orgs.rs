@@ -10,12 +10,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, AppState};
 use crate::access::Principal;
+use crate::api::Meta;
 use crate::api::{Authorized, CurrentUser};
-use crate::audit::RequestMeta;
 use crate::auth::Role;
 use crate::auth::rbac::can;
 use crate::db;
 use crate::domain;
+use crate::error::DomainResult;
 use crate::error::{ApiError, ApiResult};
 use crate::orgs::{self, Org};
 
@@ -104,7 +105,7 @@ async fn list_orgs(
 async fn create_org(
     State(state): State<AppState>,
     user: CurrentUser,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiJson(request): ApiJson<CreateOrg>,
 ) -> ApiResult<(StatusCode, Json<OrgView>)> {
     validate_slug(&request.slug)?;
@@ -112,7 +113,7 @@ async fn create_org(
     let actor = format!("user:{}", user.id);
     let org = state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             let details = json!({ "name": name });
             domain::orgs::create(tx, &actor, &meta, &request.slug, &name, &user.id, details).await
         })

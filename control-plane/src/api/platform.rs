@@ -15,11 +15,13 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
+use crate::api::Meta;
 use crate::api::PlatformOperator;
 use crate::audit::{self, AuditEvent, AuditPage, AuditQuery, RequestMeta};
 use crate::db;
 use crate::domain;
 use crate::domain::platform::{Operating, PlanChange, PlatformOrg, platform_org};
+use crate::error::DomainResult;
 use crate::error::{ApiError, ApiResult};
 use crate::metering::period::Period;
 use crate::metering::store::{self, Totals};
@@ -115,7 +117,7 @@ async fn audit_platform_read(
 async fn list_orgs(
     State(state): State<AppState>,
     operator: PlatformOperator,
-    meta: RequestMeta,
+    Meta(meta): Meta,
 ) -> ApiResult<Json<Vec<PlatformOrg>>> {
     audit_platform_read(&state, &meta, &operator, "platform.orgs_listed", json!({})).await?;
     let conn = state.db.read().await;
@@ -135,7 +137,7 @@ async fn list_orgs(
 async fn set_plan(
     State(state): State<AppState>,
     operator: PlatformOperator,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(slug): ApiPath<String>,
     ApiJson(request): ApiJson<SetPlan>,
 ) -> ApiResult<Json<PlatformOrg>> {
@@ -150,7 +152,7 @@ async fn set_plan(
     };
     let changed = state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             domain::platform::set_plan(tx, operating, &slug, change).await
         })
         .await?;
@@ -165,7 +167,7 @@ async fn set_plan(
 async fn suspend(
     State(state): State<AppState>,
     operator: PlatformOperator,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(slug): ApiPath<String>,
     ApiJson(request): ApiJson<Suspend>,
 ) -> ApiResult<Json<PlatformOrg>> {
@@ -185,7 +187,7 @@ async fn suspend(
 async fn reinstate(
     State(state): State<AppState>,
     operator: PlatformOperator,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(slug): ApiPath<String>,
 ) -> ApiResult<Json<PlatformOrg>> {
     set_suspended(&state, &operator, &meta, &slug, None).await
@@ -205,7 +207,7 @@ async fn set_suspended(
     };
     let org = state
         .db
-        .transaction(async |tx| -> ApiResult<_> {
+        .transaction(async |tx| -> DomainResult<_> {
             domain::platform::set_suspended(tx, operating, slug, reason).await
         })
         .await?;
@@ -218,7 +220,7 @@ async fn set_suspended(
 async fn usage(
     State(state): State<AppState>,
     operator: PlatformOperator,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiQuery(query): ApiQuery<PlatformPeriod>,
 ) -> ApiResult<Json<PlatformUsage>> {
     let period = match query.period.as_deref() {

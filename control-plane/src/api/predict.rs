@@ -20,6 +20,7 @@ use crate::access::OrgAccess;
 use crate::api::Authorized;
 use crate::auth::rbac::can;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{DomainError, DomainResult};
 use crate::inspect::ModelSignature;
 use crate::serving::pipeline::{
     Admitted, Call, CallOptions, Codec, Invoked, Pipeline, Selector, Served, described_version,
@@ -220,10 +221,10 @@ impl Codec for PredictCodec {
     type Carry = ();
     type Response = Vec<u8>;
 
-    fn parse(&self, body: Bytes) -> ApiResult<PredictRequest> {
+    fn parse(&self, body: Bytes) -> DomainResult<PredictRequest> {
         axum::Json::<PredictRequest>::from_bytes(&body)
             .map(|axum::Json(request)| request)
-            .map_err(ApiError::from)
+            .map_err(|rejection| ApiError::from(rejection).into())
     }
 
     fn selector(&self, request: &PredictRequest) -> Selector {
@@ -237,20 +238,20 @@ impl Codec for PredictCodec {
         &self,
         request: PredictRequest,
         signature: &ModelSignature,
-    ) -> ApiResult<(Vec<NamedTensor>, ())> {
+    ) -> DomainResult<(Vec<NamedTensor>, ())> {
         let inputs = tensors::parse_inputs(&request.inputs, signature)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))?;
+            .map_err(|e| DomainError::new(ErrorCode::InvalidInput, e.to_string()))?;
         Ok((inputs, ()))
     }
 
-    fn encode(&self, served: Served, invoked: Invoked, (): ()) -> ApiResult<Vec<u8>> {
+    fn encode(&self, served: Served, invoked: Invoked, (): ()) -> DomainResult<Vec<u8>> {
         let response = PredictResponse {
             model: served.model,
             version: served.version,
             outputs: tensors::format_outputs(&invoked.outputs),
             usage: Usage::from(&invoked.usage),
         };
-        serde_json::to_vec(&response).map_err(ApiError::internal)
+        serde_json::to_vec(&response).map_err(DomainError::internal)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Where a request came from ([`RequestMeta`]), read from the connection and the headers:
+//! Where a request came from ([`RequestMeta`], extracted as [`Meta`]), read from the connection
+//! and the headers:
 //! the client's address ([`crate::client_ip`]: the peer, or what a trusted proxy says) and
 //! the `x-request-id`.
 
@@ -11,7 +12,11 @@ use axum::http::request::Parts;
 use crate::audit::RequestMeta;
 use crate::client_ip::ClientIpPolicy;
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+/// The extractor of a request's [`RequestMeta`] (a domain type, so the edge wraps it).
+#[derive(Debug, Clone)]
+pub struct Meta(pub RequestMeta);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -29,9 +34,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
             .get(super::REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok(Self {
+        Ok(Self(RequestMeta {
             source_ip,
             request_id,
-        })
+        }))
     }
 }

@@ -20,7 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::models::find_model;
 use super::{ApiPath, ApiQuery, AppState};
 use crate::api::Authorized;
-use crate::audit::RequestMeta;
+use crate::api::Meta;
 use crate::auth::rbac::can;
 use crate::blob::intents::Intent;
 use crate::blob::{StageError, StagedBlob};
@@ -277,7 +277,7 @@ async fn list_versions(
 async fn upload_version(
     State(state): State<AppState>,
     access: Authorized<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<UploadQuery>,
     request: Request,

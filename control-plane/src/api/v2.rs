@@ -22,15 +22,15 @@ use super::{ApiPath, AppState};
 use crate::access::OrgAccess;
 use crate::api::CredentialOrg;
 use crate::auth::rbac::can;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ErrorCode};
+use crate::error::{DomainError, DomainResult};
 use crate::inspect::ModelSignature;
 use crate::registry;
 use crate::serving::pipeline::{
     Admitted, Call, Codec, Invoked, Pipeline, Selector, Served, described_version, find_model,
 };
 use crate::serving::v2_codec::{
-    self, CodecError, EncodedResponse, ModelMetadata, OutputSelection, ParsedRequest,
-    ServerMetadata,
+    self, EncodedResponse, ModelMetadata, OutputSelection, ParsedRequest, ServerMetadata,
 };
 use wisp_host::NamedTensor;
 
@@ -64,14 +64,9 @@ impl From<ApiError> for V2Error {
     }
 }
 
-impl From<CodecError> for ApiError {
-    fn from(error: CodecError) -> Self {
-        let code = match &error {
-            CodecError::Json(_) => ErrorCode::InvalidJson,
-            CodecError::Malformed(_) => ErrorCode::InvalidRequest,
-            CodecError::Input { .. } | CodecError::Output { .. } => ErrorCode::InvalidInput,
-        };
-        ApiError::new(code, error.to_string())
+impl From<DomainError> for V2Error {
+    fn from(error: DomainError) -> Self {
+        Self(error.into())
     }
 }
 
@@ -433,7 +428,7 @@ impl Codec for V2Codec {
     type Carry = (Option<String>, OutputSelection);
     type Response = EncodedResponse;
 
-    fn parse(&self, body: Bytes) -> ApiResult<ParsedRequest> {
+    fn parse(&self, body: Bytes) -> DomainResult<ParsedRequest> {
         Ok(v2_codec::parse_request(body, self.header_length)?)
     }
 
@@ -441,7 +436,7 @@ impl Codec for V2Codec {
         &self,
         request: ParsedRequest,
         signature: &ModelSignature,
-    ) -> ApiResult<(Vec<NamedTensor>, Self::Carry)> {
+    ) -> DomainResult<(Vec<NamedTensor>, Self::Carry)> {
         let request = request.check(signature)?;
         Ok((request.inputs, (request.id, request.outputs)))
     }
@@ -451,7 +446,7 @@ impl Codec for V2Codec {
         served: Served,
         invoked: Invoked,
         (id, selection): Self::Carry,
-    ) -> ApiResult<EncodedResponse> {
+    ) -> DomainResult<EncodedResponse> {
         Ok(v2_codec::encode_response(
             &served.model,
             &served.version.to_string(),

@@ -7,6 +7,7 @@
 //! it is read) into the object store, a download is read from the object store chunk by
 //! chunk. Nothing holds a whole file, and no request timeout applies.
 
+use crate::api::Meta;
 use crate::db::Reader;
 use crate::domain::Acting;
 use axum::Json;
@@ -20,15 +21,14 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Access, Fields, MlflowResult, empty, required_str};
+use super::{Access, Fields, MlflowError, MlflowResult, empty, required_str};
 use crate::api::AppState;
-use crate::audit::RequestMeta;
 use crate::auth::rbac::can;
 use crate::blob::StageError;
 use crate::blob::intents::Intent;
 use crate::error::ApiError;
 use crate::metering::storage;
-use crate::mlflow::{ErrorCode, MlflowError, artifacts, tracking};
+use crate::mlflow::{ErrorCode, artifacts, tracking};
 use crate::{plans, registry};
 
 const ROOT: &str = "/api/2.0/mlflow-artifacts/artifacts";
@@ -53,7 +53,7 @@ fn request_path(request: &Request) -> MlflowResult<String> {
 fn uri_path(uri: &Uri) -> MlflowResult<String> {
     let raw = uri.path().strip_prefix(ROOT).unwrap_or("");
     let decoded = percent_decode(raw)?;
-    artifacts::normalize(&decoded)
+    Ok(artifacts::normalize(&decoded)?)
 }
 
 fn percent_decode(raw: &str) -> MlflowResult<String> {
@@ -254,7 +254,7 @@ async fn deletion_path(conn: &Reader, org_id: &str, uri: &Uri) -> MlflowResult<S
 async fn delete(
     State(state): State<AppState>,
     access: Access<can::WriteExperiments>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     uri: Uri,
 ) -> MlflowResult<Json<Value>> {
     let conn = state.db.write().await;

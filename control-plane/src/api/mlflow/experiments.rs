@@ -8,13 +8,14 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Access, Fields, MlflowResult, empty, required_str, wire};
+use super::{Access, Fields, MlflowError, MlflowResult, empty, required_str, wire};
 use crate::api::AppState;
+use crate::api::Meta;
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::auth::rbac::can;
 use crate::domain::Acting;
 use crate::mlflow::tracking::{self, ViewType};
-use crate::mlflow::{self, KeyValue, MlflowError};
+use crate::mlflow::{self, KeyValue};
 
 pub(super) fn routes() -> Router<AppState> {
     let base = "/api/2.0/mlflow/experiments";
@@ -41,13 +42,13 @@ struct CreateRequest {
 async fn create(
     State(state): State<AppState>,
     access: Access<can::WriteExperiments>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<CreateRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let id = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             let id = tracking::create_experiment(
                 tx,
                 &access.org.id,
@@ -151,14 +152,14 @@ struct UpdateRequest {
 async fn update(
     State(state): State<AppState>,
     access: Access<can::WriteExperiments>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<UpdateRequest>,
 ) -> MlflowResult<Json<Value>> {
     let id = required_str(request.experiment_id, "experiment_id")?;
     let new_name = required_str(request.new_name, "new_name")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::rename_experiment(tx, &access.org.id, &id, &new_name).await?;
             Acting::new(&access, &meta)
                 .audit(
@@ -184,7 +185,7 @@ async fn change_stage(
     let id = required_str(id, "experiment_id")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::set_experiment_stage(tx, &access.org.id, &id, stage).await?;
             audit::record(
                 tx,
@@ -211,7 +212,7 @@ async fn change_stage(
 async fn delete(
     State(state): State<AppState>,
     access: Access<can::WriteExperiments>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<IdRequest>,
 ) -> MlflowResult<Json<Value>> {
     change_stage(
@@ -227,7 +228,7 @@ async fn delete(
 async fn restore(
     State(state): State<AppState>,
     access: Access<can::WriteExperiments>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<IdRequest>,
 ) -> MlflowResult<Json<Value>> {
     change_stage(
@@ -257,10 +258,10 @@ async fn set_tag(
     let key = required_str(request.key, "key")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             let experiment = tracking::get_experiment(tx, &access.org.id, &id).await?;
             if experiment.lifecycle_stage != tracking::ACTIVE {
-                return Err(MlflowError::invalid(format!(
+                return Err(crate::mlflow::MlflowError::invalid(format!(
                     "The experiment {id} must be in the 'active' state."
                 )));
             }
@@ -280,7 +281,7 @@ async fn delete_tag(
     let key = required_str(request.key, "key")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::get_experiment(tx, &access.org.id, &id).await?;
             let number = tracking::parse_experiment_id(&id)?;
             tracking::delete_experiment_tag(tx, &access.org.id, number, &key).await

@@ -8,13 +8,13 @@ use axum::routing::{delete as delete_route, get, patch, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Access, Fields, MlflowResult, empty, required_str, wire};
+use super::{Access, Fields, MlflowError, MlflowResult, empty, required_str, wire};
 use crate::api::AppState;
 use crate::auth::rbac::can;
 use crate::mlflow::filter::{self, Entity};
 use crate::mlflow::logged_models::{self, LoggedModel, NewLoggedModel};
 use crate::mlflow::tracking::{self, Field};
-use crate::mlflow::{self, KeyValue, MlflowError};
+use crate::mlflow::{self, KeyValue};
 
 pub(super) fn routes() -> Router<AppState> {
     let base = "/api/2.0/mlflow/logged-models";
@@ -55,7 +55,7 @@ async fn create(
     let experiment_id = required_str(request.experiment_id, "experiment_id")?;
     let model = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             logged_models::create(
                 tx,
                 &access.org.id,
@@ -99,7 +99,7 @@ async fn finalize(
     let status = logged_models::parse_status(&required_str(request.status, "status")?)?;
     let model = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             logged_models::finalize(tx, &access.org.id, &model_id, status).await
         })
         .await?;
@@ -113,7 +113,7 @@ async fn delete(
 ) -> MlflowResult<Json<Value>> {
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             logged_models::delete(tx, &access.org.id, &model_id).await
         })
         .await?;
@@ -134,7 +134,7 @@ async fn set_tags(
 ) -> MlflowResult<Json<Value>> {
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             logged_models::set_tags(tx, &access.org.id, &model_id, &request.tags).await
         })
         .await?;
@@ -148,7 +148,7 @@ async fn delete_tag(
 ) -> MlflowResult<Json<Value>> {
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             logged_models::delete_tag(tx, &access.org.id, &model_id, &key).await
         })
         .await?;
@@ -169,7 +169,7 @@ async fn log_params(
 ) -> MlflowResult<Json<Value>> {
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             logged_models::log_params(tx, &access.org.id, &model_id, &request.params).await
         })
         .await?;

@@ -33,12 +33,62 @@ use super::AppState;
 use crate::access::OrgAccess;
 use crate::api::CredentialOrg;
 use crate::auth::rbac::can::Permission;
-use crate::error::{ApiError, ErrorCode as WispCode};
-use crate::mlflow::{ErrorCode, MlflowError};
+use crate::error::{ApiError, DomainError};
+use crate::mlflow::ErrorCode;
 use crate::serving::admission::Caller;
+
+/// An MLflow error at the HTTP edge: the MLflow layer's [`crate::mlflow::MlflowError`] in
+/// a type this crate owns, so that it can be answered.
+#[derive(Debug)]
+pub(crate) struct MlflowError(crate::mlflow::MlflowError);
 
 /// `Result` of MLflow handlers.
 pub(crate) type MlflowResult<T> = Result<T, MlflowError>;
+
+impl MlflowError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(crate::mlflow::MlflowError::new(code, message))
+    }
+
+    /// `INVALID_PARAMETER_VALUE`.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self(crate::mlflow::MlflowError::invalid(message))
+    }
+
+    /// `RESOURCE_DOES_NOT_EXIST`.
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self(crate::mlflow::MlflowError::not_found(message))
+    }
+
+    /// An internal failure: logged with its cause, answered without details.
+    pub(crate) fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self(crate::mlflow::MlflowError::internal(error))
+    }
+}
+
+/// Every error the MLflow layer converts converts here too, so `?` works in handlers.
+macro_rules! through_the_mlflow_error {
+    ($($source:ty),* $(,)?) => {$(
+        impl From<$source> for MlflowError {
+            fn from(error: $source) -> Self {
+                Self(error.into())
+            }
+        }
+    )*};
+}
+
+through_the_mlflow_error!(
+    crate::mlflow::MlflowError,
+    DomainError,
+    crate::db::DbError,
+    crate::mlflow::filter::FilterError,
+);
+
+impl From<MlflowError> for crate::mlflow::MlflowError {
+    fn from(error: MlflowError) -> Self {
+        error.0
+    }
+}
 
 /// The MLflow routes, with a JSON `ENDPOINT_NOT_FOUND` for unknown MLflow paths (the
 /// client falls back between endpoint versions on that code).
@@ -76,46 +126,22 @@ async fn endpoint_not_found(request: Request) -> MlflowError {
 
 impl IntoResponse for MlflowError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
+        let Self(error) = self;
+        let status = StatusCode::from_u16(error.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let retry = self
+        let retry = error
             .retry_after
             .map(|seconds| [(header::RETRY_AFTER, seconds.to_string())]);
-        let body = serde_json::json!({ "error_code": self.code.as_str(), "message": self.message });
+        let body =
+            serde_json::json!({ "error_code": error.code.as_str(), "message": error.message });
         (status, retry, axum::Json(body)).into_response()
     }
 }
 
-/// wisp's errors (authentication, permissions, rate limits) in MLflow's terms.
+/// The domain error in MLflow's terms (the mapping is the MLflow layer's).
 impl From<ApiError> for MlflowError {
     fn from(error: ApiError) -> Self {
-        let code = match error.code() {
-            WispCode::Unauthenticated
-            | WispCode::InvalidToken
-            | WispCode::TokenExpired
-            | WispCode::InvalidCredentials => ErrorCode::Unauthenticated,
-            WispCode::Forbidden | WispCode::OrgSuspended | WispCode::PasswordChangeRequired => {
-                ErrorCode::PermissionDenied
-            }
-            WispCode::NotFound => ErrorCode::ResourceDoesNotExist,
-            WispCode::AlreadyExists => ErrorCode::ResourceAlreadyExists,
-            WispCode::RateLimited | WispCode::QuotaExceeded => ErrorCode::RequestLimitExceeded,
-            WispCode::Overloaded => ErrorCode::TemporarilyUnavailable,
-            WispCode::Internal => ErrorCode::InternalError,
-            WispCode::InvalidJson => ErrorCode::BadRequest,
-            WispCode::AliasInUse | WispCode::LastOwner => ErrorCode::InvalidState,
-            _ => ErrorCode::InvalidParameterValue,
-        };
-        // MLflow has no quota code: the message starts with wisp's.
-        let message = match error.code() {
-            WispCode::QuotaExceeded => format!("quota_exceeded: {}", error.message()),
-            _ => error.message().to_owned(),
-        };
-        Self {
-            code,
-            message,
-            retry_after: error.retry_after(),
-        }
+        Self(DomainError::from(error).into())
     }
 }
 

@@ -11,6 +11,7 @@
 //! version past them is created in MLflow, tagged `wisp.serving_error`
 //! (`quota_exceeded: …`), and not bridged.
 
+use crate::api::Meta;
 use crate::db::Reader;
 use crate::domain::{self, Acting};
 use axum::Json;
@@ -20,9 +21,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Access, Fields, MlflowResult, empty, required, required_str, wire, wisp_name_of};
+use super::{
+    Access, Fields, MlflowError, MlflowResult, empty, required, required_str, wire, wisp_name_of,
+};
 use crate::api::AppState;
-use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::audit::{self, AuditEvent};
 use crate::auth::rbac::can;
 use crate::deployments;
 use crate::inspect::InspectedModel;
@@ -32,7 +35,7 @@ use crate::mlflow::artifacts::{self, StoredFile};
 use crate::mlflow::filter::{self, Entity};
 use crate::mlflow::registry::{self as mlregistry, ModelVersion, NewVersion, RegisteredModel};
 use crate::mlflow::tracking::{self, Field};
-use crate::mlflow::{self, ErrorCode, KeyValue, MlflowError, logged_models};
+use crate::mlflow::{self, ErrorCode, KeyValue, logged_models};
 use crate::plans;
 use crate::registry;
 use crate::serving::warmup;
@@ -108,13 +111,13 @@ struct ModelRequest {
 async fn create_model(
     State(state): State<AppState>,
     access: Access<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<ModelRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let model = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             let model = mlregistry::create_model(
                 tx,
                 &access.org.id,
@@ -152,14 +155,14 @@ async fn get_model(
 async fn rename_model(
     State(state): State<AppState>,
     access: Access<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<ModelRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let new_name = required_str(request.new_name, "new_name")?;
     let model = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             mlregistry::rename_model(tx, &access.org.id, &name, &new_name).await?;
             Acting::new(&access, &meta)
                 .audit(
@@ -183,7 +186,7 @@ async fn update_model(
     let name = required_str(request.name, "name")?;
     let model = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             mlregistry::update_model(
                 tx,
                 &access.org.id,
@@ -200,13 +203,13 @@ async fn update_model(
 async fn delete_model(
     State(state): State<AppState>,
     access: Access<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<ModelRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             mlregistry::delete_model(tx, &access.org.id, &name).await?;
             Acting::new(&access, &meta)
                 .audit(
@@ -412,7 +415,7 @@ async fn latest_versions(
         .stages
         .iter()
         .map(|s| mlregistry::canonical_stage(s))
-        .collect::<MlflowResult<Vec<_>>>()?;
+        .collect::<crate::mlflow::MlflowResult<Vec<_>>>()?;
     let conn = state.db.read().await;
     mlregistry::check_model(&conn, &access.org.id, &name).await?;
     let versions = mlregistry::list_versions(&conn, &access.org.id, Some(&name)).await?;
@@ -430,7 +433,7 @@ async fn set_model_tag(
     let key = required_str(request.key, "key")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             mlregistry::set_model_tag(tx, &access.org.id, &name, &key, &request.value).await
         })
         .await?;
@@ -446,7 +449,7 @@ async fn delete_model_tag(
     let key = required_str(request.key, "key")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             mlregistry::delete_model_tag(tx, &access.org.id, &name, &key).await
         })
         .await?;
@@ -462,7 +465,7 @@ fn wisp_alias(alias: &str) -> Option<&str> {
 async fn set_alias(
     State(state): State<AppState>,
     access: Access<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<ModelRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -470,7 +473,7 @@ async fn set_alias(
     let version = required_str(request.version, "version")?;
     let redeploy = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             let previous =
                 mlregistry::set_alias(tx, &access.org.id, &name, &alias, &version).await?;
             let mlflow_version =
@@ -524,12 +527,12 @@ async fn set_alias(
 async fn delete_alias(
     State(state): State<AppState>,
     access: Access<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<ModelRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let alias = required_str(request.alias, "alias")?;
-    state.db.transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+    state.db.transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
         let previous = mlregistry::delete_alias(tx, &access.org.id, &name, &alias).await?;
         let actor = access.actor();
         if let (Some(wisp_name), Some(wisp_alias)) = (wisp_name_of(&name), wisp_alias(&alias))
@@ -541,7 +544,7 @@ async fn delete_alias(
             if let Some(deployment) = deployments::get(tx, &model.id).await?
                 && deployment.follow_alias.as_deref() == Some(wisp_alias)
             {
-                return Err(MlflowError::new(
+                return Err(crate::mlflow::MlflowError::new(
                     ErrorCode::InvalidState,
                     format!(
                         "the wisp deployment of {name} follows alias {alias}; deploy a version or another alias first"
@@ -717,7 +720,7 @@ pub const SERVING_ERROR_TAG: &str = "wisp.serving_error";
 async fn create_version(
     State(state): State<AppState>,
     access: Access<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<VersionRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -739,7 +742,7 @@ async fn create_version(
     let acting = Acting::new(&access, &meta);
     let version = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             let number = mlregistry::create_version(
                 tx,
                 &access.org.id,
@@ -869,7 +872,7 @@ async fn update_version(
     let version = required_str(request.version, "version")?;
     let updated = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             mlregistry::update_version(
                 tx,
                 &access.org.id,
@@ -887,14 +890,14 @@ async fn update_version(
 async fn delete_version(
     State(state): State<AppState>,
     access: Access<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<VersionRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
     let version = required_str(request.version, "version")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             mlregistry::delete_version(tx, &access.org.id, &name, &version).await?;
             Acting::new(&access, &meta)
                 .audit(
@@ -920,7 +923,7 @@ async fn set_version_tag(
     let key = required_str(request.key, "key")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             let found = mlregistry::get_version(tx, &access.org.id, &name, &version).await?;
             let number = mlregistry::parse_version(&name, &found.version)?;
             mlregistry::set_version_tag(tx, &access.org.id, &name, number, &key, &request.value)
@@ -940,7 +943,7 @@ async fn delete_version_tag(
     let key = required_str(request.key, "key")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             mlregistry::delete_version_tag(tx, &access.org.id, &name, &version, &key).await
         })
         .await?;
@@ -962,7 +965,7 @@ async fn download_uri(
 async fn transition_stage(
     State(state): State<AppState>,
     access: Access<can::WriteModels>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     Fields(request): Fields<VersionRequest>,
 ) -> MlflowResult<Json<Value>> {
     let name = required_str(request.name, "name")?;
@@ -970,7 +973,7 @@ async fn transition_stage(
     let stage = required(request.stage, "stage")?;
     let updated = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             mlregistry::transition_stage(
                 tx,
                 &access.org.id,

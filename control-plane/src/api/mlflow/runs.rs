@@ -72,7 +72,7 @@ async fn create(
     let actor = access.actor();
     let run = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::create_run(
                 tx,
                 &access.org.id,
@@ -132,7 +132,7 @@ async fn update(
     let id = request.run.id()?;
     let info = state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::update_run(
                 tx,
                 &access.org.id,
@@ -155,7 +155,7 @@ async fn delete(
     let id = run.id()?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::set_run_stage(tx, &access.org.id, &id, tracking::DELETED).await
         })
         .await?;
@@ -170,7 +170,7 @@ async fn restore(
     let id = run.id()?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::set_run_stage(tx, &access.org.id, &id, tracking::ACTIVE).await
         })
         .await?;
@@ -222,7 +222,7 @@ async fn write_batch(
     batch.validate()?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::log_batch(tx, &access.org.id, run_id, &batch).await
         })
         .await?;
@@ -300,7 +300,7 @@ async fn delete_tag(
     let key = required_str(request.key, "key")?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::delete_tag(tx, &access.org.id, &id, &key).await
         })
         .await?;
@@ -355,7 +355,7 @@ async fn log_inputs(
     let id = request.run.id()?;
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::log_inputs(tx, &access.org.id, &id, &request.datasets, &request.models).await
         })
         .await?;
@@ -393,7 +393,7 @@ async fn log_outputs(
         .collect();
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::mlflow::MlflowError> {
+        .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::log_outputs(tx, &access.org.id, &id, &models).await
         })
         .await?;
