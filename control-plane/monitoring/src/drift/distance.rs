@@ -1,12 +1,12 @@
 //! The distances Evidently uses for drift on a large reference: the 1-D Wasserstein
 //! distance normalised by the reference's standard deviation (numeric) and the
-//! Jensen–Shannon distance (categorical, or numeric in 30 equal-width bins). Drift is
+//! Jensen–Shannon distance (categorical, or numeric in Sturges bins or per value). Drift is
 //! `distance ≥ threshold`, decided by the caller ([`super::feature_drift`]).
 //!
 //! From raw samples these match scipy (`wasserstein_distance`, `jensenshannon` with its
 //! default natural logarithm, so the JS distance lies in `[0, √ln 2 ≈ 0.833]`) and
-//! numpy's histogram binning. Evidently replaces empty bins by 0.0001 before the JS
-//! distance (its `get_binned_data`), and so do the functions here.
+//! numpy's histogram binning. Shares go into the JS distance as they are: Evidently's
+//! `get_binned_data` raises empty bins to 0.0001 only for PSI and KL, not for JS.
 //!
 //! From sketches ([`wasserstein_sketches`], [`jensen_shannon_frequent`]) they are
 //! approximations, documented on each function.
@@ -17,10 +17,9 @@ use super::DriftError;
 use crate::frequent::FrequentItems;
 use crate::quantiles::QuantileSketch;
 
-/// Share given to an empty bin or absent category before the JS distance (Evidently).
-pub const EMPTY_BIN_SHARE: f64 = 0.0001;
-/// Equal-width bins Evidently uses for numeric JS distance.
-pub const DEFAULT_HISTOGRAM_BINS: usize = 30;
+/// A numeric reference with more distinct values than this is binned for the JS
+/// distance; with fewer, each value is a category (Evidently's `get_binned_data`).
+pub const MAX_DISTINCT_FOR_VALUE_SHARES: usize = 20;
 /// Evidently's floor on the reference standard deviation in the normalised Wasserstein.
 pub const MIN_REFERENCE_STD: f64 = 0.001;
 
@@ -78,45 +77,49 @@ pub fn jensen_shannon(p: &[f64], q: &[f64]) -> Result<f64, DriftError> {
     Ok(((left + right) / 2.0).max(0.0).sqrt())
 }
 
-/// Shares of each bin with empty bins raised to [`EMPTY_BIN_SHARE`], as Evidently does.
-fn shares(counts: impl Iterator<Item = u64>, total: u64) -> Vec<f64> {
-    counts
-        .map(|c| match c {
-            0 => EMPTY_BIN_SHARE,
-            c => c as f64 / total as f64,
-        })
-        .collect()
+fn shares(counts: &[u64], total: u64) -> Vec<f64> {
+    counts.iter().map(|&c| c as f64 / total as f64).collect()
 }
 
-/// Evidently's numeric `jensenshannon` stattest: `bins` equal-width bins over both
-/// samples ([`histogram_edges`]), shares per sample, empty bins at 0.0001.
-pub fn jensen_shannon_numeric(
-    reference: &[f64],
-    current: &[f64],
-    bins: usize,
-) -> Result<f64, DriftError> {
-    let edges = histogram_edges(reference.iter().chain(current).copied(), bins)?;
+/// Evidently's numeric `jensenshannon` stattest: if the reference has more than
+/// [`MAX_DISTINCT_FOR_VALUE_SHARES`] distinct values, the shares of Sturges' bins over
+/// both samples ([`histogram_edges_sturges`]); otherwise the shares of each value.
+pub fn jensen_shannon_numeric(reference: &[f64], current: &[f64]) -> Result<f64, DriftError> {
+    let mut distinct: Vec<f64> = reference.to_vec();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    if distinct.len() <= MAX_DISTINCT_FOR_VALUE_SHARES {
+        return jensen_shannon_categorical(&value_counts(reference), &value_counts(current));
+    }
+    let edges = histogram_edges_sturges(reference.iter().chain(current).copied())?;
     jensen_shannon_histograms(
         &histogram_counts(reference, &edges),
         &histogram_counts(current, &edges),
     )
 }
 
+/// Occurrences of each value, keyed by its decimal text (the same value always gives
+/// the same key, which is all the categorical tests need).
+pub(crate) fn value_counts(values: &[f64]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for v in values {
+        *counts.entry((v + 0.0).to_string()).or_default() += 1; // -0.0 is 0.0
+    }
+    counts
+}
+
 /// The JS distance between two histograms over the same bins (e.g. per-minute counts
-/// summed over a window), with Evidently's empty-bin share.
+/// summed over a window), from the shares of each bin.
 pub fn jensen_shannon_histograms(reference: &[u64], current: &[u64]) -> Result<f64, DriftError> {
     let (nr, nc) = (reference.iter().sum::<u64>(), current.iter().sum::<u64>());
     if nr == 0 || nc == 0 {
         return Err(DriftError::EmptySample);
     }
-    jensen_shannon(
-        &shares(reference.iter().copied(), nr),
-        &shares(current.iter().copied(), nc),
-    )
+    jensen_shannon(&shares(reference, nr), &shares(current, nc))
 }
 
 /// Evidently's categorical `jensenshannon` stattest: shares over the union of
-/// categories, absent ones at 0.0001.
+/// categories.
 pub fn jensen_shannon_categorical(
     reference: &BTreeMap<String, u64>,
     current: &BTreeMap<String, u64>,
@@ -131,14 +134,26 @@ pub fn jensen_shannon_categorical(
     jensen_shannon_histograms(&counts(reference), &counts(current))
 }
 
-/// numpy's `histogram_bin_edges(values, bins)`: `bins` equal-width bins from the minimum
-/// to the maximum (±0.5 around a single value).
-pub fn histogram_edges(
+/// numpy's `histogram_bin_edges(values, bins="sturges")`: equal-width bins from the
+/// minimum to the maximum, as many as `⌈range / (range / (log₂ n + 1))⌉` (one bin, ±0.5,
+/// around a single value).
+pub fn histogram_edges_sturges(
     values: impl IntoIterator<Item = f64>,
-    bins: usize,
 ) -> Result<Vec<f64>, DriftError> {
+    let values: Vec<f64> = values.into_iter().collect();
+    let (lo, hi) = min_max(&values)?;
+    let width = (hi - lo) / ((values.len() as f64).log2() + 1.0);
+    let bins = if width > 0.0 {
+        ((hi - lo) / width).ceil() as usize
+    } else {
+        1
+    };
+    histogram_edges(values, bins)
+}
+
+fn min_max(values: &[f64]) -> Result<(f64, f64), DriftError> {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in values {
+    for &v in values {
         if v.is_nan() {
             return Err(DriftError::NotANumber);
         }
@@ -148,6 +163,17 @@ pub fn histogram_edges(
     if lo > hi {
         return Err(DriftError::EmptySample);
     }
+    Ok((lo, hi))
+}
+
+/// numpy's `histogram_bin_edges(values, bins)`: `bins` equal-width bins from the minimum
+/// to the maximum (±0.5 around a single value).
+pub fn histogram_edges(
+    values: impl IntoIterator<Item = f64>,
+    bins: usize,
+) -> Result<Vec<f64>, DriftError> {
+    let values: Vec<f64> = values.into_iter().collect();
+    let (mut lo, mut hi) = min_max(&values)?;
     if lo == hi {
         lo -= 0.5;
         hi += 0.5;
@@ -238,6 +264,7 @@ pub fn jensen_shannon_frequent(
         .collect();
     let counts = |s: &FrequentItems| -> Vec<u64> {
         let mut v: Vec<u64> = categories.iter().map(|c| s.count(c)).collect();
+        // (an empty "other" bin on both sides adds nothing to the distance)
         v.push(s.unattributed());
         v
     };

@@ -11,10 +11,14 @@
 //! | > 1000 | numeric, > 5 distinct values | Wasserstein / std(reference) ([`wasserstein_normalised`]) | ≥ 0.1 |
 //! | > 1000 | categorical, or numeric with ≤ 5 distinct values | Jensen–Shannon ([`jensen_shannon_categorical`]) | ≥ 0.1 |
 //!
-//! The dataset drifts when the share of drifted features is ≥ 0.5.
+//! The dataset drifts when the share of drifted features is ≥ 0.5. This is Evidently
+//! 0.7's `evidently/legacy/calculations/stattests` (`registry.py`, `ks_stattest.py`,
+//! `chisquare_stattest.py`, `z_stattest.py`, `wasserstein_distance_norm.py`,
+//! `jensenshannon.py`), which calls scipy.
 //!
 //! Statistics from raw samples agree with scipy 1.17 (checked against
-//! `tests/fixtures/drift/scipy_reference.json` in `tests/scipy_reference.rs`); the JS
+//! `tests/fixtures/drift/scipy_reference.json` in `tests/scipy_reference.rs`, whose
+//! values also equal Evidently 0.7.23's stattest functions on the same samples); the JS
 //! distance uses the natural logarithm, scipy's and Evidently's default.
 //!
 //! - [`stattests`]: KS, chi-squared, z-test.
@@ -76,7 +80,7 @@ pub enum DriftMethod {
     ZTest,
     /// Wasserstein distance / reference std (numeric).
     Wasserstein,
-    /// Jensen–Shannon distance (categorical, or numeric in equal-width bins).
+    /// Jensen–Shannon distance (categorical, or numeric in Sturges bins).
     JensenShannon,
 }
 
@@ -103,8 +107,6 @@ pub struct DriftConfig {
     pub wasserstein_threshold: f64,
     /// Drift when the Jensen–Shannon distance is at or above this.
     pub jensen_shannon_threshold: f64,
-    /// Equal-width bins for JS on a numeric feature.
-    pub histogram_bins: usize,
     /// The dataset drifts when this share of its features (or more) drift.
     pub drift_share: f64,
     /// Test for every numeric feature instead of the default choice.
@@ -125,7 +127,6 @@ impl Default for DriftConfig {
             p_value_threshold: 0.05,
             wasserstein_threshold: 0.1,
             jensen_shannon_threshold: 0.1,
-            histogram_bins: distance::DEFAULT_HISTOGRAM_BINS,
             drift_share: 0.5,
             numeric_method: None,
             categorical_method: None,
@@ -150,22 +151,13 @@ impl DriftConfig {
     }
 }
 
-/// One feature's values in a window.
+/// One feature's values in a window (raw values, or counts per category).
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeatureSample {
     /// Raw numeric values.
     Numeric(Vec<f64>),
     /// Occurrences per category.
     Categorical(BTreeMap<String, u64>),
-}
-
-impl FeatureSample {
-    fn rows(&self) -> u64 {
-        match self {
-            Self::Numeric(v) => v.len() as u64,
-            Self::Categorical(c) => c.values().sum(),
-        }
-    }
 }
 
 /// The drift verdict on one feature.
@@ -183,25 +175,32 @@ pub struct FeatureDrift {
     pub drifted: bool,
 }
 
-/// Runs the configured (or default) drift test on one feature.
+/// Runs the configured (or default) drift test on one feature. Non-finite numeric values
+/// are dropped first, as Evidently drops NaN and ±∞; a sample left empty is an error.
 pub fn feature_drift(
     name: &str,
     reference: &FeatureSample,
     current: &FeatureSample,
     config: &DriftConfig,
 ) -> Result<FeatureDrift, DriftError> {
-    if reference.rows() == 0 || current.rows() == 0 {
-        return Err(DriftError::EmptySample);
-    }
-    let small = reference.rows() <= config.small_reference_max_rows as u64;
-    // Numeric features with few distinct values are tested as categories (Evidently).
+    // Evidently drops missing and infinite values before testing a column.
+    let finite = |v: &[f64]| -> Vec<f64> {
+        v.iter()
+            .filter(|x| x.is_finite())
+            .map(|x| x + 0.0)
+            .collect() // -0.0 is 0.0
+    };
+    let numeric;
     let as_categories;
     let (reference, current, distinct) = match (reference, current) {
         (FeatureSample::Numeric(r), FeatureSample::Numeric(c)) => {
+            numeric = (finite(r), finite(c));
+            let (r, c) = (&numeric.0, &numeric.1);
             let distinct =
                 distinct_count(r.iter().chain(c), config.max_distinct_for_categorical + 1);
+            // Numeric features with few distinct values are tested as categories.
             if distinct <= config.max_distinct_for_categorical {
-                as_categories = (numeric_counts(r), numeric_counts(c));
+                as_categories = (distance::value_counts(r), distance::value_counts(c));
                 (
                     Sample::Categorical(&as_categories.0),
                     Sample::Categorical(&as_categories.1),
@@ -217,6 +216,10 @@ pub fn feature_drift(
         }
         _ => return Err(DriftError::KindMismatch),
     };
+    if reference.rows() == 0 || current.rows() == 0 {
+        return Err(DriftError::EmptySample);
+    }
+    let small = reference.rows() <= config.small_reference_max_rows as u64;
     let method = config
         .feature_methods
         .get(name)
@@ -237,7 +240,7 @@ pub fn feature_drift(
                     })
             }
         });
-    let (statistic, score) = run(method, reference, current, config.histogram_bins)?;
+    let (statistic, score) = run(method, reference, current)?;
     let threshold = config.threshold(name, method);
     let drifted = if method.is_hypothesis_test() {
         score < threshold
@@ -260,11 +263,19 @@ enum Sample<'a> {
     Categorical(&'a BTreeMap<String, u64>),
 }
 
+impl Sample<'_> {
+    fn rows(&self) -> u64 {
+        match self {
+            Self::Numeric(v) => v.len() as u64,
+            Self::Categorical(c) => c.values().sum(),
+        }
+    }
+}
+
 fn run(
     method: DriftMethod,
     reference: Sample<'_>,
     current: Sample<'_>,
-    bins: usize,
 ) -> Result<(f64, f64), DriftError> {
     use Sample::{Categorical as C, Numeric as N};
     let test = |r: TestResult| (r.statistic, r.p_value);
@@ -272,7 +283,7 @@ fn run(
     Ok(match (method, reference, current) {
         (DriftMethod::Ks, N(r), N(c)) => test(ks_2samp(r, c)?.0),
         (DriftMethod::Wasserstein, N(r), N(c)) => distance(wasserstein_normalised(r, c)?),
-        (DriftMethod::JensenShannon, N(r), N(c)) => distance(jensen_shannon_numeric(r, c, bins)?),
+        (DriftMethod::JensenShannon, N(r), N(c)) => distance(jensen_shannon_numeric(r, c)?),
         (DriftMethod::ChiSquare, C(r), C(c)) => test(chi_square(r, c)?),
         (DriftMethod::ZTest, C(r), C(c)) => test(proportions_z_test(r, c)?),
         (DriftMethod::JensenShannon, C(r), C(c)) => distance(jensen_shannon_categorical(r, c)?),
@@ -304,16 +315,6 @@ fn distinct_count<'a>(values: impl Iterator<Item = &'a f64>, stop: usize) -> usi
         }
     }
     seen.len()
-}
-
-/// Counts of each value of a low-cardinality numeric sample, keyed by its text. Keys
-/// only need to be consistent between the two samples.
-fn numeric_counts(values: &[f64]) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for v in values {
-        *counts.entry(v.to_string()).or_default() += 1;
-    }
-    counts
 }
 
 /// The drift verdict on a dataset.
@@ -409,6 +410,27 @@ mod tests {
             feature_drift("g", &two, &two, &ks_on_categories),
             Err(DriftError::MethodNotApplicable { .. })
         ));
+    }
+
+    #[test]
+    fn non_finite_values_are_dropped_first() {
+        let config = DriftConfig::default();
+        let mut values: Vec<f64> = (0..100).map(|i| i as f64 * 0.5).collect();
+        let clean = FeatureSample::Numeric(values.clone());
+        values.extend([f64::NAN, f64::INFINITY, f64::NEG_INFINITY]);
+        let dirty = FeatureSample::Numeric(values);
+        let verdict = feature_drift("f", &dirty, &clean, &config).unwrap();
+        assert_eq!(
+            (verdict.method, verdict.statistic, verdict.drifted),
+            (DriftMethod::Ks, 0.0, false)
+        );
+        let only_nan = FeatureSample::Numeric(vec![f64::NAN]);
+        assert_eq!(
+            feature_drift("f", &only_nan, &clean, &config).unwrap_err(),
+            DriftError::EmptySample
+        );
+        let kinds = feature_drift("f", &clean, &cats(&[("a", 1)]), &config);
+        assert_eq!(kinds.unwrap_err(), DriftError::KindMismatch);
     }
 
     #[test]
