@@ -58,13 +58,11 @@ pub enum DriftError {
     /// The reference and the current sample are not the same kind (numeric, categorical).
     #[error("the reference and current samples are of different kinds")]
     KindMismatch,
-    /// The method does not apply to this kind of feature (e.g. KS on categories).
-    #[error("{method:?} does not apply to {kind} features")]
+    /// The method needs numeric values (KS, Wasserstein) but the feature is categorical.
+    #[error("{method:?} needs a numeric feature")]
     MethodNotApplicable {
         /// The method asked for.
         method: DriftMethod,
-        /// `numeric` or `categorical`.
-        kind: &'static str,
     },
 }
 
@@ -187,60 +185,29 @@ pub fn feature_drift(
     let finite = |v: &[f64]| -> Vec<f64> {
         v.iter()
             .filter(|x| x.is_finite())
-            .map(|x| x + 0.0)
-            .collect() // -0.0 is 0.0
+            .map(|x| x + 0.0) // -0.0 is 0.0
+            .collect()
     };
     let numeric;
-    let as_categories;
-    let (reference, current, distinct) = match (reference, current) {
+    let samples = match (reference, current) {
         (FeatureSample::Numeric(r), FeatureSample::Numeric(c)) => {
             numeric = (finite(r), finite(c));
-            let (r, c) = (&numeric.0, &numeric.1);
-            let distinct =
-                distinct_count(r.iter().chain(c), config.max_distinct_for_categorical + 1);
-            // Numeric features with few distinct values are tested as categories.
-            if distinct <= config.max_distinct_for_categorical {
-                as_categories = (distance::value_counts(r), distance::value_counts(c));
-                (
-                    Sample::Categorical(&as_categories.0),
-                    Sample::Categorical(&as_categories.1),
-                    distinct,
-                )
-            } else {
-                (Sample::Numeric(r), Sample::Numeric(c), distinct)
-            }
+            Samples::Numeric(&numeric.0, &numeric.1)
         }
         (FeatureSample::Categorical(r), FeatureSample::Categorical(c)) => {
-            let distinct = r.keys().chain(c.keys()).collect::<BTreeSet<_>>().len();
-            (Sample::Categorical(r), Sample::Categorical(c), distinct)
+            Samples::Categorical(r, c)
         }
         _ => return Err(DriftError::KindMismatch),
     };
-    if reference.rows() == 0 || current.rows() == 0 {
+    let (reference_rows, current_rows) = samples.rows();
+    if reference_rows == 0 || current_rows == 0 {
         return Err(DriftError::EmptySample);
     }
-    let small = reference.rows() <= config.small_reference_max_rows as u64;
-    let method = config
-        .feature_methods
-        .get(name)
-        .copied()
-        .unwrap_or_else(|| match reference {
-            Sample::Numeric(_) => config.numeric_method.unwrap_or(if small {
-                DriftMethod::Ks
-            } else {
-                DriftMethod::Wasserstein
-            }),
-            Sample::Categorical(_) => {
-                config
-                    .categorical_method
-                    .unwrap_or(match (small, distinct) {
-                        (true, 0..=2) => DriftMethod::ZTest,
-                        (true, _) => DriftMethod::ChiSquare,
-                        (false, _) => DriftMethod::JensenShannon,
-                    })
-            }
-        });
-    let (statistic, score) = run(method, reference, current)?;
+    let method = match config.feature_methods.get(name) {
+        Some(method) => *method,
+        None => default_method(samples, config),
+    };
+    let (statistic, score) = run(method, samples)?;
     let threshold = config.threshold(name, method);
     let drifted = if method.is_hypothesis_test() {
         score < threshold
@@ -256,48 +223,75 @@ pub fn feature_drift(
     })
 }
 
-/// A borrowed sample, after numeric features with few values became categories.
-#[derive(Clone, Copy)]
-enum Sample<'a> {
-    Numeric(&'a [f64]),
-    Categorical(&'a BTreeMap<String, u64>),
-}
-
-impl Sample<'_> {
-    fn rows(&self) -> u64 {
-        match self {
-            Self::Numeric(v) => v.len() as u64,
-            Self::Categorical(c) => c.values().sum(),
+/// Evidently's choice (the table in the module docs), or the configured method for the
+/// feature's kind. Numeric features with few distinct values count as categorical.
+fn default_method(samples: Samples<'_>, config: &DriftConfig) -> DriftMethod {
+    let small = samples.rows().0 <= config.small_reference_max_rows as u64;
+    let categorical = |distinct: usize| {
+        config
+            .categorical_method
+            .unwrap_or(match (small, distinct) {
+                (true, 0..=2) => DriftMethod::ZTest,
+                (true, _) => DriftMethod::ChiSquare,
+                (false, _) => DriftMethod::JensenShannon,
+            })
+    };
+    match samples {
+        Samples::Numeric(r, c) => {
+            if let Some(method) = config.numeric_method {
+                return method;
+            }
+            let limit = config.max_distinct_for_categorical;
+            match distinct_count(r.iter().chain(c), limit + 1) {
+                d if d <= limit => categorical(d),
+                _ if small => DriftMethod::Ks,
+                _ => DriftMethod::Wasserstein,
+            }
+        }
+        Samples::Categorical(r, c) => {
+            categorical(r.keys().chain(c.keys()).collect::<BTreeSet<_>>().len())
         }
     }
 }
 
-fn run(
-    method: DriftMethod,
-    reference: Sample<'_>,
-    current: Sample<'_>,
-) -> Result<(f64, f64), DriftError> {
-    use Sample::{Categorical as C, Numeric as N};
-    let test = |r: TestResult| (r.statistic, r.p_value);
-    let distance = |d: f64| (d, d);
-    Ok(match (method, reference, current) {
-        (DriftMethod::Ks, N(r), N(c)) => test(ks_2samp(r, c)?.0),
-        (DriftMethod::Wasserstein, N(r), N(c)) => distance(wasserstein_normalised(r, c)?),
-        (DriftMethod::JensenShannon, N(r), N(c)) => distance(jensen_shannon_numeric(r, c)?),
-        (DriftMethod::ChiSquare, C(r), C(c)) => test(chi_square(r, c)?),
-        (DriftMethod::ZTest, C(r), C(c)) => test(proportions_z_test(r, c)?),
-        (DriftMethod::JensenShannon, C(r), C(c)) => distance(jensen_shannon_categorical(r, c)?),
-        (method, N(_), _) => {
-            return Err(DriftError::MethodNotApplicable {
-                method,
-                kind: "numeric",
-            });
+/// A feature's reference and current samples, borrowed.
+#[derive(Clone, Copy)]
+enum Samples<'a> {
+    Numeric(&'a [f64], &'a [f64]),
+    Categorical(&'a BTreeMap<String, u64>, &'a BTreeMap<String, u64>),
+}
+
+impl Samples<'_> {
+    /// Rows of the reference and of the current sample.
+    fn rows(&self) -> (u64, u64) {
+        match self {
+            Self::Numeric(r, c) => (r.len() as u64, c.len() as u64),
+            Self::Categorical(r, c) => (r.values().sum(), c.values().sum()),
         }
-        (method, C(_), _) => {
-            return Err(DriftError::MethodNotApplicable {
-                method,
-                kind: "categorical",
-            });
+    }
+}
+
+/// `(statistic, score)` of `method`: a test's statistic and p-value, or the distance twice.
+fn run(method: DriftMethod, samples: Samples<'_>) -> Result<(f64, f64), DriftError> {
+    use DriftMethod::*;
+    let test = |r: TestResult| (r.statistic, r.p_value);
+    let distance_score = |d: f64| (d, d);
+    Ok(match (method, samples) {
+        (Ks, Samples::Numeric(r, c)) => test(ks_2samp(r, c)?.0),
+        (Wasserstein, Samples::Numeric(r, c)) => distance_score(wasserstein_normalised(r, c)?),
+        (JensenShannon, Samples::Numeric(r, c)) => distance_score(jensen_shannon_numeric(r, c)?),
+        // a numeric feature with few values is tested as categories: its values
+        (ChiSquare | ZTest, Samples::Numeric(r, c)) => {
+            let (r, c) = (distance::value_counts(r), distance::value_counts(c));
+            return run(method, Samples::Categorical(&r, &c));
+        }
+        (ChiSquare, Samples::Categorical(r, c)) => test(chi_square(r, c)?),
+        (ZTest, Samples::Categorical(r, c)) => test(proportions_z_test(r, c)?),
+        (JensenShannon, Samples::Categorical(r, c)) => {
+            distance_score(jensen_shannon_categorical(r, c)?)
+        }
+        (Ks | Wasserstein, Samples::Categorical(..)) => {
+            return Err(DriftError::MethodNotApplicable { method });
         }
     })
 }
@@ -401,6 +395,16 @@ mod tests {
         assert_eq!(verdict.threshold, 0.9);
         assert!(!verdict.drifted);
         assert!(serde_json::from_str::<DriftConfig>(r#"{"treshold": 1}"#).is_err());
+        // an override reaches a numeric feature with few values as numbers
+        let ks = DriftConfig {
+            numeric_method: Some(DriftMethod::Ks),
+            ..DriftConfig::default()
+        };
+        let few = numeric(300, |i| (i % 3) as f64);
+        assert_eq!(
+            feature_drift("f", &few, &few, &ks).unwrap().method,
+            DriftMethod::Ks
+        );
         let ks_on_categories = DriftConfig {
             categorical_method: Some(DriftMethod::Ks),
             ..DriftConfig::default()
