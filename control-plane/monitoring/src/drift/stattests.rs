@@ -206,6 +206,17 @@ mod tests {
     }
 
     #[test]
+    fn ks_is_asymptotic_above_ten_thousand_rows() {
+        let big: Vec<f64> = (0..=KS_EXACT_MAX_ROWS).map(|i| i as f64 / 100.0).collect();
+        let small: Vec<f64> = (0..60).map(|i| i as f64 * 1.7).collect();
+        let (auto, method) = ks_2samp(&big, &small).unwrap();
+        assert_eq!(method, KsMethod::Asymptotic);
+        assert_eq!(auto, ks_2samp_asymptotic(&big, &small).unwrap());
+        let (_, method) = ks_2samp(&big[1..], &small).unwrap();
+        assert_eq!(method, KsMethod::Exact);
+    }
+
+    #[test]
     fn ks_refuses_empty_and_nan() {
         assert_eq!(ks_2samp(&[], &[1.0]).unwrap_err(), DriftError::EmptySample);
         assert_eq!(
