@@ -439,8 +439,8 @@ async fn a_deployment_chooses_its_backend() {
 }
 
 /// With the onnxruntime backend built in: what tract refuses is accepted at upload (any
-/// enabled backend runs it), fails to deploy on `tract`, and serves on `auto` and
-/// `onnxruntime` with onnxruntime's outputs.
+/// enabled backend runs it), fails to deploy on `tract` with `unsupported_operator` naming
+/// the operator, and serves on `auto` and `onnxruntime` with onnxruntime's outputs.
 #[tokio::test(flavor = "multi_thread")]
 #[cfg_attr(
     not(feature = "onnxruntime"),
@@ -470,6 +470,16 @@ async fn a_graph_tract_refuses_serves_on_auto_and_onnxruntime() {
         )
         .await;
     assert_eq!(on_tract.body["status"], "failed", "{on_tract:?}");
+    // Why, as an upload says it on a wisp without onnxruntime: the operator tract lacks.
+    assert_eq!(
+        on_tract.body["failure"]["code"], "unsupported_operator",
+        "{on_tract:?}"
+    );
+    let message = on_tract.body["failure"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Loop (ai.onnx opset 17)") && message.contains("backend `onnxruntime`"),
+        "{message}"
+    );
     let on_ort = app
         .put(
             &uri,
