@@ -289,7 +289,7 @@ fn to_ort(tensor: &Tensor) -> Result<SessionInputValue<'static>, RuntimeError> {
         TensorType::String => {
             let strings =
                 crate::tensor::decode_strings(&tensor.data).map_err(RuntimeError::InvalidInput)?;
-            ort::value::Tensor::from_string_array((shape, strings))
+            ort::value::Tensor::from_string_array((shape, strings.as_slice()))
                 .map_err(invalid)?
                 .into()
         }
