@@ -4,7 +4,8 @@
 //! called, and its outputs compared with onnxruntime's in the fixtures' `expected.json`;
 //! what no enabled backend runs is refused at upload with `unsupported_operator`; a default
 //! skl2onnx export (`ZipMap`) serves its probabilities with the class labels in the
-//! signature, the schema and the V2 metadata.
+//! signature, the schema and the V2 metadata; the fixtures with string (categorical) inputs
+//! also go through V2, as JSON `BYTES` and as binary data.
 
 mod common;
 
