@@ -4,7 +4,8 @@
 //! called, and its outputs compared with onnxruntime's in the fixtures' `expected.json`;
 //! what no enabled backend runs is refused at upload with `unsupported_operator`; a default
 //! skl2onnx export (`ZipMap`) serves its probabilities with the class labels in the
-//! signature, the schema and the V2 metadata.
+//! signature, the schema and the V2 metadata; the fixtures with string (categorical) inputs
+//! also go through V2, as JSON `BYTES` and as binary data.
 
 mod common;
 
@@ -24,8 +25,11 @@ fn expected(folder: &str) -> Value {
 }
 
 /// A fixture input as wisp's predict takes it: the raw little-endian bytes in `base64`,
-/// so every float (NaN included) arrives exactly.
+/// so every float (NaN included) arrives exactly; strings as JSON strings.
 fn input(value: &Value) -> Value {
+    if value["dtype"] == "string" {
+        return json!({ "dtype": "string", "shape": value["shape"], "data": value["data"] });
+    }
     let data = value["data"].as_array().unwrap();
     let (dtype, bytes): (&str, Vec<u8>) = match value["dtype"].as_str().unwrap() {
         "float32" => (
@@ -65,8 +69,8 @@ fn predict_body(entry: &Value) -> Value {
     json!({ "inputs": inputs })
 }
 
-/// The first difference between wisp's outputs and onnxruntime's: integers (labels)
-/// exactly, floats within tolerance. JSON has no number for NaN or ±Infinity: wisp's
+/// The first difference between wisp's outputs and onnxruntime's: integers and strings
+/// (labels) exactly, floats within tolerance. JSON has no number for NaN or ±Infinity: wisp's
 /// predict writes them as `null`, which stands for any of them here.
 fn compare(entry: &Value, got: &Value) -> Result<(), String> {
     let want = entry["outputs"].as_object().unwrap();
@@ -91,8 +95,13 @@ fn compare(entry: &Value, got: &Value) -> Result<(), String> {
             want["data"].as_array().unwrap(),
         );
         match want["dtype"].as_str().unwrap() {
-            "int64" => {
-                if got["dtype"] != "i64" || got_data != want_data {
+            "int64" | "string" => {
+                let dtype = if want["dtype"] == "int64" {
+                    "i64"
+                } else {
+                    "string"
+                };
+                if got["dtype"] != dtype || got_data != want_data {
                     return Err(format!(
                         "`{name}`: {} {:?}, onnxruntime {want_data:?}",
                         got["dtype"], got_data
@@ -439,8 +448,8 @@ async fn a_deployment_chooses_its_backend() {
 }
 
 /// With the onnxruntime backend built in: what tract refuses is accepted at upload (any
-/// enabled backend runs it), fails to deploy on `tract`, and serves on `auto` and
-/// `onnxruntime` with onnxruntime's outputs.
+/// enabled backend runs it), fails to deploy on `tract` with `unsupported_operator` naming
+/// the operator, and serves on `auto` and `onnxruntime` with onnxruntime's outputs.
 #[tokio::test(flavor = "multi_thread")]
 #[cfg_attr(
     not(feature = "onnxruntime"),
@@ -470,6 +479,16 @@ async fn a_graph_tract_refuses_serves_on_auto_and_onnxruntime() {
         )
         .await;
     assert_eq!(on_tract.body["status"], "failed", "{on_tract:?}");
+    // Why, as an upload says it on a wisp without onnxruntime: the operator tract lacks.
+    assert_eq!(
+        on_tract.body["failure"]["code"], "unsupported_operator",
+        "{on_tract:?}"
+    );
+    let message = on_tract.body["failure"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("Loop (ai.onnx opset 17)") && message.contains("backend `onnxruntime`"),
+        "{message}"
+    );
     let on_ort = app
         .put(
             &uri,
@@ -561,4 +580,158 @@ async fn the_mlflow_bridge_refuses_what_no_backend_runs_the_same_way() {
             || versions.body.as_array().is_some_and(|v| v.is_empty()),
         "{versions:?}"
     );
+}
+
+/// The V2 datatype of a fixture dtype.
+fn v2_datatype(dtype: &str) -> &'static str {
+    match dtype {
+        "float32" => "FP32",
+        "int64" => "INT64",
+        "string" => "BYTES",
+        other => panic!("unexpected dtype {other}"),
+    }
+}
+
+/// A fixture input's elements in V2 binary data: little-endian numbers, or for `BYTES`
+/// each string as a 4-byte little-endian length and its UTF-8 bytes (Triton's layout).
+fn v2_binary(value: &Value) -> Vec<u8> {
+    let data = value["data"].as_array().unwrap();
+    let mut bytes = Vec::new();
+    for x in data {
+        match value["dtype"].as_str().unwrap() {
+            "float32" => bytes.extend((x.as_f64().unwrap() as f32).to_le_bytes()),
+            "int64" => bytes.extend(x.as_i64().unwrap().to_le_bytes()),
+            _ => {
+                let text = x.as_str().unwrap();
+                bytes.extend((text.len() as u32).to_le_bytes());
+                bytes.extend(text.as_bytes());
+            }
+        }
+    }
+    bytes
+}
+
+/// V2 outputs as wisp's predict writes them (`{name: {dtype, shape, data}}`), to compare.
+fn v2_outputs(body: &Value) -> Value {
+    let outputs = body["outputs"].as_array().expect("outputs");
+    let mut named = serde_json::Map::new();
+    for output in outputs {
+        let dtype = match output["datatype"].as_str().unwrap() {
+            "FP32" => "f32",
+            "INT64" => "i64",
+            "BYTES" => "string",
+            other => other,
+        };
+        named.insert(
+            output["name"].as_str().unwrap().to_owned(),
+            json!({ "dtype": dtype, "shape": output["shape"], "data": output["data"] }),
+        );
+    }
+    Value::Object(named)
+}
+
+/// The fixtures with a string input (categorical columns: `OneHotEncoder`, `LabelEncoder`,
+/// `CategoryMapper`, `OrdinalEncoder`) through Open Inference Protocol V2, on tract and on
+/// onnxruntime where it is built in: the strings as JSON `BYTES` data, then every input as
+/// binary data after the JSON header (`Inference-Header-Content-Length`, as tritonclient
+/// sends it), and the outputs compared with onnxruntime's.
+#[tokio::test(flavor = "multi_thread")]
+async fn string_inputs_serve_through_v2_json_and_binary_bytes() {
+    let app = TestApp::serving().await;
+    let admin = app.admin().await;
+    app.model(&admin, ORG, MODEL).await;
+    let (_, key) = app.api_key(&admin, ORG, &["predict"]).await;
+    let expected = expected("ml");
+    let with_strings: Vec<(&String, &Value)> = expected["models"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, entry)| {
+            entry["inputs"]
+                .as_object()
+                .unwrap()
+                .values()
+                .any(|input| input["dtype"] == "string")
+        })
+        .collect();
+    assert!(with_strings.len() >= 9, "{} fixtures", with_strings.len());
+    let mut backends = vec![OnnxBackend::Tract];
+    if OnnxBackend::Onnxruntime.is_built_in() {
+        backends.push(OnnxBackend::Onnxruntime);
+    }
+    let mut failures = Vec::new();
+    for backend in backends {
+        for (file, entry) in &with_strings {
+            let served = serve_fixture(&app, &admin, "ml", file, entry, Some(backend)).await;
+            if let Err(why) = served {
+                failures.push(format!("{file} on {backend}, predict: {why}"));
+                continue;
+            }
+            let inputs = entry["inputs"].as_object().unwrap();
+            let json_inputs: Vec<Value> = inputs
+                .iter()
+                .map(|(name, value)| {
+                    json!({
+                        "name": name,
+                        "shape": value["shape"],
+                        "datatype": v2_datatype(value["dtype"].as_str().unwrap()),
+                        "data": value["data"],
+                    })
+                })
+                .collect();
+            let reply = app
+                .post(
+                    &format!("/v2/models/{MODEL}/infer"),
+                    &key,
+                    json!({ "inputs": json_inputs }),
+                )
+                .await;
+            let result = if reply.status == StatusCode::OK {
+                compare(entry, &v2_outputs(&reply.body))
+            } else {
+                Err(format!("{} {}", reply.code(), reply.body["message"]))
+            };
+            if let Err(why) = result {
+                failures.push(format!("{file} on {backend}, V2 JSON: {why}"));
+            }
+
+            let mut binary = Vec::new();
+            let header_inputs: Vec<Value> = inputs
+                .iter()
+                .map(|(name, value)| {
+                    let bytes = v2_binary(value);
+                    let size = bytes.len();
+                    binary.extend(bytes);
+                    json!({
+                        "name": name,
+                        "shape": value["shape"],
+                        "datatype": v2_datatype(value["dtype"].as_str().unwrap()),
+                        "parameters": { "binary_data_size": size },
+                    })
+                })
+                .collect();
+            let header = json!({ "inputs": header_inputs }).to_string();
+            let mut body = header.clone().into_bytes();
+            body.extend(binary);
+            let reply = app
+                .send(
+                    axum::http::Request::post(format!("/v2/models/{MODEL}/infer"))
+                        .header("authorization", format!("Bearer {key}"))
+                        .header("content-type", "application/octet-stream")
+                        .header("inference-header-content-length", header.len())
+                        .body(axum::body::Body::from(body))
+                        .unwrap(),
+                )
+                .await;
+            let result = if reply.status == StatusCode::OK {
+                compare(entry, &v2_outputs(&reply.body))
+            } else {
+                Err(format!("{} {}", reply.code(), reply.body["message"]))
+            };
+            if let Err(why) = result {
+                failures.push(format!("{file} on {backend}, V2 binary: {why}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

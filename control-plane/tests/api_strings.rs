@@ -1,6 +1,7 @@
 //! String tensors through the real router: a classifier trained on string labels (a
 //! scikit-learn export) answers its labels as JSON strings in wisp's predict and as `BYTES`
-//! in Open Inference Protocol V2, and its signature says `string`.
+//! in Open Inference Protocol V2, and its signature says `string`; a categorical column
+//! goes in as nested JSON strings.
 
 mod common;
 
@@ -116,4 +117,63 @@ async fn a_string_label_classifier_answers_strings_in_predict_and_v2() {
     }
     assert_eq!(output["parameters"]["binary_data_size"], expected.len());
     assert_eq!(binary, &expected[..]);
+}
+
+/// A pipeline with a categorical column (scikit-learn's `OneHotEncoder` on strings next to
+/// two numeric columns, `tests/fixtures/ml/weather_onehot_logreg.onnx`) takes the column as
+/// nested JSON strings; its signature and the V2 metadata say `string` / `BYTES`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_categorical_column_goes_in_as_json_strings() {
+    let app = TestApp::serving().await;
+    let admin = app.admin().await;
+    app.model(&admin, ORG, "weather").await;
+    let upload = app
+        .upload(
+            ORG,
+            "weather",
+            &admin,
+            fixture("ml/weather_onehot_logreg.onnx"),
+        )
+        .await;
+    assert_eq!(upload.status, StatusCode::CREATED, "{upload:?}");
+    let inputs = upload.body["signature"]["inputs"].as_array().unwrap();
+    let outlook = inputs.iter().find(|i| i["name"] == "outlook").unwrap();
+    assert_eq!(outlook["dtype"], "string", "{upload:?}");
+    let deploy = app
+        .put(
+            &format!("/v1/orgs/{ORG}/models/weather/deployment"),
+            &admin,
+            json!({ "version": 1, "wait": true }),
+        )
+        .await;
+    assert_eq!(deploy.body["status"], "ready", "{deploy:?}");
+
+    // The first rows of the fixture's expected.json; "snow" is a category the encoder
+    // never saw (a row of zeros, as onnxruntime does).
+    let reply = app
+        .post(
+            &format!("/v1/orgs/{ORG}/models/weather/predict"),
+            &admin,
+            json!({ "inputs": {
+                "outlook": [["sunny"], ["rain"], ["snow"]],
+                "temperature": [[21.5], [14.0], [3.0]],
+                "humidity": [[45.0], [88.0], [70.0]],
+            } }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(
+        reply.body["outputs"]["label"]["data"],
+        json!(["play", "stay", "stay"]),
+        "{reply:?}"
+    );
+
+    let metadata = app.get("/v2/models/weather", &admin).await;
+    let outlook = metadata.body["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "outlook")
+        .unwrap_or_else(|| panic!("{metadata:?}"));
+    assert_eq!(outlook["datatype"], "BYTES", "{metadata:?}");
 }

@@ -46,9 +46,14 @@ pub enum RuntimeError {
     /// The inference backend failed on valid inputs, or the component reported a failure.
     #[error("inference failed: {0}")]
     InferenceFailed(String),
-    /// The model file cannot be loaded by the backend (corrupt, truncated, unsupported ops).
+    /// The model file cannot be loaded by the backend (corrupt, truncated, a type it has no
+    /// support for).
     #[error("invalid model: {0}")]
     InvalidModel(String),
+    /// The backend a deployment chose does not run some of the graph's operators (the
+    /// message names them); another backend may.
+    #[error("unsupported operator: {0}")]
+    UnsupportedOperator(String),
     /// The component is not a valid `wisp:model` component.
     #[error("invalid component: {0}")]
     InvalidComponent(String),
@@ -73,6 +78,7 @@ impl RuntimeError {
             Self::OutputTooLarge { .. } => "output_too_large",
             Self::InferenceFailed(_) => "inference_failed",
             Self::InvalidModel(_) => "invalid_model",
+            Self::UnsupportedOperator(_) => "unsupported_operator",
             Self::InvalidComponent(_) => "invalid_component",
             Self::Overloaded(_) => "overloaded",
             Self::Internal => "internal",
@@ -104,6 +110,7 @@ mod tests {
             RuntimeError::OutputTooLarge { limit: 0, got: 0 },
             RuntimeError::InferenceFailed(String::new()),
             RuntimeError::InvalidModel(String::new()),
+            RuntimeError::UnsupportedOperator(String::new()),
             RuntimeError::InvalidComponent(String::new()),
             RuntimeError::Overloaded(String::new()),
             RuntimeError::Internal,

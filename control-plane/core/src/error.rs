@@ -328,6 +328,7 @@ impl From<wisp_host::RuntimeError> for Error {
             E::OutputTooLarge { .. } => ErrorCode::OutputTooLarge,
             E::InferenceFailed(_) => ErrorCode::InferenceFailed,
             E::InvalidModel(_) => ErrorCode::InvalidModel,
+            E::UnsupportedOperator(_) => ErrorCode::UnsupportedOperator,
             E::InvalidComponent(_) => ErrorCode::InvalidComponent,
             E::Overloaded(_) => ErrorCode::Overloaded,
             // A version whose file is gone from the object store is the platform's fault.

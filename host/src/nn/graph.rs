@@ -73,6 +73,32 @@ pub fn inspect_onnx_on(bytes: &[u8], backend: OnnxBackend) -> Result<GraphInfo, 
     OnnxGraph::load_on(bytes, backend).map(|graph| graph.info().clone())
 }
 
+/// A graph on tract, chosen for it (not by `auto`): a refusal because of operators is
+/// [`RuntimeError::UnsupportedOperator`] naming them, so a deployment on `tract` of a graph
+/// only onnxruntime runs says why. (`auto` keeps tract's refusal as it is: the upload's
+/// inspection names the operators itself, with advice for the whole wisp.)
+fn load_tract(bytes: &[u8]) -> Result<TractGraph, RuntimeError> {
+    TractGraph::load(bytes).map_err(|refusal| {
+        let operators = super::operators::refused_operators(bytes, &refusal);
+        if operators.is_empty() {
+            return refusal;
+        }
+        let names: Vec<String> = operators.iter().map(ToString::to_string).collect();
+        let advice = if OnnxBackend::Onnxruntime.is_built_in() {
+            "deploy it with backend `onnxruntime` or `auto`"
+        } else {
+            "deploy it on a wisp built with the onnxruntime backend (cargo feature \
+             `onnxruntime`), with backend `onnxruntime` or `auto`"
+        };
+        let reason = refusal.to_string();
+        let reason = reason.strip_prefix("invalid model: ").unwrap_or(&reason);
+        RuntimeError::UnsupportedOperator(format!(
+            "tract does not run {}; {advice}. tract says: {reason}",
+            names.join(", ")
+        ))
+    })
+}
+
 impl OnnxGraph {
     /// Parses, checks and optimises an ONNX file on tract.
     pub fn load(bytes: &[u8]) -> Result<Self, RuntimeError> {
@@ -84,7 +110,7 @@ impl OnnxGraph {
     /// it too, the error is tract's.
     pub fn load_on(bytes: &[u8], backend: OnnxBackend) -> Result<Self, RuntimeError> {
         let engine = match backend {
-            OnnxBackend::Tract => Engine::Tract(TractGraph::load(bytes)?),
+            OnnxBackend::Tract => Engine::Tract(load_tract(bytes)?),
             OnnxBackend::Onnxruntime => Self::onnxruntime(bytes)?,
             OnnxBackend::Auto => match TractGraph::load(bytes) {
                 Ok(graph) => Engine::Tract(graph),

@@ -229,13 +229,13 @@ fn specs(outlets: &[ort::value::Outlet]) -> Result<Vec<TensorSpec>, RuntimeError
             let name = outlet.name().to_owned();
             let ValueType::Tensor { ty, shape, .. } = outlet.dtype() else {
                 return Err(RuntimeError::InvalidModel(format!(
-                    "`{name}` is a {}; supported are tensors of f32, f64, i32, i64, u8",
+                    "`{name}` is a {}; supported are tensors of f32, f64, i32, i64, u8, string",
                     outlet.dtype()
                 )));
             };
             let ty = tensor_type_of(*ty).ok_or_else(|| {
                 RuntimeError::InvalidModel(format!(
-                    "`{name}` has element type {ty:?}; supported are f32, f64, i32, i64, u8"
+                    "`{name}` has element type {ty:?}; supported are f32, f64, i32, i64, u8, string"
                 ))
             })?;
             let shape = shape.iter().map(|&d| if d < 0 { -1 } else { d }).collect();
@@ -252,6 +252,7 @@ fn tensor_type_of(ty: TensorElementType) -> Option<TensorType> {
         TensorElementType::Int32 => TensorType::I32,
         TensorElementType::Int64 => TensorType::I64,
         TensorElementType::Uint8 | TensorElementType::Bool => TensorType::U8,
+        TensorElementType::String => TensorType::String,
         _ => return None,
     })
 }
@@ -284,11 +285,13 @@ fn to_ort(tensor: &Tensor) -> Result<SessionInputValue<'static>, RuntimeError> {
         TensorType::U8 => ort::value::Tensor::from_array((shape, tensor.data.clone()))
             .map_err(invalid)?
             .into(),
-        // The signature of a graph on onnxruntime never declares a string (`tensor_type_of`).
+        // `inputs::bind` checked the layout: the elements decode and fill the shape.
         TensorType::String => {
-            return Err(RuntimeError::InvalidInput(
-                "string tensors are served on the tract backend only".into(),
-            ));
+            let strings =
+                crate::tensor::decode_strings(&tensor.data).map_err(RuntimeError::InvalidInput)?;
+            ort::value::Tensor::from_string_array((shape, strings.as_slice()))
+                .map_err(invalid)?
+                .into()
         }
     })
 }
@@ -322,6 +325,12 @@ fn from_ort(value: &DynValue) -> Result<Tensor, RuntimeError> {
                 })?;
                 let bytes: Vec<u8> = data.iter().map(|&b| u8::from(b)).collect();
                 Ok(Tensor::from_values(&dims(shape)?, &bytes))
+            }
+            TensorElementType::String => {
+                let (shape, strings) = value.try_extract_strings().map_err(|e| {
+                    RuntimeError::InferenceFailed(format!("onnxruntime output: {e}"))
+                })?;
+                Ok(Tensor::from_strings(&dims(shape)?, &strings))
             }
             other => Err(RuntimeError::InferenceFailed(format!(
                 "unsupported output type {other:?}"

@@ -43,10 +43,18 @@ impl TractGraph {
             .iter()
             .map(|entry| (entry.key.clone(), entry.value.clone()))
             .collect();
-        let model = onnx
-            .model_for_proto_model(&proto)
-            .and_then(name_unknown_dimensions)
-            .and_then(|model| model.into_optimized())
+        let typed = |batch| {
+            onnx.model_for_proto_model(&proto)
+                .and_then(|model| name_unknown_dimensions(model, batch))
+                .and_then(|model| model.into_optimized())
+        };
+        let model = typed(Batch::PerInput)
+            .or_else(|refusal| {
+                // Converters leave every input's batch dimension unnamed; a graph that
+                // joins two inputs (skl2onnx's `ColumnTransformer`: a `Concat` of a string
+                // column's encoding and the numeric columns) only types with them equal.
+                typed(Batch::Shared).map_err(|_| refusal)
+            })
             .map_err(|e| RuntimeError::InvalidModel(format!("unsupported ONNX graph: {e:#}")))?;
         let signature = signature_of(&model)?;
         let plan = model
@@ -111,10 +119,21 @@ impl TractGraph {
     }
 }
 
+/// What an unnamed first dimension of the inputs stands for.
+#[derive(Clone, Copy)]
+enum Batch {
+    /// A size of its own in each input (what the file says).
+    PerInput,
+    /// One size for all inputs: the batch.
+    Shared,
+}
+
 /// Gives every input dimension the file leaves unnamed (converters often write neither a
 /// size nor a name for the batch) a symbol of its own, so tract can type the graph and the
-/// signature reports it as variable.
-fn name_unknown_dimensions(mut model: InferenceModel) -> TractResult<InferenceModel> {
+/// signature reports it as variable; with [`Batch::Shared`], the first one of every input
+/// the same symbol.
+fn name_unknown_dimensions(mut model: InferenceModel, batch: Batch) -> TractResult<InferenceModel> {
+    let shared: TDim = model.symbols.new_with_prefix("batch").into();
     for input in 0..model.input_outlets()?.len() {
         let fact = model.input_fact(input)?.clone();
         let Some(datum_type) = fact.datum_type.concretize() else {
@@ -126,9 +145,12 @@ fn name_unknown_dimensions(mut model: InferenceModel) -> TractResult<InferenceMo
         let dims: TVec<TDim> = fact
             .shape
             .dims()
-            .map(|dim| {
-                dim.concretize()
-                    .unwrap_or_else(|| model.symbols.new_with_prefix("dim").into())
+            .enumerate()
+            .map(|(axis, dim)| {
+                dim.concretize().unwrap_or_else(|| match batch {
+                    Batch::Shared if axis == 0 => shared.clone(),
+                    _ => model.symbols.new_with_prefix("dim").into(),
+                })
             })
             .collect();
         model.set_input_fact(input, InferenceFact::dt_shape(datum_type, dims))?;

@@ -1,8 +1,8 @@
 //! The coverage suites' machinery (`onnx_ml.rs`, `exporters.rs`): a folder of fixtures with
 //! onnxruntime's outputs in its `expected.json` (see `tests/fixtures/README.md`), run on a
-//! backend and compared: labels and other integers exactly, scores within [`RELATIVE`] +
-//! [`ABSOLUTE`]. A `ZipMap` output is compared as the probability tensor it wraps (columns
-//! in the order of its class labels), which is what wisp serves.
+//! backend and compared: labels (integers or strings) and other integers exactly, scores
+//! within [`RELATIVE`] + [`ABSOLUTE`]. A `ZipMap` output is compared as the probability
+//! tensor it wraps (columns in the order of its class labels), which is what wisp serves.
 
 use serde_json::Value;
 use wisp_host::{NamedTensor, OnnxBackend, OnnxGraph, OnnxLimits, Tensor, TensorType, check_onnx};
@@ -41,6 +41,10 @@ pub fn tensor(value: &Value) -> Tensor {
         "int64" => {
             let v: Vec<i64> = data.iter().map(|x| x.as_i64().unwrap()).collect();
             Tensor::from_values(&shape, &v)
+        }
+        "string" => {
+            let v: Vec<&str> = data.iter().map(|x| x.as_str().unwrap()).collect();
+            Tensor::from_strings(&shape, &v)
         }
         other => panic!("unexpected dtype {other}"),
     }
@@ -100,13 +104,15 @@ pub fn compare(entry: &Value, got: &[NamedTensor]) -> Result<(), String> {
             }
             _ => {
                 if got.ty != want.ty || got.data != want.data {
-                    let got = match got.ty {
-                        TensorType::I64 => format!("{:?}", got.values::<i64>().unwrap()),
+                    let show = |t: &Tensor| match t.ty {
+                        TensorType::I64 => format!("{:?}", t.values::<i64>().unwrap()),
+                        TensorType::String => format!("{:?}", t.strings().unwrap()),
                         other => format!("{other}"),
                     };
                     return Err(format!(
-                        "`{name}`: {got}, onnxruntime {:?}",
-                        want.values::<i64>().unwrap()
+                        "`{name}`: {}, onnxruntime {}",
+                        show(got),
+                        show(&want)
                     ));
                 }
             }

@@ -24,24 +24,53 @@ pub(super) enum Shape {
     PickLast,
 }
 
-/// What a kernel declares of one output: its element type (`None`: that of input 0) and
-/// its shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The element type of an output.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum OutputType {
+    Fixed(DatumType),
+    /// That of input 0.
+    Input,
+    /// A function of input 0's (`CategoryMapper`: strings to int64 and back).
+    Of(fn(DatumType) -> DatumType),
+}
+
+impl OutputType {
+    fn of(self, input: DatumType) -> DatumType {
+        match self {
+            Self::Fixed(dt) => dt,
+            Self::Input => input,
+            Self::Of(map) => map(input),
+        }
+    }
+}
+
+/// What a kernel declares of one output: its element type and its shape.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Output {
-    pub dt: Option<DatumType>,
+    pub dt: OutputType,
     pub shape: Shape,
 }
 
 impl Output {
     pub fn new(dt: DatumType, shape: Shape) -> Self {
         Self {
-            dt: Some(dt),
+            dt: OutputType::Fixed(dt),
             shape,
         }
     }
 
     pub fn same_type(shape: Shape) -> Self {
-        Self { dt: None, shape }
+        Self {
+            dt: OutputType::Input,
+            shape,
+        }
+    }
+
+    pub fn typed_by_input(map: fn(DatumType) -> DatumType, shape: Shape) -> Self {
+        Self {
+            dt: OutputType::Of(map),
+            shape,
+        }
     }
 }
 
@@ -95,8 +124,13 @@ impl Expansion for MlExpansion {
         }
         for (output, declared) in outputs.iter().zip(declared) {
             match declared.dt {
-                Some(dt) => s.equals(&output.datum_type, dt)?,
-                None => s.equals(&output.datum_type, &inputs[0].datum_type)?,
+                OutputType::Fixed(dt) => s.equals(&output.datum_type, dt)?,
+                OutputType::Input => s.equals(&output.datum_type, &inputs[0].datum_type)?,
+                OutputType::Of(map) => {
+                    s.given(&inputs[0].datum_type, move |s, dt| {
+                        s.equals(&output.datum_type, map(dt))
+                    })?;
+                }
             }
             match declared.shape {
                 Shape::Same => s.equals(&output.shape, &inputs[0].shape)?,
@@ -187,7 +221,7 @@ impl TypedOp for MlOp {
             .outputs()
             .into_iter()
             .map(|declared| {
-                let dt = declared.dt.unwrap_or(input.datum_type);
+                let dt = declared.dt.of(input.datum_type);
                 let dims: TVec<TDim> = match declared.shape {
                     Shape::Same => input.shape.iter().cloned().collect(),
                     Shape::Rows(k) => tvec![input.shape[0].clone(), k.to_dim()],

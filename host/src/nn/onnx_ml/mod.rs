@@ -1,16 +1,16 @@
 //! The ai.onnx.ml operators scikit-learn and onnxmltools exports use, for the tract
 //! backend: registered in tract-onnx's operator registry next to its own, replacing those
 //! tract runs differently from onnxruntime (`LinearClassifier`, `TreeEnsembleClassifier`,
-//! `ArrayFeatureExtractor`).
+//! `ArrayFeatureExtractor`, `CategoryMapper`).
 //!
 //! Every operator is one node computed in plain Rust from attributes parsed once at load
 //! (`kernel.rs`), so a call is a pass over its input: trees are flattened into arrays,
 //! support vectors and weights are contiguous. Semantics follow onnxruntime, the reference
 //! the coverage suite (`host/tests/onnx_ml.rs`) compares with.
 //!
-//! tract-onnx's own `LinearRegressor`, `Normalizer` and `CategoryMapper` are kept: the
-//! first two agree with onnxruntime on the fixtures, and `CategoryMapper` maps strings,
-//! which no fixture covers yet (string class labels of classifiers are covered).
+//! tract-onnx's own `LinearRegressor` and `Normalizer` are kept: they agree with
+//! onnxruntime on the fixtures. Its `CategoryMapper` is replaced, to share the lookup
+//! tables of `LabelEncoder`.
 
 mod kernel;
 mod linear;

@@ -1,7 +1,8 @@
 //! The ai.onnx.ml transformers in front of a model (`Scaler`, `Binarizer`, `Imputer`,
-//! `OneHotEncoder`, `LabelEncoder`, `FeatureVectorizer`) and `ZipMap` behind a classifier.
-//! Numeric forms only: a string input or output needs string tensors, which wisp does
-//! not serve yet, and is refused at load with that reason.
+//! `OneHotEncoder`, `LabelEncoder`, `CategoryMapper`, `FeatureVectorizer`,
+//! `ArrayFeatureExtractor`) and `ZipMap` behind a classifier. The lookup tables
+//! (`OneHotEncoder`, `LabelEncoder`, `CategoryMapper`) take string keys and values as well
+//! as numeric ones: categorical columns come in as string tensors.
 
 use super::kernel::{
     Kernel, Output, Shape, as_f32, expansion, floats, rows_and_columns, tensor_of,
@@ -12,18 +13,6 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
-
-fn no_strings(node: &NodeProto, attrs: &[&str]) -> TractResult<()> {
-    for attr in attrs {
-        if node.get_attr_opt_tvec::<&str>(attr)?.is_some() {
-            bail!(
-                "{} with `{attr}` maps strings, which wisp does not serve as operator inputs yet (string class labels are served)",
-                node.op_type
-            );
-        }
-    }
-    Ok(())
-}
 
 /// A per-column parameter: one value for every column, or one per column.
 fn per_column(values: &[f32], column: usize) -> f32 {
@@ -213,22 +202,171 @@ impl Kernel for Imputer {
     }
 }
 
-/// `OneHotEncoder` on integer categories: one more axis, one column per category.
+/// The keys of a lookup table (`LabelEncoder`, `CategoryMapper`, `OneHotEncoder`'s
+/// categories), each to its position in the table's values.
+#[derive(Debug)]
+enum Keys {
+    Ints(HashMap<i64, usize>),
+    /// An f32's bits, `-0.0` as `0.0`: onnxruntime compares float keys as numbers.
+    Floats(HashMap<u32, usize>),
+    Strings(HashMap<String, usize>),
+}
+
+fn float_key(value: f32) -> u32 {
+    (value + 0.0).to_bits()
+}
+
+fn positions<K: std::hash::Hash + Eq>(keys: impl IntoIterator<Item = K>) -> HashMap<K, usize> {
+    keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect()
+}
+
+/// A string list attribute, owned.
+fn strings_attr(node: &NodeProto, name: &str) -> TractResult<Option<Vec<String>>> {
+    Ok(node
+        .get_attr_opt_tvec::<&str>(name)?
+        .map(|strings| strings.iter().map(|&s| s.to_owned()).collect()))
+}
+
+impl Keys {
+    /// The keys in whichever of the attributes `ints`, `floats` (when given) and `strings`
+    /// the node has (exactly one), and how many.
+    fn parse(
+        node: &NodeProto,
+        ints: &str,
+        floats: Option<&str>,
+        strings: &str,
+    ) -> TractResult<(Self, usize)> {
+        let float_keys = match floats {
+            Some(name) => node.get_attr_opt_vec::<f32>(name)?,
+            None => None,
+        };
+        Ok(
+            match (
+                node.get_attr_opt_vec::<i64>(ints)?,
+                float_keys,
+                strings_attr(node, strings)?,
+            ) {
+                (Some(keys), None, None) => {
+                    (Self::Ints(positions(keys.iter().copied())), keys.len())
+                }
+                (None, Some(keys), None) => (
+                    Self::Floats(positions(keys.iter().copied().map(float_key))),
+                    keys.len(),
+                ),
+                (None, None, Some(keys)) => {
+                    let count = keys.len();
+                    (Self::Strings(positions(keys)), count)
+                }
+                _ => bail!(
+                    "{}: needs exactly one of {ints}, {}{strings}",
+                    node.op_type,
+                    floats.map(|f| format!("{f}, ")).unwrap_or_default()
+                ),
+            },
+        )
+    }
+
+    fn is_strings(&self) -> bool {
+        matches!(self, Self::Strings(_))
+    }
+
+    /// Where each element of `input` is in the table (`None`: not a key).
+    fn find(&self, op: &str, input: &TValue) -> TractResult<Vec<Option<usize>>> {
+        let is_string = input.datum_type() == String::datum_type();
+        ensure!(
+            is_string == self.is_strings(),
+            "{op}: {} keys for a {:?} input",
+            if self.is_strings() {
+                "string"
+            } else {
+                "numeric"
+            },
+            input.datum_type()
+        );
+        Ok(match self {
+            Self::Strings(index) => input
+                .try_as_plain_ram()?
+                .as_slice::<String>()?
+                .iter()
+                .map(|key| index.get(key.as_str()).copied())
+                .collect(),
+            Self::Ints(index) => input
+                .cast_to::<i64>()?
+                .try_as_plain_ram()?
+                .as_slice::<i64>()?
+                .iter()
+                .map(|key| index.get(key).copied())
+                .collect(),
+            Self::Floats(index) => {
+                let input = floats(input)?;
+                as_f32(&input)?
+                    .iter()
+                    .map(|&key| index.get(&float_key(key)).copied())
+                    .collect()
+            }
+        })
+    }
+}
+
+/// The values of a lookup table and what a missing key gives.
+#[derive(Debug)]
+enum Values {
+    Ints(Vec<i64>, i64),
+    Floats(Vec<f32>, f32),
+    Strings(Vec<String>, String),
+}
+
+impl Values {
+    fn len(&self) -> usize {
+        match self {
+            Self::Ints(v, _) => v.len(),
+            Self::Floats(v, _) => v.len(),
+            Self::Strings(v, _) => v.len(),
+        }
+    }
+
+    fn datum_type(&self) -> DatumType {
+        match self {
+            Self::Ints(..) => i64::datum_type(),
+            Self::Floats(..) => f32::datum_type(),
+            Self::Strings(..) => String::datum_type(),
+        }
+    }
+
+    /// The tensor of `shape` with the value at each position, or the default.
+    fn tensor(&self, shape: &[usize], found: &[Option<usize>]) -> TractResult<TValue> {
+        fn pick<T: Datum + Clone>(values: &[T], default: &T, found: &[Option<usize>]) -> Vec<T> {
+            found
+                .iter()
+                .map(|at| at.map_or(default, |i| &values[i]).clone())
+                .collect()
+        }
+        match self {
+            Self::Ints(values, default) => tensor_of(shape, pick(values, default, found)),
+            Self::Floats(values, default) => tensor_of(shape, pick(values, default, found)),
+            Self::Strings(values, default) => tensor_of(shape, pick(values, default, found)),
+        }
+    }
+}
+
+/// onnxruntime's (and the ONNX spec's) default for a missing string key.
+const UNUSED: &str = "_Unused";
+
+/// `OneHotEncoder` on int64 (`cats_int64s`, any numeric input cast to int64) or string
+/// (`cats_strings`) categories: one more axis, one column per category.
 #[derive(Debug)]
 struct OneHotEncoder {
-    index: HashMap<i64, usize>,
-    categories: usize,
+    categories: Keys,
+    count: usize,
     /// An unknown category gives a row of zeros (`zeros = 1`) or an error.
     unknown_is_zeros: bool,
 }
 
 fn one_hot_encoder(_: &ParsingContext<'_>, node: &NodeProto) -> Built {
-    no_strings(node, &["cats_strings"])?;
-    let cats: Vec<i64> = node.get_attr_vec("cats_int64s")?;
-    let index = cats.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+    let (categories, count) = Keys::parse(node, "cats_int64s", None, "cats_strings")?;
     let op = OneHotEncoder {
-        index,
-        categories: cats.len(),
+        categories,
+        count,
         unknown_is_zeros: node.get_attr_opt::<i64>("zeros")?.unwrap_or(1) != 0,
     };
     Ok((expansion(op), vec![]))
@@ -240,22 +378,19 @@ impl Kernel for OneHotEncoder {
     }
 
     fn outputs(&self) -> TVec<Output> {
-        tvec![Output::new(
-            f32::datum_type(),
-            Shape::Append(self.categories)
-        )]
+        tvec![Output::new(f32::datum_type(), Shape::Append(self.count))]
     }
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs[0].cast_to::<i64>()?;
-        let values = input.try_as_plain_ram()?.as_slice::<i64>()?;
-        let k = self.categories;
-        let mut out = vec![0f32; values.len() * k];
-        for (value, row) in values.iter().zip(out.chunks_exact_mut(k.max(1))) {
-            match self.index.get(value) {
-                Some(&at) => row[at] = 1.0,
+        let input = &inputs[0];
+        let found = self.categories.find("OneHotEncoder", input)?;
+        let k = self.count;
+        let mut out = vec![0f32; found.len() * k];
+        for (at, row) in found.iter().zip(out.chunks_exact_mut(k.max(1))) {
+            match at {
+                Some(at) => row[*at] = 1.0,
                 None if self.unknown_is_zeros => {}
-                None => bail!("OneHotEncoder: unknown category {value}"),
+                None => bail!("OneHotEncoder: an unknown category, and `zeros` is 0"),
             }
         }
         let mut shape = input.shape().to_vec();
@@ -264,83 +399,46 @@ impl Kernel for OneHotEncoder {
     }
 }
 
-/// `LabelEncoder` between int64 and float keys and values.
-#[derive(Debug)]
-enum Encoded {
-    Ints(Vec<i64>, i64),
-    Floats(Vec<f32>, f32),
-}
-
+/// `LabelEncoder`: int64, float or string keys to int64, float or string values, the
+/// `default_*` of the values' type for a missing key.
 #[derive(Debug)]
 struct LabelEncoder {
-    /// Key (an i64, or an f32's bits) to index in the values.
-    keys: HashMap<i64, usize>,
-    float_keys: bool,
-    values: Encoded,
+    keys: Keys,
+    values: Values,
 }
 
 fn label_encoder(_: &ParsingContext<'_>, node: &NodeProto) -> Built {
-    no_strings(node, &["keys_strings", "values_strings"])?;
-    ensure!(
-        node.get_attr_opt::<&str>("default_string")?.is_none()
-            || node.get_attr_opt_vec::<i64>("values_int64s")?.is_some()
-            || node.get_attr_opt_vec::<f32>("values_floats")?.is_some(),
-        "LabelEncoder to strings is not served yet (string class labels of classifiers are)"
-    );
-    let (keys, float_keys) = match (
-        node.get_attr_opt_vec::<i64>("keys_int64s")?,
-        node.get_attr_opt_vec::<f32>("keys_floats")?,
-    ) {
-        (Some(ints), None) => (ints, false),
-        (None, Some(floats)) => (
-            floats.iter().map(|f| i64::from(f.to_bits())).collect(),
-            true,
-        ),
-        _ => bail!(
-            "LabelEncoder: needs exactly one of keys_int64s and keys_floats (keys_tensor is not supported)"
-        ),
-    };
+    // opset 4's `keys_tensor` and `values_tensor` are not supported.
+    let (keys, count) = Keys::parse(node, "keys_int64s", Some("keys_floats"), "keys_strings")?;
     let values = match (
         node.get_attr_opt_vec::<i64>("values_int64s")?,
         node.get_attr_opt_vec::<f32>("values_floats")?,
+        strings_attr(node, "values_strings")?,
     ) {
-        (Some(ints), None) => Encoded::Ints(
+        (Some(ints), None, None) => Values::Ints(
             ints,
             node.get_attr_opt::<i64>("default_int64")?.unwrap_or(-1),
         ),
-        (None, Some(floats)) => Encoded::Floats(
+        (None, Some(floats), None) => Values::Floats(
             floats,
             node.get_attr_opt::<f32>("default_float")?.unwrap_or(-0.0),
         ),
+        (None, None, Some(strings)) => Values::Strings(
+            strings,
+            node.get_attr_opt::<&str>("default_string")?
+                .unwrap_or(UNUSED)
+                .to_owned(),
+        ),
         _ => bail!(
-            "LabelEncoder: needs exactly one of values_int64s and values_floats (values_tensor is not supported)"
+            "LabelEncoder: needs exactly one of values_int64s, values_floats and values_strings (values_tensor is not supported)"
         ),
     };
-    let count = match &values {
-        Encoded::Ints(v, _) => v.len(),
-        Encoded::Floats(v, _) => v.len(),
-    };
     ensure!(
-        count == keys.len(),
-        "LabelEncoder: {} keys for {count} values",
-        keys.len()
+        count == values.len(),
+        "LabelEncoder: {count} keys for {} values",
+        values.len()
     );
-    let keys = keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
-    Ok((
-        expansion(LabelEncoder {
-            keys,
-            float_keys,
-            values,
-        }),
-        vec![],
-    ))
-}
-
-impl LabelEncoder {
-    fn lookup<T: Copy>(&self, keys: impl Iterator<Item = i64>, values: &[T], default: T) -> Vec<T> {
-        keys.map(|k| self.keys.get(&k).map_or(default, |&i| values[i]))
-            .collect()
-    }
+    Ok((expansion(LabelEncoder { keys, values }), vec![]))
 }
 
 impl Kernel for LabelEncoder {
@@ -349,37 +447,83 @@ impl Kernel for LabelEncoder {
     }
 
     fn outputs(&self) -> TVec<Output> {
-        let dt = match self.values {
-            Encoded::Ints(..) => i64::datum_type(),
-            Encoded::Floats(..) => f32::datum_type(),
-        };
-        tvec![Output::new(dt, Shape::Same)]
+        tvec![Output::new(self.values.datum_type(), Shape::Same)]
+    }
+
+    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let found = self.keys.find("LabelEncoder", &inputs[0])?;
+        Ok(tvec![self.values.tensor(inputs[0].shape(), &found)?])
+    }
+}
+
+/// `CategoryMapper`: strings to int64 (`cats_strings[i]` to `cats_int64s[i]`) or int64 to
+/// strings, by the input's type; `default_int64` or `default_string` for a missing one.
+/// Replaces tract-onnx's, so both directions follow onnxruntime's defaults.
+#[derive(Debug)]
+struct CategoryMapper {
+    from_strings: (Keys, Values),
+    from_ints: (Keys, Values),
+}
+
+fn category_mapper(_: &ParsingContext<'_>, node: &NodeProto) -> Built {
+    let strings = strings_attr(node, "cats_strings")?.unwrap_or_default();
+    let ints: Vec<i64> = node.get_attr_opt_vec("cats_int64s")?.unwrap_or_default();
+    ensure!(
+        strings.len() == ints.len(),
+        "CategoryMapper: {} cats_strings for {} cats_int64s",
+        strings.len(),
+        ints.len()
+    );
+    let default_int = node.get_attr_opt::<i64>("default_int64")?.unwrap_or(-1);
+    let default_string = node
+        .get_attr_opt::<&str>("default_string")?
+        .unwrap_or(UNUSED)
+        .to_owned();
+    let op = CategoryMapper {
+        from_strings: (
+            Keys::Strings(positions(strings.iter().cloned())),
+            Values::Ints(ints.clone(), default_int),
+        ),
+        from_ints: (
+            Keys::Ints(positions(ints)),
+            Values::Strings(strings, default_string),
+        ),
+    };
+    Ok((expansion(op), vec![]))
+}
+
+/// The type `CategoryMapper` maps an input type to.
+fn mapped_category_type(input: DatumType) -> DatumType {
+    if input == String::datum_type() {
+        i64::datum_type()
+    } else {
+        String::datum_type()
+    }
+}
+
+impl Kernel for CategoryMapper {
+    fn name(&self) -> &'static str {
+        "CategoryMapper"
+    }
+
+    fn outputs(&self) -> TVec<Output> {
+        tvec![Output::typed_by_input(mapped_category_type, Shape::Same)]
     }
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = &inputs[0];
-        let shape = input.shape().to_vec();
-        let keys: Vec<i64> = if self.float_keys {
-            let input = floats(input)?;
-            as_f32(&input)?
-                .iter()
-                .map(|f| i64::from(f.to_bits()))
-                .collect()
+        let (keys, values) = if input.datum_type() == String::datum_type() {
+            &self.from_strings
         } else {
-            input
-                .cast_to::<i64>()?
-                .try_as_plain_ram()?
-                .as_slice::<i64>()?
-                .to_vec()
+            ensure!(
+                input.datum_type() == i64::datum_type(),
+                "CategoryMapper takes strings or int64, got {:?}",
+                input.datum_type()
+            );
+            &self.from_ints
         };
-        Ok(tvec![match &self.values {
-            Encoded::Ints(values, default) => {
-                tensor_of(&shape, self.lookup(keys.into_iter(), values, *default))?
-            }
-            Encoded::Floats(values, default) => {
-                tensor_of(&shape, self.lookup(keys.into_iter(), values, *default))?
-            }
-        }])
+        let found = keys.find("CategoryMapper", input)?;
+        Ok(tvec![values.tensor(input.shape(), &found)?])
     }
 }
 
@@ -450,12 +594,12 @@ fn array_feature_extractor(_: &ParsingContext<'_>, _: &NodeProto) -> Built {
     Ok((expansion(ArrayFeatureExtractor), vec![]))
 }
 
-fn pick<T: Datum + Copy>(data: &Tensor, picked: &[usize]) -> TractResult<TValue> {
+fn pick<T: Datum + Clone>(data: &Tensor, picked: &[usize]) -> TractResult<TValue> {
     let values = data.try_as_plain_ram()?.as_slice::<T>()?;
     let columns = data.shape().last().copied().unwrap_or(1).max(1);
     let mut out = Vec::with_capacity(values.len() / columns * picked.len());
     for row in values.chunks_exact(columns) {
-        out.extend(picked.iter().map(|&i| row[i]));
+        out.extend(picked.iter().map(|&i| row[i].clone()));
     }
     let mut shape: Vec<usize> = match data.shape() {
         [] | [_] => vec![1],
@@ -499,6 +643,7 @@ impl Kernel for ArrayFeatureExtractor {
             DatumType::F64 => pick::<f64>(data, &picked)?,
             DatumType::I64 => pick::<i64>(data, &picked)?,
             DatumType::I32 => pick::<i32>(data, &picked)?,
+            DatumType::String => pick::<String>(data, &picked)?,
             other => bail!("ArrayFeatureExtractor on {other:?} is not supported"),
         };
         Ok(tvec![out])
@@ -546,6 +691,7 @@ pub(super) fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("Imputer", imputer);
     reg.insert("OneHotEncoder", one_hot_encoder);
     reg.insert("LabelEncoder", label_encoder);
+    reg.insert("CategoryMapper", category_mapper);
     reg.insert("FeatureVectorizer", feature_vectorizer);
     reg.insert("ZipMap", zip_map);
     reg.insert("ArrayFeatureExtractor", array_feature_extractor);
