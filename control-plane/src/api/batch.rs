@@ -24,7 +24,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::api::Authorized;
 use crate::api::Meta;
-use crate::audit::{self, AuditEvent};
 use crate::auth::rbac::can;
 use crate::batch::input::InputFile;
 use crate::batch::runner::RunnerState;
@@ -32,6 +31,7 @@ use crate::batch::store::{self, NewJob};
 use crate::batch::{BatchJob, Format, ResultLine, runner};
 use crate::blob::intents::Intent;
 use crate::blob::{StageError, StagedBlob};
+use crate::domain::Acting;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::metering::storage;
 use crate::serving::pipeline::{Pipeline, Selector, Target};
@@ -323,24 +323,20 @@ async fn create_job(
                 },
             )
             .await?;
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&org_id),
-                    actor: &access.actor(),
-                    action: "batch_job.created",
-                    target: Some(&format!("batch_job:{id}")),
-                    details: json!({
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "batch_job.created",
+                    &format!("batch_job:{id}"),
+                    json!({
                         "model": target.model.name,
                         "version": target.version.version,
                         "format": format,
                         "rows_total": rows_total,
                         "input_sha256": input_sha256,
                     }),
-                },
-            )
-            .await?;
+                )
+                .await?;
             store::get(tx, &org_id, &id)
                 .await?
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job vanished")))
@@ -424,18 +420,14 @@ async fn cancel_job(
                     format!("the batch job has already {}", job.status.as_str()),
                 ));
             }
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(org_id),
-                    actor: &access.actor(),
-                    action: "batch_job.cancelled",
-                    target: Some(&format!("batch_job:{id}")),
-                    details: json!({ "rows_done": job.rows_done, "rows_total": job.rows_total }),
-                },
-            )
-            .await?;
+            Acting::new(&access, &meta)
+                .audit(
+                    tx,
+                    "batch_job.cancelled",
+                    &format!("batch_job:{id}"),
+                    json!({ "rows_done": job.rows_done, "rows_total": job.rows_total }),
+                )
+                .await?;
             store::get(tx, org_id, &id)
                 .await?
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job vanished")))

@@ -18,7 +18,6 @@ use super::orgs::OrgView;
 use super::{ApiJson, ApiPath, AppState};
 use crate::api::Meta;
 use crate::api::{Authorized, CurrentSession};
-use crate::audit::{self, AuditEvent};
 use crate::auth::rbac::can;
 use crate::auth::{Role, input, password, tokens};
 use crate::db;
@@ -216,22 +215,24 @@ async fn accept_invitation(
                     invitation.role
                 }
             };
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&invitation.org_id),
-                    actor: &format!("user:{user_id}"),
-                    action: "member.joined",
-                    target: Some(&format!("user:{user_id}")),
-                    details: json!({
+            // The new member acts: there is no organisation access before they join.
+            let joined = Acting {
+                org_id: &invitation.org_id,
+                actor: format!("user:{user_id}"),
+                meta: &meta,
+            };
+            joined
+                .audit(
+                    tx,
+                    "member.joined",
+                    &format!("user:{user_id}"),
+                    json!({
                         "role": role,
                         "invitation": invitation.id,
                         "invited_by": invitation.invited_by,
                     }),
-                },
-            )
-            .await?;
+                )
+                .await?;
             let org = orgs::find_by_id(tx, &invitation.org_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("organisation"))?;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{Access, Fields, MlflowError, MlflowResult, empty, required_str, wire};
 use crate::api::AppState;
 use crate::api::Meta;
-use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::audit::RequestMeta;
 use crate::auth::rbac::can;
 use crate::domain::Acting;
 use crate::mlflow::tracking::{self, ViewType};
@@ -187,22 +187,14 @@ async fn change_stage(
         .db
         .transaction(async |tx| -> crate::mlflow::MlflowResult<_> {
             tracking::set_experiment_stage(tx, &access.org.id, &id, stage).await?;
-            audit::record(
-                tx,
-                meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &access.actor(),
-                    action: if stage == tracking::DELETED {
-                        "mlflow.experiment.deleted"
-                    } else {
-                        "mlflow.experiment.restored"
-                    },
-                    target: Some(&format!("experiment:{id}")),
-                    details: json!({}),
-                },
-            )
-            .await?;
+            let action = if stage == tracking::DELETED {
+                "mlflow.experiment.deleted"
+            } else {
+                "mlflow.experiment.restored"
+            };
+            Acting::new(access, meta)
+                .audit(tx, action, &format!("experiment:{id}"), json!({}))
+                .await?;
             Ok(())
         })
         .await?;

@@ -25,7 +25,6 @@ use super::{
     Access, Fields, MlflowError, MlflowResult, empty, required, required_str, wire, wisp_name_of,
 };
 use crate::api::AppState;
-use crate::audit::{self, AuditEvent};
 use crate::auth::rbac::can;
 use crate::deployments;
 use crate::inspect::InspectedModel;
@@ -833,18 +832,14 @@ async fn create_version(
                 }
                 _ => {}
             }
-            audit::record(
-                tx,
-                &meta,
-                AuditEvent {
-                    org_id: Some(&access.org.id),
-                    actor: &acting.actor,
-                    action: "mlflow.model_version.created",
-                    target: Some(&format!("registered_model:{name}/versions/{number}")),
-                    details: json!({ "source": source, "wisp_version": wisp_version }),
-                },
-            )
-            .await?;
+            acting
+                .audit(
+                    tx,
+                    "mlflow.model_version.created",
+                    &format!("registered_model:{name}/versions/{number}"),
+                    json!({ "source": source, "wisp_version": wisp_version }),
+                )
+                .await?;
             mlregistry::get_version(tx, &access.org.id, &name, &number.to_string()).await
         })
         .await?;
