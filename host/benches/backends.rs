@@ -1,6 +1,8 @@
-//! tract vs onnxruntime, native: per-call latency of every coverage fixture
-//! (`tests/fixtures/ml` and `tests/fixtures/exporters`) at batch 1 and 64, both backends
-//! measured in the same run, with the ratio.
+//! tract vs onnxruntime: per-call latency of every coverage fixture (`tests/fixtures/ml`
+//! and `tests/fixtures/exporters`) at batch 1 and 64, both backends measured in the same
+//! run, natively (the backend's graph called directly) and through wisp (a fresh instance
+//! of the `onnx-runner` component per call, the graph through wasi-nn, as the server runs
+//! it), with the ratios.
 //!
 //! ```text
 //! ORT_DYLIB_PATH=…/onnxruntime/capi/libonnxruntime.so.1.32.0 \
@@ -12,9 +14,13 @@
 //! rows repeated up to the batch. Results are recorded in docs/benchmarks.md.
 
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wisp_host::{NamedTensor, OnnxBackend, OnnxGraph, Tensor};
-use wisp_test_artifacts::fixture;
+use wisp_host::{
+    InMemoryArtifacts, ModelRef, NamedTensor, OnnxBackend, OnnxGraph, Runtime, RuntimeConfig,
+    TenantLimits, Tensor,
+};
+use wisp_test_artifacts::{component, components, fixture};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -84,17 +90,55 @@ fn measure(graph: &OnnxGraph, inputs: &[NamedTensor]) -> Result<(Duration, Durat
     Ok((mean, samples[samples.len() / 2]))
 }
 
+/// The median per call through the runtime: instantiate, bind, run on `backend`, read back.
+async fn measure_wisp(
+    runtime: &Runtime,
+    model: &ModelRef,
+    backend: OnnxBackend,
+    inputs: &[NamedTensor],
+) -> Result<Duration, String> {
+    let limits = TenantLimits {
+        deadline: Duration::from_secs(30),
+        ..TenantLimits::default()
+    };
+    for _ in 0..3 {
+        runtime
+            .predict_on(model, backend, &limits, inputs.to_vec())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < BUDGET || samples.len() < 10 {
+        let inputs = inputs.to_vec();
+        let call = Instant::now();
+        let outputs = runtime
+            .predict_on(model, backend, &limits, inputs)
+            .await
+            .map_err(|e| e.to_string())?;
+        samples.push(call.elapsed());
+        std::hint::black_box(outputs);
+    }
+    samples.sort();
+    Ok(samples[samples.len() / 2])
+}
+
 fn us(d: Option<Duration>) -> String {
     d.map_or("—".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e6))
 }
 
-fn main() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let artifacts = Arc::new(InMemoryArtifacts::new());
+    let runtime = Runtime::new(RuntimeConfig::default(), artifacts.clone()).expect("runtime");
+    let runner = artifacts.put(component(components::ONNX_RUNNER));
     println!(
-        "| fixture | batch | tract µs (median) | onnxruntime µs (median) | tract / onnxruntime |"
+        "| fixture | batch | native: tract µs | onnxruntime µs | tract / onnxruntime | wisp: tract µs | onnxruntime µs | tract / onnxruntime |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut ratios = Vec::new();
+    let mut wisp_ratios = Vec::new();
     for folder in ["ml", "exporters"] {
         let expected: Value =
             serde_json::from_slice(&fixture(&format!("{folder}/expected.json"))).unwrap();
@@ -109,6 +153,13 @@ fn main() {
                 continue;
             }
             let bytes = fixture(&format!("{folder}/{file}"));
+            let model = ModelRef {
+                tenant: "bench".into(),
+                model: file.clone(),
+                version: "1".into(),
+                component: runner.clone(),
+                graph: Some(artifacts.put(bytes.clone())),
+            };
             let tract = OnnxGraph::load_on(&bytes, OnnxBackend::Tract);
             let ort = OnnxGraph::load_on(&bytes, OnnxBackend::Onnxruntime)
                 .unwrap_or_else(|e| panic!("{file}: onnxruntime refuses it: {e}"));
@@ -152,15 +203,40 @@ fn main() {
                     ratios.push((batch, ratio));
                     format!("{ratio:.2}")
                 });
+                let wisp_tract = match on_tract {
+                    Some(_) => measure_wisp(&runtime, &model, OnnxBackend::Tract, &inputs)
+                        .await
+                        .ok(),
+                    None => None,
+                };
+                let wisp_ort = measure_wisp(&runtime, &model, OnnxBackend::Onnxruntime, &inputs)
+                    .await
+                    .unwrap_or_else(|e| panic!("{file} at batch {batch} through wisp: {e}"));
+                let wisp_ratio = wisp_tract.map(|median| {
+                    let ratio = median.as_secs_f64() / wisp_ort.as_secs_f64();
+                    wisp_ratios.push((batch, ratio));
+                    format!("{ratio:.2}")
+                });
                 println!(
-                    "| {folder}/{file} | {batch} | {} | {} | {} |",
+                    "| {folder}/{file} | {batch} | {} | {} | {} | {} | {} | {} |",
                     us(on_tract.map(|(_, m)| m)),
                     us(Some(on_ort.1)),
                     ratio.unwrap_or_else(|| "tract refuses".into()),
+                    us(wisp_tract),
+                    us(Some(wisp_ort)),
+                    wisp_ratio.unwrap_or_else(|| "tract refuses".into()),
                 );
             }
+            // Keep memory flat over the fixtures: each graph is measured once.
+            runtime.evict_all().await;
         }
     }
+    summarise("native", &ratios);
+    summarise("through wisp", &wisp_ratios);
+}
+
+/// The median, geometric mean and range of the tract / onnxruntime ratios per batch.
+fn summarise(path: &str, ratios: &[(u32, f64)]) {
     for batch in [1, 64] {
         let mut at: Vec<f64> = ratios
             .iter()
@@ -173,7 +249,7 @@ fn main() {
         at.sort_by(f64::total_cmp);
         let geomean = (at.iter().map(|r| r.ln()).sum::<f64>() / at.len() as f64).exp();
         println!(
-            "batch {batch}: tract / onnxruntime median ratio {:.2}, geometric mean {geomean:.2}, range {:.2}–{:.2} over {} fixtures",
+            "{path}, batch {batch}: tract / onnxruntime median ratio {:.2}, geometric mean {geomean:.2}, range {:.2}–{:.2} over {} fixtures",
             at[at.len() / 2],
             at[0],
             at[at.len() - 1],
