@@ -20,6 +20,44 @@ pub struct Operating<'a> {
     pub meta: &'a RequestMeta,
 }
 
+impl Operating<'_> {
+    /// Records `action` in the audit log of organisation `org_id` (`None`: the platform's
+    /// own log, for what concerns no one organisation).
+    pub async fn audit(
+        &self,
+        tx: &Writer,
+        org_id: Option<&str>,
+        action: &str,
+        target: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        audit::record(
+            tx,
+            self.meta,
+            AuditEvent {
+                org_id,
+                actor: self.actor,
+                action,
+                target,
+                details,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Records that an operator read platform-wide data (`platform.orgs_listed`,
+/// `platform.usage_read`): operators' reads across organisations are audited too.
+pub async fn record_read(
+    tx: &Writer,
+    operating: Operating<'_>,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<()> {
+    operating.audit(tx, None, action, None, details).await
+}
+
 /// An organisation as the platform operator sees it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlatformOrg {
@@ -87,21 +125,18 @@ pub async fn set_plan(
     }
     let (org, to) = find_org(tx, slug).await?;
     let after = platform_org(tx, org, to.clone()).await?;
-    audit::record(
-        tx,
-        operating.meta,
-        AuditEvent {
-            org_id: Some(&after.id),
-            actor: operating.actor,
-            action: "platform.plan_changed",
-            target: Some(&format!("org:{}", after.slug)),
-            details: json!({
+    operating
+        .audit(
+            tx,
+            Some(&after.id),
+            "platform.plan_changed",
+            Some(&format!("org:{}", after.slug)),
+            json!({
                 "from": { "plan": from, "overrides": before },
                 "to": { "plan": to, "overrides": after.overrides },
             }),
-        },
-    )
-    .await?;
+        )
+        .await?;
     Ok(after)
 }
 
@@ -120,17 +155,14 @@ pub async fn set_suspended(
         Some(reason) => ("platform.org_suspended", json!({ "reason": reason })),
         None => ("platform.org_reinstated", json!({})),
     };
-    audit::record(
-        tx,
-        operating.meta,
-        AuditEvent {
-            org_id: Some(&org.id),
-            actor: operating.actor,
+    operating
+        .audit(
+            tx,
+            Some(&org.id),
             action,
-            target: Some(&format!("org:{}", org.slug)),
+            Some(&format!("org:{}", org.slug)),
             details,
-        },
-    )
-    .await?;
+        )
+        .await?;
     platform_org(tx, org, plan).await
 }

@@ -17,7 +17,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
 use crate::api::Meta;
 use crate::api::PlatformOperator;
-use crate::audit::{self, AuditEvent, AuditPage, AuditQuery, RequestMeta};
+use crate::audit::{self, AuditPage, AuditQuery, RequestMeta};
 use crate::db;
 use crate::domain;
 use crate::domain::platform::{Operating, PlanChange, PlatformOrg, platform_org};
@@ -83,7 +83,7 @@ pub struct PlatformUsage {
     pub orgs: Vec<OrgUsage>,
 }
 
-/// Records an operator's action on the platform as a whole (no organisation).
+/// Records an operator's read of platform-wide data (no organisation).
 async fn audit_platform_read(
     state: &AppState,
     meta: &RequestMeta,
@@ -91,24 +91,18 @@ async fn audit_platform_read(
     action: &str,
     details: serde_json::Value,
 ) -> ApiResult<()> {
+    let actor = operator.actor();
+    let operating = Operating {
+        actor: &actor,
+        meta,
+    };
     state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
-            audit::record(
-                tx,
-                meta,
-                AuditEvent {
-                    org_id: None,
-                    actor: &operator.actor(),
-                    action,
-                    target: None,
-                    details,
-                },
-            )
-            .await?;
-            Ok(())
+        .transaction(async |tx| -> DomainResult<_> {
+            domain::platform::record_read(tx, operating, action, details).await
         })
-        .await
+        .await?;
+    Ok(())
 }
 
 /// Every organisation, with its plan, overrides and suspension.
