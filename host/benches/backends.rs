@@ -51,6 +51,10 @@ fn tensor(value: &Value) -> Tensor {
             let v: Vec<i64> = data.iter().map(|x| x.as_i64().unwrap()).collect();
             Tensor::from_values(&shape, &v)
         }
+        "string" => {
+            let v: Vec<&str> = data.iter().map(|x| x.as_str().unwrap()).collect();
+            Tensor::from_strings(&shape, &v)
+        }
         other => panic!("unexpected dtype {other}"),
     }
 }
@@ -58,6 +62,17 @@ fn tensor(value: &Value) -> Tensor {
 /// `tensor`'s rows repeated (cycled) to `batch` rows.
 fn batched(tensor: &Tensor, batch: u32) -> Tensor {
     let rows = tensor.shape[0] as usize;
+    if let Some(strings) = tensor.strings() {
+        // Length-prefixed elements: cycle whole rows of elements.
+        let per_row = strings.len() / rows;
+        let cycled: Vec<&str> = (0..batch as usize)
+            .flat_map(|i| &strings[(i % rows) * per_row..(i % rows + 1) * per_row])
+            .map(String::as_str)
+            .collect();
+        let mut shape = tensor.shape.clone();
+        shape[0] = batch;
+        return Tensor::from_strings(&shape, &cycled);
+    }
     let row_bytes = tensor.data.len() / rows;
     let mut shape = tensor.shape.clone();
     shape[0] = batch;
@@ -144,12 +159,6 @@ async fn main() {
             serde_json::from_slice(&fixture(&format!("{folder}/expected.json"))).unwrap();
         for (file, entry) in expected["models"].as_object().unwrap() {
             if filter.as_ref().is_some_and(|f| !file.contains(f.as_str())) {
-                continue;
-            }
-            // The batches repeat fixed-size rows: the categorical (string) fixtures, whose
-            // rows are not, are left out (docs/benchmarks.md measured the numeric ones).
-            let inputs = entry["inputs"].as_object().unwrap();
-            if inputs.values().any(|input| input["dtype"] == "string") {
                 continue;
             }
             let bytes = fixture(&format!("{folder}/{file}"));
