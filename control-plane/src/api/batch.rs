@@ -17,7 +17,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::Limited;
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -26,13 +25,14 @@ use crate::api::Authorized;
 use crate::api::Meta;
 use crate::auth::rbac::can;
 use crate::batch::input::InputFile;
+use crate::batch::jobs::{self, JobRequest};
 use crate::batch::runner::RunnerState;
-use crate::batch::store::{self, NewJob};
+use crate::batch::store;
 use crate::batch::{BatchJob, Format, ResultLine, runner};
 use crate::blob::intents::Intent;
 use crate::blob::{StageError, StagedBlob};
 use crate::domain::Acting;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult, DomainResult, ErrorCode};
 use crate::metering::storage;
 use crate::serving::pipeline::{Pipeline, Selector, Target};
 use axum::extract::FromRef;
@@ -278,7 +278,7 @@ async fn create_job(
     };
 
     // The input counts toward the plan's storage: checked before it is committed, so a
-    // refusal leaves nothing behind, and again under the lock below.
+    // refusal leaves nothing behind, and again when the job is created.
     let input_blob = [(
         input_sha256.as_str(),
         u64::try_from(input_bytes).unwrap_or(0),
@@ -292,56 +292,24 @@ async fn create_job(
         intent.abandon(&state.db, &*state.blobs).await;
         return Err(ApiError::internal(error));
     }
+    let request = JobRequest {
+        model: &target.model.name,
+        version: target.version.version,
+        format,
+        input_sha256: &input_sha256,
+        input_bytes,
+        chunk_rows: i64::from(state.batch.settings().chunk_rows),
+        rows_total,
+        storage_limit,
+    };
+    let acting = Acting::new(&access, &meta);
     let job = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
-            storage::check_room(tx, &org_id, storage_limit, &input_blob).await??;
-            // Under the lock that deleting a model's blobs takes: the input is still there, and
-            // once the job row exists it is referenced and no longer deleted.
-            if !state
-                .blobs
-                .exists(&input_sha256)
-                .await
-                .map_err(ApiError::internal)?
-            {
-                return Err(ApiError::internal(anyhow::anyhow!(
-                    "input blob {input_sha256} was deleted concurrently"
-                )));
-            }
-            let id = store::insert(
-                tx,
-                &NewJob {
-                    org_id: &org_id,
-                    model: &target.model.name,
-                    version: target.version.version,
-                    format,
-                    input_sha256: &input_sha256,
-                    input_bytes,
-                    chunk_rows: i64::from(state.batch.settings().chunk_rows),
-                    rows_total,
-                    created_by: &access.actor(),
-                },
-            )
-            .await?;
-            Acting::new(&access, &meta)
-                .audit(
-                    tx,
-                    "batch_job.created",
-                    &format!("batch_job:{id}"),
-                    json!({
-                        "model": target.model.name,
-                        "version": target.version.version,
-                        "format": format,
-                        "rows_total": rows_total,
-                        "input_sha256": input_sha256,
-                    }),
-                )
-                .await?;
-            store::get(tx, &org_id, &id)
-                .await?
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job vanished")))
+        .transaction(async |tx| -> DomainResult<_> {
+            jobs::create(tx, &acting, &*state.blobs, request).await
         })
-        .await;
+        .await
+        .map_err(ApiError::from);
     let job = match job {
         Ok(job) => {
             intent.settle(&state.db).await;
@@ -407,31 +375,10 @@ async fn cancel_job(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Json<BatchJob>> {
     let (_, id) = path;
-    let org_id = &access.org.id;
+    let acting = Acting::new(&access, &meta);
     let job = state
         .db
-        .transaction(async |tx| -> Result<_, crate::error::ApiError> {
-            let job = store::get(tx, org_id, &id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("batch job"))?;
-            if !store::cancel(tx, org_id, &id).await? {
-                return Err(ApiError::new(
-                    ErrorCode::JobFinished,
-                    format!("the batch job has already {}", job.status.as_str()),
-                ));
-            }
-            Acting::new(&access, &meta)
-                .audit(
-                    tx,
-                    "batch_job.cancelled",
-                    &format!("batch_job:{id}"),
-                    json!({ "rows_done": job.rows_done, "rows_total": job.rows_total }),
-                )
-                .await?;
-            store::get(tx, org_id, &id)
-                .await?
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job vanished")))
-        })
+        .transaction(async |tx| -> DomainResult<_> { jobs::cancel(tx, &acting, &id).await })
         .await?;
     Ok(Json(job))
 }

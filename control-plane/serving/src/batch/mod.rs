@@ -2,6 +2,7 @@
 //! with progress, cancellation, per-row errors and an NDJSON result file.
 //!
 //! - [`input`]: reading an input file into rows of named inputs (pure).
+//! - [`jobs`]: creating and cancelling a job, audited (the operations every edge uses).
 //! - [`store`]: jobs and their completed chunks in libSQL.
 //! - [`runner`]: the background task of a job, and resuming unfinished jobs at start.
 //!
@@ -9,10 +10,11 @@
 //! Rows run in chunks of `chunk_rows`; a chunk's result lines become a blob first, and only
 //! then do the chunk's row and the job's progress commit, together. A restart therefore
 //! redoes at most the chunk in flight and never writes a row twice; the result file is the
-//! chunks' blobs concatenated in order. Every row is one call through
-//! [`crate::api::predict`]'s `resolve_routed` + `run`, the path of every inference protocol.
+//! chunks' blobs concatenated in order. Every row is one call through the pipeline's
+//! `target` + `run` ([`crate::pipeline`]), the path of every inference protocol.
 
 pub mod input;
+pub mod jobs;
 pub mod runner;
 pub mod store;
 
