@@ -116,7 +116,7 @@ pub struct ServingMetrics {
     versions: RwLock<HashMap<String, HashMap<i64, Arc<VersionSeries>>>>,
     /// Per org (or one, without org labels): the `other` series and the series of calls
     /// that failed before a model version was resolved.
-    shared: RwLock<HashMap<String, (Arc<VersionSeries>, Arc<VersionSeries>)>>,
+    shared: RwLock<HashMap<String, OrgSeries>>,
     created: AtomicUsize,
     cache_hit: Counter,
     cache_miss: Counter,
@@ -133,6 +133,15 @@ impl std::fmt::Debug for ServingMetrics {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
+}
+
+/// An organisation's series that are not of one version.
+#[derive(Clone)]
+struct OrgSeries {
+    /// Versions past the cap.
+    other: Arc<VersionSeries>,
+    /// Calls that failed before a version was resolved.
+    unresolved: Arc<VersionSeries>,
 }
 
 /// The series of one model version: resolved once, recorded on every call.
@@ -328,7 +337,7 @@ impl ServingMetrics {
         }
         if self.created.load(Ordering::Relaxed) >= self.settings.max_model_series {
             drop(versions);
-            return self.shared(org).0;
+            return self.shared(org).other;
         }
         self.created.fetch_add(1, Ordering::Relaxed);
         let series = Arc::new(VersionSeries::new(
@@ -345,10 +354,10 @@ impl ServingMetrics {
     /// The series of an organisation's calls that failed before a version was resolved
     /// (unknown model, bad body): `model=""`, `version=""`.
     pub fn unresolved(&self, org: &str) -> Arc<VersionSeries> {
-        self.shared(org).1
+        self.shared(org).unresolved
     }
 
-    fn shared(&self, org: &str) -> (Arc<VersionSeries>, Arc<VersionSeries>) {
+    fn shared(&self, org: &str) -> OrgSeries {
         let org = if self.settings.per_org_labels {
             org
         } else {
@@ -368,10 +377,10 @@ impl ServingMetrics {
             .or_insert_with(|| {
                 let other = self.labels(org, "other", "other");
                 let unresolved = self.labels(org, "", "");
-                (
-                    Arc::new(VersionSeries::new(&self.families, other)),
-                    Arc::new(VersionSeries::new(&self.families, unresolved)),
-                )
+                OrgSeries {
+                    other: Arc::new(VersionSeries::new(&self.families, other)),
+                    unresolved: Arc::new(VersionSeries::new(&self.families, unresolved)),
+                }
             })
             .clone()
     }
