@@ -39,3 +39,14 @@ fi
 # `make test` runs the coverage suites on the onnxruntime backend with it, and fails here
 # rather than skipping them when it is missing.
 ./scripts/ort-dylib.sh >/dev/null
+
+# Prometheus and promtool (Debian's `prometheus`, 2.42): the metrics test scrapes a real
+# `wisp serve` with them and lints its exposition (control-plane/tests/e2e_metrics.rs).
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+  else
+    echo "test-env: install Debian's prometheus package (prometheus, promtool)" >&2
+    exit 1
+  fi
+fi

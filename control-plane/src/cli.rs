@@ -357,6 +357,15 @@ pub struct ServeArgs {
     /// Emails of the platform operators, comma-separated; replaces `platform.operators`.
     #[arg(long, env = "WISP_PLATFORM_OPERATORS", value_delimiter = ',')]
     pub platform_operators: Option<Vec<String>>,
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "WISP_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
+    /// Address of the `/metrics` listener; empty disables it [default: 127.0.0.1:9464].
+    #[arg(long, env = "WISP_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Bearer token that also opens `/metrics` on the main port.
+    #[arg(long, env = "WISP_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 /// Who to create on first start.
@@ -395,6 +404,15 @@ impl ServeArgs {
         }
         if let Some(proxies) = &self.trusted_proxies {
             config.server.trusted_proxies = proxies.clone();
+        }
+        if let Some(format) = self.log_format {
+            config.log.format = format;
+        }
+        if let Some(listen) = &self.metrics_listen {
+            config.metrics.listen = Some(listen.clone());
+        }
+        if let Some(token) = &self.metrics_token {
+            config.metrics.token = Some(token.clone());
         }
         config.validate()?;
         Ok(config)

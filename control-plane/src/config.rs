@@ -45,6 +45,99 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub inspection: InspectionConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Where the metrics listener listens unless `metrics.listen` says otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+/// Prometheus metrics (`/metrics`; see docs/monitoring/metrics.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the metrics listener, which serves only `/metrics`, without
+    /// authentication: keep it private. `""` disables it. Unset: [`DEFAULT_METRICS_LISTEN`],
+    /// loopback; if that port is taken (another wisp on the machine), the server starts
+    /// without it and says so, whereas an address set here must be bound.
+    pub listen: Option<String>,
+    /// A bearer token that also opens `/metrics` on the main port (compared in constant
+    /// time). Unset (the default): the main port answers `404` for `/metrics`.
+    pub token: Option<String>,
+    /// Label per-version series with the organisation's slug. Turn off for deployments
+    /// with many organisations: series are then summed over them.
+    pub per_org_labels: bool,
+    /// At most this many (org, model, version) label sets; calls of further versions are
+    /// counted under `model="other"`, `version="other"`.
+    pub max_model_series: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        let serving = crate::serving::metrics::MetricsSettings::default();
+        Self {
+            listen: None,
+            token: None,
+            per_org_labels: serving.per_org_labels,
+            max_model_series: serving.max_model_series,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The metrics listener's address; `None` when disabled.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, String> {
+        match self
+            .listen
+            .as_deref()
+            .unwrap_or(DEFAULT_METRICS_LISTEN)
+            .trim()
+        {
+            "" => Ok(None),
+            address => address
+                .parse()
+                .map(Some)
+                .map_err(|e| format!("metrics.listen {address:?}: {e}")),
+        }
+    }
+
+    /// The label settings of the serving metrics.
+    pub fn settings(&self) -> crate::serving::metrics::MetricsSettings {
+        crate::serving::metrics::MetricsSettings {
+            per_org_labels: self.per_org_labels,
+            max_model_series: self.max_model_series,
+        }
+    }
+}
+
+/// Logging (the level comes from `RUST_LOG`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (the default) or `json`: one JSON object per line, with the fields of the
+    /// request's span (`request_id`, `org`, `model`, `version`).
+    pub format: LogFormat,
+    /// Log a `finished processing request` line (INFO, with status and latency) per HTTP
+    /// request. Default: on with `json`, off with `text`.
+    pub requests: Option<bool>,
+}
+
+impl LogConfig {
+    /// Whether every request gets its own log line.
+    pub fn log_requests(&self) -> bool {
+        self.requests.unwrap_or(self.format == LogFormat::Json)
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// How the server sees its network.
@@ -296,6 +389,8 @@ impl Default for Config {
             platform: PlatformConfig::default(),
             server: ServerConfig::default(),
             inspection: InspectionConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -405,6 +500,20 @@ impl Config {
         if self.database.auth_token.is_some() && !remote {
             return invalid("database.auth_token only applies to a remote database.url");
         }
+        if let Err(e) = self.metrics.listen_addr() {
+            return Err(ConfigError::Invalid(e));
+        }
+        if self
+            .metrics
+            .token
+            .as_ref()
+            .is_some_and(|token| token.len() < 16)
+        {
+            return invalid("metrics.token must be at least 16 bytes");
+        }
+        if self.metrics.max_model_series == 0 {
+            return invalid("metrics.max_model_series must be positive");
+        }
         if let Some(bad) = self.platform.operators.iter().find(|email| {
             let email = email.trim();
             !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace)
@@ -512,6 +621,37 @@ mod tests {
         let good_proxy =
             parse("[server]\ntrusted_proxies = [\"fdaa::/16\", \"10.0.0.1\"]").expect("parse");
         good_proxy.validate().expect("valid");
+    }
+
+    #[test]
+    fn metrics_and_log_settings_parse() {
+        let config = parse(
+            "[metrics]\nlisten = \"\"\nper_org_labels = false\nmax_model_series = 50\n\
+             [log]\nformat = \"json\"",
+        )
+        .expect("parse");
+        config.validate().expect("valid");
+        assert_eq!(config.metrics.listen_addr(), Ok(None));
+        assert!(!config.metrics.settings().per_org_labels);
+        assert_eq!(config.log.format, LogFormat::Json);
+        let default = Config::default();
+        assert_eq!(
+            default.metrics.listen_addr().unwrap().unwrap().to_string(),
+            "127.0.0.1:9464"
+        );
+        assert!(parse("[log]\nformat = \"xml\"").is_err());
+        assert!(
+            parse("[metrics]\nlisten = \"nowhere\"")
+                .unwrap()
+                .validate()
+                .is_err()
+        );
+        assert!(
+            parse("[metrics]\ntoken = \"short\"")
+                .unwrap()
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //!   models, logged models, artifact paths) behind the MLflow REST API.
 //! - [`serving`]: registry versions as runtime models, JSON tensors, the built-in
 //!   `onnx-runner` component.
-//! - [`config`], [`cli`], [`serve`]: the `wisp serve` process.
+//! - [`config`], [`cli`], [`serve`]: the `wisp serve` process; [`telemetry`]: its
+//!   Prometheus metrics and logger.
 //! - [`client`]: the other `wisp` subcommands, a client of a running server.
 //!
 //! Invariants: only this crate touches libSQL; every query is scoped by organisation id
@@ -33,6 +34,7 @@ pub mod error;
 pub mod onnx_inspector;
 pub mod sandbox;
 pub mod serve;
+pub mod telemetry;
 
 // The layers below, under the names the edge (and the integration tests) use.
 pub use wisp_core::{

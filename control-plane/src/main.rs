@@ -3,15 +3,12 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
-/// What is logged without `RUST_LOG`. wasmtime-wasi-nn logs every backend error at ERROR,
-/// including a call in place stopped to run again on the pool (a routine event under
-/// load); the runtime reports every failure that matters itself, with its code.
-const DEFAULT_LOG: &str = "info,wasmtime_wasi_nn=off";
 use wisp::cli::{Cli, Command};
+use wisp::config::LogFormat;
 use wisp::onnx_inspector::OnnxInspector;
 use wisp::sandbox::{Sandbox, WORKER_COMMAND, worker_main};
+use wisp::telemetry::logging;
 
 /// Request handling allocates and frees many small buffers across threads, which glibc's
 /// malloc served at a sixth of the server's CPU time (see docs/benchmarks.md).
@@ -29,23 +26,21 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
             // Validate before opening anything or binding a socket.
             let config = args.config()?;
+            logging::init(config.log.format);
             let exe = std::env::current_exe()?;
             let sandbox = Sandbox::new(exe, config.inspection.clone());
             let inspector = Arc::new(OnnxInspector::new(&config.runtime, Some(sandbox)));
             let bootstrap = args.bootstrap(cli.global.org.as_deref());
             wisp::serve::run(config, bootstrap, inspector).await
         }
-        command => wisp::client::run(cli.global, command).await,
+        command => {
+            logging::init(LogFormat::Text);
+            wisp::client::run(cli.global, command).await
+        }
     }
 }

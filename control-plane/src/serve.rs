@@ -23,6 +23,7 @@ use crate::lookups::Lookups;
 use crate::metering::Metering;
 use crate::serving::Serving;
 use crate::serving::result_cache::ResultCache;
+use crate::telemetry::Telemetry;
 use crate::{orgs, plans, users};
 
 /// Builds the application state from a validated configuration.
@@ -71,6 +72,12 @@ pub async fn state(
     )
     .await
     .context("failed to start usage metering")?;
+    let telemetry = Arc::new(Telemetry::new(
+        &config.metrics,
+        &serving,
+        Arc::clone(&db),
+        metering.clone(),
+    ));
     tokio::spawn(crate::blob::intents::collect_hourly(
         Arc::clone(&db),
         Arc::clone(&blobs),
@@ -97,6 +104,7 @@ pub async fn state(
         result_cache: Arc::new(ResultCache::new(config.limits.result_cache_bytes)),
         traffic: Arc::default(),
         batch: BatchJobs::new(config.batch.clone()),
+        telemetry,
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,
             refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,
@@ -115,6 +123,7 @@ pub async fn state(
                     .trusted_proxy_ranges()
                     .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,
             )),
+            log_requests: config.log.log_requests(),
         },
     })
 }
@@ -136,6 +145,7 @@ pub async fn run(
     announce(&format!(
         "wisp listening on http://{address} (API docs: http://{address}/docs)"
     ));
+    serve_metrics(&config, Arc::clone(&state.telemetry)).await?;
     let metering = state.metering.clone();
     let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
@@ -149,6 +159,37 @@ pub async fn run(
         .await
         .context("failed to drain the usage outbox")?;
     tracing::info!("drained in-flight requests; stopped");
+    Ok(())
+}
+
+/// The line `wisp serve` prints with the metrics listener's address.
+pub const METRICS_ANNOUNCEMENT: &str = "wisp metrics on http://";
+
+/// Starts the metrics listener (`metrics.listen`), which serves until the process ends.
+/// The default address is given up with a warning when taken; one configured must bind.
+async fn serve_metrics(config: &Config, telemetry: Arc<Telemetry>) -> anyhow::Result<()> {
+    let Some(address) = config.metrics.listen_addr().map_err(anyhow::Error::msg)? else {
+        return Ok(());
+    };
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) if config.metrics.listen.is_none() => {
+            tracing::warn!(%address, %error, "the default metrics address is taken: /metrics is not served (set metrics.listen)");
+            return Ok(());
+        }
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("failed to listen on {address} (metrics.listen)"));
+        }
+    };
+    let address = listener.local_addr()?;
+    announce(&format!("{METRICS_ANNOUNCEMENT}{address}/metrics"));
+    let app = api::metrics::listener_app(telemetry);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    });
     Ok(())
 }
 

@@ -55,6 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "onnx_inspector",
             "serve",
             "cli",
+            "telemetry",
         ],
     ),
     // The `wisp` CLI's client of a running server.

@@ -81,6 +81,10 @@ pub struct RuntimeStats {
     /// Calls given up on at their deadline whose threads still run (a long backend node),
     /// no longer holding an execution slot.
     pub stuck_calls: u32,
+    /// Execution slots held by running calls now.
+    pub slots_in_use: u64,
+    /// Execution slots in all (`max_concurrent_instances`).
+    pub slots_capacity: u64,
 }
 
 /// The inference host. Cheap to clone; all clones share engine, caches and pool.
@@ -210,6 +214,7 @@ impl Runtime {
             input_bytes += input.tensor.data.len() as u64;
         }
         let prepared = self.prepare(model, backend).await?;
+        let load_time = started.elapsed();
         let (component_warm, graph_warm) = (prepared.component_warm, prepared.graph_warm);
         // Shared, not moved: a call in place may have to run again on the pool.
         let inputs: Arc<[types::NamedTensor]> = inputs.into_iter().map(Into::into).collect();
@@ -239,6 +244,7 @@ impl Runtime {
         usage.output_bytes = output_bytes;
         usage.component_warm = component_warm;
         usage.graph_warm = graph_warm;
+        usage.load_time = load_time;
         usage.wall_time = started.elapsed();
         Ok(Prediction { outputs, usage })
     }
@@ -368,7 +374,10 @@ impl Runtime {
 
     /// Cache counters.
     pub fn stats(&self) -> RuntimeStats {
+        let (in_use, capacity) = self.inner.slots.occupancy();
         RuntimeStats {
+            slots_in_use: in_use as u64,
+            slots_capacity: capacity as u64,
             components: self.inner.components.stats(),
             graphs: self.inner.graphs.stats(),
             precompiled_hits: self.inner.precompiled_hits.load(Ordering::Relaxed),
@@ -447,10 +456,16 @@ impl Runtime {
     {
         let inner = &self.inner;
         let tenant = prepared.served.tenant.clone();
+        let queued = Instant::now();
         let slot = inner
             .slots
             .acquire(&tenant, inner.config.queue_timeout)
             .await?;
+        let queue_time = queued.elapsed();
+        let queued = move |mut executed: Executed<R>| {
+            executed.usage.queue_time = queue_time;
+            executed
+        };
         let placement = inner.priorities.placement(&tenant, input_bytes);
         let mut retry_limits = None;
         if placement == Placement::InPlace {
@@ -474,7 +489,7 @@ impl Runtime {
                     inner
                         .priorities
                         .record(&tenant, started.elapsed(), input_bytes);
-                    return executed;
+                    return executed.map(queued);
                 }
                 // The call ran too long for a call in place, or must wait (a sleep, a
                 // poll: `bounded_waits.rs`), which a worker thread must not do; any other
@@ -538,7 +553,7 @@ impl Runtime {
             )),
             Ok(Ok(result)) => result,
         };
-        result.map_err(|error| match error {
+        result.map(queued).map_err(|error| match error {
             RuntimeError::DeadlineExceeded { .. } => RuntimeError::DeadlineExceeded {
                 deadline: tenant_deadline,
             },

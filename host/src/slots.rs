@@ -22,6 +22,7 @@ use crate::error::RuntimeError;
 /// The slots and the count of stuck calls.
 pub(crate) struct Slots {
     semaphore: Arc<Semaphore>,
+    capacity: usize,
     stuck: Mutex<HashMap<String, u32>>,
     /// Stuck calls of every tenant: read without the lock on every call.
     stuck_total: AtomicU32,
@@ -33,6 +34,7 @@ impl Slots {
     pub(crate) fn new(slots: usize, max_stuck: u32, max_stuck_per_tenant: u32) -> Arc<Self> {
         Arc::new(Self {
             semaphore: Arc::new(Semaphore::new(slots)),
+            capacity: slots,
             stuck: Mutex::default(),
             stuck_total: AtomicU32::new(0),
             max_stuck,
@@ -74,6 +76,12 @@ impl Slots {
     /// Stuck calls of `tenant` now.
     pub(crate) fn stuck_of(&self, tenant: &str) -> u32 {
         self.lock().get(tenant).copied().unwrap_or(0)
+    }
+
+    /// The slots, and how many are held now.
+    pub(crate) fn occupancy(&self) -> (usize, usize) {
+        let free = self.semaphore.available_permits();
+        (self.capacity.saturating_sub(free), self.capacity)
     }
 
     /// Stuck calls of every tenant now.

@@ -24,6 +24,14 @@ pub struct UsageRecord {
     pub component_warm: bool,
     /// Whether the graph was already loaded (`true` for models without a graph).
     pub graph_warm: bool,
+    /// Of `wall_time`, the time spent finding or loading the component and graph (a cold
+    /// load when either was not warm). For metrics; not part of the usage record.
+    #[serde(skip)]
+    pub load_time: Duration,
+    /// Of `wall_time`, the time spent waiting for an execution slot. For metrics; not part
+    /// of the usage record.
+    #[serde(skip)]
+    pub queue_time: Duration,
 }
 
 mod micros {

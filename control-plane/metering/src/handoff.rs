@@ -70,6 +70,16 @@ impl Handoff {
         }
     }
 
+    /// Events queued and not yet taken by the drainer.
+    pub fn events(&self) -> usize {
+        let state = self.lock();
+        state
+            .items
+            .iter()
+            .filter(|i| matches!(i, Drained::Event(_)))
+            .count()
+    }
+
     /// No more items will come: the drainer stops once it has taken the last ones.
     pub fn close(&self) {
         self.lock().closed = true;

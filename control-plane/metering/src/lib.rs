@@ -199,6 +199,14 @@ impl Metering {
         }
     }
 
+    /// Usage events in the outbox not yet taken into the database (for metrics; the
+    /// drainer takes them every 250 ms or sooner).
+    pub fn backlog(&self) -> usize {
+        self.inner
+            .as_ref()
+            .map_or(0, |inner| inner.outbox.backlog())
+    }
+
     /// Waits until every event recorded so far is in the database.
     pub async fn flush(&self) -> Result<(), MeteringError> {
         match &self.inner {

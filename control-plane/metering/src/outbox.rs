@@ -135,6 +135,12 @@ impl Outbox {
         Ok((outbox, leftovers, handoff))
     }
 
+    /// Events appended (and durable in the outbox) that the drainer has not yet taken
+    /// into the database.
+    pub fn backlog(&self) -> usize {
+        self.drained.events()
+    }
+
     /// Appends an event. When this returns `Ok`, the event survives a crash of the process
     /// (and, with `fsync`, of the machine).
     pub async fn append(&self, event: UsageEvent) -> Result<(), OutboxError> {

@@ -19,6 +19,7 @@ mod artifacts;
 #[cfg(test)]
 mod codec_properties;
 pub mod fair_share;
+pub mod metrics;
 pub mod pipeline;
 pub mod result_cache;
 pub mod schema;

@@ -33,6 +33,7 @@ use crate::inspect::ModelSignature;
 use crate::lookups::Lookups;
 use crate::metering::compute::compute_units;
 use crate::metering::{CallSubject, Caller, Metering, Variant};
+use crate::metrics::{Protocol, Queue, ServingMetrics, VersionSeries};
 use crate::plans::Plan;
 use crate::registry::{Model, ModelVersion};
 use crate::result_cache::{CacheKey, CacheStatus, ResultCache};
@@ -50,6 +51,8 @@ pub struct Pipeline {
     pub result_cache: Arc<ResultCache>,
     pub traffic: Arc<TrafficStats>,
     pub serving: Serving,
+    /// Prometheus metrics of every call.
+    pub metrics: Arc<ServingMetrics>,
 }
 
 /// What a caller asks of a call besides its body (HTTP headers, at the edge).
@@ -83,6 +86,8 @@ pub struct Call<'a> {
 #[derive(Debug, Clone)]
 pub struct Admitted {
     plan: Plan,
+    /// When admission started: a call's latency counts from here.
+    started: Instant,
 }
 
 /// The model and version that answered, for the encoder.
@@ -94,6 +99,9 @@ pub struct Served {
 
 /// One protocol's wire format.
 pub trait Codec: Clone + Send + Sync + 'static {
+    /// The protocol, for metrics.
+    const PROTOCOL: Protocol;
+
     /// The body, parsed but not yet checked against a model.
     type Request: Send + 'static;
     /// What the encoder needs from the request (an id, an output selection).
@@ -168,16 +176,26 @@ impl Pipeline {
     /// Step 1: the caller's key and organisation rate limits. The edge reads the body only
     /// after this, so a caller over its rate cannot make the server buffer bodies.
     pub async fn admit(&self, access: &OrgAccess) -> Result<Admitted> {
-        let plan = self.lookups.plan(&access.org.id).await?;
-        let caller = RateCaller {
-            org_id: &access.org.id,
-            key_id: access.principal.api_key_id(),
-        };
-        self.admission.check_rate(caller, &plan)?;
-        Ok(Admitted { plan })
+        let started = Instant::now();
+        let admitted: Result<Admitted> = async {
+            let plan = self.lookups.plan(&access.org.id).await?;
+            let caller = RateCaller {
+                org_id: &access.org.id,
+                key_id: access.principal.api_key_id(),
+            };
+            self.admission.check_rate(caller, &plan)?;
+            Ok(Admitted { plan, started })
+        }
+        .await;
+        if let Err(error) = &admitted {
+            self.metrics
+                .record_error(&access.org.slug, None, error.code());
+        }
+        admitted
     }
 
-    /// Steps 2–7 for one admitted call.
+    /// Steps 2–7 for one admitted call, recorded in the metrics (and the request's span:
+    /// `org`, `model`, `version`).
     pub async fn call<C: Codec>(
         &self,
         admitted: Admitted,
@@ -185,7 +203,31 @@ impl Pipeline {
         codec: C,
         body: Bytes,
     ) -> Result<(C::Response, CacheStatus)> {
-        let Admitted { plan } = admitted;
+        let started = admitted.started;
+        let org = &call.access.org.slug;
+        tracing::Span::current().record("org", org.as_str());
+        let mut series = None;
+        let result = self
+            .call_steps(admitted, call, codec, body, &mut series)
+            .await;
+        let series = series.unwrap_or_else(|| self.metrics.unresolved(org));
+        series.record_call(C::PROTOCOL, result.is_ok(), started.elapsed());
+        if let Err(error) = &result {
+            self.metrics
+                .record_error(org, Some(C::PROTOCOL), error.code());
+        }
+        result
+    }
+
+    async fn call_steps<C: Codec>(
+        &self,
+        admitted: Admitted,
+        call: Call<'_>,
+        codec: C,
+        body: Bytes,
+        series: &mut Option<Arc<VersionSeries>>,
+    ) -> Result<(C::Response, CacheStatus)> {
+        let Admitted { plan, .. } = admitted;
         let Call {
             access,
             model: name,
@@ -193,10 +235,12 @@ impl Pipeline {
             options,
         } = call;
         let org_id = &access.org.id;
+        let waiting = Instant::now();
         let slot = self
             .admission
             .enter(org_id, &plan, plan.tenant_limits().deadline)
             .await?;
+        self.metrics.record_wait(Queue::Org, waiting.elapsed());
         let large = is_large(body.len());
         let parser = codec.clone();
         let request = off_executor(large, move || parser.parse(body)).await?;
@@ -208,6 +252,15 @@ impl Pipeline {
         let target = self
             .resolve(org_id, name, &selector, options.route_key.as_deref(), plan)
             .await?;
+        let span = tracing::Span::current();
+        span.record("model", name);
+        span.record("version", target.version.version);
+        *series = Some(self.metrics.version(
+            &access.org.slug,
+            &target.model.id,
+            &target.model.name,
+            target.version.version,
+        ));
         let signature = target.version.signature.clone();
         let decoder = codec.clone();
         let (inputs, carry) =
@@ -326,6 +379,7 @@ impl Pipeline {
                 .admit(Caller::from(caller), target.subject(), &target.plan)
                 .await?;
             call.finish(Ok(()), None, true).await?;
+            self.metrics.record_cache(true);
             let output_bytes = outputs.iter().map(|o| o.tensor.data.len() as u64).sum();
             let usage = UsageRecord {
                 input_bytes: inputs.iter().map(|i| i.tensor.data.len() as u64).sum(),
@@ -358,6 +412,7 @@ impl Pipeline {
                 self.result_cache
                     .put(key, prediction.outputs.clone(), ttl)
                     .await;
+                self.metrics.record_cache(false);
                 CacheStatus::Miss
             }
             None => CacheStatus::Bypass,
@@ -418,8 +473,42 @@ impl Pipeline {
             Ok(prediction) => (Ok(()), Some(&prediction.usage)),
             Err((error, usage)) => (Err(error.code()), usage.as_ref()),
         };
+        if let Some(usage) = usage {
+            self.record_run(target, usage).await;
+        }
         call.finish(outcome, usage, false).await?;
         result.map_err(|(error, _)| error)
+    }
+
+    /// Records a model run in the metrics: its waits, cold load, time, fuel and compute.
+    async fn record_run(&self, target: &Target, usage: &UsageRecord) {
+        let metrics = &self.metrics;
+        let (model, version) = (&target.model, target.version.version);
+        let series = match metrics.cached(&model.id, version) {
+            Some(series) => series,
+            // First seen outside a request (a batch row, a shadow copy): name its org.
+            None => {
+                let org = match self.lookups.org_by_id(&target.org_id).await {
+                    Ok(Some(org)) => org.slug,
+                    _ => target.org_id.clone(),
+                };
+                metrics.version(&org, &model.id, &model.name, version)
+            }
+        };
+        metrics.record_wait(Queue::Runtime, usage.queue_time);
+        if !(usage.component_warm && usage.graph_warm) {
+            metrics.record_cold_load(usage.load_time);
+        }
+        let running = usage
+            .wall_time
+            .saturating_sub(usage.load_time)
+            .saturating_sub(usage.queue_time);
+        let inference_us = u64::try_from(usage.inference_time.as_micros()).unwrap_or(u64::MAX);
+        series.record_run(
+            running,
+            usage.fuel_consumed,
+            compute_units(usage.fuel_consumed, inference_us),
+        );
     }
 
     /// Runs the model in the runtime under the plan's limits. The plan's compute budget

@@ -7,6 +7,7 @@
 //! own: one `{target}` segment takes both forms, and the handlers split the verb off.
 //! The OpenAPI document still shows the paths as clients write them.
 
+use crate::serving::metrics::Protocol;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, OriginalUri, State};
@@ -151,6 +152,7 @@ async fn predict_call(
 struct V1Codec;
 
 impl Codec for V1Codec {
+    const PROTOCOL: Protocol = Protocol::V1;
     type Request = V1PredictRequest;
     type Carry = ();
     type Response = Vec<Value>;

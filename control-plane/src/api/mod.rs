@@ -23,6 +23,7 @@ mod keys;
 mod kserve_v1;
 mod members;
 mod metering_headers;
+pub mod metrics;
 mod mlflow;
 mod models;
 pub mod operator;
@@ -44,7 +45,7 @@ use axum::extract::{FromRef, FromRequest};
 use axum::http::HeaderName;
 use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -88,6 +89,8 @@ pub struct ApiSettings {
     pub invitation_ttl_secs: i64,
     /// Which peers may name the client's address (`server.trusted_proxies`).
     pub client_ip: Arc<ClientIpPolicy>,
+    /// Log a line per request (`log.requests`).
+    pub log_requests: bool,
 }
 
 impl Default for ApiSettings {
@@ -100,6 +103,7 @@ impl Default for ApiSettings {
             max_json_body_bytes: crate::config::default_max_json_body(),
             invitation_ttl_secs: 7 * 24 * 3600,
             client_ip: Arc::default(),
+            log_requests: false,
         }
     }
 }
@@ -132,6 +136,8 @@ pub struct AppState {
     /// Batch jobs running in this process.
     pub batch: BatchJobs,
     pub settings: ApiSettings,
+    /// The Prometheus registry and the serving metrics.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl FromRef<AppState> for Pipeline {
@@ -143,6 +149,7 @@ impl FromRef<AppState> for Pipeline {
             result_cache: state.result_cache.clone(),
             traffic: state.traffic.clone(),
             serving: state.serving.clone(),
+            metrics: state.telemetry.serving().clone(),
         }
     }
 }
@@ -222,24 +229,40 @@ pub fn app(state: AppState) -> Router {
     let (router, openapi) = routes().split_for_parts();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let client_ip = Arc::clone(&state.settings.client_ip);
+    let log_requests = state.settings.log_requests;
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+            let id = request
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            // `org`, `model` and `version` are recorded by the serving pipeline.
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                uri = %request.uri(),
+                request_id = id,
+                org = tracing::field::Empty,
+                model = tracing::field::Empty,
+                version = tracing::field::Empty,
+            )
+        })
+        .on_response(DefaultOnResponse::new().level(if log_requests {
+            tracing::Level::INFO
+        } else {
+            tracing::Level::DEBUG
+        }));
     router
         .merge(docs::routes(openapi))
         .merge(mlflow::routes())
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::main_port))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
         .layer(axum::Extension(client_ip))
         .layer(axum::middleware::from_fn(metering_headers::layer))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(
-            |request: &axum::http::Request<axum::body::Body>| {
-                let id = request
-                    .headers()
-                    .get(REQUEST_ID_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = id)
-            },
-        ))
+        .layer(trace)
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -1,5 +1,6 @@
 //! Predictions over a model's deployment, and the per-model request/response schema.
 
+use crate::serving::metrics::Protocol;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -217,6 +218,7 @@ async fn predict_call(
 struct PredictCodec;
 
 impl Codec for PredictCodec {
+    const PROTOCOL: Protocol = Protocol::Predict;
     type Request = PredictRequest;
     type Carry = ();
     type Response = Vec<u8>;

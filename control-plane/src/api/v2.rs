@@ -6,6 +6,7 @@
 //! room for it. Calls go through the serving [`Pipeline`] with the V2 [`Codec`]. Errors are answered as V2 wants them, `{"error": "…"}` with
 //! the status of the wisp error code; [`V2Error`] is the only place that maps them.
 
+use crate::serving::metrics::Protocol;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, State};
@@ -424,6 +425,7 @@ struct V2Codec {
 }
 
 impl Codec for V2Codec {
+    const PROTOCOL: Protocol = Protocol::V2;
     type Request = ParsedRequest;
     type Carry = (Option<String>, OutputSelection);
     type Response = EncodedResponse;

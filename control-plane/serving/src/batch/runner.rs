@@ -316,7 +316,17 @@ async fn spawn_row(
     let (state, caller) = (state.clone(), caller.clone());
     let (target, file) = (Arc::clone(target), Arc::clone(file));
     tokio::spawn(
-        async move { run_row(&state, &caller, &target, &file, row).await }.in_current_span(),
+        async move {
+            let line = run_row(&state, &caller, &target, &file, row).await;
+            if let Ok(line) = &line {
+                state
+                    .pipeline
+                    .metrics
+                    .record_batch_row(line.error.is_none());
+            }
+            line
+        }
+        .in_current_span(),
     )
     .await
     .map_err(|e| internal(anyhow::anyhow!("batch row {row} panicked: {e}")))?

@@ -181,6 +181,18 @@ impl Db {
         conn
     }
 
+    /// The connections and how many are held now (for metrics): the main one, and the
+    /// read-only snapshot on an embedded file. A held one is taken by a request or a
+    /// background task; others wait for it.
+    pub fn connections(&self) -> (usize, usize) {
+        let held = |conn: &Mutex<Writer>| usize::from(conn.try_lock().is_err());
+        let snapshot = self.snapshot.as_ref();
+        (
+            held(&self.conn) + snapshot.map_or(0, held),
+            1 + usize::from(snapshot.is_some()),
+        )
+    }
+
     /// The write generation: how many accesses that may change a memoised row
     /// ([`Db::write`], [`Db::transaction`]) this process has released. A memoised row is
     /// served only while it is unchanged.

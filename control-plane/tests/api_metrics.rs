@@ -1,0 +1,142 @@
+//! `/metrics` on the main port through the real router: absent without `metrics.token`,
+//! closed to every credential but that token (another organisation's keys, an owner's
+//! session), and the series an inference call leaves, in both exposition formats.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use common::*;
+use serde_json::json;
+
+const TOKEN: &str = "a-metrics-token-of-some-length";
+
+async fn scrape(app: &TestApp, token: Option<&str>, accept: Option<&str>) -> Reply {
+    let mut request = Request::builder().method(Method::GET).uri("/metrics");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if let Some(accept) = accept {
+        request = request.header(header::ACCEPT, accept);
+    }
+    app.send(request.body(Body::empty()).unwrap()).await
+}
+
+fn text(reply: &Reply) -> &str {
+    reply.body.as_str().expect("a text body")
+}
+
+#[tokio::test]
+async fn without_a_token_the_main_port_has_no_metrics() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    for token in [None, Some(admin.as_str()), Some(TOKEN)] {
+        let reply = scrape(&app, token, None).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{reply:?}");
+        assert_eq!(reply.code(), "not_found");
+    }
+}
+
+#[tokio::test]
+async fn only_the_metrics_token_opens_them_and_no_tenant_credential_does() {
+    let app = TestApp::with_config(|config| config.metrics.token = Some(TOKEN.into())).await;
+    let admin = app.admin().await;
+    let (_, own_key) = app.api_key(&admin, ORG, &["admin"]).await;
+    app.org(&admin, "other").await;
+    let (_, other_key) = app.api_key(&admin, "other", &["admin"]).await;
+    let wrong = format!("{TOKEN}x");
+    for token in [
+        None,
+        Some(admin.as_str()),
+        Some(&own_key),
+        Some(&other_key),
+        Some(&wrong),
+    ] {
+        let reply = scrape(&app, token.map(|t| t as &str), None).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{token:?}: {reply:?}"
+        );
+        assert_eq!(reply.code(), "unauthenticated");
+    }
+    let reply = scrape(&app, Some(TOKEN), None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(text(&reply).contains("# TYPE process_cpu_seconds_total counter"));
+}
+
+#[tokio::test]
+async fn a_call_leaves_its_series_labelled_with_its_own_org_only() {
+    let app = TestApp::serving_with(|config| config.metrics.token = Some(TOKEN.into())).await;
+    let admin = app.admin().await;
+    deployed(&app, &admin, "iris", "iris_logreg.onnx").await;
+    app.org(&admin, "other").await;
+    let (_, other_key) = app.api_key(&admin, "other", &["predict"]).await;
+    let body = json!({ "inputs": { "input": [[5.1, 3.5, 1.4, 0.2]] } });
+    let ok = app
+        .post(
+            &format!("/v1/orgs/{ORG}/models/iris/predict"),
+            &admin,
+            body.clone(),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+    // Another organisation's key on acme's model: answered as missing, never counted as
+    // acme's, nor under the model's name.
+    let foreign = app
+        .post(
+            &format!("/v1/orgs/{ORG}/models/iris/predict"),
+            &other_key,
+            body.clone(),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{foreign:?}");
+    let bad = app
+        .post(
+            &format!("/v1/orgs/{ORG}/models/iris/predict"),
+            &admin,
+            json!({ "inputs": { "input": [[1.0]] } }),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{bad:?}");
+
+    let reply = scrape(&app, Some(TOKEN), None).await;
+    let exposition = text(&reply);
+    let labels = r#"org="acme",model="iris",version="1",protocol="predict""#;
+    for line in [
+        format!("wisp_requests_total{{{labels},outcome=\"ok\"}} 1"),
+        format!("wisp_requests_total{{{labels},outcome=\"error\"}} 1"),
+        format!("wisp_request_duration_seconds_count{{{labels}}} 2"),
+        r#"wisp_inference_duration_seconds_count{org="acme",model="iris",version="1"} 1"#
+            .to_owned(),
+        r#"wisp_errors_total{protocol="predict",code="invalid_input"} 1"#.to_owned(),
+        r#"wisp_queue_wait_seconds_count{queue="runtime"} 1"#.to_owned(),
+        "wisp_runtime_slots_capacity ".to_owned(),
+        "wisp_metering_outbox_backlog ".to_owned(),
+    ] {
+        assert!(exposition.contains(&line), "no {line} in\n{exposition}");
+    }
+    assert!(
+        !exposition.contains(r#"org="other",model="iris""#),
+        "{exposition}"
+    );
+    let fuel = exposition
+        .lines()
+        .find(|l| l.starts_with(r#"wisp_fuel_consumed_total{org="acme",model="iris""#))
+        .expect("fuel");
+    assert!(!fuel.ends_with(" 0"), "{fuel}");
+
+    let open = scrape(&app, Some(TOKEN), Some("application/openmetrics-text")).await;
+    assert_eq!(
+        open.headers[header::CONTENT_TYPE],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let open = text(&open);
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    assert!(open.contains("# TYPE wisp_requests counter"));
+    assert!(open.contains("# UNIT wisp_request_duration_seconds seconds"));
+}
