@@ -425,6 +425,8 @@ async fn the_cli_prints_a_models_analytics_from_a_restarted_server() {
         &token,
         &["analytics", "iris", "--since", "2h", "--step", "minute"],
     );
+    // Shown with `--nocapture`: what a person sees.
+    println!("{text}");
     assert!(text.starts_with("iris from "), "{text}");
     assert!(text.contains("P50 MS"), "{text}");
     let total = text
