@@ -354,6 +354,30 @@ async fn viewers_read_other_organisations_find_nothing_and_bad_ranges_are_refuse
     }
 }
 
+#[tokio::test]
+async fn the_openapi_document_describes_the_analytics_endpoint() {
+    let app = TestApp::new().await;
+    let doc = app
+        .call(axum::http::Method::GET, "/openapi.json", None, None)
+        .await;
+    let get = &doc.body["paths"]["/v1/orgs/{org}/models/{model}/analytics"]["get"];
+    let params: Vec<&str> = get["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("documented: {get}"))
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(params, ["org", "model", "from", "to", "step", "version"]);
+    let schemas = &doc.body["components"]["schemas"];
+    for field in ["points", "versions", "total"] {
+        assert!(
+            schemas["ModelAnalytics"]["properties"].get(field).is_some(),
+            "{field}"
+        );
+    }
+    assert!(schemas["Stats"]["properties"].get("latency_ms").is_some());
+}
+
 /// Runs the `wisp` CLI against `base` with `token`; its standard output.
 fn cli(base: &str, token: &str, args: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_wisp"))
