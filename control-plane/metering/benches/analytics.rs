@@ -163,7 +163,10 @@ async fn time_query(
         "{label:<20} {points:>5} points  wall p50 {:>8.2} ms  max {:>8.2} ms  CPU p50 {}  ({} calls, p99 {:.1} ms)",
         median.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
-        cpu.map_or("-".to_owned(), |c| format!("{:.2} ms", c.as_secs_f64() * 1e3)),
+        cpu.map_or("-".to_owned(), |c| format!(
+            "{:.2} ms",
+            c.as_secs_f64() * 1e3
+        )),
         total.calls,
         total.latency_ms.p99.unwrap_or_default(),
     );
