@@ -85,6 +85,8 @@ pub enum Command {
     /// Platform operators only: every organisation, plans, suspension, usage.
     #[command(subcommand)]
     Platform(PlatformCommand),
+    /// Per-version analytics of a model: calls, errors, latency, cache hits, cold starts.
+    Analytics(AnalyticsArgs),
 }
 
 /// `wisp platform …` (for the emails listed in the server's `platform.operators`).
@@ -320,6 +322,29 @@ pub struct AuditArgs {
     /// At most this many entries.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+}
+
+/// Flags of `wisp analytics`.
+#[derive(Debug, Args)]
+pub struct AnalyticsArgs {
+    /// Model name.
+    pub model: String,
+    /// How far back from now: a number and `s`, `m`, `h` or `d` (`90m`, `24h`, `7d`)
+    /// [default: a day; an hour with `--step minute`, 30 days with `--step day`].
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub since: Option<String>,
+    /// Start: RFC 3339 (`2026-12-01T00:00:00Z`) or Unix milliseconds.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (exclusive), like `--from` [default: now].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// `minute`, `hour` or `day`.
+    #[arg(long, default_value = "hour")]
+    pub step: String,
+    /// Only this version [default: every version].
+    #[arg(long)]
+    pub version: Option<i64>,
 }
 
 /// Flags of `wisp serve`. Each overrides the config file; each has an environment variable.

@@ -429,6 +429,7 @@ async fn closed_periods_get_final_invoices_once() {
             bytes_in: 0,
             bytes_out: 0,
             at_ms: (last_month.start + 3_600) * 1_000 + i,
+            cold_start: false,
         })
         .collect();
     wisp::metering::store::insert(&*app.state.db.write().await, &events)

@@ -74,6 +74,10 @@ pub struct UsageEvent {
     pub bytes_out: u64,
     /// Milliseconds since the Unix epoch, when the call began.
     pub at_ms: i64,
+    /// The runtime had to compile the component or load the graph for this call (it was
+    /// not in memory). Outbox lines written before the field existed read as warm.
+    #[serde(default)]
+    pub cold_start: bool,
 }
 
 /// The outcome of a successful call.
@@ -105,6 +109,7 @@ impl UsageEvent {
         self.bytes_in = usage.input_bytes;
         self.bytes_out = usage.output_bytes;
         self.compute_units = compute_units(self.fuel, self.inference_us);
+        self.cold_start = !usage.component_warm || !usage.graph_warm;
     }
 }
 
@@ -128,6 +133,7 @@ pub(crate) fn sample(id: &str, at_ms: i64) -> UsageEvent {
         bytes_in: 16,
         bytes_out: 8,
         at_ms,
+        cold_start: false,
     }
 }
 
@@ -153,5 +159,38 @@ mod tests {
         let event = sample("a", 1_700_000_000_000);
         let line = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<UsageEvent>(&line).unwrap(), event);
+    }
+
+    #[test]
+    fn outbox_lines_without_cold_start_still_load_as_warm() {
+        let mut event = sample("a", 1_700_000_000_000);
+        event.cold_start = true;
+        let mut line = serde_json::to_value(&event).unwrap();
+        line.as_object_mut().unwrap().remove("cold_start");
+        let old: UsageEvent = serde_json::from_value(line).unwrap();
+        assert!(!old.cold_start);
+        assert_eq!(old.id, event.id);
+    }
+
+    #[test]
+    fn a_call_that_loaded_its_component_or_graph_is_a_cold_start() {
+        let mut event = sample("a", 0);
+        let warm = UsageRecord {
+            component_warm: true,
+            graph_warm: true,
+            ..UsageRecord::default()
+        };
+        event.measure(&warm);
+        assert!(!event.cold_start);
+        event.measure(&UsageRecord {
+            graph_warm: false,
+            ..warm.clone()
+        });
+        assert!(event.cold_start);
+        event.measure(&UsageRecord {
+            component_warm: false,
+            ..warm
+        });
+        assert!(event.cold_start);
     }
 }

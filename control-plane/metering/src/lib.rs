@@ -14,11 +14,14 @@
 //! - [`invoice`]: line items; [`billing`]: invoices of periods from the database.
 //! - [`export`]: CSV and Stripe meter events. [`context`]: request headers in and out.
 //! - [`idempotency`]: `Idempotency-Key` claims and stored responses for replay.
+//! - [`analytics`]: per-version minute, hour and day rollups of the calls (latency
+//!   sketches, errors by code, cold starts) and the query over them.
 
 // The layers below, under the names the modules use (`crate::orgs`, `crate::db`, …).
 use wisp_core::{access, error, plans};
 use wisp_storage::db;
 
+pub mod analytics;
 pub mod billing;
 pub mod compute;
 pub mod context;
@@ -314,6 +317,7 @@ fn new_event(caller: Caller, subject: CallSubject<'_>) -> UsageEvent {
                 .as_millis(),
         )
         .unwrap_or(i64::MAX),
+        cold_start: false,
     }
 }
 

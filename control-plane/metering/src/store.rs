@@ -1,5 +1,6 @@
-//! Usage in libSQL: idempotent event inserts with their hourly and daily rollups, and the
-//! queries the usage API, quotas and invoices read.
+//! Usage in libSQL: idempotent event inserts with their hourly and daily rollups (and the
+//! per-version [`analytics`](crate::analytics) rollups), and the queries the usage API,
+//! quotas and invoices read.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,7 @@ use libsql::params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::analytics::Rollups;
 use super::event::{Caller, UsageEvent};
 use super::period::{day_start, hour_start};
 use crate::db::{self, DbError};
@@ -74,6 +76,7 @@ pub async fn insert(conn: &Writer, events: &[UsageEvent]) -> Result<u64, DbError
     conn.transaction(async |tx| -> Result<u64, DbError> {
         let mut rollups: BTreeMap<(Granularity, i64, &str, &str, String), Totals> = BTreeMap::new();
         let mut inserted = 0;
+        let mut analytics = Rollups::default();
         // Prepared once per batch: parsing the statement again for every event cost more than
         // running it.
         let statement = tx
@@ -118,6 +121,7 @@ pub async fn insert(conn: &Writer, events: &[UsageEvent]) -> Result<u64, DbError
                 continue;
             }
             inserted += 1;
+            analytics.add(event);
             let at = event.at_ms.div_euclid(1_000);
             for (granularity, start) in [
                 (Granularity::Hour, hour_start(at)),
@@ -172,6 +176,7 @@ pub async fn insert(conn: &Writer, events: &[UsageEvent]) -> Result<u64, DbError
             )
             .await?;
         }
+        analytics.store(tx).await?;
 
         Ok(inserted)
     })

@@ -10,6 +10,7 @@
 //! under `/v1/models` ([`kserve_v1`]); the MLflow REST API under `/api/2.0/mlflow` and its
 //! artifact proxy under `/api/2.0/mlflow-artifacts` ([`mlflow`]).
 
+mod analytics;
 mod audit_log;
 mod auth;
 mod batch;
@@ -222,6 +223,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(v2::routes())
         .merge(kserve_v1::routes())
         .merge(platform::routes())
+        .merge(analytics::routes())
 }
 
 /// The complete HTTP application.

@@ -9,13 +9,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::analytics;
 use super::http::{self, Client};
 use super::output;
 use super::session::{self, Session};
 use crate::cli::{
-    AuditArgs, Command, DeployArgs, GlobalArgs, InvitationsCommand, KeysCommand, LoginArgs,
-    LogoutArgs, MembersCommand, ModelsCommand, OrgsCommand, PasswordCommand, PlatformCommand,
-    PredictArgs, PushArgs, SetPlanArgs,
+    AnalyticsArgs, AuditArgs, Command, DeployArgs, GlobalArgs, InvitationsCommand, KeysCommand,
+    LoginArgs, LogoutArgs, MembersCommand, ModelsCommand, OrgsCommand, PasswordCommand,
+    PlatformCommand, PredictArgs, PushArgs, SetPlanArgs,
 };
 
 /// Runs a client subcommand.
@@ -44,6 +45,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Predict(args) => cli.predict(args).await,
         Command::Audit(args) => cli.audit(args).await,
         Command::Platform(command) => cli.platform(command).await,
+        Command::Analytics(args) => cli.analytics(args).await,
     }
 }
 
@@ -801,6 +803,17 @@ impl Cli {
                 });
             }
         }
+        Ok(())
+    }
+
+    async fn analytics(&mut self, args: AnalyticsArgs) -> anyhow::Result<()> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis();
+        let query = analytics::query_string(&args, i64::try_from(now_ms)?)?;
+        let path = format!("{}/analytics?{query}", self.model_path(&args.model)?);
+        let report = self.call(Method::GET, &path, None).await?;
+        self.show(&report, analytics::print);
         Ok(())
     }
 

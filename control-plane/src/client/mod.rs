@@ -1,6 +1,7 @@
 //! The `wisp` command-line client: every subcommand except `serve` talks to a running
 //! server over its REST API, with the session `wisp login` stored.
 
+mod analytics;
 mod commands;
 mod http;
 mod output;

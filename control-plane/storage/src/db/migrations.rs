@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "backend per deployment",
         sql: include_str!("migrations/0010_deployment_backend.sql"),
     },
+    Migration {
+        version: 11,
+        name: "per-version model analytics",
+        sql: include_str!("migrations/0011_model_analytics.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
