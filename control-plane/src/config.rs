@@ -45,6 +45,8 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub inspection: InspectionConfig,
+    #[serde(default)]
+    pub feedback: FeedbackConfig,
 }
 
 /// How the server sees its network.
@@ -75,6 +77,46 @@ pub struct PlatformConfig {
     /// Empty (the default): nobody.
     #[serde(default)]
     pub operators: Vec<String>,
+}
+
+/// Ground-truth monitoring: how long what each call answered is kept for feedback.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// Predictions (and their feedback) older than this many days are deleted (hourly).
+    #[serde(default = "default_feedback_retention_days")]
+    pub retention_days: u32,
+    /// Predictions waiting to be written, at most; beyond it they are dropped (and
+    /// counted), never waited for.
+    #[serde(default = "default_feedback_queue")]
+    pub queue: usize,
+}
+
+fn default_feedback_retention_days() -> u32 {
+    30
+}
+
+fn default_feedback_queue() -> usize {
+    10_000
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: default_feedback_retention_days(),
+            queue: default_feedback_queue(),
+        }
+    }
+}
+
+impl FeedbackConfig {
+    /// The prediction log's settings.
+    pub fn prediction_log(&self) -> crate::serving::prediction_log::PredictionLogSettings {
+        crate::serving::prediction_log::PredictionLogSettings {
+            retention: std::time::Duration::from_secs(u64::from(self.retention_days) * 24 * 3600),
+            queue: self.queue,
+        }
+    }
 }
 
 /// Where the libSQL database lives.
@@ -296,6 +338,7 @@ impl Default for Config {
             platform: PlatformConfig::default(),
             server: ServerConfig::default(),
             inspection: InspectionConfig::default(),
+            feedback: FeedbackConfig::default(),
         }
     }
 }
@@ -362,6 +405,9 @@ impl Config {
         }
         if let Err(e) = self.server.trusted_proxy_ranges() {
             return Err(ConfigError::Invalid(format!("server.trusted_proxies: {e}")));
+        }
+        if self.feedback.retention_days == 0 || self.feedback.queue == 0 {
+            return invalid("feedback.retention_days and feedback.queue must be positive");
         }
         if self.limits.max_upload_bytes == 0 {
             return invalid("limits.max_upload_bytes must be positive");

@@ -16,6 +16,7 @@ mod batch;
 mod deployments;
 mod docs;
 mod error_response;
+mod feedback;
 pub mod extract;
 mod idempotency;
 mod invitations;
@@ -131,6 +132,8 @@ pub struct AppState {
     pub traffic: Arc<TrafficStats>,
     /// Batch jobs running in this process.
     pub batch: BatchJobs,
+    /// What each call answered, per prediction id (ground-truth feedback).
+    pub predictions: crate::serving::prediction_log::PredictionLog,
     pub settings: ApiSettings,
 }
 
@@ -143,6 +146,7 @@ impl FromRef<AppState> for Pipeline {
             result_cache: state.result_cache.clone(),
             traffic: state.traffic.clone(),
             serving: state.serving.clone(),
+            predictions: state.predictions.clone(),
         }
     }
 }
@@ -215,6 +219,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(v2::routes())
         .merge(kserve_v1::routes())
         .merge(platform::routes())
+        .merge(feedback::routes())
 }
 
 /// The complete HTTP application.

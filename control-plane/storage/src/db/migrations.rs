@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "backend per deployment",
         sql: include_str!("migrations/0010_deployment_backend.sql"),
     },
+    Migration {
+        version: 13,
+        name: "predictions and ground-truth feedback",
+        sql: include_str!("migrations/0013_ground_truth.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
