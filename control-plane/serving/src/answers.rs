@@ -12,7 +12,10 @@ use crate::inspect::{ClassLabels, ModelSignature};
 /// The answer of a single-row call and, for a classifier with probabilities, the
 /// probability of its label; `None` if the outputs are not one row of a classifier or a
 /// regressor.
-pub fn answer_of(signature: &ModelSignature, outputs: &[NamedTensor]) -> Option<(Answer, Option<f64>)> {
+pub fn answer_of(
+    signature: &ModelSignature,
+    outputs: &[NamedTensor],
+) -> Option<(Answer, Option<f64>)> {
     let labels_of = |o: &NamedTensor| {
         signature
             .outputs
@@ -20,15 +23,20 @@ pub fn answer_of(signature: &ModelSignature, outputs: &[NamedTensor]) -> Option<
             .find(|s| s.name == o.name)
             .and_then(|s| s.class_labels.as_ref())
     };
-    let label_output = outputs
-        .iter()
-        .find(|o| matches!(o.tensor.ty, TensorType::I64 | TensorType::I32 | TensorType::String));
+    let label_output = outputs.iter().find(|o| {
+        matches!(
+            o.tensor.ty,
+            TensorType::I64 | TensorType::I32 | TensorType::String
+        )
+    });
     let probabilities = outputs
         .iter()
         .find(|o| labels_of(o).is_some())
         .or_else(|| {
             label_output?;
-            outputs.iter().find(|o| is_float(&o.tensor) && o.tensor.shape.len() == 2)
+            outputs
+                .iter()
+                .find(|o| is_float(&o.tensor) && o.tensor.shape.len() == 2)
         })
         .and_then(|o| Some((floats(&o.tensor)?, labels_of(o))))
         .filter(|(p, _)| p.len() >= 2 && p.iter().all(|v| v.is_finite()));
@@ -117,7 +125,10 @@ mod tests {
         };
         let outputs = [
             out("label", Tensor::from_values(&[1], &[2i64])),
-            out("probabilities", Tensor::from_values(&[1, 3], &[0.1f32, 0.2, 0.7])),
+            out(
+                "probabilities",
+                Tensor::from_values(&[1, 3], &[0.1f32, 0.2, 0.7]),
+            ),
         ];
         let (answer, score) = answer_of(&signature, &outputs).unwrap();
         assert_eq!(answer, Answer::Label("2".into()));
@@ -145,7 +156,10 @@ mod tests {
             answer_of(&signature, &one).unwrap(),
             (Answer::Value(151.5), None)
         );
-        let two = [out("variable", Tensor::from_values(&[2, 1], &[1.0f32, 2.0]))];
+        let two = [out(
+            "variable",
+            Tensor::from_values(&[2, 1], &[1.0f32, 2.0]),
+        )];
         assert_eq!(answer_of(&signature, &two), None);
         let labels = [out("label", Tensor::from_values(&[2], &[0i64, 1]))];
         assert_eq!(answer_of(&signature, &labels), None);

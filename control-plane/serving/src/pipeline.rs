@@ -471,8 +471,7 @@ impl Pipeline {
         if target.variant == Variant::Shadow {
             return;
         }
-        let Some((answer, score)) =
-            crate::answers::answer_of(&target.version.signature, outputs)
+        let Some((answer, score)) = crate::answers::answer_of(&target.version.signature, outputs)
         else {
             return;
         };

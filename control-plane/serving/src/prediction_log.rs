@@ -136,7 +136,11 @@ async fn prune_hourly(db: std::sync::Weak<Db>, retention: Duration) {
         let Some(db) = db.upgrade() else { return };
         let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         let before = now_ms().saturating_sub(retention_ms);
-        let pruned = db.write_unmemoised().await.transaction(async |tx| rows::prune(tx, before).await).await;
+        let pruned = db
+            .write_unmemoised()
+            .await
+            .transaction(async |tx| rows::prune(tx, before).await)
+            .await;
         match pruned {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned predictions past retention"),

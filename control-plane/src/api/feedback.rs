@@ -196,7 +196,10 @@ impl RangeQuery {
         let to = self.to.unwrap_or_else(|| now_ms().div_euclid(1000) + 1);
         let from = self.from.unwrap_or(to.saturating_sub(24 * 3600));
         let step = self.step.unwrap_or(to.saturating_sub(from));
-        let ms = |s: i64| s.checked_mul(1000).ok_or_else(|| ApiError::invalid("time out of range"));
+        let ms = |s: i64| {
+            s.checked_mul(1000)
+                .ok_or_else(|| ApiError::invalid("time out of range"))
+        };
         let Some(length) = to.checked_sub(from).filter(|l| *l > 0) else {
             return Err(ApiError::invalid("`from` must be before `to`"));
         };
@@ -262,7 +265,9 @@ async fn fairness(
 ) -> ApiResult<Json<Fairness>> {
     let (_, name) = path;
     if query.step.is_some() {
-        return Err(ApiError::invalid("fairness covers the whole range: no `step`"));
+        return Err(ApiError::invalid(
+            "fairness covers the whole range: no `step`",
+        ));
     }
     let windows = query.windows()?;
     let conn = state.db.read().await;

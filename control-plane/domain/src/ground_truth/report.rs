@@ -106,7 +106,13 @@ impl Accumulator {
         self.count += other.count;
     }
 
-    fn metrics(&self, version: i64, from_ms: i64, to_ms: i64, positive: Option<&str>) -> VersionMetrics {
+    fn metrics(
+        &self,
+        version: i64,
+        from_ms: i64,
+        to_ms: i64,
+        positive: Option<&str>,
+    ) -> VersionMetrics {
         let classification = self.labels.report().map(|r| {
             let labels = self.labels.labels();
             let positive = positive
@@ -129,10 +135,18 @@ impl Accumulator {
                         ((*a).to_owned(), row)
                     })
                     .collect(),
-                per_class: r.per_class.into_iter().map(|(l, m)| (l, m.into())).collect(),
+                per_class: r
+                    .per_class
+                    .into_iter()
+                    .map(|(l, m)| (l, m.into()))
+                    .collect(),
             }
         });
-        let regression = match (self.errors.mae(), self.errors.rmse(), self.errors.mean_error()) {
+        let regression = match (
+            self.errors.mae(),
+            self.errors.rmse(),
+            self.errors.mean_error(),
+        ) {
             (Some(mae), Some(rmse), Some(mean_error)) => Some(Regression {
                 mae,
                 rmse,
@@ -300,7 +314,10 @@ mod tests {
     fn the_default_positive_label() {
         let set = |l: &[&'static str]| l.iter().copied().collect::<BTreeSet<_>>();
         assert_eq!(default_positive(&set(&["0", "1"])).as_deref(), Some("1"));
-        assert_eq!(default_positive(&set(&["no", "yes"])).as_deref(), Some("yes"));
+        assert_eq!(
+            default_positive(&set(&["no", "yes"])).as_deref(),
+            Some("yes")
+        );
         assert_eq!(default_positive(&set(&["a", "b", "c"])), None);
     }
 }

@@ -41,7 +41,10 @@ pub async fn insert(tx: &Writer, records: &[PredictionRecord]) -> Result<u64, Db
 /// Deletes predictions (with their feedback) made before `before_ms`; returns how many.
 pub async fn prune(tx: &Writer, before_ms: i64) -> Result<u64, DbError> {
     Ok(tx
-        .execute("DELETE FROM predictions WHERE at_ms < ?1", params![before_ms])
+        .execute(
+            "DELETE FROM predictions WHERE at_ms < ?1",
+            params![before_ms],
+        )
         .await?)
 }
 
