@@ -527,3 +527,64 @@ async fn another_organisations_predictions_are_unknown() {
         .await;
     assert_eq!(ours.status, StatusCode::OK, "{ours:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_rows_carry_their_prediction_ids() {
+    let app = TestApp::serving().await;
+    let admin = app.admin().await;
+    let file = "cancer_std_logreg_zipmap.onnx";
+    deployed(&app, &admin, "cancer", &format!("ml/{file}")).await;
+    let input: String = rows(file)
+        .iter()
+        .map(|row| format!("{}\n", json!({ "input": row })))
+        .collect();
+    let jobs = format!("/v1/orgs/{ORG}/batch-jobs");
+    let request = Request::post(format!("{jobs}?model=cancer"))
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from(input))
+        .unwrap();
+    let created = app.send(request).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let mut status = Value::Null;
+    for _ in 0..6000 {
+        status = app.get(&format!("{jobs}/{id}"), &admin).await.body;
+        if !matches!(status["status"].as_str(), Some("queued" | "running")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["status"], "succeeded", "{status}");
+    let results = app.get(&format!("{jobs}/{id}/results"), &admin).await;
+    let lines: Vec<Value> = results
+        .body
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    // Every row's actual is the opposite of its prediction: accuracy 0.
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|line| {
+            let label = line["outputs"]["output_label"]["data"][0].as_i64().unwrap();
+            json!({ "prediction_id": line["prediction_id"], "actual": 1 - label })
+        })
+        .collect();
+    let bulk = app
+        .post(
+            &feedback_uri(ORG, "cancer"),
+            &admin,
+            json!({ "items": items }),
+        )
+        .await;
+    assert_eq!(bulk.body["accepted"], 6, "{bulk:?}");
+    let performance = app
+        .get(&format!("/v1/orgs/{ORG}/models/cancer/performance"), &admin)
+        .await;
+    let overall = &performance.body["overall"][0];
+    assert_eq!(overall["count"], 6, "{performance:?}");
+    close_to(&overall["classification"]["accuracy"], 0.0);
+}
