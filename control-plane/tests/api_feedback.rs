@@ -588,3 +588,85 @@ async fn batch_rows_carry_their_prediction_ids() {
     assert_eq!(overall["count"], 6, "{performance:?}");
     close_to(&overall["classification"]["accuracy"], 0.0);
 }
+
+/// Runs the `wisp` CLI against `server` with `token`; returns its stdout.
+fn wisp_cli(server: &str, token: &str, args: &[&str]) -> String {
+    let config = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(args)
+        .args(["--server", server, "--token", token, "--org", "team"])
+        .env("WISP_CONFIG_DIR", config.path())
+        .env_remove("WISP_ORG")
+        .env_remove("WISP_TOKEN")
+        .output()
+        .expect("run the wisp CLI");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "wisp {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_predicts_sends_feedback_and_reads_performance_from_a_real_server() {
+    use common::server::{free_port, login, start, with_admin};
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start(with_admin(data.path(), port, "team"), port).await;
+    let token = login(&server.base).await;
+    let base = server.base.clone();
+    let cli = move |args: Vec<String>| {
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                wisp_cli(&base, &token, &args)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let strings = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let model = wisp_test_artifacts::fixtures_dir().join("ml/cancer_std_logreg_zipmap.onnx");
+    cli(strings(&[
+        "models",
+        "push",
+        model.to_str().unwrap(),
+        "--model",
+        "cancer",
+    ]))
+    .await;
+    cli(strings(&["deploy", "cancer"])).await;
+
+    let file = "cancer_std_logreg_zipmap.onnx";
+    let mut correct = 0;
+    for (i, row) in rows(file).iter().enumerate() {
+        let input = json!({ "input": [row] }).to_string();
+        let predicted = cli(strings(&["predict", "cancer", "--input", &input])).await;
+        let id = predicted
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("prediction id: "))
+            .unwrap_or_else(|| panic!("no prediction id in {predicted}"))
+            .to_owned();
+        let label: i64 = expected(file)["outputs"]["output_label"]["data"][i]
+            .as_i64()
+            .unwrap();
+        // The first four right, the last two wrong.
+        let actual = if i < 4 { label } else { 1 - label };
+        correct += i64::from(actual == label);
+        let sent = cli(strings(&["feedback", "cancer", &id, &actual.to_string()])).await;
+        assert!(sent.contains("accepted"), "{sent}");
+    }
+    let performance: Value =
+        serde_json::from_str(&cli(strings(&["performance", "cancer", "--json"])).await).unwrap();
+    let overall = &performance["overall"][0];
+    assert_eq!(overall["count"], 6, "{performance}");
+    close_to(&overall["classification"]["accuracy"], correct as f64 / 6.0);
+    let text = cli(strings(&["performance", "cancer"])).await;
+    assert!(text.contains("accuracy"), "{text}");
+    let fairness = cli(strings(&["fairness", "cancer"])).await;
+    assert!(fairness.contains("positive label: 1"), "{fairness}");
+    drop(server);
+}
