@@ -665,7 +665,10 @@ async fn the_cli_predicts_sends_feedback_and_reads_performance_from_a_real_serve
     assert_eq!(overall["count"], 6, "{performance}");
     close_to(&overall["classification"]["accuracy"], correct as f64 / 6.0);
     let text = cli(strings(&["performance", "cancer"])).await;
-    assert!(text.contains("accuracy"), "{text}");
+    assert!(
+        text.contains("ACCURACY") && text.contains("0.666"),
+        "{text}"
+    );
     let fairness = cli(strings(&["fairness", "cancer"])).await;
     assert!(fairness.contains("positive label: 1"), "{fairness}");
     drop(server);
