@@ -87,6 +87,51 @@ pub enum Command {
     Platform(PlatformCommand),
     /// Per-version analytics of a model: calls, errors, latency, cache hits, cold starts.
     Analytics(AnalyticsArgs),
+    /// Send the actual outcome of a prediction (its id is the `wisp-usage-id` of the call,
+    /// printed by `wisp predict`).
+    Feedback(FeedbackArgs),
+    /// Accuracy, precision/recall/F1 (classifiers) or MAE/RMSE (regressors) from feedback,
+    /// per version and window.
+    Performance(MetricsArgs),
+    /// Selection and true/false positive rates per segment, and the gaps between them.
+    Fairness(MetricsArgs),
+}
+
+/// Flags of `wisp feedback`.
+#[derive(Debug, Args)]
+pub struct FeedbackArgs {
+    /// Model name.
+    pub model: String,
+    /// The call's prediction id.
+    pub prediction_id: String,
+    /// What actually happened: a label or a number (`1`, `2.5`, `yes`); a JSON string
+    /// (`'"1"'`) keeps a numeric-looking label a string.
+    pub actual: String,
+    /// The segment attribute, replacing the one sent with the call.
+    #[arg(long)]
+    pub segment: Option<String>,
+}
+
+/// Flags of `wisp performance` and `wisp fairness`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Model name.
+    pub model: String,
+    /// Start, Unix seconds [default: a day before `--to`].
+    #[arg(long)]
+    pub from: Option<i64>,
+    /// End, Unix seconds [default: now].
+    #[arg(long)]
+    pub to: Option<i64>,
+    /// Window length in seconds (performance only) [default: the whole range].
+    #[arg(long)]
+    pub step: Option<i64>,
+    /// Only this version.
+    #[arg(long)]
+    pub version: Option<i64>,
+    /// The positive label of a binary classifier.
+    #[arg(long)]
+    pub positive_label: Option<String>,
 }
 
 /// `wisp platform …` (for the emails listed in the server's `platform.operators`).

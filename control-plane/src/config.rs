@@ -49,6 +49,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub feedback: FeedbackConfig,
 }
 
 /// Where the metrics listener listens unless `metrics.listen` says otherwise.
@@ -168,6 +170,46 @@ pub struct PlatformConfig {
     /// Empty (the default): nobody.
     #[serde(default)]
     pub operators: Vec<String>,
+}
+
+/// Ground-truth monitoring: how long what each call answered is kept for feedback.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// Predictions (and their feedback) older than this many days are deleted (hourly).
+    #[serde(default = "default_feedback_retention_days")]
+    pub retention_days: u32,
+    /// Predictions waiting to be written, at most; beyond it they are dropped (and
+    /// counted), never waited for.
+    #[serde(default = "default_feedback_queue")]
+    pub queue: usize,
+}
+
+fn default_feedback_retention_days() -> u32 {
+    30
+}
+
+fn default_feedback_queue() -> usize {
+    10_000
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: default_feedback_retention_days(),
+            queue: default_feedback_queue(),
+        }
+    }
+}
+
+impl FeedbackConfig {
+    /// The prediction log's settings.
+    pub fn prediction_log(&self) -> crate::serving::prediction_log::PredictionLogSettings {
+        crate::serving::prediction_log::PredictionLogSettings {
+            retention: std::time::Duration::from_secs(u64::from(self.retention_days) * 24 * 3600),
+            queue: self.queue,
+        }
+    }
 }
 
 /// Where the libSQL database lives.
@@ -391,6 +433,7 @@ impl Default for Config {
             inspection: InspectionConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            feedback: FeedbackConfig::default(),
         }
     }
 }
@@ -457,6 +500,9 @@ impl Config {
         }
         if let Err(e) = self.server.trusted_proxy_ranges() {
             return Err(ConfigError::Invalid(format!("server.trusted_proxies: {e}")));
+        }
+        if self.feedback.retention_days == 0 || self.feedback.queue == 0 {
+            return invalid("feedback.retention_days and feedback.queue must be positive");
         }
         if self.limits.max_upload_bytes == 0 {
             return invalid("limits.max_upload_bytes must be positive");

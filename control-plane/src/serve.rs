@@ -86,6 +86,10 @@ pub async fn state(
         Arc::clone(&db),
         config.metering.idempotency().ttl,
     ));
+    let predictions = crate::serving::prediction_log::PredictionLog::start(
+        Arc::clone(&db),
+        config.feedback.prediction_log(),
+    );
     Ok(AppState {
         lookups: Arc::new(Lookups::new(Arc::clone(&db))),
         db,
@@ -105,6 +109,7 @@ pub async fn state(
         traffic: Arc::default(),
         batch: BatchJobs::new(config.batch.clone()),
         telemetry,
+        predictions,
         settings: ApiSettings {
             max_upload_bytes: config.limits.max_upload_bytes,
             refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs,

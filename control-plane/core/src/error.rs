@@ -90,6 +90,9 @@ pub enum ErrorCode {
     /// The account's password is a one-time one: change it (`POST /v1/auth/password`)
     /// before doing anything else.
     PasswordChangeRequired,
+    /// A feedback's `actual` does not fit the prediction: a classifier's is a label (a
+    /// string or an integer), a regressor's a finite number.
+    InvalidActual,
 }
 
 impl ErrorCode {
@@ -130,6 +133,7 @@ impl ErrorCode {
         Self::OrgSuspended,
         Self::IdempotencyConflict,
         Self::PasswordChangeRequired,
+        Self::InvalidActual,
     ];
 
     /// The stable string clients match on.
@@ -170,6 +174,7 @@ impl ErrorCode {
             Self::OrgSuspended => "org_suspended",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::PasswordChangeRequired => "password_change_required",
+            Self::InvalidActual => "invalid_actual",
         }
     }
 
@@ -209,6 +214,7 @@ impl ErrorCode {
             Self::RateLimited | Self::QuotaExceeded => 429,
             Self::Internal => 500,
             Self::PasswordChangeRequired => 403,
+            Self::InvalidActual => 422,
         }
     }
 }

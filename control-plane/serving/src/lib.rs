@@ -15,12 +15,14 @@ use wisp_metering as metering;
 use wisp_storage::{blob, db};
 
 pub mod admission;
+pub mod answers;
 mod artifacts;
 #[cfg(test)]
 mod codec_properties;
 pub mod fair_share;
 pub mod metrics;
 pub mod pipeline;
+pub mod prediction_log;
 pub mod result_cache;
 pub mod schema;
 pub mod shape_limits;

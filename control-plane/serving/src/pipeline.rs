@@ -35,6 +35,7 @@ use crate::metering::compute::compute_units;
 use crate::metering::{CallSubject, Caller, Metering, Variant};
 use crate::metrics::{Protocol, Queue, ServingMetrics, VersionSeries};
 use crate::plans::Plan;
+use crate::prediction_log::{self, PredictionLog};
 use crate::registry::{Model, ModelVersion};
 use crate::result_cache::{CacheKey, CacheStatus, ResultCache};
 use crate::traffic::{self, Role, TrafficStats};
@@ -53,6 +54,8 @@ pub struct Pipeline {
     pub serving: Serving,
     /// Prometheus metrics of every call.
     pub metrics: Arc<ServingMetrics>,
+    /// What each call answered, per prediction id, for ground-truth feedback.
+    pub predictions: PredictionLog,
 }
 
 /// What a caller asks of a call besides its body (HTTP headers, at the edge).
@@ -62,6 +65,8 @@ pub struct CallOptions {
     pub route_key: Option<String>,
     /// Skip the result cache (`Cache-Control: no-cache`).
     pub no_cache: bool,
+    /// The caller's segment attribute, kept with the prediction (`x-wisp-segment`).
+    pub segment: Option<String>,
 }
 
 /// Which version of a model a call names; neither means the deployment decides.
@@ -114,6 +119,11 @@ pub trait Codec: Clone + Send + Sync + 'static {
     /// The version or alias the body names, if the protocol lets it name one.
     fn selector(&self, _request: &Self::Request) -> Selector {
         Selector::default()
+    }
+
+    /// The segment attribute the body names, if the protocol lets it name one.
+    fn segment(&self, _request: &Self::Request) -> Result<Option<String>> {
+        Ok(None)
     }
 
     /// The input tensors, checked against the signature of the version that runs.
@@ -232,7 +242,7 @@ impl Pipeline {
             access,
             model: name,
             path,
-            options,
+            mut options,
         } = call;
         let org_id = &access.org.id;
         let waiting = Instant::now();
@@ -244,6 +254,10 @@ impl Pipeline {
         let large = is_large(body.len());
         let parser = codec.clone();
         let request = off_executor(large, move || parser.parse(body)).await?;
+        if options.segment.is_none() {
+            options.segment = codec.segment(&request)?;
+        }
+        check_segment(options.segment.as_deref())?;
         let named = codec.selector(&request);
         let selector = Selector {
             version: path.version.or(named.version),
@@ -378,8 +392,10 @@ impl Pipeline {
                 .metering
                 .admit(Caller::from(caller), target.subject(), &target.plan)
                 .await?;
+            let id = call.id().to_owned();
             call.finish(Ok(()), None, true).await?;
             self.metrics.record_cache(true);
+            self.note_answer(target, &id, &outputs, options.segment.as_deref());
             let output_bytes = outputs.iter().map(|o| o.tensor.data.len() as u64).sum();
             let usage = UsageRecord {
                 input_bytes: inputs.iter().map(|i| i.tensor.data.len() as u64).sum(),
@@ -398,7 +414,10 @@ impl Pipeline {
             self.mirror(caller, target, shadow, inputs.clone());
         }
         let started = Instant::now();
-        let result = self.run(caller, target, inputs).await;
+        let result = self
+            .run_noted(caller, target, inputs, options.segment.as_deref())
+            .await
+            .map(|(prediction, _)| prediction);
         self.traffic.record(
             &target.model.id,
             target.version.version,
@@ -464,6 +483,21 @@ impl Pipeline {
         target: &Target,
         inputs: Vec<NamedTensor>,
     ) -> Result<Prediction> {
+        self.run_noted(caller, target, inputs, None)
+            .await
+            .map(|(prediction, _)| prediction)
+    }
+
+    /// [`Pipeline::run`], also returning the call's prediction id (its usage event id);
+    /// what it answered goes to the prediction log with `segment` (not for shadow copies,
+    /// whose ids nobody sees).
+    pub async fn run_noted(
+        &self,
+        caller: &Principal,
+        target: &Target,
+        inputs: Vec<NamedTensor>,
+        segment: Option<&str>,
+    ) -> Result<(Prediction, String)> {
         let call = self
             .metering
             .admit(Caller::from(caller), target.subject(), &target.plan)
@@ -476,8 +510,40 @@ impl Pipeline {
         if let Some(usage) = usage {
             self.record_run(target, usage).await;
         }
+        let id = call.id().to_owned();
         call.finish(outcome, usage, false).await?;
-        result.map_err(|(error, _)| error)
+        let prediction = result.map_err(|(error, _)| error)?;
+        self.note_answer(target, &id, &prediction.outputs, segment);
+        Ok((prediction, id))
+    }
+
+    /// Hands what a call answered to the prediction log, if it is one row of a classifier
+    /// or a regressor (cheap: the first elements of the outputs are read).
+    fn note_answer(
+        &self,
+        target: &Target,
+        id: &str,
+        outputs: &[NamedTensor],
+        segment: Option<&str>,
+    ) {
+        if target.variant == Variant::Shadow {
+            return;
+        }
+        let Some((answer, score)) = crate::answers::answer_of(&target.version.signature, outputs)
+        else {
+            return;
+        };
+        self.predictions
+            .record(crate::domain::ground_truth::PredictionRecord {
+                id: id.to_owned(),
+                org_id: target.org_id.clone(),
+                model_id: target.model.id.clone(),
+                version: target.version.version,
+                at_ms: prediction_log::now_ms(),
+                answer,
+                score,
+                segment: segment.map(str::to_owned),
+            });
     }
 
     /// Records a model run in the metrics: its waits, cold load, time, fuel and compute.
@@ -627,6 +693,19 @@ pub async fn find_model(lookups: &Lookups, org_id: &str, name: &str) -> Result<M
         .model(org_id, name)
         .await?
         .ok_or_else(|| Error::not_found("model"))
+}
+
+/// A segment attribute is 1 to [`MAX_SEGMENT_BYTES`] bytes.
+///
+/// [`MAX_SEGMENT_BYTES`]: crate::domain::ground_truth::MAX_SEGMENT_BYTES
+pub fn check_segment(segment: Option<&str>) -> Result<()> {
+    use crate::domain::ground_truth::MAX_SEGMENT_BYTES;
+    match segment {
+        Some(s) if s.is_empty() || s.len() > MAX_SEGMENT_BYTES => Err(Error::invalid(format!(
+            "a segment is 1 to {MAX_SEGMENT_BYTES} bytes"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Whether decoding or encoding a body of `bytes` belongs on the blocking pool.

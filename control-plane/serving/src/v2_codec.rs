@@ -265,6 +265,20 @@ pub struct ParsedRequest {
     header_length: Option<usize>,
 }
 
+impl ParsedRequest {
+    /// The request's `parameters.segment`: the caller's segment attribute for ground-truth
+    /// monitoring; `Err` if it is there but not a string.
+    pub fn segment(&self) -> Result<Option<String>, CodecError> {
+        match self.header.parameters.get("segment") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(segment)) => Ok(Some(segment.clone())),
+            Some(_) => Err(CodecError::Malformed(
+                "parameters.segment must be a string".to_owned(),
+            )),
+        }
+    }
+}
+
 /// Parses a request's structure (the JSON header, where binary data starts), before the
 /// model that answers it is known.
 pub fn parse_request(

@@ -18,6 +18,7 @@ mod deployments;
 mod docs;
 mod error_response;
 pub mod extract;
+mod feedback;
 mod idempotency;
 mod invitations;
 mod keys;
@@ -136,6 +137,8 @@ pub struct AppState {
     pub traffic: Arc<TrafficStats>,
     /// Batch jobs running in this process.
     pub batch: BatchJobs,
+    /// What each call answered, per prediction id (ground-truth feedback).
+    pub predictions: crate::serving::prediction_log::PredictionLog,
     pub settings: ApiSettings,
     /// The Prometheus registry and the serving metrics.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
@@ -151,6 +154,7 @@ impl FromRef<AppState> for Pipeline {
             traffic: state.traffic.clone(),
             serving: state.serving.clone(),
             metrics: state.telemetry.serving().clone(),
+            predictions: state.predictions.clone(),
         }
     }
 }
@@ -224,6 +228,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(kserve_v1::routes())
         .merge(platform::routes())
         .merge(analytics::routes())
+        .merge(feedback::routes())
 }
 
 /// The complete HTTP application.

@@ -329,6 +329,9 @@ async fn model_schema(
 /// The request key that keeps a caller on one variant of a traffic split.
 pub(crate) const ROUTE_KEY_HEADER: &str = "x-wisp-route-key";
 
+/// The caller's segment attribute of a call, kept with its prediction for fairness.
+pub(crate) const SEGMENT_HEADER: &str = "x-wisp-segment";
+
 /// What the headers of an inference request ask of the pipeline: the route key
 /// (`x-wisp-route-key`) and whether the result cache may answer (`Cache-Control:
 /// no-cache`/`no-store` say no).
@@ -347,5 +350,9 @@ pub(crate) fn call_options(headers: &HeaderMap) -> CallOptions {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         no_cache,
+        segment: headers
+            .get(SEGMENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     }
 }

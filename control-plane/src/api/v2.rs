@@ -434,6 +434,10 @@ impl Codec for V2Codec {
         Ok(v2_codec::parse_request(body, self.header_length)?)
     }
 
+    fn segment(&self, request: &ParsedRequest) -> DomainResult<Option<String>> {
+        Ok(request.segment()?)
+    }
+
     fn inputs(
         &self,
         request: ParsedRequest,

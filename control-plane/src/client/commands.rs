@@ -14,9 +14,9 @@ use super::http::{self, Client};
 use super::output;
 use super::session::{self, Session};
 use crate::cli::{
-    AnalyticsArgs, AuditArgs, Command, DeployArgs, GlobalArgs, InvitationsCommand, KeysCommand,
-    LoginArgs, LogoutArgs, MembersCommand, ModelsCommand, OrgsCommand, PasswordCommand,
-    PlatformCommand, PredictArgs, PushArgs, SetPlanArgs,
+    AnalyticsArgs, AuditArgs, Command, DeployArgs, FeedbackArgs, GlobalArgs, InvitationsCommand,
+    KeysCommand, LoginArgs, LogoutArgs, MembersCommand, MetricsArgs, ModelsCommand, OrgsCommand,
+    PasswordCommand, PlatformCommand, PredictArgs, PushArgs, SetPlanArgs,
 };
 
 /// Runs a client subcommand.
@@ -46,6 +46,9 @@ pub async fn run(global: GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Audit(args) => cli.audit(args).await,
         Command::Platform(command) => cli.platform(command).await,
         Command::Analytics(args) => cli.analytics(args).await,
+        Command::Feedback(args) => cli.feedback(args).await,
+        Command::Performance(args) => cli.performance(args).await,
+        Command::Fairness(args) => cli.fairness(args).await,
     }
 }
 
@@ -693,13 +696,25 @@ impl Cli {
         let inputs: Value = serde_json::from_str(&text).context("--input is not JSON")?;
         let body = json!({ "inputs": inputs, "version": args.version, "alias": args.alias });
         let path = format!("{}/predict", self.model_path(&args.model)?);
-        let prediction = self.call(Method::POST, &path, Some(body)).await?;
+        let response = self
+            .client
+            .send(|client| Ok(client.request(Method::POST, &path).json(&body)))
+            .await?;
+        let prediction_id = response
+            .headers()
+            .get("wisp-usage-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let prediction = http::decode(response).await?;
         self.show(&prediction, |p| {
             println!(
                 "{} version {}",
                 output::cell(&p["model"]),
                 output::cell(&p["version"])
             );
+            if let Some(id) = &prediction_id {
+                println!("  prediction id: {id}");
+            }
             for (name, tensor) in p["outputs"].as_object().into_iter().flatten() {
                 println!(
                     "  {name} {} {}: {}",
@@ -834,6 +849,125 @@ impl Cli {
                     ("ip", "source_ip"),
                 ],
             );
+        });
+        Ok(())
+    }
+}
+
+impl Cli {
+    async fn feedback(&mut self, args: FeedbackArgs) -> anyhow::Result<()> {
+        // A number or a JSON string as such; anything else is a label.
+        let actual = match serde_json::from_str::<Value>(&args.actual) {
+            Ok(value @ (Value::Number(_) | Value::String(_))) => value,
+            _ => Value::String(args.actual.clone()),
+        };
+        let body = json!({ "prediction_id": args.prediction_id, "actual": actual,
+                           "segment": args.segment });
+        let path = format!("{}/feedback", self.model_path(&args.model)?);
+        let answer = self.call(Method::POST, &path, Some(body)).await?;
+        self.show(&answer, |a| {
+            println!(
+                "{}: {}",
+                output::cell(&a["prediction_id"]),
+                output::cell(&a["result"])
+            );
+        });
+        Ok(())
+    }
+
+    fn metrics_path(&self, what: &str, args: &MetricsArgs) -> anyhow::Result<String> {
+        let mut query = Vec::new();
+        for (name, value) in [
+            ("from", args.from),
+            ("to", args.to),
+            ("step", args.step),
+            ("version", args.version),
+        ] {
+            if let Some(value) = value {
+                query.push(format!("{name}={value}"));
+            }
+        }
+        if let Some(label) = &args.positive_label {
+            query.push(format!("positive_label={}", segment(label)));
+        }
+        Ok(format!(
+            "{}/{what}?{}",
+            self.model_path(&args.model)?,
+            query.join("&")
+        ))
+    }
+
+    async fn performance(&mut self, args: MetricsArgs) -> anyhow::Result<()> {
+        let path = self.metrics_path("performance", &args)?;
+        let report = self.call(Method::GET, &path, None).await?;
+        self.show(&report, |r| {
+            let rows = |entries: &Value| -> Value {
+                let entries = entries.as_array().map(Vec::as_slice).unwrap_or_default();
+                entries
+                    .iter()
+                    .map(|e| {
+                        let c = &e["classification"];
+                        let g = &e["regression"];
+                        json!({
+                            "version": e["version"], "from": e["from"], "to": e["to"],
+                            "count": e["count"], "accuracy": c["accuracy"],
+                            "macro_f1": c["macro_avg"]["f1"], "positive_f1": c["positive"]["f1"],
+                            "mae": g["mae"], "rmse": g["rmse"],
+                        })
+                    })
+                    .collect()
+            };
+            let columns = &[
+                ("version", "version"),
+                ("from", "from"),
+                ("to", "to"),
+                ("count", "count"),
+                ("accuracy", "accuracy"),
+                ("macro F1", "macro_f1"),
+                ("positive F1", "positive_f1"),
+                ("MAE", "mae"),
+                ("RMSE", "rmse"),
+            ];
+            println!("overall");
+            output::table(&rows(&r["overall"]), columns);
+            println!("windows");
+            output::table(&rows(&r["windows"]), columns);
+        });
+        Ok(())
+    }
+
+    async fn fairness(&mut self, args: MetricsArgs) -> anyhow::Result<()> {
+        let path = self.metrics_path("fairness", &args)?;
+        let report = self.call(Method::GET, &path, None).await?;
+        self.show(&report, |r| {
+            let segments: Value = r["segments"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, s)| {
+                    json!({ "segment": name, "rows": s["rows"], "selection_rate": s["selection_rate"],
+                            "tpr": s["true_positive_rate"], "fpr": s["false_positive_rate"] })
+                })
+                .collect();
+            println!("positive label: {}", output::cell(&r["positive_label"]));
+            output::table(
+                &segments,
+                &[
+                    ("segment", "segment"),
+                    ("rows", "rows"),
+                    ("selection rate", "selection_rate"),
+                    ("TPR", "tpr"),
+                    ("FPR", "fpr"),
+                ],
+            );
+            for (name, field) in [
+                ("demographic parity difference", "demographic_parity_difference"),
+                ("disparate impact ratio", "disparate_impact_ratio"),
+                ("equal opportunity difference", "equal_opportunity_difference"),
+                ("equalized odds difference", "equalized_odds_difference"),
+            ] {
+                println!("{name}: {}", output::cell(&r[field]));
+            }
         });
         Ok(())
     }

@@ -60,6 +60,8 @@ pub enum Action {
     ReadExperiments,
     /// Create and log to MLflow experiments and runs, upload artifacts.
     WriteExperiments,
+    /// Send ground truth (the actual outcome) for a model's predictions.
+    WriteFeedback,
 }
 
 /// Who may perform an action.
@@ -102,6 +104,12 @@ pub const fn rule(action: Action) -> Rule {
         // Tracking is part of producing models: the same people and keys as the registry.
         ReadExperiments => (EVERYONE, READ_SCOPES),
         WriteExperiments => (CONTRIBUTORS, &[Scope::ModelsWrite, Scope::Admin]),
+        // Whoever calls a model may report how its answers turned out: the application
+        // that predicts (a `predict` key) usually learns the outcome later.
+        WriteFeedback => (
+            CONTRIBUTORS,
+            &[Scope::Predict, Scope::ModelsWrite, Scope::Admin],
+        ),
     };
     Rule { roles, scopes }
 }
@@ -288,6 +296,7 @@ pub mod can {
         ReadUsage,
         ReadExperiments,
         WriteExperiments,
+        WriteFeedback,
     );
 }
 

@@ -121,6 +121,9 @@ pub struct ResultLine {
     pub outputs: Option<BTreeMap<String, JsonTensor>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RowError>,
+    /// The row's call's prediction id (its usage event id), for ground-truth feedback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction_id: Option<String>,
 }
 
 /// Why a row has no outputs: the error a predict call with that row would have answered.

@@ -347,6 +347,7 @@ async fn run_row(
             code: code.as_str().to_owned(),
             message,
         }),
+        prediction_id: None,
     };
     let named = match file.row(row) {
         Ok(named) => named,
@@ -358,12 +359,13 @@ async fn run_row(
             Ok(inputs) => inputs,
             Err(e) => return Ok(row_error(ErrorCode::InvalidInput, e.to_string())),
         };
-        match state.pipeline.run(caller, target, inputs).await {
-            Ok(prediction) => {
+        match state.pipeline.run_noted(caller, target, inputs, None).await {
+            Ok((prediction, id)) => {
                 return Ok(ResultLine {
                     row,
                     outputs: Some(tensors::format_outputs(&prediction.outputs)),
                     error: None,
+                    prediction_id: Some(id),
                 });
             }
             Err(e) if e.code() == ErrorCode::Overloaded && retries < OVERLOADED_RETRIES => {

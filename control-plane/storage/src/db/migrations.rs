@@ -74,6 +74,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "per-version model analytics",
         sql: include_str!("migrations/0011_model_analytics.sql"),
     },
+    Migration {
+        version: 13,
+        name: "predictions and ground-truth feedback",
+        sql: include_str!("migrations/0013_ground_truth.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.

@@ -1,0 +1,155 @@
+//! The prediction log: what each call answered, kept per prediction id for ground-truth
+//! feedback, written off the request path.
+//!
+//! A call hands its record to a bounded channel and goes on; one background writer stores
+//! what arrived in batches, each batch one transaction. When the channel is full (the
+//! database is far behind) the record is dropped and counted, never waited for: the log
+//! must not slow or fail a call. An hourly task deletes records older than the retention
+//! window.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::Db;
+use crate::domain::ground_truth::{PredictionRecord, rows};
+
+/// Records written per transaction, at most.
+const BATCH: usize = 256;
+
+/// How the log keeps records.
+#[derive(Debug, Clone, Copy)]
+pub struct PredictionLogSettings {
+    /// Records older than this are deleted.
+    pub retention: Duration,
+    /// Records waiting for the writer, at most; more are dropped.
+    pub queue: usize,
+}
+
+impl Default for PredictionLogSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            queue: 10_000,
+        }
+    }
+}
+
+enum Message {
+    Record(PredictionRecord),
+    /// Answered once everything sent before it is stored.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side, cheap to clone.
+#[derive(Clone)]
+pub struct PredictionLog {
+    sender: Option<mpsc::Sender<Message>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl PredictionLog {
+    /// Starts the writer and the hourly pruning over `db`. Must be called inside a tokio
+    /// runtime.
+    pub fn start(db: Arc<Db>, settings: PredictionLogSettings) -> Self {
+        let (sender, receiver) = mpsc::channel(settings.queue.max(1));
+        tokio::spawn(write(Arc::clone(&db), receiver));
+        tokio::spawn(prune_hourly(Arc::downgrade(&db), settings.retention));
+        Self {
+            sender: Some(sender),
+            dropped: Arc::default(),
+        }
+    }
+
+    /// A log that keeps nothing.
+    pub fn disabled() -> Self {
+        Self {
+            sender: None,
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Hands `record` to the writer; drops it if the queue is full.
+    pub fn record(&self, record: PredictionRecord) {
+        let Some(sender) = &self.sender else { return };
+        if sender.try_send(Message::Record(record)).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "prediction log queue full: records dropped");
+            }
+        }
+    }
+
+    /// Records dropped because the queue was full, since the start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every record handed over before this call is stored (or failed to be).
+    pub async fn flush(&self) {
+        let Some(sender) = &self.sender else { return };
+        let (done, stored) = oneshot::channel();
+        if sender.send(Message::Flush(done)).await.is_ok() {
+            let _ = stored.await;
+        }
+    }
+}
+
+async fn write(db: Arc<Db>, mut receiver: mpsc::Receiver<Message>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut flushes = Vec::new();
+    while let Some(first) = receiver.recv().await {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Record(record) => batch.push(record),
+                Message::Flush(done) => flushes.push(done),
+            }
+            if batch.len() < BATCH {
+                next = receiver.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            // No memo holds predictions: the hot path's memoised rows stay fresh.
+            let stored = db
+                .write_unmemoised()
+                .await
+                .transaction(async |tx| rows::insert(tx, &batch).await)
+                .await;
+            if let Err(error) = stored {
+                tracing::error!(%error, records = batch.len(), "failed to store predictions");
+            }
+            batch.clear();
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn prune_hourly(db: std::sync::Weak<Db>, retention: Duration) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let Some(db) = db.upgrade() else { return };
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let before = now_ms().saturating_sub(retention_ms);
+        let pruned = db
+            .write_unmemoised()
+            .await
+            .transaction(async |tx| rows::prune(tx, before).await)
+            .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned predictions past retention"),
+            Err(error) => tracing::error!(%error, "failed to prune predictions"),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
