@@ -9,6 +9,13 @@ use axum::http::{Method, Request, StatusCode, header};
 use common::*;
 use serde_json::json;
 
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use wisp::error::ErrorCode;
+use wisp::serving::metrics::{MetricsSettings, Protocol, ServingMetrics};
+
 const TOKEN: &str = "a-metrics-token-of-some-length";
 
 async fn scrape(app: &TestApp, token: Option<&str>, accept: Option<&str>) -> Reply {
@@ -139,4 +146,71 @@ async fn a_call_leaves_its_series_labelled_with_its_own_org_only() {
     assert!(open.ends_with("# EOF\n"), "{open}");
     assert!(open.contains("# TYPE wisp_requests counter"));
     assert!(open.contains("# UNIT wisp_request_duration_seconds seconds"));
+}
+
+fn encoded(registry: &Registry) -> String {
+    let mut text = String::new();
+    encode(&mut text, registry).unwrap();
+    text
+}
+
+#[test]
+fn versions_past_the_cap_fold_into_other() {
+    let mut registry = Registry::default();
+    let settings = MetricsSettings {
+        per_org_labels: true,
+        max_model_series: 2,
+    };
+    let metrics = ServingMetrics::new(settings, &mut registry);
+    for version in 1..=4 {
+        metrics.version("acme", "m1", "iris", version).record_call(
+            Protocol::Predict,
+            true,
+            Duration::from_millis(3),
+        );
+    }
+    let text = encoded(&registry);
+    let line = |version: &str| {
+        format!(
+            "wisp_requests_total{{org=\"acme\",model=\"{}\",version=\"{version}\",protocol=\"predict\",outcome=\"ok\"}}",
+            if version == "other" { "other" } else { "iris" }
+        )
+    };
+    assert!(text.contains(&format!("{} 1", line("1"))), "{text}");
+    assert!(text.contains(&format!("{} 1", line("2"))), "{text}");
+    assert!(!text.contains(&line("3")), "{text}");
+    assert!(text.contains(&format!("{} 2", line("other"))), "{text}");
+}
+
+#[test]
+fn without_org_labels_orgs_share_series() {
+    let mut registry = Registry::default();
+    let settings = MetricsSettings {
+        per_org_labels: false,
+        max_model_series: 10,
+    };
+    let metrics = ServingMetrics::new(settings, &mut registry);
+    metrics
+        .version("a", "id-a", "iris", 1)
+        .record_call(Protocol::V2, false, Duration::ZERO);
+    metrics
+        .version("b", "id-b", "iris", 1)
+        .record_call(Protocol::V2, false, Duration::ZERO);
+    metrics.record_error("a", Some(Protocol::V2), ErrorCode::QuotaExceeded);
+    let text = encoded(&registry);
+    assert!(!text.contains("org="), "{text}");
+    assert!(
+        text.contains(
+            "wisp_requests_total{model=\"iris\",version=\"1\",protocol=\"v2\",outcome=\"error\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("wisp_refusals_total{reason=\"quota\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wisp_errors_total{protocol=\"v2\",code=\"quota_exceeded\"} 1"),
+        "{text}"
+    );
 }
