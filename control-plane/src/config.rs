@@ -45,6 +45,9 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub inspection: InspectionConfig,
+    /// Drift monitoring: the off switch, the profiling queue, flush intervals.
+    #[serde(default)]
+    pub drift: crate::serving::drift::DriftServerConfig,
 }
 
 /// How the server sees its network.
@@ -296,6 +299,7 @@ impl Default for Config {
             platform: PlatformConfig::default(),
             server: ServerConfig::default(),
             inspection: InspectionConfig::default(),
+            drift: Default::default(),
         }
     }
 }

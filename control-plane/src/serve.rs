@@ -79,6 +79,7 @@ pub async fn state(
         Arc::clone(&db),
         config.metering.idempotency().ttl,
     ));
+    let drift = crate::serving::drift::DriftTap::start(Arc::clone(&db), &config.drift);
     Ok(AppState {
         lookups: Arc::new(Lookups::new(Arc::clone(&db))),
         db,
@@ -116,6 +117,7 @@ pub async fn state(
                     .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,
             )),
         },
+        drift,
     })
 }
 
@@ -137,6 +139,7 @@ pub async fn run(
         "wisp listening on http://{address} (API docs: http://{address}/docs)"
     ));
     let metering = state.metering.clone();
+    let drift = state.drift.clone();
     let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -148,6 +151,8 @@ pub async fn run(
         .flush()
         .await
         .context("failed to drain the usage outbox")?;
+    // The windows still in memory; the next start goes on filling them.
+    drift.flush().await;
     tracing::info!("drained in-flight requests; stopped");
     Ok(())
 }

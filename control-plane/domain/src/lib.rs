@@ -12,6 +12,7 @@ use wisp_metering as metering;
 use wisp_storage::db;
 
 pub mod deployments;
+pub mod drift;
 pub mod keys;
 pub mod members;
 pub mod models;

@@ -18,6 +18,7 @@ pub mod admission;
 mod artifacts;
 #[cfg(test)]
 mod codec_properties;
+pub mod drift;
 pub mod fair_share;
 pub mod pipeline;
 pub mod result_cache;

@@ -15,6 +15,7 @@ mod auth;
 mod batch;
 mod deployments;
 mod docs;
+mod drift;
 mod error_response;
 pub mod extract;
 mod idempotency;
@@ -132,6 +133,8 @@ pub struct AppState {
     /// Batch jobs running in this process.
     pub batch: BatchJobs,
     pub settings: ApiSettings,
+    /// Drift profiling of sampled calls (off unless `drift.enabled`).
+    pub drift: crate::serving::drift::DriftTap,
 }
 
 impl FromRef<AppState> for Pipeline {
@@ -143,6 +146,7 @@ impl FromRef<AppState> for Pipeline {
             result_cache: state.result_cache.clone(),
             traffic: state.traffic.clone(),
             serving: state.serving.clone(),
+            drift: state.drift.clone(),
         }
     }
 }
@@ -215,6 +219,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(v2::routes())
         .merge(kserve_v1::routes())
         .merge(platform::routes())
+        .merge(drift::routes())
 }
 
 /// The complete HTTP application.

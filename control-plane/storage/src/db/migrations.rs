@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "backend per deployment",
         sql: include_str!("migrations/0010_deployment_backend.sql"),
     },
+    Migration {
+        version: 12,
+        name: "data drift: references, settings, windows",
+        sql: include_str!("migrations/0012_drift.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
