@@ -85,6 +85,8 @@ pub enum Command {
     /// Platform operators only: every organisation, plans, suspension, usage.
     #[command(subcommand)]
     Platform(PlatformCommand),
+    /// Data drift of a model against its reference: per window, or one report.
+    Drift(DriftArgs),
 }
 
 /// `wisp platform …` (for the emails listed in the server's `platform.operators`).
@@ -320,6 +322,25 @@ pub struct AuditArgs {
     /// At most this many entries.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+}
+
+/// Flags of `wisp drift`.
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Model name.
+    pub model: String,
+    /// One report over the range (every window merged) instead of a timeline.
+    #[arg(long)]
+    pub report: bool,
+    /// Start: Unix seconds or RFC 3339 [default: 24 hours before `--to`].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (exclusive) [default: now].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Seconds per point of the timeline [default: the model's window].
+    #[arg(long)]
+    pub step: Option<i64>,
 }
 
 /// Flags of `wisp serve`. Each overrides the config file; each has an environment variable.

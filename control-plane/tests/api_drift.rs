@@ -556,3 +556,26 @@ async fn windows_outlive_a_restart() {
     // All 200 rows, before and after, are the sample: the statistics are scipy's.
     assert_matches_scipy(&report.body, &iris["expected"]["shifted"]);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_drift() {
+    let app = TestApp::new().await;
+    let doc = app.call(Method::GET, "/openapi.json", None, None).await;
+    let paths = doc.body["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/v1/orgs/{org}/models/{model}/drift", &["get"][..]),
+        ("/v1/orgs/{org}/models/{model}/drift/report", &["get"]),
+        (
+            "/v1/orgs/{org}/models/{model}/drift/config",
+            &["get", "put"],
+        ),
+        (
+            "/v1/orgs/{org}/models/{model}/drift/reference",
+            &["get", "put", "post", "delete"],
+        ),
+    ] {
+        for method in methods {
+            assert!(paths[path].get(*method).is_some(), "{method} {path}");
+        }
+    }
+}
