@@ -290,16 +290,29 @@ mod tests {
     #[test]
     fn small_references_test_raw_values_and_large_ones_use_sketches() {
         let config = DriftConfig::default();
-        let cats = |n: usize, shift: usize| {
+        // skewed: every other row is "a" (two thirds in all, against a third)
+        let cats = |n: usize, skewed: bool| {
             (0..n)
-                .map(|i| ["a", "b", "c"][(i + shift * (i % 2)) % 3])
+                .map(|i| {
+                    if skewed && i % 2 == 0 {
+                        "a"
+                    } else {
+                        ["a", "b", "c"][i % 3]
+                    }
+                })
                 .collect::<Vec<_>>()
         };
-        let reference = profile((0..500).map(|i| (i % 97) as f64).collect(), cats(500, 0));
-        let same = profile((0..300).map(|i| (i % 97) as f64).collect(), cats(300, 0));
+        let reference = profile(
+            (0..500).map(|i| (i % 97) as f64).collect(),
+            cats(500, false),
+        );
+        let same = profile(
+            (0..300).map(|i| (i % 97) as f64).collect(),
+            cats(300, false),
+        );
         let shifted = profile(
             (0..300).map(|i| (i % 97) as f64 + 40.0).collect(),
-            cats(300, 1),
+            cats(300, true),
         );
         let calm = compare(&reference, &same, &config);
         assert!(!calm.dataset_drift, "{calm:?}");
@@ -309,8 +322,11 @@ mod tests {
         assert_eq!(moved.features[1].method, Some(DriftMethod::Ks));
         assert_eq!(moved.features[0].method, Some(DriftMethod::ChiSquare));
 
-        let large =
-            profile((0..3000).map(|i| (i % 97) as f64).collect(), cats(3000, 0)).into_reference();
+        let large = profile(
+            (0..3000).map(|i| (i % 97) as f64).collect(),
+            cats(3000, false),
+        )
+        .into_reference();
         let moved = compare(&large, &shifted, &config);
         let x = &moved.features[1];
         assert_eq!(
