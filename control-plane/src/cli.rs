@@ -95,6 +95,8 @@ pub enum Command {
     Performance(MetricsArgs),
     /// Selection and true/false positive rates per segment, and the gaps between them.
     Fairness(MetricsArgs),
+    /// Data drift of a model against its reference: per window, or one report.
+    Drift(DriftArgs),
 }
 
 /// Flags of `wisp feedback`.
@@ -390,6 +392,25 @@ pub struct AnalyticsArgs {
     /// Only this version [default: every version].
     #[arg(long)]
     pub version: Option<i64>,
+}
+
+/// Flags of `wisp drift`.
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Model name.
+    pub model: String,
+    /// One report over the range (every window merged) instead of a timeline.
+    #[arg(long)]
+    pub report: bool,
+    /// Start: Unix seconds or RFC 3339 [default: 24 hours before `--to`].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (exclusive) [default: now].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Seconds per point of the timeline [default: the model's window].
+    #[arg(long)]
+    pub step: Option<i64>,
 }
 
 /// Flags of `wisp serve`. Each overrides the config file; each has an environment variable.

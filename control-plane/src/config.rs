@@ -51,6 +51,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub feedback: FeedbackConfig,
+    /// Drift monitoring: the off switch, the profiling queue, flush intervals.
+    #[serde(default)]
+    pub drift: crate::serving::drift::DriftServerConfig,
 }
 
 /// Where the metrics listener listens unless `metrics.listen` says otherwise.
@@ -434,6 +437,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             feedback: FeedbackConfig::default(),
+            drift: Default::default(),
         }
     }
 }

@@ -90,6 +90,7 @@ pub async fn state(
         Arc::clone(&db),
         config.feedback.prediction_log(),
     );
+    let drift = crate::serving::drift::DriftTap::start(Arc::clone(&db), &config.drift);
     Ok(AppState {
         lookups: Arc::new(Lookups::new(Arc::clone(&db))),
         db,
@@ -130,6 +131,7 @@ pub async fn state(
             )),
             log_requests: config.log.log_requests(),
         },
+        drift,
     })
 }
 
@@ -152,6 +154,7 @@ pub async fn run(
     ));
     serve_metrics(&config, Arc::clone(&state.telemetry)).await?;
     let metering = state.metering.clone();
+    let drift = state.drift.clone();
     let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -163,6 +166,8 @@ pub async fn run(
         .flush()
         .await
         .context("failed to drain the usage outbox")?;
+    // The windows still in memory; the next start goes on filling them.
+    drift.flush().await;
     tracing::info!("drained in-flight requests; stopped");
     Ok(())
 }

@@ -160,6 +160,9 @@ pub async fn delete_model(conn: &Writer, model_id: &str) -> Result<Vec<String>, 
         "model_aliases",
         "model_alias_history",
         "model_versions",
+        "drift_settings",
+        "drift_references",
+        "drift_windows",
     ] {
         conn.execute(
             &format!("DELETE FROM {table} WHERE model_id = ?1"),

@@ -13,6 +13,7 @@ use wisp_storage::db;
 
 pub mod deployments;
 pub mod ground_truth;
+pub mod drift;
 pub mod keys;
 pub mod members;
 pub mod models;

@@ -19,6 +19,7 @@ pub mod answers;
 mod artifacts;
 #[cfg(test)]
 mod codec_properties;
+pub mod drift;
 pub mod fair_share;
 pub mod metrics;
 pub mod pipeline;

@@ -27,6 +27,7 @@ use crate::Serving;
 use crate::access::{OrgAccess, Principal};
 use crate::admission::{Admission, Caller as RateCaller};
 use crate::deployments::Status;
+use crate::drift::DriftTap;
 use crate::error::{Error, ErrorCode, Result};
 use crate::fair_share::Slot;
 use crate::inspect::ModelSignature;
@@ -56,6 +57,8 @@ pub struct Pipeline {
     pub metrics: Arc<ServingMetrics>,
     /// What each call answered, per prediction id, for ground-truth feedback.
     pub predictions: PredictionLog,
+    /// Sampled calls' tensors, handed to drift profiling off the request path.
+    pub drift: DriftTap,
 }
 
 /// What a caller asks of a call besides its body (HTTP headers, at the edge).
@@ -396,6 +399,11 @@ impl Pipeline {
             call.finish(Ok(()), None, true).await?;
             self.metrics.record_cache(true);
             self.note_answer(target, &id, &outputs, options.segment.as_deref());
+            if self.drift.sampled(&target.model.id) {
+                let copy = (inputs.clone(), outputs.to_vec());
+                self.drift
+                    .observe(&target.org_id, &target.model.id, copy.0, copy.1);
+            }
             let output_bytes = outputs.iter().map(|o| o.tensor.data.len() as u64).sum();
             let usage = UsageRecord {
                 input_bytes: inputs.iter().map(|i| i.tensor.data.len() as u64).sum(),
@@ -502,7 +510,16 @@ impl Pipeline {
             .metering
             .admit(Caller::from(caller), target.subject(), &target.plan)
             .await?;
+        // Shadow copies are not the model's traffic; a sampled call's tensors are copied
+        // before they move into the runtime.
+        let observed = (target.variant != Variant::Shadow && self.drift.sampled(&target.model.id))
+            .then(|| inputs.clone());
         let result = self.execute(target, inputs).await;
+        if let (Some(inputs), Ok(prediction)) = (observed, &result) {
+            let outputs = prediction.outputs.clone();
+            self.drift
+                .observe(&target.org_id, &target.model.id, inputs, outputs);
+        }
         let (outcome, usage) = match &result {
             Ok(prediction) => (Ok(()), Some(&prediction.usage)),
             Err((error, usage)) => (Err(error.code()), usage.as_ref()),

@@ -16,6 +16,7 @@ mod auth;
 mod batch;
 mod deployments;
 mod docs;
+mod drift;
 mod error_response;
 pub mod extract;
 mod feedback;
@@ -142,6 +143,8 @@ pub struct AppState {
     pub settings: ApiSettings,
     /// The Prometheus registry and the serving metrics.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// Drift profiling of sampled calls (off unless `drift.enabled`).
+    pub drift: crate::serving::drift::DriftTap,
 }
 
 impl FromRef<AppState> for Pipeline {
@@ -155,6 +158,7 @@ impl FromRef<AppState> for Pipeline {
             serving: state.serving.clone(),
             metrics: state.telemetry.serving().clone(),
             predictions: state.predictions.clone(),
+            drift: state.drift.clone(),
         }
     }
 }
@@ -229,6 +233,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(platform::routes())
         .merge(analytics::routes())
         .merge(feedback::routes())
+        .merge(drift::routes())
 }
 
 /// The complete HTTP application.

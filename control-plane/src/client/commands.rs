@@ -49,6 +49,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Feedback(args) => cli.feedback(args).await,
         Command::Performance(args) => cli.performance(args).await,
         Command::Fairness(args) => cli.fairness(args).await,
+        Command::Drift(args) => cli.drift(args).await,
     }
 }
 
@@ -657,6 +658,64 @@ impl Cli {
             )
             .await?;
         self.report_deployment(&deployment)
+    }
+
+    async fn drift(&mut self, args: crate::cli::DriftArgs) -> anyhow::Result<()> {
+        let mut query = Vec::new();
+        if let Some(from) = &args.from {
+            query.push(format!("from={}", segment(from)));
+        }
+        if let Some(to) = &args.to {
+            query.push(format!("to={}", segment(to)));
+        }
+        if let (Some(step), false) = (args.step, args.report) {
+            query.push(format!("step={step}"));
+        }
+        let path = format!(
+            "{}/drift{}?{}",
+            self.model_path(&args.model)?,
+            if args.report { "/report" } else { "" },
+            query.join("&")
+        );
+        let answer = self.call(Method::GET, &path, None).await?;
+        let features = [
+            ("feature", "feature"),
+            ("method", "method"),
+            ("score", "score"),
+            ("threshold", "threshold"),
+            ("drifted", "drifted"),
+            ("values", "current_count"),
+        ];
+        self.show(&answer, |answer| {
+            if args.report {
+                println!(
+                    "{} rows in {} windows; {} of the features drifted (share {}): dataset drift {}; prediction drift {}",
+                    output::cell(&answer["rows"]),
+                    output::cell(&answer["windows"]),
+                    output::cell(&answer["drifted_features"]),
+                    output::cell(&answer["drifted_share"]),
+                    output::cell(&answer["dataset_drift"]),
+                    output::cell(&answer["prediction_drift"]),
+                );
+                output::table(&answer["features"], &features);
+                println!("Prediction:");
+                output::table(&answer["prediction"], &features);
+            } else {
+                output::table(
+                    &answer["points"],
+                    &[
+                        ("start", "start"),
+                        ("end", "end"),
+                        ("rows", "rows"),
+                        ("drifted", "drifted_features"),
+                        ("share", "drifted_share"),
+                        ("dataset drift", "dataset_drift"),
+                        ("prediction drift", "prediction_drift"),
+                    ],
+                );
+            }
+        });
+        Ok(())
     }
 
     async fn deployments(&mut self) -> anyhow::Result<()> {

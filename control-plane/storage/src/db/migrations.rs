@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0011_model_analytics.sql"),
     },
     Migration {
+        version: 12,
+        name: "data drift: references, settings, windows",
+        sql: include_str!("migrations/0012_drift.sql"),
+    },
+    Migration {
         version: 13,
         name: "predictions and ground-truth feedback",
         sql: include_str!("migrations/0013_ground_truth.sql"),
