@@ -45,6 +45,9 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub inspection: InspectionConfig,
+    /// Alert rule evaluation and webhook delivery (`[alerts]`).
+    #[serde(default)]
+    pub alerts: crate::alert_delivery::AlertsConfig,
 }
 
 /// How the server sees its network.
@@ -296,6 +299,7 @@ impl Default for Config {
             platform: PlatformConfig::default(),
             server: ServerConfig::default(),
             inspection: InspectionConfig::default(),
+            alerts: Default::default(),
         }
     }
 }
@@ -359,6 +363,9 @@ impl Config {
         }
         if self.auth.max_concurrent_password_hashes == 0 {
             return invalid("auth.max_concurrent_password_hashes must be positive");
+        }
+        if let Err(e) = self.alerts.validate() {
+            return Err(ConfigError::Invalid(e));
         }
         if let Err(e) = self.server.trusted_proxy_ranges() {
             return Err(ConfigError::Invalid(format!("server.trusted_proxies: {e}")));

@@ -79,7 +79,11 @@ pub async fn state(
         Arc::clone(&db),
         config.metering.idempotency().ttl,
     ));
+    let alerts = crate::alert_delivery::Alerts::new(Arc::clone(&db), &config.alerts)
+        .context("failed to start alerting")?;
+    alerts.start();
     Ok(AppState {
+        alerts,
         lookups: Arc::new(Lookups::new(Arc::clone(&db))),
         db,
         blobs,

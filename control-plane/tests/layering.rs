@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "plans",
             "audit",
             "lookups",
+            "alerts",
         ],
     ),
     // Usage events, quotas, billing.
@@ -55,6 +56,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "onnx_inspector",
             "serve",
             "cli",
+            "alert_delivery",
         ],
     ),
     // The `wisp` CLI's client of a running server.

@@ -10,6 +10,8 @@
 //! under `/v1/models` ([`kserve_v1`]); the MLflow REST API under `/api/2.0/mlflow` and its
 //! artifact proxy under `/api/2.0/mlflow-artifacts` ([`mlflow`]).
 
+mod alert_webhooks;
+mod alerts;
 mod audit_log;
 mod auth;
 mod batch;
@@ -131,6 +133,8 @@ pub struct AppState {
     pub traffic: Arc<TrafficStats>,
     /// Batch jobs running in this process.
     pub batch: BatchJobs,
+    /// Alert rule evaluation and webhook delivery.
+    pub alerts: crate::alert_delivery::Alerts,
     pub settings: ApiSettings,
 }
 
@@ -215,6 +219,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(v2::routes())
         .merge(kserve_v1::routes())
         .merge(platform::routes())
+        .merge(alerts::routes())
+        .merge(alert_webhooks::routes())
 }
 
 /// The complete HTTP application.

@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "backend per deployment",
         sql: include_str!("migrations/0010_deployment_backend.sql"),
     },
+    Migration {
+        version: 14,
+        name: "alert rules, webhooks, history, deliveries",
+        sql: include_str!("migrations/0014_alerts.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
