@@ -189,6 +189,18 @@ async fn an_error_rate_rule_fires_after_failing_calls_and_resolves_after_good_on
     let admin = app.admin().await;
     let receiver = Receiver::start().await;
     let hook = webhook(&app, &admin, &receiver).await;
+    // A monthly calls quota of 1000 on the organisation's plan.
+    app.state
+        .db
+        .write()
+        .await
+        .execute(
+            "UPDATE plans SET calls_per_month = 1000
+             WHERE id = (SELECT plan_id FROM orgs WHERE slug = ?1)",
+            [ORG],
+        )
+        .await
+        .unwrap();
 
     // `boom` traps on every call (metered, outcome `guest_trap`); `iris` answers.
     app.model(&admin, ORG, "boom").await;
@@ -231,6 +243,31 @@ async fn an_error_rate_rule_fires_after_failing_calls_and_resolves_after_good_on
         )
         .await;
     assert_eq!(iris_rule.status, StatusCode::CREATED, "{iris_rule:?}");
+    // The other metrics measured today: iris's p99 latency and the monthly quota's use.
+    for (name, metric, model) in [
+        ("iris p99", "latency_p99_ms", json!("iris")),
+        ("quota", "quota_use", Value::Null),
+    ] {
+        let created = app
+            .post(
+                &rules_uri(ORG),
+                &admin,
+                json!({ "name": name, "metric": metric, "model": model,
+                        "comparison": ">", "threshold": 0.0, "window": "1h" }),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    }
+    // A metric not measured yet says so, and never fires.
+    let drift = app
+        .post(
+            &rules_uri(ORG),
+            &admin,
+            json!({ "name": "drift", "model": "iris", "metric": "drift_share",
+                    "comparison": ">=", "threshold": 0.0, "window": "1h" }),
+        )
+        .await;
+    assert_eq!(drift.status, StatusCode::CREATED, "{drift:?}");
 
     // No calls yet: no data.
     let t0 = now() + 1;
@@ -276,6 +313,17 @@ async fn an_error_rate_rule_fires_after_failing_calls_and_resolves_after_good_on
     assert_eq!(state_of(&states, "errors")["state"], "pending");
     assert_eq!(state_of(&states, "errors")["value"], 0.8);
     assert_eq!(state_of(&states, "iris errors")["state"], "ok");
+    let p99 = state_of(&states, "iris p99");
+    assert_eq!(p99["state"], "firing", "{p99}");
+    assert!(p99["value"].as_f64().unwrap() > 0.0, "{p99}");
+    let quota = state_of(&states, "quota");
+    assert_eq!(quota["state"], "firing", "{quota}");
+    // One billed call (iris's; failed calls are not billed) of 1000.
+    assert_eq!(quota["value"], 0.001, "{quota}");
+    let drift = state_of(&states, "drift");
+    assert_eq!(drift["state"], "no_data");
+    assert_eq!(drift["reason"], "drift is not measured yet");
+    assert_eq!(drift["value"], Value::Null);
     // The same evaluation time again changes nothing (idempotent per rule and time).
     let again = app.state.alerts.evaluate_at(t1).await.unwrap();
     assert_eq!(again.rules, 0);

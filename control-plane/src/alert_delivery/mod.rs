@@ -113,7 +113,7 @@ impl AlertsConfig {
     }
 }
 
-/// Most deliveries claimed per pass.
+/// Most deliveries attempted per pass.
 const DELIVERY_BATCH: u32 = 32;
 /// Longest wait between two attempts.
 const MAX_BACKOFF_SECS: i64 = 3_600;
@@ -194,17 +194,18 @@ impl Alerts {
 
     /// Sends every delivery due at `now` (Unix seconds); returns how many were attempted.
     pub async fn deliver_due(&self, now: i64) -> DomainResult<usize> {
-        let lease = now + self.lease_secs();
-        let claimed = deliveries::claim_due(
-            &*self.inner.db.write_unmemoised().await,
-            now,
-            lease,
-            DELIVERY_BATCH,
-        )
-        .await?;
-        let count = claimed.len();
-        for outgoing in claimed {
+        // One claim per attempt, so that each lease starts when its attempt does.
+        let mut count = 0;
+        while count < DELIVERY_BATCH as usize {
+            let lease = db::now().max(now) + self.lease_secs();
+            let claimed =
+                deliveries::claim_due(&*self.inner.db.write_unmemoised().await, now, lease, 1)
+                    .await?;
+            let Some(outgoing) = claimed.into_iter().next() else {
+                break;
+            };
             self.attempt(outgoing, now).await?;
+            count += 1;
         }
         Ok(count)
     }
