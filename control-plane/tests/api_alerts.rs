@@ -819,3 +819,35 @@ async fn another_orgs_rules_and_webhooks_are_not_found() {
         .await;
     assert_eq!(still.body["channels"], json!([hook]));
 }
+
+#[tokio::test]
+async fn the_alert_api_is_in_the_openapi_document() {
+    let app = TestApp::new().await;
+    let doc = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    for path in [
+        "/v1/orgs/{org}/alerts",
+        "/v1/orgs/{org}/alerts/history",
+        "/v1/orgs/{org}/alerts/rules",
+        "/v1/orgs/{org}/alerts/rules/{rule_id}",
+        "/v1/orgs/{org}/alerts/webhooks",
+        "/v1/orgs/{org}/alerts/webhooks/{webhook_id}",
+        "/v1/orgs/{org}/alerts/webhooks/{webhook_id}/rotate-secret",
+        "/v1/orgs/{org}/alerts/webhooks/{webhook_id}/deliveries",
+        "/v1/orgs/{org}/alerts/webhooks/{webhook_id}/test",
+    ] {
+        assert!(doc.body["paths"][path].is_object(), "{path}");
+    }
+    let schemas = &doc.body["components"]["schemas"];
+    for schema in [
+        "AlertRule",
+        "AlertHistoryEntry",
+        "HistoryEntry",
+        "Delivery",
+        "Webhook",
+    ] {
+        assert!(schemas[schema].is_object(), "{schema}");
+    }
+    // The deployments' history keeps its own schema.
+    assert!(schemas["HistoryEntry"]["properties"]["version"].is_object());
+}

@@ -18,7 +18,7 @@ use crate::auth::rbac::can;
 use crate::domain::Acting;
 use crate::domain::alerts::rules::{self, AlertRule, RuleRequest};
 use crate::error::{ApiResult, DomainResult};
-use wisp_core::alerts::history::{self, HistoryEntry, HistoryQuery};
+use wisp_core::alerts::history::{self, AlertHistoryEntry, HistoryQuery};
 use wisp_core::alerts::rules::{self as rule_rows, CurrentState};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -162,12 +162,12 @@ async fn current_alerts(
 /// when a firing rule stopped firing).
 #[utoipa::path(get, path = "/v1/orgs/{org}/alerts/history", tag = "alerts",
     params(("org" = String, Path, description = "Organisation slug"), HistoryQuery),
-    responses((status = 200, body = [HistoryEntry])))]
+    responses((status = 200, body = [AlertHistoryEntry])))]
 async fn alert_history(
     State(state): State<AppState>,
     access: Authorized<can::ReadModels>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
-) -> ApiResult<Json<Vec<HistoryEntry>>> {
+) -> ApiResult<Json<Vec<AlertHistoryEntry>>> {
     let conn = state.db.read().await;
     Ok(Json(history::list(&conn, &access.org.id, &query).await?))
 }

@@ -25,7 +25,7 @@ pub struct Transition<'a> {
 
 /// A state change as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct HistoryEntry {
+pub struct AlertHistoryEntry {
     pub rule_id: String,
     pub rule_name: String,
     pub from: AlertState,
@@ -88,7 +88,7 @@ pub async fn list(
     conn: &Reader,
     org_id: &str,
     query: &HistoryQuery,
-) -> Result<Vec<HistoryEntry>, DbError> {
+) -> Result<Vec<AlertHistoryEntry>, DbError> {
     let limit = i64::from(query.limit.unwrap_or(100).clamp(1, 1000));
     let rows = conn
         .query(
@@ -104,7 +104,7 @@ pub async fn list(
             AlertState::parse(&text).ok_or_else(|| DbError::Corrupt("alert state".into()))
         };
         let (from, to) = (state(2)?, state(3)?);
-        Ok(HistoryEntry {
+        Ok(AlertHistoryEntry {
             rule_id: row.get(0)?,
             rule_name: row.get(1)?,
             from,
