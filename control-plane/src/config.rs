@@ -54,6 +54,9 @@ pub struct Config {
     /// Drift monitoring: the off switch, the profiling queue, flush intervals.
     #[serde(default)]
     pub drift: crate::serving::drift::DriftServerConfig,
+    /// Alert rule evaluation and webhook delivery (`[alerts]`).
+    #[serde(default)]
+    pub alerts: crate::alert_delivery::AlertsConfig,
 }
 
 /// Where the metrics listener listens unless `metrics.listen` says otherwise.
@@ -438,6 +441,7 @@ impl Default for Config {
             log: LogConfig::default(),
             feedback: FeedbackConfig::default(),
             drift: Default::default(),
+            alerts: Default::default(),
         }
     }
 }
@@ -501,6 +505,9 @@ impl Config {
         }
         if self.auth.max_concurrent_password_hashes == 0 {
             return invalid("auth.max_concurrent_password_hashes must be positive");
+        }
+        if let Err(e) = self.alerts.validate() {
+            return Err(ConfigError::Invalid(e));
         }
         if let Err(e) = self.server.trusted_proxy_ranges() {
             return Err(ConfigError::Invalid(format!("server.trusted_proxies: {e}")));

@@ -25,6 +25,7 @@
 //! taken from [`auth::OrgAccess`], never from the request body; another organisation's
 //! resource answers exactly like a missing one.
 
+pub mod alert_delivery;
 pub mod api;
 pub mod cli;
 pub mod client;

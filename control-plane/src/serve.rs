@@ -91,7 +91,11 @@ pub async fn state(
         config.feedback.prediction_log(),
     );
     let drift = crate::serving::drift::DriftTap::start(Arc::clone(&db), &config.drift);
+    let alerts = crate::alert_delivery::Alerts::new(Arc::clone(&db), &config.alerts)
+        .context("failed to start alerting")?;
+    alerts.start();
     Ok(AppState {
+        alerts,
         lookups: Arc::new(Lookups::new(Arc::clone(&db))),
         db,
         blobs,

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "plans",
             "audit",
             "lookups",
+            "alerts",
         ],
     ),
     // Usage events, quotas, billing.
@@ -56,6 +57,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "serve",
             "cli",
             "telemetry",
+            "alert_delivery",
         ],
     ),
     // The `wisp` CLI's client of a running server.

@@ -14,6 +14,7 @@
 //! missing one.
 
 pub mod access;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod deployments;

@@ -7,10 +7,12 @@
 //! log and the data cannot disagree, and no edge can forget either.
 
 // The layers below, under the names the modules use (`crate::orgs`, `crate::db`, …).
+use wisp_core::alerts as alerts_rows;
 use wisp_core::{access, audit, auth, error, invitations, plans, registry, users};
 use wisp_metering as metering;
 use wisp_storage::db;
 
+pub mod alerts;
 pub mod deployments;
 pub mod ground_truth;
 pub mod drift;

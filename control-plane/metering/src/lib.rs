@@ -35,6 +35,7 @@ pub mod period;
 pub mod quota;
 pub mod storage;
 pub mod store;
+pub mod window;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -11,6 +11,8 @@
 //! artifact proxy under `/api/2.0/mlflow-artifacts` ([`mlflow`]).
 
 mod analytics;
+mod alert_webhooks;
+mod alerts;
 mod audit_log;
 mod auth;
 mod batch;
@@ -140,6 +142,8 @@ pub struct AppState {
     pub batch: BatchJobs,
     /// What each call answered, per prediction id (ground-truth feedback).
     pub predictions: crate::serving::prediction_log::PredictionLog,
+    /// Alert rule evaluation and webhook delivery.
+    pub alerts: crate::alert_delivery::Alerts,
     pub settings: ApiSettings,
     /// The Prometheus registry and the serving metrics.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
@@ -234,6 +238,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(analytics::routes())
         .merge(feedback::routes())
         .merge(drift::routes())
+        .merge(alerts::routes())
+        .merge(alert_webhooks::routes())
 }
 
 /// The complete HTTP application.

@@ -84,6 +84,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "predictions and ground-truth feedback",
         sql: include_str!("migrations/0013_ground_truth.sql"),
     },
+    Migration {
+        version: 14,
+        name: "alert rules, webhooks, history, deliveries",
+        sql: include_str!("migrations/0014_alerts.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.

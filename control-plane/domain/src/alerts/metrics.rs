@@ -1,0 +1,179 @@
+//! What a rule's metric is worth at a time.
+//!
+//! A [`MetricSource`] answers for the metrics it measures; [`MetricSources`] holds one per
+//! metric. What wisp measures today comes from metering ([`UsageMetrics`]): the error
+//! rate and p99 latency of the usage events in the rule's window, and the share of the
+//! plan's monthly calls quota used. The others answer [`Observation::NoData`] with a
+//! reason ([`NotMeasuredYet`]) until their measurement exists — a usage event does not
+//! record whether a call loaded its model cold; drift and accuracy come from drift
+//! profiles and ground truth — never a made-up value. A part that measures one of them
+//! replaces its source with [`MetricSources::set`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use wisp_monitoring::QuantileSketch;
+
+use crate::alerts_rows::Metric;
+use crate::alerts_rows::rules::StoredRule;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::metering::period::Period;
+use crate::metering::store;
+use crate::metering::window::{self, WindowFilter};
+use crate::plans;
+
+/// A metric's value, or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    Value(f64),
+    NoData(String),
+}
+
+impl Observation {
+    pub fn value(&self) -> Option<f64> {
+        match self {
+            Observation::Value(v) => Some(*v),
+            Observation::NoData(_) => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Observation::Value(_) => None,
+            Observation::NoData(reason) => Some(reason),
+        }
+    }
+}
+
+/// Measures metrics of a rule's scope (organisation, model, version) over its window
+/// ending at `at` (Unix seconds, exclusive).
+#[async_trait]
+pub trait MetricSource: Send + Sync {
+    async fn observe(&self, db: &Db, rule: &StoredRule, at: i64) -> Result<Observation>;
+}
+
+/// The source of each metric.
+#[derive(Clone)]
+pub struct MetricSources {
+    sources: HashMap<Metric, Arc<dyn MetricSource>>,
+}
+
+impl std::fmt::Debug for MetricSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricSources").finish_non_exhaustive()
+    }
+}
+
+impl Default for MetricSources {
+    /// What wisp measures today.
+    fn default() -> Self {
+        let usage: Arc<dyn MetricSource> = Arc::new(UsageMetrics);
+        let mut sources: HashMap<Metric, Arc<dyn MetricSource>> = HashMap::new();
+        for metric in [Metric::ErrorRate, Metric::LatencyP99Ms, Metric::QuotaUse] {
+            sources.insert(metric, Arc::clone(&usage));
+        }
+        let missing = [
+            (
+                Metric::ColdLoadMs,
+                "usage events do not record cold loads yet",
+            ),
+            (Metric::DriftShare, "drift is not measured yet"),
+            (Metric::FeatureDriftScore, "drift is not measured yet"),
+            (Metric::Accuracy, "ground truth is not collected yet"),
+        ];
+        for (metric, reason) in missing {
+            sources.insert(metric, Arc::new(NotMeasuredYet(reason)));
+        }
+        Self { sources }
+    }
+}
+
+impl MetricSources {
+    /// Measures `metric` with `source` from now on.
+    pub fn set(&mut self, metric: Metric, source: Arc<dyn MetricSource>) {
+        self.sources.insert(metric, source);
+    }
+
+    /// The rule's metric at `at`.
+    pub async fn observe(&self, db: &Db, rule: &StoredRule, at: i64) -> Result<Observation> {
+        match self.sources.get(&rule.spec.metric) {
+            Some(source) => source.observe(db, rule, at).await,
+            None => Ok(Observation::NoData("not measured".into())),
+        }
+    }
+}
+
+/// A metric wisp does not measure yet: always no data, with the reason.
+#[derive(Debug, Clone, Copy)]
+pub struct NotMeasuredYet(pub &'static str);
+
+#[async_trait]
+impl MetricSource for NotMeasuredYet {
+    async fn observe(&self, _: &Db, _: &StoredRule, _: i64) -> Result<Observation> {
+        Ok(Observation::NoData(self.0.to_owned()))
+    }
+}
+
+/// Error rate, p99 latency and quota use, from metering.
+///
+/// The error rate counts every metered call whose outcome is not `ok`: what failed in or
+/// around the model (`fuel_exhausted`, `memory_limit_exceeded`, `deadline_exceeded`,
+/// `guest_trap`, `output_too_large`, `inference_failed`, `overloaded`, `internal`, a
+/// model's own `invalid_input`) and calls refused by the calls quota (`quota_exceeded`).
+/// Requests refused before a model was chosen and run — a malformed body, inputs that do
+/// not match the signature, rate limits, an unknown or undeployed model — are not metered,
+/// so they count neither as calls nor as errors.
+#[derive(Debug, Clone, Copy)]
+pub struct UsageMetrics;
+
+#[async_trait]
+impl MetricSource for UsageMetrics {
+    async fn observe(&self, db: &Db, rule: &StoredRule, at: i64) -> Result<Observation> {
+        let spec = &rule.spec;
+        let filter = WindowFilter {
+            org_id: &rule.org_id,
+            model: spec.model.as_deref(),
+            version: spec.version,
+            from_ms: at.saturating_sub(spec.window_secs).saturating_mul(1_000),
+            to_ms: at.saturating_mul(1_000),
+        };
+        let conn = db.read().await;
+        Ok(match spec.metric {
+            Metric::ErrorRate => {
+                let counts = window::counts(&conn, &filter).await?;
+                if counts.calls == 0 {
+                    Observation::NoData("no calls in the window".into())
+                } else {
+                    Observation::Value(counts.failed as f64 / counts.calls as f64)
+                }
+            }
+            Metric::LatencyP99Ms => {
+                let mut sketch = QuantileSketch::new();
+                window::for_each_wall_us(&conn, &filter, |us| sketch.add(us as f64 / 1_000.0))
+                    .await?;
+                match sketch.quantile(0.99).map_err(Error::internal)? {
+                    Some(p99) => Observation::Value(p99),
+                    None => Observation::NoData("no calls in the window".into()),
+                }
+            }
+            Metric::QuotaUse => {
+                let plan = plans::of_org(&conn, &rule.org_id).await?;
+                match plan.quotas.calls_per_month {
+                    None | Some(0) => {
+                        Observation::NoData("the plan has no monthly calls quota".into())
+                    }
+                    Some(limit) => {
+                        let period = Period::containing(at);
+                        let used = store::totals(&conn, &rule.org_id, period.start, period.end)
+                            .await?
+                            .billed_calls;
+                        Observation::Value(used as f64 / limit as f64)
+                    }
+                }
+            }
+            other => Observation::NoData(format!("{} is not measured from usage", other.as_str())),
+        })
+    }
+}
