@@ -62,7 +62,7 @@ pub struct Config {
 /// Where the metrics listener listens unless `metrics.listen` says otherwise.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
-/// Prometheus metrics (`/metrics`; see docs/monitoring/metrics.md).
+/// Prometheus metrics (`/metrics`; see docs/monitoring.md).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {

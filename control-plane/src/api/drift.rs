@@ -1,7 +1,7 @@
 //! Data drift of a model: its reference profile (uploaded, from an MLflow run's artifact,
 //! or from the next calls), its drift settings, drift per feature over time, and a report
 //! over a range. Viewers read; members (`models:write`) set the reference and settings.
-//! See `docs/monitoring/drift.md`.
+//! See `docs/monitoring.md`.
 
 use std::collections::BTreeMap;
 
@@ -254,7 +254,7 @@ async fn get_reference(
 
 /// Sets the model's reference profile (replacing any). The body is the data set
 /// (`Content-Type: text/csv` or `application/x-ndjson`; columns named after the model's
-/// features, see docs/monitoring/drift.md), or `application/json` naming where to get it:
+/// features, see docs/monitoring.md), or `application/json` naming where to get it:
 /// `{"from_calls": N}` or `{"mlflow_run_id", "artifact_path"}`.
 #[utoipa::path(put, path = "/v1/orgs/{org}/models/{model}/drift/reference", tag = "drift",
     request_body(description = "A CSV or NDJSON data set, or a JSON source", content((String = "text/csv"), (String = "application/x-ndjson"), (ReferenceSource = "application/json"))),

@@ -3,7 +3,7 @@
 //! text format, and the logger (text or JSON).
 //!
 //! The HTTP side (routes, the bearer token on the main port, the metrics listener) is in
-//! `api::metrics`; see docs/monitoring/metrics.md for the series and the settings.
+//! `api::metrics`; see docs/monitoring.md for the series and the settings.
 
 pub mod collectors;
 pub mod logging;

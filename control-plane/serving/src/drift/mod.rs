@@ -1,6 +1,6 @@
 //! Data drift per model: a reference profile of the inputs and outputs, live profiles per
 //! time window filled from calls off the request path, and Evidently's default tests
-//! between them (`wisp_monitoring::drift`). See `docs/monitoring/drift.md`.
+//! between them (`wisp_monitoring::drift`). See `docs/monitoring.md`.
 //!
 //! - [`columns`]: which feature each element of a call's tensors is.
 //! - [`profile`]: the mergeable profile of some rows (sketches, exact samples ≤ 1,000).

@@ -1,4 +1,4 @@
--- Data drift per model (docs/monitoring/drift.md): the reference profile, the model's drift
+-- Data drift per model (docs/monitoring.md): the reference profile, the model's drift
 -- settings, and the live profile of each time window. Profiles are JSON documents of
 -- mergeable sketches (wisp-monitoring), merged in place when a window is flushed again.
 
