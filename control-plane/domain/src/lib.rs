@@ -14,8 +14,8 @@ use wisp_storage::db;
 
 pub mod alerts;
 pub mod deployments;
-pub mod ground_truth;
 pub mod drift;
+pub mod ground_truth;
 pub mod keys;
 pub mod members;
 pub mod models;

@@ -10,9 +10,9 @@
 //! under `/v1/models` ([`kserve_v1`]); the MLflow REST API under `/api/2.0/mlflow` and its
 //! artifact proxy under `/api/2.0/mlflow-artifacts` ([`mlflow`]).
 
-mod analytics;
 mod alert_webhooks;
 mod alerts;
+mod analytics;
 mod audit_log;
 mod auth;
 mod batch;
