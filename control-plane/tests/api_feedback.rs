@@ -241,6 +241,33 @@ async fn classifier_feedback_gives_accuracy_f1_and_fairness() {
     close_to(&classification["positive"]["f1"], f1);
     close_to(&classification["per_class"]["1"]["f1"], f1);
     close_to(&classification["macro_avg"]["f1"], (f0 + f1) / 2.0);
+
+    // An alert rule on the model's accuracy reads the same feedback.
+    let rule = app
+        .post(
+            &format!("/v1/orgs/{ORG}/alerts/rules"),
+            &admin,
+            json!({ "name": "accuracy", "model": "cancer", "metric": "accuracy",
+                    "comparison": "<", "threshold": 0.99, "window": "1h" }),
+        )
+        .await;
+    assert_eq!(rule.status, StatusCode::CREATED, "{rule:?}");
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 1;
+    app.state.alerts.evaluate_at(at).await.unwrap();
+    let states = app.get(&format!("/v1/orgs/{ORG}/alerts"), &admin).await;
+    let state = states
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["rule_name"] == "accuracy")
+        .cloned()
+        .unwrap();
+    close_to(&state["value"], accuracy);
     // One window here: the predictions all fall in the same hour.
     let hourly = app
         .get(

@@ -81,8 +81,8 @@ impl Default for MetricSources {
             ),
             (Metric::DriftShare, "drift is not measured yet"),
             (Metric::FeatureDriftScore, "drift is not measured yet"),
-            (Metric::Accuracy, "ground truth is not collected yet"),
         ];
+        sources.insert(Metric::Accuracy, Arc::new(FeedbackMetrics));
         for (metric, reason) in missing {
             sources.insert(metric, Arc::new(NotMeasuredYet(reason)));
         }
@@ -102,6 +102,59 @@ impl MetricSources {
             Some(source) => source.observe(db, rule, at).await,
             None => Ok(Observation::NoData("not measured".into())),
         }
+    }
+}
+
+/// `accuracy`: of the model's predictions made in the window that have feedback (of the
+/// rule's version, or of every version weighted by their counts), the share whose label
+/// was right. A rule without a model, a regressor, or a window without feedback has no
+/// data.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedbackMetrics;
+
+#[async_trait]
+impl MetricSource for FeedbackMetrics {
+    async fn observe(&self, db: &Db, rule: &StoredRule, at: i64) -> Result<Observation> {
+        let spec = &rule.spec;
+        let Some(name) = spec.model.as_deref() else {
+            return Ok(Observation::NoData("accuracy needs a model".into()));
+        };
+        let conn = db.read().await;
+        let Some(model) = crate::registry::get_model(&conn, &rule.org_id, name).await? else {
+            return Ok(Observation::NoData("no such model".into()));
+        };
+        let (from_ms, to_ms) = (
+            at.saturating_sub(spec.window_secs).saturating_mul(1_000),
+            at.saturating_mul(1_000),
+        );
+        let outcomes = crate::ground_truth::rows::outcomes(
+            &conn,
+            &rule.org_id,
+            &model.id,
+            from_ms,
+            to_ms,
+            spec.version,
+        )
+        .await?;
+        drop(conn);
+        let windows = crate::ground_truth::report::Windows {
+            from_ms,
+            to_ms,
+            step_ms: (to_ms - from_ms).max(1),
+        };
+        let performance = crate::ground_truth::report::performance(&outcomes, windows, None);
+        let (right, counted) = performance
+            .overall
+            .iter()
+            .filter_map(|v| v.classification.as_ref().map(|c| (c.accuracy, v.count)))
+            .fold((0.0, 0u64), |(right, counted), (accuracy, count)| {
+                (right + accuracy * count as f64, counted + count)
+            });
+        Ok(if counted == 0 {
+            Observation::NoData("no classified predictions with feedback in the window".into())
+        } else {
+            Observation::Value(right / counted as f64)
+        })
     }
 }
 
