@@ -12,7 +12,6 @@ use common::server::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wisp::db::{Db, DbLocation};
-use wisp_test_artifacts::fixture;
 
 const ORG: &str = "team";
 const CLIENTS: usize = 8;
@@ -70,38 +69,7 @@ async fn kill_9_mid_load_loses_no_billed_call_and_doubles_none() {
     let base = server.base.clone();
     let http = reqwest::Client::new();
     let token = login(&base).await;
-    let authed = |r: reqwest::RequestBuilder| r.bearer_auth(&token);
-    let created = authed(http.post(format!("{base}/v1/orgs/{ORG}/models")))
-        .json(&json!({ "name": "iris" }))
-        .send()
-        .await
-        .expect("model");
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let uploaded = authed(http.post(format!("{base}/v1/orgs/{ORG}/models/iris/versions")))
-        .header("content-type", "application/octet-stream")
-        .body(fixture("iris_logreg.onnx"))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(uploaded.status(), StatusCode::CREATED);
-    let deployed: Value = authed(http.put(format!("{base}/v1/orgs/{ORG}/models/iris/deployment")))
-        .json(&json!({ "version": 1, "wait": true }))
-        .send()
-        .await
-        .expect("deploy")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(deployed["status"], "ready", "{deployed}");
-    let key: Value = authed(http.post(format!("{base}/v1/orgs/{ORG}/api-keys")))
-        .json(&json!({ "name": "load", "scopes": ["predict"] }))
-        .send()
-        .await
-        .expect("key")
-        .json()
-        .await
-        .expect("json");
-    let key = key["secret"].as_str().expect("secret").to_owned();
+    let key = deploy_iris_with_predict_key(&base, &token, ORG).await;
 
     // Clients call until their connection fails; each call has its own idempotency key.
     let successes = Arc::new(AtomicUsize::new(0));

@@ -116,3 +116,42 @@ pub async fn login(base: &str) -> String {
         .expect("json");
     login["access_token"].as_str().expect("token").to_owned()
 }
+
+/// Creates model `iris` in `org` from `iris_logreg.onnx`, deploys version 1 (waiting until
+/// it is ready) and returns the secret of a new `predict` API key: the setup of every test
+/// that loads a running `wisp serve`.
+pub async fn deploy_iris_with_predict_key(base: &str, token: &str, org: &str) -> String {
+    let http = reqwest::Client::new();
+    let authed = |r: reqwest::RequestBuilder| r.bearer_auth(token);
+    let created = authed(http.post(format!("{base}/v1/orgs/{org}/models")))
+        .json(&json!({ "name": "iris" }))
+        .send()
+        .await
+        .expect("model");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let uploaded = authed(http.post(format!("{base}/v1/orgs/{org}/models/iris/versions")))
+        .header("content-type", "application/octet-stream")
+        .body(wisp_test_artifacts::fixture("iris_logreg.onnx"))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
+    let deployed: Value = authed(http.put(format!("{base}/v1/orgs/{org}/models/iris/deployment")))
+        .json(&json!({ "version": 1, "wait": true }))
+        .send()
+        .await
+        .expect("deploy")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(deployed["status"], "ready", "{deployed}");
+    let key: Value = authed(http.post(format!("{base}/v1/orgs/{org}/api-keys")))
+        .json(&json!({ "name": "load", "scopes": ["predict"] }))
+        .send()
+        .await
+        .expect("key")
+        .json()
+        .await
+        .expect("json");
+    key["secret"].as_str().expect("secret").to_owned()
+}
