@@ -77,7 +77,7 @@ impl Default for MetricSources {
         let missing = [
             (
                 Metric::ColdLoadMs,
-                "usage events do not record cold loads yet",
+                "usage events mark cold starts but not how long the load took",
             ),
             (Metric::DriftShare, "drift is not measured yet"),
             (Metric::FeatureDriftScore, "drift is not measured yet"),
