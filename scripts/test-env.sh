@@ -50,3 +50,26 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     exit 1
   fi
 fi
+
+# sqld, the libSQL server (0.24.33): the scale-out tests run nodes on a real one
+# (control-plane/tests/common/sqld.rs). It is in no package registry, so it is found, in
+# order, at `$WISP_SQLD`, on `PATH`, next to this clone's parent (`../shared/bin/sqld`, a
+# prebuilt copy on development machines) or where an earlier run put it; the one found is
+# kept at `~/.cache/wisp/bin/sqld`, where the tests look by default. Missing: fail.
+sqld_home="${HOME}/.cache/wisp/bin"
+sqld=""
+for candidate in "${WISP_SQLD:-}" "$(command -v sqld || true)" "../shared/bin/sqld" "$sqld_home/sqld"; do
+  if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+    sqld="$candidate"
+    break
+  fi
+done
+if [ -z "$sqld" ]; then
+  echo "test-env: sqld (libSQL server 0.24.33) not found: set WISP_SQLD or put it on PATH" >&2
+  exit 1
+fi
+if [ "$(realpath "$sqld")" != "$(realpath -m "$sqld_home/sqld")" ]; then
+  mkdir -p "$sqld_home"
+  cp "$sqld" "$sqld_home/sqld.tmp" && mv "$sqld_home/sqld.tmp" "$sqld_home/sqld"
+fi
+"$sqld_home/sqld" --version >/dev/null

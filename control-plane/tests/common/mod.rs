@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod server;
+pub mod sqld;
 
 use std::sync::Arc;
 
