@@ -243,9 +243,12 @@ async fn an_error_rate_rule_fires_after_failing_calls_and_resolves_after_good_on
         )
         .await;
     assert_eq!(iris_rule.status, StatusCode::CREATED, "{iris_rule:?}");
-    // The other metrics measured today: iris's p99 latency and the monthly quota's use.
+    // The other metrics measured from usage: iris's p99 latency and cold-load time, and
+    // the monthly quota's use.
     for (name, metric, model) in [
         ("iris p99", "latency_p99_ms", json!("iris")),
+        ("iris cold loads", "cold_load_ms", json!("iris")),
+        ("boom cold loads", "cold_load_ms", json!("boom")),
         ("quota", "quota_use", Value::Null),
     ] {
         let created = app
@@ -258,7 +261,7 @@ async fn an_error_rate_rule_fires_after_failing_calls_and_resolves_after_good_on
             .await;
         assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
     }
-    // A metric not measured yet says so, and never fires.
+    // Drift of a model without a drift reference says so, and never fires.
     let drift = app
         .post(
             &rules_uri(ORG),
@@ -303,6 +306,9 @@ async fn an_error_rate_rule_fires_after_failing_calls_and_resolves_after_good_on
             .await;
         assert_eq!(failed.code(), "guest_trap", "{failed:?}");
     }
+    // iris's deployment loaded it; evicted, its next call loads it again (a cold start),
+    // whose load time `cold_load_ms` reads. boom's calls were all warm.
+    app.state.serving.runtime().evict_all().await;
     iris(&app, &admin).await;
     app.state.metering.flush().await.unwrap();
 
@@ -320,9 +326,15 @@ async fn an_error_rate_rule_fires_after_failing_calls_and_resolves_after_good_on
     assert_eq!(quota["state"], "firing", "{quota}");
     // One billed call (iris's; failed calls are not billed) of 1000.
     assert_eq!(quota["value"], 0.001, "{quota}");
+    let cold = state_of(&states, "iris cold loads");
+    assert_eq!(cold["state"], "firing", "{cold}");
+    assert!(cold["value"].as_f64().unwrap() > 0.0, "{cold}");
+    let warm = state_of(&states, "boom cold loads");
+    assert_eq!(warm["state"], "no_data", "{warm}");
+    assert_eq!(warm["reason"], "no cold starts in the window");
     let drift = state_of(&states, "drift");
     assert_eq!(drift["state"], "no_data");
-    assert_eq!(drift["reason"], "drift is not measured yet");
+    assert_eq!(drift["reason"], "the model has no drift reference");
     assert_eq!(drift["value"], Value::Null);
     // The same evaluation time again changes nothing (idempotent per rule and time).
     let again = app.state.alerts.evaluate_at(t1).await.unwrap();

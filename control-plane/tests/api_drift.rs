@@ -190,6 +190,75 @@ async fn shifted_means_drift_and_the_same_distribution_does_not() {
     assert_eq!(points[0]["rows"], 200);
     assert_matches_scipy(&points[0], &iris["expected"]["shifted"]);
     assert_eq!(timeline.body["window_secs"], 3600);
+
+    // Alert rules read the same verdicts: the drifted share, and a feature's score (its
+    // p-value here, as scipy computes it).
+    let rules = format!("/v1/orgs/{ORG}/alerts/rules");
+    let sepal = iris["expected"]["shifted"]["sepal_length"]["p_value"]
+        .as_f64()
+        .unwrap();
+    for (name, model, metric, feature, comparison, threshold) in [
+        (
+            "shifted share",
+            "iris-shifted",
+            "drift_share",
+            None,
+            ">=",
+            0.5,
+        ),
+        ("same share", "iris-same", "drift_share", None, ">=", 0.5),
+        (
+            "sepal",
+            "iris-shifted",
+            "feature_drift_score",
+            Some("sepal_length"),
+            "<",
+            0.05,
+        ),
+        (
+            "nothing",
+            "iris-shifted",
+            "feature_drift_score",
+            Some("colour"),
+            "<",
+            0.05,
+        ),
+    ] {
+        let created = app
+            .post(
+                &rules,
+                &admin,
+                json!({ "name": name, "model": model, "metric": metric, "feature": feature,
+                        "comparison": comparison, "threshold": threshold, "window": "1d" }),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    }
+    let at = time::OffsetDateTime::now_utc().unix_timestamp() + 1;
+    app.state.alerts.evaluate_at(at).await.unwrap();
+    let states = app.get(&format!("/v1/orgs/{ORG}/alerts"), &admin).await;
+    let state = |name: &str| {
+        states
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["rule_name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no rule {name} in {states:?}"))
+    };
+    assert_eq!(state("shifted share")["state"], "firing", "{states:?}");
+    assert_eq!(state("shifted share")["value"], 0.5);
+    assert_eq!(state("same share")["state"], "ok", "{states:?}");
+    assert_eq!(state("same share")["value"], 0.0);
+    assert_eq!(state("sepal")["state"], "firing", "{states:?}");
+    let score = state("sepal")["value"].as_f64().unwrap();
+    assert!((score - sepal).abs() <= 1e-9, "{score} vs scipy {sepal}");
+    assert_eq!(state("nothing")["state"], "no_data");
+    assert_eq!(
+        state("nothing")["reason"],
+        "the reference has no feature \"colour\""
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

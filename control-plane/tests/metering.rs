@@ -430,6 +430,7 @@ async fn closed_periods_get_final_invoices_once() {
             bytes_out: 0,
             at_ms: (last_month.start + 3_600) * 1_000 + i,
             cold_start: false,
+            cold_load_us: 0,
         })
         .collect();
     wisp::metering::store::insert(&*app.state.db.write().await, &events)

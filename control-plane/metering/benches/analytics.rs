@@ -76,6 +76,7 @@ fn event(numbers: &mut Numbers, i: u64, at_ms: i64) -> UsageEvent {
         bytes_out: 16,
         at_ms,
         cold_start: numbers.next().is_multiple_of(1_000),
+        cold_load_us: 0,
     }
 }
 

@@ -78,6 +78,10 @@ pub struct UsageEvent {
     /// not in memory). Outbox lines written before the field existed read as warm.
     #[serde(default)]
     pub cold_start: bool,
+    /// For a cold start, how long finding and loading the component and graph took, in
+    /// microseconds (0 for a warm call and for outbox lines written before the field).
+    #[serde(default)]
+    pub cold_load_us: u64,
 }
 
 /// The outcome of a successful call.
@@ -110,6 +114,11 @@ impl UsageEvent {
         self.bytes_out = usage.output_bytes;
         self.compute_units = compute_units(self.fuel, self.inference_us);
         self.cold_start = !usage.component_warm || !usage.graph_warm;
+        self.cold_load_us = if self.cold_start {
+            micros(usage.load_time)
+        } else {
+            0
+        };
     }
 }
 
@@ -134,6 +143,7 @@ pub(crate) fn sample(id: &str, at_ms: i64) -> UsageEvent {
         bytes_out: 8,
         at_ms,
         cold_start: false,
+        cold_load_us: 0,
     }
 }
 

@@ -319,6 +319,7 @@ fn new_event(caller: Caller, subject: CallSubject<'_>) -> UsageEvent {
         )
         .unwrap_or(i64::MAX),
         cold_start: false,
+        cold_load_us: 0,
     }
 }
 

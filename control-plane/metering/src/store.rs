@@ -83,9 +83,10 @@ pub async fn insert(conn: &Writer, events: &[UsageEvent]) -> Result<u64, DbError
             .prepare(
                 "INSERT OR IGNORE INTO usage_events (id, org_id, api_key_id, user_id, model_id,
                 model_name, version, variant, outcome, billable, cache_hit, compute_units,
-                fuel, wall_us, inference_us, peak_memory_bytes, bytes_in, bytes_out, at_ms)
+                fuel, wall_us, inference_us, peak_memory_bytes, bytes_in, bytes_out, at_ms,
+                cold_load_us)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18, ?19)",
+                ?17, ?18, ?19, ?20)",
             )
             .await?;
         for event in events {
@@ -113,7 +114,8 @@ pub async fn insert(conn: &Writer, events: &[UsageEvent]) -> Result<u64, DbError
                     signed(event.peak_memory_bytes),
                     signed(event.bytes_in),
                     signed(event.bytes_out),
-                    event.at_ms
+                    event.at_ms,
+                    event.cold_start.then(|| signed(event.cold_load_us))
                 ])
                 .await;
             statement.reset();

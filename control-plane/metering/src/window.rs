@@ -63,11 +63,30 @@ pub async fn counts(conn: &Reader, filter: &WindowFilter<'_>) -> Result<CallCoun
 pub async fn for_each_wall_us(
     conn: &Reader,
     filter: &WindowFilter<'_>,
+    each: impl FnMut(u64),
+) -> Result<(), DbError> {
+    for_each(conn, "wall_us", filter, each).await
+}
+
+/// Calls `each` with the load time, in microseconds, of every cold start in the window.
+pub async fn for_each_cold_load_us(
+    conn: &Reader,
+    filter: &WindowFilter<'_>,
+    each: impl FnMut(u64),
+) -> Result<(), DbError> {
+    for_each(conn, "cold_load_us", filter, each).await
+}
+
+/// `each` over the non-null values of `column` in the window.
+async fn for_each(
+    conn: &Reader,
+    column: &'static str,
+    filter: &WindowFilter<'_>,
     mut each: impl FnMut(u64),
 ) -> Result<(), DbError> {
     let mut rows = conn
         .query(
-            &format!("SELECT wall_us FROM usage_events WHERE {WHERE}"),
+            &format!("SELECT {column} FROM usage_events WHERE {WHERE} AND {column} IS NOT NULL"),
             params![
                 filter.org_id,
                 filter.from_ms,

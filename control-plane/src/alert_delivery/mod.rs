@@ -141,12 +141,15 @@ impl std::fmt::Debug for Alerts {
 }
 
 impl Alerts {
-    /// Alerting over `db` with the metrics wisp measures today.
+    /// Alerting over `db` with every metric wisp measures: metering's and ground truth's
+    /// (the domain's defaults) and drift's (the serving layer's).
     pub fn new(db: Arc<Db>, config: &AlertsConfig) -> anyhow::Result<Self> {
+        let mut sources = MetricSources::default();
+        crate::serving::drift::alerts::DriftMetrics::install(&mut sources);
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
-                sources: MetricSources::default(),
+                sources,
                 settings: EvaluationSettings {
                     public_url: config
                         .public_url

@@ -1,13 +1,12 @@
 //! What a rule's metric is worth at a time.
 //!
 //! A [`MetricSource`] answers for the metrics it measures; [`MetricSources`] holds one per
-//! metric. What wisp measures today comes from metering ([`UsageMetrics`]): the error
-//! rate and p99 latency of the usage events in the rule's window, and the share of the
-//! plan's monthly calls quota used. The others answer [`Observation::NoData`] with a
-//! reason ([`NotMeasuredYet`]) until their measurement exists — a usage event does not
-//! record whether a call loaded its model cold; drift and accuracy come from drift
-//! profiles and ground truth — never a made-up value. A part that measures one of them
-//! replaces its source with [`MetricSources::set`].
+//! metric. From metering ([`UsageMetrics`]): the error rate, p99 latency and p99 cold-load
+//! time of the usage events in the rule's window, and the share of the plan's monthly
+//! calls quota used; from ground truth ([`FeedbackMetrics`]): accuracy. Drift lives in the
+//! serving layer, which sets its source with [`MetricSources::set`]; until one is set a
+//! metric answers [`Observation::NoData`] with a reason ([`NotMeasuredYet`]), never a
+//! made-up value.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,16 +70,20 @@ impl Default for MetricSources {
     fn default() -> Self {
         let usage: Arc<dyn MetricSource> = Arc::new(UsageMetrics);
         let mut sources: HashMap<Metric, Arc<dyn MetricSource>> = HashMap::new();
-        for metric in [Metric::ErrorRate, Metric::LatencyP99Ms, Metric::QuotaUse] {
+        for metric in [
+            Metric::ErrorRate,
+            Metric::LatencyP99Ms,
+            Metric::QuotaUse,
+            Metric::ColdLoadMs,
+        ] {
             sources.insert(metric, Arc::clone(&usage));
         }
         let missing = [
+            (Metric::DriftShare, "drift is not measured by this process"),
             (
-                Metric::ColdLoadMs,
-                "usage events mark cold starts but not how long the load took",
+                Metric::FeatureDriftScore,
+                "drift is not measured by this process",
             ),
-            (Metric::DriftShare, "drift is not measured yet"),
-            (Metric::FeatureDriftScore, "drift is not measured yet"),
         ];
         sources.insert(Metric::Accuracy, Arc::new(FeedbackMetrics));
         for (metric, reason) in missing {
@@ -169,7 +172,11 @@ impl MetricSource for NotMeasuredYet {
     }
 }
 
-/// Error rate, p99 latency and quota use, from metering.
+/// Error rate, p99 latency, p99 cold-load time and quota use, from metering.
+///
+/// The cold-load time is, of the calls in the window that had to load their component or
+/// graph, the 99th percentile of the time the load took (milliseconds); a window without
+/// a cold start has no data.
 ///
 /// The error rate counts every metered call whose outcome is not `ok`: what failed in or
 /// around the model (`fuel_exhausted`, `memory_limit_exceeded`, `deadline_exceeded`,
@@ -209,6 +216,15 @@ impl MetricSource for UsageMetrics {
                 match sketch.quantile(0.99).map_err(Error::internal)? {
                     Some(p99) => Observation::Value(p99),
                     None => Observation::NoData("no calls in the window".into()),
+                }
+            }
+            Metric::ColdLoadMs => {
+                let mut sketch = QuantileSketch::new();
+                window::for_each_cold_load_us(&conn, &filter, |us| sketch.add(us as f64 / 1_000.0))
+                    .await?;
+                match sketch.quantile(0.99).map_err(Error::internal)? {
+                    Some(p99) => Observation::Value(p99),
+                    None => Observation::NoData("no cold starts in the window".into()),
                 }
             }
             Metric::QuotaUse => {

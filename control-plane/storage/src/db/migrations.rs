@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alert rules, webhooks, history, deliveries",
         sql: include_str!("migrations/0014_alerts.sql"),
     },
+    Migration {
+        version: 18,
+        name: "cold-load time of usage events",
+        sql: include_str!("migrations/0018_cold_load.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
