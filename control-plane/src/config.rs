@@ -66,6 +66,9 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
+    /// Record the serving metrics (default `true`). `false` keeps `/metrics` (process and
+    /// database series) but records nothing per call.
+    pub enabled: bool,
     /// Address of the metrics listener, which serves only `/metrics`, without
     /// authentication: keep it private. `""` disables it. Unset: [`DEFAULT_METRICS_LISTEN`],
     /// loopback; if that port is taken (another wisp on the machine), the server starts
@@ -86,6 +89,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         let serving = crate::serving::metrics::MetricsSettings::default();
         Self {
+            enabled: serving.recording,
             listen: None,
             token: None,
             per_org_labels: serving.per_org_labels,
@@ -114,6 +118,7 @@ impl MetricsConfig {
     /// The label settings of the serving metrics.
     pub fn settings(&self) -> crate::serving::metrics::MetricsSettings {
         crate::serving::metrics::MetricsSettings {
+            recording: self.enabled,
             per_org_labels: self.per_org_labels,
             max_model_series: self.max_model_series,
         }

@@ -154,10 +154,42 @@ fn encoded(registry: &Registry) -> String {
     text
 }
 
+#[tokio::test]
+async fn with_recording_off_calls_leave_no_series_but_metrics_still_serve() {
+    let app = TestApp::serving_with(|config| {
+        config.metrics.token = Some(TOKEN.into());
+        config.metrics.enabled = false;
+    })
+    .await;
+    let admin = app.admin().await;
+    deployed(&app, &admin, "iris", "iris_logreg.onnx").await;
+    for inputs in [json!([[5.1, 3.5, 1.4, 0.2]]), json!([[1.0]])] {
+        app.post(
+            &format!("/v1/orgs/{ORG}/models/iris/predict"),
+            &admin,
+            json!({ "inputs": { "input": inputs } }),
+        )
+        .await;
+    }
+    let reply = scrape(&app, Some(TOKEN), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let exposition = text(&reply);
+    for absent in [
+        "wisp_requests_total{",
+        "wisp_errors_total{",
+        "wisp_fuel_consumed_total{",
+    ] {
+        assert!(!exposition.contains(absent), "{absent} in\n{exposition}");
+    }
+    assert!(exposition.contains("wisp_queue_wait_seconds_count{queue=\"runtime\"} 0"));
+    assert!(exposition.contains("wisp_metering_outbox_backlog "));
+}
+
 #[test]
 fn versions_past_the_cap_fold_into_other() {
     let mut registry = Registry::default();
     let settings = MetricsSettings {
+        recording: true,
         per_org_labels: true,
         max_model_series: 2,
     };
@@ -186,6 +218,7 @@ fn versions_past_the_cap_fold_into_other() {
 fn without_org_labels_orgs_share_series() {
     let mut registry = Registry::default();
     let settings = MetricsSettings {
+        recording: true,
         per_org_labels: false,
         max_model_series: 10,
     };

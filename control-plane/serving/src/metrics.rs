@@ -26,6 +26,10 @@ use crate::error::ErrorCode;
 /// Label cardinality settings (the edge's `metrics` configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricsSettings {
+    /// Record the serving metrics (on by default). Off, `/metrics` still serves the
+    /// process and database series, and the serving families stay at zero: the baseline of
+    /// the metrics' overhead benchmark, and a switch for deployments that scrape nothing.
+    pub recording: bool,
     /// Label per-version series with the organisation (`org`). Off for deployments with
     /// many organisations: series are then summed over organisations.
     pub per_org_labels: bool,
@@ -37,6 +41,7 @@ pub struct MetricsSettings {
 impl Default for MetricsSettings {
     fn default() -> Self {
         Self {
+            recording: true,
             per_org_labels: true,
             max_model_series: 1000,
         }
@@ -313,6 +318,11 @@ impl ServingMetrics {
         self.settings
     }
 
+    /// Whether calls are recorded (`metrics.enabled`).
+    pub fn recording(&self) -> bool {
+        self.settings.recording
+    }
+
     /// The series of a version already seen, without allocating.
     pub fn cached(&self, model_id: &str, version: i64) -> Option<Arc<VersionSeries>> {
         let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
@@ -397,6 +407,9 @@ impl ServingMetrics {
 
     /// A failed call of `protocol` with `code`; a refusal is also counted as one.
     pub fn record_error(&self, org: &str, protocol: Option<Protocol>, code: ErrorCode) {
+        if !self.settings.recording {
+            return;
+        }
         let protocol = protocol.map_or("none", Protocol::as_str);
         self.families
             .errors
@@ -421,6 +434,9 @@ impl ServingMetrics {
 
     /// A result-cache lookup: `hit` or a miss.
     pub fn record_cache(&self, hit: bool) {
+        if !self.settings.recording {
+            return;
+        }
         if hit {
             &self.cache_hit
         } else {
@@ -431,6 +447,9 @@ impl ServingMetrics {
 
     /// A wait for a slot.
     pub fn record_wait(&self, queue: Queue, waited: Duration) {
+        if !self.settings.recording {
+            return;
+        }
         match queue {
             Queue::Org => &self.org_wait,
             Queue::Runtime => &self.runtime_wait,
@@ -440,11 +459,17 @@ impl ServingMetrics {
 
     /// A call that loaded its component or graph, and how long loading took.
     pub fn record_cold_load(&self, took: Duration) {
+        if !self.settings.recording {
+            return;
+        }
         self.cold_loads.observe(took.as_secs_f64());
     }
 
     /// A batch row done, with a result or an error.
     pub fn record_batch_row(&self, ok: bool) {
+        if !self.settings.recording {
+            return;
+        }
         if ok {
             &self.batch_ok
         } else {

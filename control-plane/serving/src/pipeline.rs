@@ -223,8 +223,10 @@ impl Pipeline {
         let result = self
             .call_steps(admitted, call, codec, body, &mut series)
             .await;
-        let series = series.unwrap_or_else(|| self.metrics.unresolved(org));
-        series.record_call(C::PROTOCOL, result.is_ok(), started.elapsed());
+        if self.metrics.recording() {
+            let series = series.unwrap_or_else(|| self.metrics.unresolved(org));
+            series.record_call(C::PROTOCOL, result.is_ok(), started.elapsed());
+        }
         if let Err(error) = &result {
             self.metrics
                 .record_error(org, Some(C::PROTOCOL), error.code());
@@ -272,12 +274,14 @@ impl Pipeline {
         let span = tracing::Span::current();
         span.record("model", name);
         span.record("version", target.version.version);
-        *series = Some(self.metrics.version(
-            &access.org.slug,
-            &target.model.id,
-            &target.model.name,
-            target.version.version,
-        ));
+        if self.metrics.recording() {
+            *series = Some(self.metrics.version(
+                &access.org.slug,
+                &target.model.id,
+                &target.model.name,
+                target.version.version,
+            ));
+        }
         let signature = target.version.signature.clone();
         let decoder = codec.clone();
         let (inputs, carry) =
@@ -566,6 +570,9 @@ impl Pipeline {
     /// Records a model run in the metrics: its waits, cold load, time, fuel and compute.
     async fn record_run(&self, target: &Target, usage: &UsageRecord) {
         let metrics = &self.metrics;
+        if !metrics.recording() {
+            return;
+        }
         let (model, version) = (&target.model, target.version.version);
         let series = match metrics.cached(&model.id, version) {
             Some(series) => series,
