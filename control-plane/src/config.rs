@@ -339,6 +339,14 @@ pub struct MeteringConfig {
     /// `not_replayable`) instead of running and being billed again.
     #[serde(default = "default_idempotency_max_response")]
     pub idempotency_max_response_bytes: u64,
+    /// Minute analytics rows are kept this many days (then deleted hourly); hour and day
+    /// rows are kept. Queries with `step=minute` must start within it.
+    #[serde(default = "default_minute_retention_days")]
+    pub analytics_minute_retention_days: u32,
+}
+
+fn default_minute_retention_days() -> u32 {
+    14
 }
 
 impl Default for MeteringConfig {
@@ -347,6 +355,7 @@ impl Default for MeteringConfig {
             fsync: false,
             idempotency_ttl_secs: default_idempotency_ttl(),
             idempotency_max_response_bytes: default_idempotency_max_response(),
+            analytics_minute_retention_days: default_minute_retention_days(),
         }
     }
 }
@@ -359,6 +368,11 @@ impl MeteringConfig {
             max_response_bytes: usize::try_from(self.idempotency_max_response_bytes)
                 .unwrap_or(usize::MAX),
         }
+    }
+
+    /// How long minute analytics are kept.
+    pub fn analytics_minute_retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.analytics_minute_retention_days) * 24 * 3600)
     }
 }
 
@@ -516,6 +530,9 @@ impl Config {
         }
         if let Err(e) = self.server.trusted_proxy_ranges() {
             return Err(ConfigError::Invalid(format!("server.trusted_proxies: {e}")));
+        }
+        if self.metering.analytics_minute_retention_days == 0 {
+            return invalid("metering.analytics_minute_retention_days must be positive");
         }
         if self.feedback.retention_days == 0 || self.feedback.queue == 0 {
             return invalid("feedback.retention_days and feedback.queue must be positive");

@@ -86,6 +86,10 @@ pub async fn state(
         Arc::clone(&db),
         config.metering.idempotency().ttl,
     ));
+    crate::metering::analytics::retention::spawn_minute_pruning(
+        Arc::downgrade(&db),
+        config.metering.analytics_minute_retention(),
+    );
     let predictions = crate::serving::prediction_log::PredictionLog::start(
         Arc::clone(&db),
         config.feedback.prediction_log(),
@@ -126,6 +130,7 @@ pub async fn state(
                 .collect(),
             idempotency: config.metering.idempotency(),
             max_json_body_bytes: config.limits.max_json_body_bytes,
+            analytics_minute_retention: config.metering.analytics_minute_retention(),
             invitation_ttl_secs: config.auth.invitation_ttl_secs,
             client_ip: Arc::new(ClientIpPolicy::new(
                 config

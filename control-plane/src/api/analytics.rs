@@ -104,6 +104,7 @@ fn query_of<'a>(
     org_id: &'a str,
     model_id: &'a str,
     now: i64,
+    minute_retention_secs: i64,
 ) -> ApiResult<AnalyticsQuery<'a>> {
     let step = match params.step.as_deref() {
         None => Resolution::Hour,
@@ -127,6 +128,12 @@ fn query_of<'a>(
     };
     if from >= to {
         return Err(ApiError::invalid("from must be before to"));
+    }
+    if step == Resolution::Minute && from < now.saturating_sub(minute_retention_secs) {
+        return Err(ApiError::invalid(format!(
+            "minute steps are kept for {} days: use hour or day steps for older ranges",
+            minute_retention_secs / 86_400
+        )));
     }
     let query = AnalyticsQuery {
         org_id,
@@ -165,7 +172,9 @@ async fn model_analytics(
         let conn = state.db.read().await;
         find_model(&conn, &access.org.id, &name).await?
     };
-    let query = query_of(&params, &access.org.id, &model.id, db::now())?;
+    let retention =
+        i64::try_from(state.settings.analytics_minute_retention.as_secs()).unwrap_or(i64::MAX);
+    let query = query_of(&params, &access.org.id, &model.id, db::now(), retention)?;
     state.metering.flush().await?;
     let conn = state.db.read().await;
     let analytics = series::query(&conn, query).await?;
@@ -231,20 +240,59 @@ mod tests {
         assert!(timestamp("from", "yesterday", false).is_err());
     }
 
+    const RETENTION: i64 = 14 * 86_400;
+
+    #[test]
+    fn minute_steps_start_within_their_retention() {
+        let now = 1_796_464_800;
+        let old = (now - 15 * 86_400).to_string() + "000";
+        let to = (now - 15 * 86_400 + 3_600).to_string() + "000";
+        let error = query_of(
+            &params(Some(&old), Some(&to), Some("minute")),
+            "o",
+            "m",
+            now,
+            RETENTION,
+        )
+        .unwrap_err();
+        assert!(
+            error.message().contains("kept for 14 days"),
+            "{}",
+            error.message()
+        );
+        assert!(
+            query_of(
+                &params(Some(&old), Some(&to), Some("hour")),
+                "o",
+                "m",
+                now,
+                RETENTION
+            )
+            .is_ok()
+        );
+    }
+
     #[test]
     fn defaults_and_bounds() {
         let now = 1_796_464_800;
-        let q = query_of(&params(None, None, None), "o", "m", now).unwrap();
+        let q = query_of(&params(None, None, None), "o", "m", now, RETENTION).unwrap();
         assert_eq!(
             (q.from, q.to, q.step),
             (now - 86_400, now, Resolution::Hour)
         );
-        let q = query_of(&params(None, None, Some("day")), "o", "m", now).unwrap();
+        let q = query_of(&params(None, None, Some("day")), "o", "m", now, RETENTION).unwrap();
         assert_eq!(q.from, now - 30 * 86_400);
-        let q = query_of(&params(None, None, Some("minute")), "o", "m", now).unwrap();
+        let q = query_of(
+            &params(None, None, Some("minute")),
+            "o",
+            "m",
+            now,
+            RETENTION,
+        )
+        .unwrap();
         assert_eq!(q.steps(), 60);
         let error = |p| {
-            query_of(&p, "o", "m", now)
+            query_of(&p, "o", "m", now, RETENTION)
                 .unwrap_err()
                 .message()
                 .to_owned()
@@ -258,6 +306,15 @@ mod tests {
         assert!(error(params(Some(&from), None, None)).contains("more than 1500"));
         let from = (now - 2 * 86_400).to_string() + "000";
         assert!(error(params(Some(&from), None, Some("minute"))).contains("minute steps"));
-        assert!(query_of(&params(Some(&from), None, Some("hour")), "o", "m", now).is_ok());
+        assert!(
+            query_of(
+                &params(Some(&from), None, Some("hour")),
+                "o",
+                "m",
+                now,
+                RETENTION
+            )
+            .is_ok()
+        );
     }
 }

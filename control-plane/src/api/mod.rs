@@ -96,6 +96,8 @@ pub struct ApiSettings {
     pub client_ip: Arc<ClientIpPolicy>,
     /// Log a line per request (`log.requests`).
     pub log_requests: bool,
+    /// How long minute analytics are kept (`metering.analytics_minute_retention_days`).
+    pub analytics_minute_retention: std::time::Duration,
 }
 
 impl Default for ApiSettings {
@@ -109,6 +111,7 @@ impl Default for ApiSettings {
             invitation_ttl_secs: 7 * 24 * 3600,
             client_ip: Arc::default(),
             log_requests: false,
+            analytics_minute_retention: std::time::Duration::from_secs(14 * 24 * 3600),
         }
     }
 }

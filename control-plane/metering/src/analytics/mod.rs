@@ -9,9 +9,11 @@
 //! merged into its stored row in the same transaction as the events.
 //!
 //! - [`rollup`]: the aggregation and its rows.
+//! - [`retention`]: minute rows deleted past their retention.
 //! - [`series`]: the analytics query: one point per step and version, totals, and the
 //!   statistics the API answers ([`Stats`]).
 
+pub mod retention;
 pub mod rollup;
 pub mod series;
 

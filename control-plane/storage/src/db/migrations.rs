@@ -91,7 +91,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 18,
-        name: "cold-load time of usage events",
+        name: "cold-load time of usage events, analytics by age",
         sql: include_str!("migrations/0018_cold_load.sql"),
     },
 ];
