@@ -328,7 +328,7 @@ async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap, data_dir: &Path) -> any
     if generated {
         announce(&format!(
             "First start: created admin {} in organisation {:?}.\n{ADMIN_PASSWORD_ANNOUNCEMENT}{}\n\
-             Sign in with it (`wisp login --email {}`); you will have to choose a new password \
+             Sign in with it (the dashboard at `/`, or `wisp login --email {}`); you will have to choose a new password \
              (`wisp password change`) before doing anything else.",
             bootstrap.admin_email,
             org.slug,

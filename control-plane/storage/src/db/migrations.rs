@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alert rules, webhooks, history, deliveries",
         sql: include_str!("migrations/0014_alerts.sql"),
     },
+    Migration {
+        version: 15,
+        name: "dashboard session cookies",
+        sql: include_str!("migrations/0015_dashboard_sessions.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
