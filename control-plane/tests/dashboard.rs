@@ -519,7 +519,7 @@ async fn dashboard_changes_are_audited_like_their_api_twins() {
         .post(
             &app,
             &format!("/orgs/{ORG}/models"),
-            &[("name", "no spaces allowed")],
+            &[("name", "..")],
             true,
         )
         .await;
@@ -534,4 +534,20 @@ async fn dashboard_changes_are_audited_like_their_api_twins() {
         )
         .await;
     assert_eq!(duplicate.status, StatusCode::CONFLICT);
+    // Names are free text: the page of one with a space and a slash is reachable.
+    let spaced = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/models"),
+            &[("name", "my model/v2")],
+            true,
+        )
+        .await;
+    assert_eq!(
+        location(&spaced),
+        format!("/orgs/{ORG}/models/my%20model%2Fv2")
+    );
+    let page = browser.get(&app, location(&spaced)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(html(&page).contains("Model my model"));
 }

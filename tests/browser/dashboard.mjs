@@ -118,14 +118,14 @@ try {
   expectedErrorUrls.add(`${base}/sign-in`);
   await admin.fill("#email", adminEmail);
   await admin.fill("#password", "not the password");
-  await admin.click("button[type=submit]");
+  await admin.click("main button[type=submit]");
   assert.equal(await admin.locator("[data-error-code]").getAttribute("data-error-code"), "invalid_credentials");
   await check(admin, "sign-in-wrong-password");
 
   // --- The bootstrap admin's one-time password: forced to choose a new one first.
   await admin.fill("#email", adminEmail);
   await admin.fill("#password", oneTimePassword);
-  await admin.click("button[type=submit]");
+  await admin.click("main button[type=submit]");
   assert.match(admin.url(), /\/account\/password$/);
   await check(admin, "password-forced");
   // Any other page leads back here until it is changed.
@@ -139,7 +139,7 @@ try {
   await admin.fill("#current_password", oneTimePassword);
   await admin.fill("#new_password", newPassword);
   await admin.fill("#confirm_password", newPassword);
-  await admin.click("button[type=submit]");
+  await admin.click("main button[type=submit]");
   assert.match(admin.url(), new RegExp(`/orgs/${org}$`));
 
   // --- Home: the checklist, nothing done yet.
@@ -226,7 +226,7 @@ try {
   await check(viewer, "invitation");
   await viewer.fill("#password", viewerPassword);
   await viewer.fill("#confirm_password", viewerPassword);
-  await viewer.click("button[type=submit]");
+  await viewer.click("main button[type=submit]");
   assert.match(viewer.url(), new RegExp(`/orgs/${org}$`));
   await check(viewer, "viewer-home");
   await viewer.goto(`${base}/orgs/${org}/models/iris`);

@@ -30,6 +30,7 @@ fn environment() -> &'static Environment<'static> {
     ENVIRONMENT.get_or_init(|| {
         let mut env = Environment::new();
         env.add_global("nav", Value::from_serialize(super::pages::NAV));
+        env.add_filter("filesizeformat", file_size);
         for (name, source) in SHARED
             .iter()
             .chain(super::pages::TEMPLATES.iter().flat_map(|area| area.iter()))
@@ -41,6 +42,22 @@ fn environment() -> &'static Environment<'static> {
         }
         env
     })
+}
+
+/// A byte count for people: `1.5 MB` (decimal units, like the API's quota messages).
+fn file_size(bytes: i64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < units.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }
 
 /// An organisation in the switcher.

@@ -150,8 +150,21 @@ async fn create(
 }
 
 fn model_url(org: &str, model: &str) -> String {
-    let model: String = url::form_urlencoded::byte_serialize(model.as_bytes()).collect();
-    format!("/orgs/{org}/models/{model}")
+    format!("/orgs/{org}/models/{}", path_segment(model))
+}
+
+/// `text` as one URL path segment: everything but RFC 3986's unreserved characters
+/// percent-encoded (model names are free text).
+fn path_segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 #[derive(Debug, Default, Deserialize)]
