@@ -50,4 +50,9 @@ pub use {
     wisp_serving as serving,
 };
 
-pub use api::{AppState, app};
+pub use api::AppState;
+
+/// The complete HTTP application `wisp serve` runs: the API and the dashboard.
+pub fn app(state: AppState) -> axum::Router {
+    api::app_with(state, dashboard::routes())
+}

@@ -159,7 +159,7 @@ pub async fn run(
     serve_metrics(&config, Arc::clone(&state.telemetry)).await?;
     let metering = state.metering.clone();
     let drift = state.drift.clone();
-    let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

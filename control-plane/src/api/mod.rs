@@ -242,8 +242,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(alert_webhooks::routes())
 }
 
-/// The complete HTTP application.
-pub fn app(state: AppState) -> Router {
+/// The complete HTTP application: the API and `pages` (the dashboard, which lives above
+/// the API and is passed in so that the API does not depend on it; see [`crate::app`]).
+pub fn app_with(state: AppState, pages: Router<AppState>) -> Router {
     let (router, openapi) = routes().split_for_parts();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let client_ip = Arc::clone(&state.settings.client_ip);
@@ -274,7 +275,7 @@ pub fn app(state: AppState) -> Router {
     router
         .merge(docs::routes(openapi))
         .merge(mlflow::routes())
-        .merge(crate::dashboard::routes())
+        .merge(pages)
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::main_port))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })

@@ -28,7 +28,7 @@ use axum::Router;
 use crate::api::AppState;
 
 /// Every dashboard route (pages and static files), with the CSRF guard and the security
-/// headers. Merged into [`crate::api::app`]; the paths (`/`, `/sign-in`, `/orgs/…`,
+/// headers. Merged into the application by [`crate::app`]; the paths (`/`, `/sign-in`, `/orgs/…`,
 /// `/static/…`, …) do not overlap the API's (`/v1`, `/v2`, `/api`, `/docs`, `/healthz`,
 /// `/metrics`).
 pub fn routes() -> Router<AppState> {
