@@ -73,3 +73,21 @@ if [ "$(realpath "$sqld")" != "$(realpath -m "$sqld_home/sqld")" ]; then
   cp "$sqld" "$sqld_home/sqld.tmp" && mv "$sqld_home/sqld.tmp" "$sqld_home/sqld"
 fi
 "$sqld_home/sqld" --version >/dev/null
+
+# The dashboard's browser test (control-plane/tests/e2e_dashboard.rs): Debian's chromium,
+# node, and the npm packages of tests/browser (playwright-core driving that chromium — no
+# browser is ever downloaded — and axe-core), installed with `npm ci` from the committed
+# lockfile, again only when the lockfile or node changed.
+if ! command -v chromium >/dev/null || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium nodejs npm
+  else
+    echo "test-env: install Debian's chromium, nodejs and npm (the dashboard's browser test)" >&2
+    exit 1
+  fi
+fi
+browser_stamp="$(node --version) $(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)"
+if [ "$(cat tests/browser/node_modules/.wisp-stamp 2>/dev/null)" != "$browser_stamp" ]; then
+  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+  echo "$browser_stamp" > tests/browser/node_modules/.wisp-stamp
+fi

@@ -75,6 +75,18 @@ impl ClientIpPolicy {
         self.trusted_proxies.iter().any(|range| range.contains(ip))
     }
 
+    /// Whether a trusted proxy says the client reached it over TLS (`X-Forwarded-Proto:
+    /// https`, its first value). From any other peer the header proves nothing.
+    pub fn forwarded_https(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> bool {
+        let Some(peer) = peer else { return false };
+        self.trusts(peer.to_canonical())
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+    }
+
     /// The client's address for a request from `peer` with `headers`.
     ///
     /// From a trusted proxy: `Fly-Client-IP` if present, else the right-most address of

@@ -31,6 +31,7 @@ pub mod cli;
 pub mod client;
 pub mod client_ip;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod onnx_inspector;
 pub mod sandbox;
@@ -39,8 +40,8 @@ pub mod telemetry;
 
 // The layers below, under the names the edge (and the integration tests) use.
 pub use wisp_core::{
-    access, audit, auth, deployments, inspect, invitations, keys, lookups, orgs, plans, registry,
-    sessions, sign_ins, users,
+    access, audit, auth, dashboard_sessions, deployments, inspect, invitations, keys, lookups,
+    onboarding, orgs, plans, registry, sessions, sign_ins, users,
 };
 pub use wisp_serving::batch;
 pub use wisp_storage::{blob, db};
@@ -49,4 +50,9 @@ pub use {
     wisp_serving as serving,
 };
 
-pub use api::{AppState, app};
+pub use api::AppState;
+
+/// The complete HTTP application `wisp serve` runs: the API and the dashboard.
+pub fn app(state: AppState) -> axum::Router {
+    api::app_with(state, dashboard::routes())
+}

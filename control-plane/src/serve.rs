@@ -164,7 +164,7 @@ pub async fn run(
     serve_metrics(&config, Arc::clone(&state.telemetry)).await?;
     let metering = state.metering.clone();
     let drift = state.drift.clone();
-    let app = api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -333,7 +333,7 @@ async fn bootstrap_admin(db: &Db, bootstrap: &Bootstrap, data_dir: &Path) -> any
     if generated {
         announce(&format!(
             "First start: created admin {} in organisation {:?}.\n{ADMIN_PASSWORD_ANNOUNCEMENT}{}\n\
-             Sign in with it (`wisp login --email {}`); you will have to choose a new password \
+             Sign in with it (the dashboard at `/`, or `wisp login --email {}`); you will have to choose a new password \
              (`wisp password change`) before doing anything else.",
             bootstrap.admin_email,
             org.slug,

@@ -34,6 +34,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "audit",
             "lookups",
             "alerts",
+            "dashboard_sessions",
+            "onboarding",
         ],
     ),
     // Usage events, quotas, billing.
@@ -50,6 +52,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "client_ip",
             "api",
+            "dashboard",
             "error_edge",
             "config",
             "sandbox",

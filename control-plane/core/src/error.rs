@@ -93,6 +93,9 @@ pub enum ErrorCode {
     /// A feedback's `actual` does not fit the prediction: a classifier's is a label (a
     /// string or an integer), a regressor's a finite number.
     InvalidActual,
+    /// A dashboard form or request that changes something came without the session's
+    /// anti-forgery token (or with another session's).
+    CsrfTokenInvalid,
 }
 
 impl ErrorCode {
@@ -134,6 +137,7 @@ impl ErrorCode {
         Self::IdempotencyConflict,
         Self::PasswordChangeRequired,
         Self::InvalidActual,
+        Self::CsrfTokenInvalid,
     ];
 
     /// The stable string clients match on.
@@ -175,6 +179,7 @@ impl ErrorCode {
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::PasswordChangeRequired => "password_change_required",
             Self::InvalidActual => "invalid_actual",
+            Self::CsrfTokenInvalid => "csrf_token_invalid",
         }
     }
 
@@ -215,6 +220,7 @@ impl ErrorCode {
             Self::Internal => 500,
             Self::PasswordChangeRequired => 403,
             Self::InvalidActual => 422,
+            Self::CsrfTokenInvalid => 403,
         }
     }
 }

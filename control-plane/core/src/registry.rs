@@ -126,6 +126,28 @@ pub async fn list_models(conn: &Reader, org_id: &str) -> Result<Vec<Model>, DbEr
     db::collect(rows, model_from_row).await
 }
 
+/// A page of an organisation's models by name: at most `limit`, after `after` (the last
+/// name of the previous page), whose name starts with `prefix` (empty: all).
+pub async fn list_models_page(
+    conn: &Reader,
+    org_id: &str,
+    prefix: &str,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<Model>, DbError> {
+    // `substr` rather than LIKE: a prefix is matched literally, `%` and `_` included.
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {MODEL_COLUMNS} FROM models m WHERE m.org_id = ?1 AND m.name > ?2
+                 AND substr(m.name, 1, length(?3)) = ?3 ORDER BY m.name LIMIT ?4"
+            ),
+            params![org_id, after, prefix, limit],
+        )
+        .await?;
+    db::collect(rows, model_from_row).await
+}
+
 /// A model of an organisation by name.
 pub async fn get_model(conn: &Reader, org_id: &str, name: &str) -> Result<Option<Model>, DbError> {
     let rows = conn

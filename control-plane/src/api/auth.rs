@@ -119,10 +119,43 @@ async fn login(
     Meta(meta): Meta,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
+    let response = sign_in(
+        &state,
+        &meta,
+        &request.email,
+        request.password,
+        async |tx, user, session| {
+            issue_tokens(
+                &state,
+                tx,
+                &user.id,
+                session,
+                user.must_change_password,
+                db::now(),
+            )
+            .await
+        },
+    )
+    .await?;
+    Ok(Json(response))
+}
+
+/// Password sign-in, the one way in for `POST /v1/auth/login` and the dashboard: bounds,
+/// throttling per account and address, argon2 on the hashing pool (a dummy hash for
+/// unknown emails), the sign-in history, and a new session. `then` runs in the
+/// transaction that starts the session, with the user and the session id, to issue what
+/// the caller hands out (tokens, a cookie).
+pub(crate) async fn sign_in<T>(
+    state: &AppState,
+    meta: &RequestMeta,
+    email: &str,
+    password: String,
+    then: impl AsyncFnOnce(&Writer, &users::User, &str) -> ApiResult<T>,
+) -> ApiResult<T> {
     // Bounds first: nothing unbounded reaches the throttle's keys, argon2 or the database.
-    let email = input::email(&request.email)?.to_owned();
-    input::password(&request.password)?;
-    let ip = parse_ip(&meta);
+    let email = input::email(email)?.to_owned();
+    input::password(&password)?;
+    let ip = parse_ip(meta);
     state
         .login_throttle
         .attempt(&email, ip)
@@ -132,7 +165,6 @@ async fn login(
         users::find_by_email(&conn, &email).await?
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let password = request.password;
     let verified = state
         .password_hashing
         .run(move || match stored {
@@ -156,23 +188,14 @@ async fn login(
         return Err(wrong_credentials());
     }
     state.login_throttle.succeeded(&email, ip);
-    let response = state
+    state
         .db
         .transaction(async |tx| -> Result<_, crate::error::ApiError> {
             sign_ins::record(tx, &user.id, true, meta.source_ip.as_deref(), now).await?;
             let session = sessions::start(tx, &user.id, meta.source_ip.as_deref(), now).await?;
-            issue_tokens(
-                &state,
-                tx,
-                &user.id,
-                &session,
-                user.must_change_password,
-                now,
-            )
-            .await
+            then(tx, &user, &session).await
         })
-        .await?;
-    Ok(Json(response))
+        .await
 }
 
 fn wrong_credentials() -> ApiError {
@@ -283,17 +306,42 @@ async fn change_password(
     session: CurrentSession,
     ApiJson(request): ApiJson<ChangePassword>,
 ) -> ApiResult<Json<TokenResponse>> {
-    input::password(&request.current_password)?;
-    input::new_password(&request.new_password)?;
-    if request.new_password == request.current_password {
+    let response = replace_password(
+        &state,
+        &meta,
+        &session.user,
+        request.current_password,
+        request.new_password,
+        async |tx, new_session| {
+            issue_tokens(&state, tx, &session.user.id, new_session, false, db::now()).await
+        },
+    )
+    .await?;
+    Ok(Json(response))
+}
+
+/// Changes `user`'s password, the one way for `POST /v1/auth/password` and the dashboard:
+/// bounds, the throttle (a stolen credential must not become a way to guess the password
+/// fast), the current password checked, every session of the user ended, and a new
+/// session started. `then` runs in that transaction with the new session's id.
+pub(crate) async fn replace_password<T>(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &CurrentUser,
+    current_password: String,
+    new_password: String,
+    then: impl AsyncFnOnce(&Writer, &str) -> ApiResult<T>,
+) -> ApiResult<T> {
+    input::password(&current_password)?;
+    input::new_password(&new_password)?;
+    if new_password == current_password {
         return Err(ApiError::invalid(
             "the new password must differ from the current one",
         ));
     }
-    let user_id = session.user.id.clone();
-    let email = session.user.email.clone();
-    // A stolen access token must not become a way to guess the password fast.
-    let ip = parse_ip(&meta);
+    let user_id = user.id.clone();
+    let email = user.email.clone();
+    let ip = parse_ip(meta);
     state
         .login_throttle
         .attempt(&email, ip)
@@ -305,8 +353,8 @@ async fn change_password(
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "invalid access token"))?
             .password_hash
     };
-    let current = request.current_password;
-    let new = request.new_password;
+    let current = current_password;
+    let new = new_password;
     let hashed = state
         .password_hashing
         .run(move || {
@@ -325,16 +373,15 @@ async fn change_password(
     };
     state.login_throttle.succeeded(&email, ip);
     let now = db::now();
-    let response = state
+    state
         .db
         .transaction(async |tx| -> Result<_, crate::error::ApiError> {
             users::set_password(tx, &user_id, &hash).await?;
             sessions::revoke_all(tx, &user_id, EndReason::PasswordChanged, now).await?;
             let new_session = sessions::start(tx, &user_id, meta.source_ip.as_deref(), now).await?;
-            issue_tokens(&state, tx, &user_id, &new_session, false, now).await
+            then(tx, &new_session).await
         })
-        .await?;
-    Ok(Json(response))
+        .await
 }
 
 /// The caller's sessions that have not ended, newest first (at most 100).

@@ -272,10 +272,7 @@ async fn deployment_history(
 
 /// Starts the warm-up; with `wait`, answers its outcome.
 async fn respond(state: &AppState, job: WarmUp, model_id: &str, wait: bool) -> ApiResult<Deployed> {
-    let handle = warmup::spawn(state.db.clone(), state.serving.clone(), job);
-    if wait {
-        handle.await.map_err(ApiError::internal)?;
-    }
+    warm_up(state, job, wait).await?;
     let conn = state.db.read().await;
     let deployment = deployments::get(&conn, model_id).await?.ok_or_else(|| {
         ApiError::new(ErrorCode::NotFound, "the deployment was removed meanwhile")
@@ -286,4 +283,14 @@ async fn respond(state: &AppState, job: WarmUp, model_id: &str, wait: bool) -> A
         StatusCode::ACCEPTED
     };
     Ok((status, Json(deployment)))
+}
+
+/// Loads a recorded deployment change in the background (the API and the dashboard);
+/// with `wait`, returns once it is `ready` or `failed`.
+pub(crate) async fn warm_up(state: &AppState, job: WarmUp, wait: bool) -> ApiResult<()> {
+    let handle = warmup::spawn(state.db.clone(), state.serving.clone(), job);
+    if wait {
+        handle.await.map_err(ApiError::internal)?;
+    }
+    Ok(())
 }

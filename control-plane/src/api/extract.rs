@@ -359,7 +359,7 @@ impl<P: Permission> FromRequestParts<AppState> for CredentialOrg<P> {
 }
 
 /// Applies the permission table for `action` in the organisation `slug`.
-async fn resolve(
+pub(crate) async fn resolve(
     state: &AppState,
     principal: Principal,
     slug: &str,

@@ -114,11 +114,51 @@ async fn accept_invitation(
     session: Option<CurrentSession>,
     ApiJson(request): ApiJson<AcceptInvitation>,
 ) -> ApiResult<Json<AcceptedInvitation>> {
-    input::token(&request.token)?;
-    if let Some(password) = &request.password {
+    let accepted = accept(
+        &state,
+        &meta,
+        session.as_ref().map(|s| &s.user),
+        &request.token,
+        request.password,
+        async |tx, user_id, session_id| {
+            issue_tokens(&state, tx, user_id, session_id, false, db::now()).await
+        },
+    )
+    .await?;
+    Ok(Json(AcceptedInvitation {
+        org: accepted.org,
+        role: accepted.role,
+        user_id: accepted.user_id,
+        session: accepted.session,
+    }))
+}
+
+/// An accepted invitation: the organisation joined, with which role, by whom, and what
+/// `then` issued for a new account's first session.
+pub(crate) struct Accepted<T> {
+    pub org: OrgView,
+    pub role: Role,
+    pub user_id: String,
+    pub session: Option<T>,
+}
+
+/// Accepts the invitation of `token`, the one way for `POST /v1/invitations/accept` and
+/// the dashboard: as the signed-in `user` (who must be the invited address), or, for an
+/// address without an account, by creating it with `password`; then `then` runs in the same
+/// transaction with the new account's id and its first session's id.
+pub(crate) async fn accept<T>(
+    state: &AppState,
+    meta: &crate::audit::RequestMeta,
+    user: Option<&super::CurrentUser>,
+    token: &str,
+    password: Option<String>,
+    then: impl AsyncFnOnce(&crate::db::Writer, &str, &str) -> ApiResult<T>,
+) -> ApiResult<Accepted<T>> {
+    input::token(token)?;
+    if let Some(password) = &password {
         input::new_password(password)?;
     }
-    let hash = tokens::hash_secret(&request.token);
+    let hash = tokens::hash_secret(token);
     let now = db::now();
     let (invitation, existing) = {
         let conn = state.db.read().await;
@@ -134,9 +174,9 @@ async fn accept_invitation(
     };
     // Who joins: an existing account (signed in as it), or a new one (hashed outside the
     // database lock).
-    let joiner = match (&existing, &session) {
-        (Some(user), Some(session)) if session.user.id == user.id => {
-            Joiner::Existing(user.id.clone())
+    let joiner = match (&existing, user) {
+        (Some(existing), Some(user)) if user.id == existing.id => {
+            Joiner::Existing(existing.id.clone())
         }
         (Some(_), None) => {
             return Err(ApiError::new(
@@ -158,8 +198,7 @@ async fn accept_invitation(
                     "this address belongs to a platform operator; its account is not created through an invitation",
                 ));
             }
-            let password = request
-                .password
+            let password = password
                 .clone()
                 .ok_or_else(|| ApiError::invalid("choose a `password` for your new account"))?;
             let password_hash = state
@@ -203,9 +242,8 @@ async fn accept_invitation(
                     sign_ins::record(tx, &user_id, true, meta.source_ip.as_deref(), now).await?;
                     let session_id =
                         sessions::start(tx, &user_id, meta.source_ip.as_deref(), now).await?;
-                    let tokens =
-                        issue_tokens(&state, tx, &user_id, &session_id, false, now).await?;
-                    (user_id, Some(tokens))
+                    let issued = then(tx, &user_id, &session_id).await?;
+                    (user_id, Some(issued))
                 }
             };
             let role = match orgs::role_in(tx, &invitation.org_id, &user_id).await? {
@@ -219,7 +257,7 @@ async fn accept_invitation(
             let joined = Acting {
                 org_id: &invitation.org_id,
                 actor: format!("user:{user_id}"),
-                meta: &meta,
+                meta,
             };
             joined
                 .audit(
@@ -236,7 +274,7 @@ async fn accept_invitation(
             let org = orgs::find_by_id(tx, &invitation.org_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("organisation"))?;
-            Ok(AcceptedInvitation {
+            Ok(Accepted {
                 org: OrgView::new(&org, Some(role)),
                 role,
                 user_id,
@@ -244,7 +282,7 @@ async fn accept_invitation(
             })
         })
         .await?;
-    Ok(Json(accepted))
+    Ok(accepted)
 }
 
 enum Joiner {

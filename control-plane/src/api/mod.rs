@@ -14,30 +14,30 @@ mod alert_webhooks;
 mod alerts;
 mod analytics;
 mod audit_log;
-mod auth;
+pub(crate) mod auth;
 mod batch;
-mod deployments;
+pub(crate) mod deployments;
 mod docs;
 mod drift;
 mod error_response;
 pub mod extract;
 mod feedback;
 mod idempotency;
-mod invitations;
+pub(crate) mod invitations;
 mod keys;
 mod kserve_v1;
 mod members;
 mod metering_headers;
 pub mod metrics;
 mod mlflow;
-mod models;
+pub(crate) mod models;
 pub mod operator;
 mod orgs;
 mod platform;
 pub(crate) mod predict;
 mod request_meta;
 pub use request_meta::Meta;
-mod upload;
+pub(crate) mod upload;
 mod usage;
 mod v2;
 
@@ -245,8 +245,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(alert_webhooks::routes())
 }
 
-/// The complete HTTP application.
-pub fn app(state: AppState) -> Router {
+/// The complete HTTP application: the API and `pages` (the dashboard, which lives above
+/// the API and is passed in so that the API does not depend on it; see [`crate::app`]).
+pub fn app_with(state: AppState, pages: Router<AppState>) -> Router {
     let (router, openapi) = routes().split_for_parts();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let client_ip = Arc::clone(&state.settings.client_ip);
@@ -277,6 +278,7 @@ pub fn app(state: AppState) -> Router {
     router
         .merge(docs::routes(openapi))
         .merge(mlflow::routes())
+        .merge(pages)
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::main_port))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })

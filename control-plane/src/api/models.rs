@@ -82,7 +82,7 @@ pub struct HistoryQuery {
 
 /// Model names are free text: SQL or path-like names are stored literally (they never
 /// reach SQL unbound, nor the filesystem). Only names a URL cannot carry are refused.
-pub(super) fn validate_model_name(name: &str) -> ApiResult<()> {
+pub(crate) fn validate_model_name(name: &str) -> ApiResult<()> {
     if name.is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             "model name must be 1-256 printable characters",
@@ -94,7 +94,7 @@ pub(super) fn validate_model_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn validate_alias(alias: &str) -> ApiResult<()> {
+pub(crate) fn validate_alias(alias: &str) -> ApiResult<()> {
     let valid = (1..=64).contains(&alias.len())
         && alias
             .bytes()
@@ -110,7 +110,7 @@ fn validate_alias(alias: &str) -> ApiResult<()> {
 }
 
 /// Looks a model up in the caller's organisation; other organisations' models are not found.
-pub(super) async fn find_model(conn: &Reader, org_id: &str, name: &str) -> ApiResult<Model> {
+pub(crate) async fn find_model(conn: &Reader, org_id: &str, name: &str) -> ApiResult<Model> {
     registry::get_model(conn, org_id, name)
         .await?
         .ok_or_else(|| ApiError::not_found("model"))

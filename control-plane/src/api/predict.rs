@@ -178,7 +178,7 @@ async fn predict(
     .await
 }
 
-async fn predict_call(
+pub(crate) async fn predict_call(
     pipeline: &Pipeline,
     access: &OrgAccess,
     name: String,

@@ -283,7 +283,23 @@ async fn upload_version(
     request: Request,
 ) -> ApiResult<(StatusCode, Json<ModelVersion>)> {
     let (_, name) = path;
-    let acting = Acting::new(&access, &meta);
+    let version = upload(&state, &access, &meta, &name, query, request).await?;
+    Ok((StatusCode::CREATED, Json(version)))
+}
+
+/// Stages, inspects, stores and registers an uploaded version of model `name` (a raw body
+/// or a multipart form): the one upload path of the API and the dashboard. The caller has
+/// checked the `WriteModels` permission.
+pub(crate) async fn upload(
+    state: &AppState,
+    access: &crate::access::OrgAccess,
+    meta: &crate::audit::RequestMeta,
+    name: &str,
+    query: UploadQuery,
+    request: Request,
+) -> ApiResult<ModelVersion> {
+    let name = name.to_owned();
+    let acting = Acting::new(access, meta);
     // Fail fast, before reading a byte, when the model does not exist.
     let plan = {
         let conn = state.db.read().await;
@@ -305,7 +321,7 @@ async fn upload_version(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let staged = if is_multipart {
-        stage_multipart(&state, request, limit).await?
+        stage_multipart(state, request, limit).await?
     } else {
         let body = request.into_body().into_data_stream();
         let file = state
@@ -328,7 +344,7 @@ async fn upload_version(
         return Err(ApiError::new(ErrorCode::EmptyUpload, "the upload is empty"));
     }
 
-    let inspected = inspect(&state, &staged, &plan).await?;
+    let inspected = inspect(state, &staged, &plan).await?;
 
     let Staged {
         file,
@@ -420,5 +436,5 @@ async fn upload_version(
         }
     };
     tracing::info!(model = %name, version = version.version, sha256 = %version.sha256, "model version uploaded");
-    Ok((StatusCode::CREATED, Json(version)))
+    Ok(version)
 }

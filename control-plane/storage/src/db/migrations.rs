@@ -90,6 +90,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0014_alerts.sql"),
     },
     Migration {
+        version: 15,
+        name: "dashboard session cookies",
+        sql: include_str!("migrations/0015_dashboard_sessions.sql"),
+    },
+    Migration {
         version: 18,
         name: "cold-load time of usage events, analytics by age",
         sql: include_str!("migrations/0018_cold_load.sql"),
