@@ -34,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "audit",
             "lookups",
             "alerts",
+            "fleet",
         ],
     ),
     // Usage events, quotas, billing.
@@ -58,6 +59,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cli",
             "telemetry",
             "alert_delivery",
+            "fleet_member",
         ],
     ),
     // The `wisp` CLI's client of a running server.

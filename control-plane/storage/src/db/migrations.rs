@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alert rules, webhooks, history, deliveries",
         sql: include_str!("migrations/0014_alerts.sql"),
     },
+    Migration {
+        version: 17,
+        name: "fleet: nodes, invalidations, quota claims, batch leases",
+        sql: include_str!("migrations/0017_fleet.sql"),
+    },
 ];
 
 /// Applies, oldest first, every migration not yet recorded in `schema_migrations`.
