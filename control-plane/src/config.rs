@@ -445,6 +445,7 @@ impl Default for Config {
             feedback: FeedbackConfig::default(),
             drift: Default::default(),
             alerts: Default::default(),
+            fleet: Default::default(),
         }
     }
 }

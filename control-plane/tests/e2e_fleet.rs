@@ -79,8 +79,13 @@ async fn predict(base: &str, secret: &str) -> reqwest::Response {
 
 /// Waits until `done` holds (a change made on another node arrives within the fleet's
 /// invalidation bound; the deadline only keeps a broken build from hanging).
-async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+async fn eventually(what: &str, done: impl AsyncFnMut() -> bool) {
+    eventually_within(Duration::from_secs(30), what, done).await;
+}
+
+/// [`eventually`], for work that takes a while (a batch job on a debug build).
+async fn eventually_within(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !done().await {
         assert!(Instant::now() < deadline, "never happened: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -345,10 +350,14 @@ async fn a_batch_job_of_a_killed_node_is_taken_over_and_completed_once() {
         .unwrap();
 
     let mut finished = Value::Null;
-    eventually("B completes the job", async || {
-        finished = job(&b.base, &token, &id).await;
-        finished["status"] != "running" && finished["status"] != "queued"
-    })
+    eventually_within(
+        Duration::from_secs(300),
+        "B completes the job",
+        async || {
+            finished = job(&b.base, &token, &id).await;
+            finished["status"] != "running" && finished["status"] != "queued"
+        },
+    )
     .await;
     assert_eq!(finished["status"], "succeeded", "{finished}");
     assert_eq!(finished["rows_done"], ROWS);
