@@ -57,6 +57,9 @@ pub struct Config {
     /// Alert rule evaluation and webhook delivery (`[alerts]`).
     #[serde(default)]
     pub alerts: crate::alert_delivery::AlertsConfig,
+    /// Several nodes on one database: heartbeats and invalidation polling (`[fleet]`).
+    #[serde(default)]
+    pub fleet: crate::fleet_member::FleetConfig,
 }
 
 /// Where the metrics listener listens unless `metrics.listen` says otherwise.
@@ -461,6 +464,7 @@ impl Default for Config {
             feedback: FeedbackConfig::default(),
             drift: Default::default(),
             alerts: Default::default(),
+            fleet: Default::default(),
         }
     }
 }
@@ -527,6 +531,12 @@ impl Config {
         }
         if let Err(e) = self.alerts.validate() {
             return Err(ConfigError::Invalid(e));
+        }
+        if let Err(e) = self.fleet.validate() {
+            return Err(ConfigError::Invalid(e));
+        }
+        if self.batch.lease_ms < 300 {
+            return invalid("batch.lease_ms must be at least 300");
         }
         if let Err(e) = self.server.trusted_proxy_ranges() {
             return Err(ConfigError::Invalid(format!("server.trusted_proxies: {e}")));

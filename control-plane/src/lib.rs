@@ -20,6 +20,8 @@
 //! - [`config`], [`cli`], [`serve`]: the `wisp serve` process; [`telemetry`]: its
 //!   Prometheus metrics and logger.
 //! - [`client`]: the other `wisp` subcommands, a client of a running server.
+//! - [`fleet_member`]: this node among the others sharing its database (heartbeats, invalidation
+//!   polling, giving back quota blocks and batch leases on a clean stop).
 //!
 //! Invariants: only this crate touches libSQL; every query is scoped by organisation id
 //! taken from [`auth::OrgAccess`], never from the request body; another organisation's
@@ -33,6 +35,7 @@ pub mod client_ip;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod fleet_member;
 pub mod onnx_inspector;
 pub mod sandbox;
 pub mod serve;

@@ -116,7 +116,10 @@ pub async fn state(
         admission: Arc::default(),
         result_cache: Arc::new(ResultCache::new(config.limits.result_cache_bytes)),
         traffic: Arc::default(),
-        batch: BatchJobs::new(config.batch.clone()),
+        batch: BatchJobs::on_node(
+            config.batch.clone(),
+            &crate::fleet_member::node_id(&config.data_dir)?,
+        ),
         telemetry,
         predictions,
         settings: ApiSettings {
@@ -151,6 +154,20 @@ pub async fn run(
     inspector: Arc<dyn ModelInspector>,
 ) -> anyhow::Result<()> {
     let state = state(&config, &bootstrap, inspector).await?;
+    // This node among the others on the database: heartbeats, invalidations.
+    let fleet = crate::fleet_member::FleetMember {
+        node_id: state.batch.node_id().to_owned(),
+        db: Arc::clone(&state.db),
+        admission: Arc::clone(&state.admission),
+        metering: state.metering.clone(),
+        result_cache: Arc::clone(&state.result_cache),
+        config: config.fleet.clone(),
+    };
+    fleet
+        .clone()
+        .join()
+        .await
+        .context("failed to join the node registry")?;
     // Jobs interrupted by a stop or a crash continue from their last completed chunk.
     batch::runner::resume(&axum::extract::FromRef::from_ref(&state)).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -169,6 +186,8 @@ pub async fn run(
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
+    // The quota blocks and batch leases this node holds go back to the fleet.
+    fleet.leave().await;
     // Not needed for correctness (the next start replays the outbox), but a clean stop
     // leaves the database complete for whoever reads it next.
     metering

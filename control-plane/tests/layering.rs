@@ -36,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "alerts",
             "dashboard_sessions",
             "onboarding",
+            "fleet",
         ],
     ),
     // Usage events, quotas, billing.
@@ -61,6 +62,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cli",
             "telemetry",
             "alert_delivery",
+            "fleet_member",
         ],
     ),
     // The `wisp` CLI's client of a running server.

@@ -1,7 +1,9 @@
 //! The append-only audit log: who changed what, when, and from where.
 //!
 //! Handlers record an [`AuditEvent`] in the same transaction as the change it describes, so
-//! the log and the data cannot disagree.
+//! the log and the data cannot disagree. The same transaction writes an entry of the
+//! fleet's invalidation log ([`crate::fleet`]), so every other node forgets what it
+//! memoised of the change.
 
 use crate::db::{Reader, Writer};
 use libsql::params;
@@ -53,6 +55,8 @@ pub async fn record(
         ],
     )
     .await?;
+    // Whatever changed may be memoised on other nodes: they forget it at their next poll.
+    crate::fleet::record_change(conn, event.org_id, event.action).await?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! - [`orgs`], [`users`], [`keys`], [`registry`], [`deployments`], [`plans`], [`audit`]:
 //!   storage of each domain; [`invitations`], [`sessions`], [`sign_ins`]: how people join
 //!   organisations and sign in; [`lookups`]: the rows every request reads, memoised.
+//! - [`fleet`]: the node registry and the invalidation log several nodes share.
 //!
 //! Invariant: every query is scoped by an organisation id taken from [`access::OrgAccess`],
 //! never from a request body; another organisation's resource answers exactly like a
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod dashboard_sessions;
 pub mod deployments;
 pub mod error;
+pub mod fleet;
 pub mod inspect;
 pub mod invitations;
 pub mod keys;

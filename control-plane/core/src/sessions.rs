@@ -175,6 +175,8 @@ pub async fn revoke(
         params![session_id, now],
     )
     .await?;
+    // Other nodes may hold the session memoised: the fleet's log tells them.
+    crate::fleet::record_change(conn, None, "session.revoked").await?;
     Ok(changed > 0)
 }
 
@@ -197,6 +199,8 @@ pub async fn revoke_all(
         params![user_id, now],
     )
     .await?;
+    // Other nodes may hold the session memoised: the fleet's log tells them.
+    crate::fleet::record_change(conn, None, "session.revoked").await?;
     Ok(changed)
 }
 

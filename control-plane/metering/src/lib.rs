@@ -121,21 +121,27 @@ impl Metering {
             );
         }
         let quotas = Arc::new(CallQuotas::default());
-        tokio::spawn(drain(drained, Arc::clone(&db), Arc::clone(&quotas)));
+        tokio::spawn(drain(drained, Arc::clone(&db)));
         tokio::spawn(hourly(Arc::clone(&db)));
-        tokio::spawn(resync_every(Arc::clone(&db), Arc::downgrade(&quotas)));
         Ok(Self {
             inner: Some(Arc::new(Inner { outbox, quotas, db })),
         })
     }
 
-    /// Sets every calls counter again from the database and this process's undrained
-    /// calls, so that what other machines sharing the database billed counts here too.
-    /// Runs every [`quota::RESYNC_INTERVAL`]; public for tests.
-    pub async fn resync_quotas(&self) -> Result<(), MeteringError> {
+    /// How many live nodes share the database: the calls quota is claimed in blocks sized
+    /// for them ([`quota`]).
+    pub fn set_fleet_size(&self, nodes: u32) {
+        if let Some(inner) = &self.inner {
+            inner.quotas.set_fleet_size(nodes);
+        }
+    }
+
+    /// Gives the calls quota this node holds back to the fleet (a clean stop). Returns how
+    /// many calls.
+    pub async fn give_back_quota(&self) -> Result<u64, MeteringError> {
         match &self.inner {
-            Some(inner) => Ok(resync(&inner.db, &inner.quotas).await?),
-            None => Ok(()),
+            Some(inner) => Ok(inner.quotas.give_back(&inner.db).await?),
+            None => Ok(0),
         }
     }
 
@@ -168,7 +174,7 @@ impl Metering {
         let limit = plan.quotas.calls_per_month;
         let reserved = inner
             .quotas
-            .reserve(subject.org_id, period, limit, || async {
+            .reserve(&inner.db, subject.org_id, period, limit, || async {
                 let conn = inner.db.read().await;
                 Ok::<_, DbError>(
                     store::totals(&conn, subject.org_id, period.start, period.end)
@@ -323,54 +329,22 @@ fn new_event(caller: Caller, subject: CallSubject<'_>) -> UsageEvent {
     }
 }
 
-/// One resync of every counter (see [`Metering::resync_quotas`]).
-async fn resync(db: &Db, quotas: &CallQuotas) -> Result<(), DbError> {
-    for (org_id, start) in quotas.counted() {
-        let period = Period::containing(start);
-        // Under the connection: no drained batch is stored (and subtracted from the
-        // undrained calls) between the read and the update.
-        let conn = db.read().await;
-        let durable = store::totals(&conn, &org_id, period.start, period.end)
-            .await?
-            .billed_calls;
-        quotas.resync(&org_id, period.start, durable);
-    }
-    Ok(())
-}
-
-/// Resyncs the calls counters every [`quota::RESYNC_INTERVAL`] while metering lives.
-async fn resync_every(db: Arc<Db>, quotas: std::sync::Weak<CallQuotas>) {
-    let mut ticks = tokio::time::interval(quota::RESYNC_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let Some(quotas) = quotas.upgrade() else {
-            return;
-        };
-        if let Err(error) = resync(&db, &quotas).await {
-            tracing::warn!(error = %error, "failed to resync the calls quotas");
-        }
-    }
-}
-
 /// Moves events from the outbox into the database in batches, in order; deletes sealed
 /// segments once their events are committed; answers flushes.
-async fn drain(drained: Arc<Handoff>, db: Arc<Db>, quotas: Arc<CallQuotas>) {
+async fn drain(drained: Arc<Handoff>, db: Arc<Db>) {
     // Linger unless someone waits: every commit syncs the database, so fewer, bigger
     // transactions cost less per event.
     while let Some(items) = drained.next_batch(DRAIN_LINGER).await {
         // The commit waits for `fsync`, and a deletion for the file system: neither may
         // hold up an executor thread.
-        crate::db::on_blocking_thread(commit_batch(Arc::clone(&db), Arc::clone(&quotas), items))
-            .await;
+        crate::db::on_blocking_thread(commit_batch(Arc::clone(&db), items)).await;
     }
 }
 
 /// Stores a batch's events, retrying until they are stored (they stay in the outbox file
 /// meanwhile, and they are the bill); then deletes the segments and answers the flushes
 /// that came after them.
-async fn commit_batch(db: Arc<Db>, quotas: Arc<CallQuotas>, items: Vec<Drained>) {
+async fn commit_batch(db: Arc<Db>, items: Vec<Drained>) {
     let mut events = Vec::new();
     let mut after = Vec::new();
     for item in items {
@@ -384,14 +358,7 @@ async fn commit_batch(db: Arc<Db>, quotas: Arc<CallQuotas>, items: Vec<Drained>)
         // Usage events and rollups are nothing a memo holds: the memoised rows stay valid.
         let conn = db.write_unmemoised().await;
         match store::insert(&conn, &events).await {
-            Ok(_) => {
-                // Still under the connection, so that a resync sees them either undrained
-                // or stored, never both or neither.
-                for ((org_id, start), billed) in billed_per_counter(&events) {
-                    quotas.drained(org_id, start, billed);
-                }
-                break;
-            }
+            Ok(_) => break,
             Err(error) => {
                 drop(conn);
                 tracing::error!(error = %error, events = events.len(), "failed to store usage events; retrying");
@@ -413,16 +380,6 @@ async fn commit_batch(db: Arc<Db>, quotas: Arc<CallQuotas>, items: Vec<Drained>)
             Drained::Event(_) => unreachable!("events were taken out above"),
         }
     }
-}
-
-/// Billed events per calls counter: `(org, period start)`.
-fn billed_per_counter(events: &[UsageEvent]) -> std::collections::HashMap<(&str, i64), u64> {
-    let mut billed = std::collections::HashMap::new();
-    for event in events.iter().filter(|e| e.billable()) {
-        let start = Period::containing(event.at_ms.div_euclid(1_000)).start;
-        *billed.entry((event.org_id.as_str(), start)).or_default() += 1;
-    }
-    billed
 }
 
 /// Samples storage every hour (and at start) and finalises the invoices of closed periods.

@@ -1,26 +1,34 @@
-//! Hard quotas: the calls-per-month counter every call reserves a slot in, and the checks
-//! on models and storage.
+//! Hard quotas: the calls-per-month quota every call reserves a slot in, exact for the whole
+//! fleet of nodes sharing one database, and the checks on models and storage.
 //!
-//! The calls counter lives in memory, one per organisation and month, started from the
-//! database's daily rollups the first time the month is seen (the outbox is replayed before
-//! serving, so the database is complete then: a restart starts from every call billed
-//! before it). A call reserves a slot before it runs and commits it when it succeeds or
-//! releases it when it fails, so concurrent calls can never exceed the quota: with a quota
-//! of 1,000, exactly 1,000 succeed.
+//! The quota is claimed from the database in blocks (`quota_claims`, one row per
+//! organisation and month, started from the month's billed calls the first time the month
+//! is seen): a node takes a block with a conditional update (compare-and-set on the claimed
+//! total, which never goes past the limit) and starts calls only from what it holds. A call
+//! reserves a slot of the node's holding before it runs, and commits it when it is billed
+//! or gives it back to the holding when it fails. So however many nodes serve, the calls
+//! started never exceed the quota: with a quota of 1,000, exactly 1,000 succeed.
 //!
-//! Machines that share one database each count their own calls, so every
-//! [`RESYNC_INTERVAL`] each counter is set again from the durable count plus this
-//! machine's billed calls still in its outbox ([`CallQuotas::resync`]): a machine learns
-//! what the others served. Across machines the quota can be exceeded by what the others
-//! served since the last resync (and not yet drained); on one machine it is exact.
+//! Blocks shrink as the quota runs out: a quarter of what is left divided by the live nodes
+//! ([`CallQuotas::set_fleet_size`]), at most [`MAX_BLOCK`], at least one call. A node
+//! refuses when the database has nothing left to claim and it holds nothing: calls other
+//! nodes hold then may still be served by them (at most their last blocks, a quarter of
+//! what was left when they claimed). A clean stop gives back what the node holds
+//! ([`CallQuotas::give_back`]); a node that dies keeps its holding claimed (what it served
+//! since its last claim is unknown, and counting it as used is what keeps the quota from
+//! ever being overrun), at most one block per dead node. Plans without a calls quota never
+//! touch the database here.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use libsql::params;
 use tokio::sync::OnceCell;
 
 use super::period::Period;
+use crate::db::{self, Db, DbError};
 
 /// Which quota a call or a change ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,155 +60,267 @@ pub struct QuotaExceeded {
     pub resets_at: Option<i64>,
 }
 
+/// The largest block of calls a node claims at once.
+pub const MAX_BLOCK: u64 = 256;
+
 #[derive(Debug, Default)]
 struct Counter {
-    /// Billed calls this month.
-    used: u64,
-    /// Calls running now that would be billed if they succeed.
+    /// Calls this node may still start: claimed, not yet reserved.
+    held: u64,
+    /// Calls running now that reserved a slot.
     reserved: u64,
-    /// Billed calls of this process not yet in the database (signed: the drainer may store
-    /// an event an instant before its commit counts it here).
-    undrained: i64,
+    /// The fleet's claimed total at this node's last claim.
+    claimed: u64,
 }
 
-/// How often counters are set again from the database ([`CallQuotas::resync`]).
-pub const RESYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
-type Slot = Arc<OnceCell<Mutex<Counter>>>;
-
-/// The calls-per-month counters of every organisation.
+/// One organisation's month on this node.
 #[derive(Debug, Default)]
-pub struct CallQuotas {
-    counters: Mutex<HashMap<(String, i64), Slot>>,
+struct Slot {
+    counter: Mutex<Counter>,
+    /// The `quota_claims` row exists.
+    row: OnceCell<()>,
+    /// One claim at a time per slot: concurrent calls that find the holding empty wait for
+    /// it rather than each claiming a block.
+    claiming: tokio::sync::Mutex<()>,
 }
 
-/// A reserved slot; released on drop unless committed.
+impl Slot {
+    fn counter(&self) -> std::sync::MutexGuard<'_, Counter> {
+        self.counter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The calls-per-month holdings of this node.
+#[derive(Debug)]
+pub struct CallQuotas {
+    slots: Mutex<HashMap<(String, i64), Arc<Slot>>>,
+    /// Live nodes sharing the database (the fleet's registry), for block sizes.
+    fleet_size: AtomicU32,
+}
+
+impl Default for CallQuotas {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::default(),
+            fleet_size: AtomicU32::new(1),
+        }
+    }
+}
+
+/// A reserved slot; given back to the holding on drop unless committed.
 #[derive(Debug)]
 pub struct Reservation {
-    slot: Slot,
+    slot: Option<Arc<Slot>>,
     settled: bool,
 }
 
 impl CallQuotas {
+    /// How many live nodes share the database (from the node registry).
+    pub fn set_fleet_size(&self, nodes: u32) {
+        self.fleet_size.store(nodes.max(1), Ordering::Relaxed);
+    }
+
     /// Reserves a slot for one call of `org_id` in `period` under `limit` (`None`:
-    /// unlimited, still counted). `used_before` loads the month's billed calls from the
-    /// database the first time the month is seen.
-    pub async fn reserve<F, E>(
+    /// unlimited, nothing to claim). `billed_before` reads the month's billed calls, where
+    /// the fleet's claims start the first time any node sees the month.
+    pub async fn reserve<F>(
         &self,
+        db: &Db,
         org_id: &str,
         period: Period,
         limit: Option<u64>,
-        used_before: impl FnOnce() -> F,
-    ) -> Result<Result<Reservation, QuotaExceeded>, E>
+        billed_before: impl FnOnce() -> F,
+    ) -> Result<Result<Reservation, QuotaExceeded>, DbError>
     where
-        F: Future<Output = Result<u64, E>>,
+        F: Future<Output = Result<u64, DbError>>,
     {
-        let slot = {
-            let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-            // Months before the previous one will not be counted again.
-            let oldest = period.previous().start;
-            counters.retain(|(_, start), _| *start >= oldest);
-            Arc::clone(
-                counters
-                    .entry((org_id.to_owned(), period.start))
-                    .or_default(),
-            )
+        let Some(limit) = limit else {
+            return Ok(Ok(Reservation {
+                slot: None,
+                settled: false,
+            }));
         };
-        slot.get_or_try_init(|| async {
-            Ok(Mutex::new(Counter {
-                used: used_before().await?,
-                reserved: 0,
-                undrained: 0,
-            }))
-        })
-        .await?;
-        {
-            let mut counter = lock(&slot);
-            if let Some(limit) = limit
-                && counter.used + counter.reserved >= limit
-            {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            // Months before the previous one will not be claimed from again.
+            let oldest = period.previous().start;
+            slots.retain(|(_, start), _| *start >= oldest);
+            Arc::clone(slots.entry((org_id.to_owned(), period.start)).or_default())
+        };
+        slot.row
+            .get_or_try_init(|| async {
+                let billed = billed_before().await?;
+                let conn = db.write_unmemoised().await;
+                conn.execute(
+                    "INSERT OR IGNORE INTO quota_claims (org_id, period_start, claimed)
+                     VALUES (?1, ?2, ?3)",
+                    params![
+                        org_id,
+                        period.start,
+                        i64::try_from(billed).unwrap_or(i64::MAX)
+                    ],
+                )
+                .await?;
+                Ok::<_, DbError>(())
+            })
+            .await?;
+        loop {
+            if let Some(reservation) = take_held(&slot) {
+                return Ok(Ok(reservation));
+            }
+            let _claiming = slot.claiming.lock().await;
+            if let Some(reservation) = take_held(&slot) {
+                return Ok(Ok(reservation));
+            }
+            let nodes = u64::from(self.fleet_size.load(Ordering::Relaxed));
+            let (granted, claimed) = claim(db, org_id, period.start, limit, nodes).await?;
+            let mut counter = slot.counter();
+            counter.claimed = claimed;
+            if granted == 0 {
                 return Ok(Err(QuotaExceeded {
                     kind: QuotaKind::CallsPerMonth,
                     limit,
-                    used: counter.used,
+                    used: claimed.saturating_sub(counter.held),
                     resets_at: Some(period.end),
                 }));
             }
-            counter.reserved += 1;
+            counter.held += granted;
         }
-        Ok(Ok(Reservation {
-            slot,
-            settled: false,
-        }))
-    }
-}
-
-impl CallQuotas {
-    /// The counters seen so far, as `(org_id, period start)`.
-    pub fn counted(&self) -> Vec<(String, i64)> {
-        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        counters
-            .iter()
-            .filter(|(_, slot)| slot.initialized())
-            .map(|(key, _)| key.clone())
-            .collect()
     }
 
-    /// Sets the counter of `org_id` for the period starting at `period_start` to `durable`
-    /// billed calls (read from the database while no drained batch could be stored) plus
-    /// this process's billed calls not yet drained.
-    pub fn resync(&self, org_id: &str, period_start: i64, durable: u64) {
-        let slot = {
-            let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-            match counters.get(&(org_id.to_owned(), period_start)) {
-                Some(slot) if slot.initialized() => Arc::clone(slot),
-                _ => return,
-            }
+    /// Gives every call this node holds back to the database (a clean stop): other nodes
+    /// may claim them. Returns how many.
+    pub async fn give_back(&self, db: &Db) -> Result<u64, DbError> {
+        let slots: Vec<_> = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots
+                .iter()
+                .map(|((org, start), slot)| (org.clone(), *start, Arc::clone(slot)))
+                .collect()
         };
-        let mut counter = lock(&slot);
-        counter.used = durable.saturating_add_signed(counter.undrained);
-    }
-
-    /// The drainer stored `billed` billed calls of `org_id` in the period starting at
-    /// `period_start`: they are in the durable count now.
-    pub fn drained(&self, org_id: &str, period_start: i64, billed: u64) {
-        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = counters.get(&(org_id.to_owned(), period_start))
-            && slot.initialized()
-        {
-            lock(slot).undrained -= i64::try_from(billed).unwrap_or(i64::MAX);
+        let mut returned = 0;
+        for (org_id, start, slot) in slots {
+            let held = std::mem::take(&mut slot.counter().held);
+            if held == 0 {
+                continue;
+            }
+            let conn = db.write_unmemoised().await;
+            conn.execute(
+                "UPDATE quota_claims SET claimed = MAX(0, claimed - ?3)
+                 WHERE org_id = ?1 AND period_start = ?2",
+                params![org_id, start, i64::try_from(held).unwrap_or(i64::MAX)],
+            )
+            .await?;
+            returned += held;
         }
+        Ok(returned)
     }
 }
 
-fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, Counter> {
-    slot.get()
-        .expect("initialised before a reservation exists")
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+/// A slot from the holding, if it has one.
+fn take_held(slot: &Arc<Slot>) -> Option<Reservation> {
+    let mut counter = slot.counter();
+    if counter.held == 0 {
+        return None;
+    }
+    counter.held -= 1;
+    counter.reserved += 1;
+    Some(Reservation {
+        slot: Some(Arc::clone(slot)),
+        settled: false,
+    })
+}
+
+/// Claims a block of calls under `limit`: compare-and-set on the claimed total, so
+/// concurrent claims by any number of nodes never go past it. Returns the calls granted (0:
+/// nothing left) and the claimed total after the claim.
+async fn claim(
+    db: &Db,
+    org_id: &str,
+    period_start: i64,
+    limit: u64,
+    nodes: u64,
+) -> Result<(u64, u64), DbError> {
+    loop {
+        let conn = db.write_unmemoised().await;
+        let row = db::first_row(
+            conn.query(
+                "SELECT claimed FROM quota_claims WHERE org_id = ?1 AND period_start = ?2",
+                params![org_id, period_start],
+            )
+            .await?,
+        )
+        .await?
+        .ok_or_else(|| DbError::Corrupt("the quota_claims row is gone".into()))?;
+        let claimed = u64::try_from(row.get::<i64>(0)?).unwrap_or(0);
+        let block = block_size(limit.saturating_sub(claimed), nodes);
+        if block == 0 {
+            return Ok((0, claimed));
+        }
+        let to = claimed + block;
+        let changed = conn
+            .execute(
+                "UPDATE quota_claims SET claimed = ?4
+                 WHERE org_id = ?1 AND period_start = ?2 AND claimed = ?3",
+                params![
+                    org_id,
+                    period_start,
+                    i64::try_from(claimed).unwrap_or(i64::MAX),
+                    i64::try_from(to).unwrap_or(i64::MAX)
+                ],
+            )
+            .await?;
+        if changed == 1 {
+            return Ok((block, to));
+        }
+        // Another node claimed in between: read again.
+    }
+}
+
+/// How many calls to claim when `left` remain for a fleet of `nodes`: a quarter of each
+/// node's share of what is left, at most [`MAX_BLOCK`], at least one while any is left.
+pub fn block_size(left: u64, nodes: u64) -> u64 {
+    if left == 0 {
+        return 0;
+    }
+    (left / (4 * nodes.max(1))).clamp(1, MAX_BLOCK).min(left)
 }
 
 impl Reservation {
-    /// The call succeeded: it now counts. Returns the month's billed calls.
+    /// The call succeeded: it now counts. Returns the month's calls as this node knows them
+    /// (claimed by the fleet, less what this node still holds or runs).
     pub fn commit(mut self) -> u64 {
         self.settled = true;
-        let mut counter = lock(&self.slot);
+        let Some(slot) = &self.slot else {
+            return 0;
+        };
+        let mut counter = slot.counter();
         counter.reserved -= 1;
-        counter.used += 1;
-        counter.undrained += 1;
-        counter.used
+        counter
+            .claimed
+            .saturating_sub(counter.held + counter.reserved)
     }
 
-    /// The month's billed calls, without this one.
+    /// The month's calls as this node knows them, without this one.
     pub fn used(&self) -> u64 {
-        lock(&self.slot).used
+        self.slot.as_ref().map_or(0, |slot| {
+            let counter = slot.counter();
+            counter
+                .claimed
+                .saturating_sub(counter.held + counter.reserved)
+        })
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.settled {
-            lock(&self.slot).reserved -= 1;
+        if !self.settled
+            && let Some(slot) = &self.slot
+        {
+            // Not billed: the slot goes back to the holding.
+            let mut counter = slot.counter();
+            counter.reserved -= 1;
+            counter.held += 1;
         }
     }
 }
@@ -241,44 +361,77 @@ mod tests {
 
     const NOVEMBER: i64 = 1_795_787_110;
 
-    async fn reserve(quotas: &CallQuotas, limit: u64) -> Result<Reservation, QuotaExceeded> {
+    async fn reserve(
+        quotas: &CallQuotas,
+        db: &Db,
+        limit: u64,
+    ) -> Result<Reservation, QuotaExceeded> {
         quotas
-            .reserve("org", Period::containing(NOVEMBER), Some(limit), || async {
-                Ok::<_, ()>(7)
-            })
+            .reserve(
+                db,
+                "org",
+                Period::containing(NOVEMBER),
+                Some(limit),
+                || async { Ok(7) },
+            )
             .await
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn reservations_never_exceed_the_limit_and_failures_give_slots_back() {
-        let quotas = CallQuotas::default();
-        // Seven calls were billed before this process started counting.
-        let a = reserve(&quotas, 9).await.unwrap();
-        let b = reserve(&quotas, 9).await.unwrap();
-        let refused = reserve(&quotas, 9).await.unwrap_err();
-        assert_eq!(refused.limit, 9);
-        assert_eq!(refused.used, 7);
-        assert_eq!(refused.resets_at, Some(Period::containing(NOVEMBER).end));
-        assert_eq!(a.commit(), 8);
-        drop(b); // failed
-        let c = reserve(&quotas, 9).await.unwrap();
-        assert_eq!(c.commit(), 9);
-        assert!(reserve(&quotas, 9).await.is_err());
-        // A raised limit (an override) applies at once.
-        assert!(reserve(&quotas, 10).await.is_ok());
+    async fn claimed(db: &Db) -> i64 {
+        let conn = db.read().await;
+        let row = db::first_row(
+            conn.query("SELECT claimed FROM quota_claims", ())
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        row.get(0).unwrap()
     }
 
     #[tokio::test]
-    async fn concurrent_reservations_are_exact() {
-        let quotas = Arc::new(CallQuotas::default());
-        let tasks: Vec<_> = (0..50)
+    async fn reservations_never_exceed_the_limit_and_failures_give_slots_back() {
+        let db = Db::memory().await.unwrap();
+        let quotas = CallQuotas::default();
+        // Seven calls were billed before this month was first claimed from.
+        let a = reserve(&quotas, &db, 9).await.unwrap();
+        let b = reserve(&quotas, &db, 9).await.unwrap();
+        let refused = reserve(&quotas, &db, 9).await.unwrap_err();
+        assert_eq!(refused.limit, 9);
+        assert_eq!(refused.used, 9);
+        assert_eq!(refused.resets_at, Some(Period::containing(NOVEMBER).end));
+        assert_eq!(a.commit(), 8);
+        drop(b); // failed
+        let c = reserve(&quotas, &db, 9).await.unwrap();
+        assert_eq!(c.commit(), 9);
+        assert!(reserve(&quotas, &db, 9).await.is_err());
+        // A raised limit (an override) applies at once.
+        assert!(reserve(&quotas, &db, 10).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn nodes_sharing_a_database_never_overrun_the_quota_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = db::DbLocation::File(dir.path().join("wisp.db"));
+        // Three nodes: three processes' worth of holdings on one database file.
+        let db = Arc::new(Db::open(&location).await.unwrap());
+        let nodes: Vec<_> = (0..3)
             .map(|_| {
-                let quotas = Arc::clone(&quotas);
+                let quotas = Arc::new(CallQuotas::default());
+                quotas.set_fleet_size(3);
+                quotas
+            })
+            .collect();
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let quotas = Arc::clone(&nodes[i % 3]);
+                let db = Arc::clone(&db);
                 tokio::spawn(async move {
                     let mut won = 0;
-                    for _ in 0..40 {
-                        if let Ok(r) = reserve(&quotas, 1_007).await {
+                    for _ in 0..80 {
+                        if let Ok(r) = reserve(&quotas, &db, 1_007).await {
                             r.commit();
                             won += 1;
                         }
@@ -292,24 +445,79 @@ mod tests {
             total += task.await.unwrap();
         }
         assert_eq!(total, 1_000);
+        assert_eq!(claimed(&db).await, 1_007);
     }
 
     #[tokio::test]
-    async fn a_resync_adds_what_other_machines_billed() {
+    async fn a_clean_stop_gives_back_what_the_node_holds() {
+        let db = Db::memory().await.unwrap();
+        let first = CallQuotas::default();
+        reserve(&first, &db, 1_007).await.unwrap().commit();
+        // The first claim took a block: a quarter of the 1,000 left, capped.
+        assert_eq!(claimed(&db).await, 7 + 250);
+        assert_eq!(first.give_back(&db).await.unwrap(), 249);
+        assert_eq!(claimed(&db).await, 8);
+        // Another node finds every call the first did not use.
+        let second = CallQuotas::default();
+        let mut won = 0;
+        while let Ok(r) = reserve(&second, &db, 1_007).await {
+            r.commit();
+            won += 1;
+        }
+        assert_eq!(won, 999);
+    }
+
+    #[tokio::test]
+    async fn another_organisation_s_quota_is_its_own() {
+        let db = Db::memory().await.unwrap();
         let quotas = CallQuotas::default();
-        let start = Period::containing(NOVEMBER).start;
-        // Seven before; this process bills one, which is not drained yet.
-        reserve(&quotas, 100).await.unwrap().commit();
-        // Another machine billed 80 more: the database holds 7 + 80.
-        quotas.resync("org", start, 87);
-        assert_eq!(reserve(&quotas, 100).await.unwrap().commit(), 89);
-        // Both of this process's calls are drained: the database has them now.
-        quotas.drained("org", start, 2);
-        quotas.resync("org", start, 89);
-        assert_eq!(reserve(&quotas, 100).await.unwrap().used(), 89);
-        quotas.resync("org", start, 100);
-        assert_eq!(reserve(&quotas, 100).await.unwrap_err().used, 100);
-        assert_eq!(quotas.counted(), vec![("org".to_owned(), start)]);
+        let period = Period::containing(NOVEMBER);
+        let reserve_for = async |org: &str| {
+            quotas
+                .reserve(&db, org, period, Some(1), || async { Ok(0) })
+                .await
+                .unwrap()
+        };
+        reserve_for("org-a").await.unwrap().commit();
+        assert!(
+            reserve_for("org-a").await.is_err(),
+            "org-a used its one call"
+        );
+        // Another organisation's claims start from its own billed calls.
+        reserve_for("org-b").await.unwrap().commit();
+        assert!(reserve_for("org-b").await.is_err());
+    }
+
+    #[test]
+    fn blocks_shrink_as_the_quota_runs_out() {
+        assert_eq!(block_size(1_000_000, 1), MAX_BLOCK);
+        assert_eq!(block_size(400, 2), 50);
+        assert_eq!(block_size(3, 4), 1);
+        assert_eq!(block_size(1, 1), 1);
+        assert_eq!(block_size(0, 1), 0);
+    }
+
+    #[tokio::test]
+    async fn unlimited_plans_claim_nothing() {
+        let db = Db::memory().await.unwrap();
+        let quotas = CallQuotas::default();
+        let period = Period::containing(NOVEMBER);
+        let free = quotas
+            .reserve(&db, "org", period, None, || async { Ok(7) })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(free.commit(), 0);
+        let conn = db.read().await;
+        let rows = db::first_row(
+            conn.query("SELECT COUNT(*) FROM quota_claims", ())
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(rows.get::<i64>(0).unwrap(), 0);
     }
 
     #[test]

@@ -4,9 +4,19 @@
 //!
 //! Limiters are cached by (owner, limit): a plan change takes effect on the next request,
 //! with a fresh bucket, and no restart. Idle limiters are dropped after a while.
+//!
+//! Across nodes: each node allows its share of a plan's rate, the rate divided by the live
+//! nodes of the fleet ([`Admission::set_fleet_size`], from the node registry's heartbeats),
+//! rounded up. Traffic spread over the nodes (the proxy's job) gets the plan's rate; the
+//! fleet as a whole never admits more than the rate plus one bucket per node (its burst)
+//! plus `nodes − 1` per second of rounding, except while the node count changes: a node
+//! that joins takes its share before the others have seen it (up to one heartbeat TTL at
+//! `1/(n−1) + 1/n` of the rate), and a node that dies leaves the others at their smaller
+//! share until its heartbeat expires. Traffic sent to one node only gets that node's share.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -29,6 +39,8 @@ pub struct Admission {
     /// from the others), and a fair share of them while other organisations are busy.
     slots: FairShare,
     clock: DefaultClock,
+    /// Live nodes sharing the plans' rates.
+    fleet_size: AtomicU32,
 }
 
 impl std::fmt::Debug for Admission {
@@ -55,7 +67,13 @@ impl Admission {
                 .build(),
             slots: FairShare::new(cores, DEFAULT_LINGER),
             clock: DefaultClock::default(),
+            fleet_size: AtomicU32::new(1),
         }
+    }
+
+    /// How many live nodes share the plans' rates (1: this node alone).
+    pub fn set_fleet_size(&self, nodes: u32) {
+        self.fleet_size.store(nodes.max(1), Ordering::Relaxed);
     }
 }
 
@@ -106,8 +124,10 @@ impl Admission {
 
     fn take(&self, owner: String, per_second: u32, what: &str) -> Result<(), Error> {
         let rate = NonZeroU32::new(per_second.max(1)).expect("at least one");
-        let limiter = self.rates.get_with((owner, rate.get()), || {
-            Arc::new(DefaultDirectRateLimiter::direct(Quota::per_second(rate)))
+        let nodes = self.fleet_size.load(Ordering::Relaxed).max(1);
+        let share = NonZeroU32::new(rate.get().div_ceil(nodes)).expect("at least one");
+        let limiter = self.rates.get_with((owner, share.get()), || {
+            Arc::new(DefaultDirectRateLimiter::direct(Quota::per_second(share)))
         });
         limiter.check().map_err(|not_until| {
             Error::rate_limited(
@@ -182,6 +202,26 @@ mod tests {
         assert!(admission.check_rate(c, &plan).is_ok());
         // A new plan is a new bucket.
         assert!(admission.check_rate(a, &self::plan(10, 1)).is_ok());
+    }
+
+    #[test]
+    fn each_node_of_a_fleet_allows_its_share_of_the_rate() {
+        let admission = Admission::default();
+        admission.set_fleet_size(2);
+        let plan = plan(4, 1);
+        let a = Caller {
+            org_id: "org-a",
+            key_id: Some("k1"),
+        };
+        assert!(admission.check_rate(a, &plan).is_ok());
+        assert!(admission.check_rate(a, &plan).is_ok());
+        let error = admission.check_rate(a, &plan).unwrap_err();
+        assert_eq!(error.code(), ErrorCode::RateLimited);
+        // Alone again: the whole rate, in a fresh bucket.
+        admission.set_fleet_size(1);
+        for _ in 0..4 {
+            assert!(admission.check_rate(a, &plan).is_ok());
+        }
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ pub mod batch;
 
 // The layers below, under the names the modules use (`crate::registry`, `crate::db`, …).
 use wisp_core::alerts as alerts_rows;
-use wisp_core::{access, deployments, error, inspect, lookups, plans, registry};
+use wisp_core::{access, deployments, error, fleet, inspect, lookups, plans, registry};
 use wisp_domain as domain;
 use wisp_metering as metering;
 use wisp_storage::{blob, db};

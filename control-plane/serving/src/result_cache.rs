@@ -5,6 +5,8 @@
 //! inputs: names in order, dtypes, shapes and bytes), so a cached result is never served to
 //! another organisation or another version. Entries are weighed by their output bytes under
 //! a total budget, and each expires after the TTL its deployment had when it was stored.
+//! A change another node made to an organisation (its invalidation log entry) drops every
+//! entry of that organisation here ([`ResultCache::invalidate_org`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +123,7 @@ impl ResultCache {
                     u32::try_from(bytes).unwrap_or(u32::MAX)
                 })
                 .expire_after(PerEntryTtl)
+                .support_invalidation_closures()
                 .build(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -150,6 +153,22 @@ impl ResultCache {
                 },
             )
             .await;
+    }
+
+    /// Forgets every entry of `org_id` (`None`: of every organisation).
+    pub fn invalidate_org(&self, org_id: Option<&str>) {
+        let Some(org_id) = org_id else {
+            self.entries.invalidate_all();
+            return;
+        };
+        let org_id = org_id.to_owned();
+        if let Err(error) = self
+            .entries
+            .invalidate_entries_if(move |key, _| key.org_id == org_id)
+        {
+            tracing::warn!(%error, "failed to invalidate cached results; dropping them all");
+            self.entries.invalidate_all();
+        }
     }
 
     /// Hits, misses and live entries.
@@ -191,6 +210,23 @@ mod tests {
         }
         let counters = cache.counters();
         assert_eq!((counters.hits, counters.misses), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn an_organisation_s_entries_can_be_dropped_alone() {
+        let cache = ResultCache::new(1 << 20);
+        let a = CacheKey::new("org-a", "m", 1, &input(&[1.0]));
+        let b = CacheKey::new("org-b", "m", 1, &input(&[1.0]));
+        for key in [&a, &b] {
+            cache
+                .put(key.clone(), input(&[9.0]), Duration::from_secs(60))
+                .await;
+        }
+        cache.invalidate_org(Some("org-a"));
+        assert!(cache.get(&a).await.is_none());
+        assert!(cache.get(&b).await.is_some());
+        cache.invalidate_org(None);
+        assert!(cache.get(&b).await.is_none());
     }
 
     #[tokio::test]

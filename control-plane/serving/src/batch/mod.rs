@@ -12,14 +12,20 @@
 //! redoes at most the chunk in flight and never writes a row twice; the result file is the
 //! chunks' blobs concatenated in order. Every row is one call through the pipeline's
 //! `target` + `run` ([`crate::pipeline`]), the path of every inference protocol.
+//!
+//! Across nodes, a job runs on the node holding its lease, renewed by heartbeat every third
+//! of `batch.lease_ms`; every node looks for jobs whose lease expired (their node died) as
+//! often, and takes them over from their last committed chunk. So a job runs on one node
+//! at a time, and a dead node's job continues elsewhere within about `1.3 × lease_ms`,
+//! redoing at most its chunk in flight.
 
 pub mod input;
 pub mod jobs;
 pub mod runner;
 pub mod store;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -134,20 +140,50 @@ pub struct RowError {
     pub message: String,
 }
 
-/// The per-process side of batch jobs: settings and the slots that bound how many jobs run.
+/// The per-process side of batch jobs: settings, the slots that bound how many jobs run,
+/// this node's id (the owner of its leases) and the jobs it runs now.
 #[derive(Debug, Clone)]
 pub struct BatchJobs {
     settings: BatchConfig,
     slots: Arc<Semaphore>,
+    node_id: Arc<str>,
+    running: Arc<Mutex<HashSet<String>>>,
 }
 
 impl BatchJobs {
-    /// Job slots and settings from configuration.
+    /// Job slots and settings from configuration, leasing jobs under a new random node id.
     pub fn new(settings: BatchConfig) -> Self {
+        Self::on_node(settings, &uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Like [`BatchJobs::new`], leasing jobs as node `node_id` (the fleet's registry id).
+    pub fn on_node(settings: BatchConfig, node_id: &str) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(settings.max_running_jobs)),
             settings,
+            node_id: node_id.into(),
+            running: Arc::default(),
         }
+    }
+
+    /// The id this node's leases are held under.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Notes that this node runs job `id`; `false` if it already does.
+    fn enter(&self, id: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned())
+    }
+
+    fn leave(&self, id: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     /// The settings.
@@ -175,6 +211,10 @@ pub struct BatchConfig {
     /// restart. Fixed per job when it is created.
     #[serde(default = "default_batch_chunk_rows")]
     pub chunk_rows: u32,
+    /// How long a node's lease on a running job lasts without a heartbeat (milliseconds):
+    /// how soon another node takes over the job of a node that died.
+    #[serde(default = "default_batch_lease_ms")]
+    pub lease_ms: u64,
 }
 
 impl Default for BatchConfig {
@@ -183,6 +223,7 @@ impl Default for BatchConfig {
             max_running_jobs: default_batch_jobs(),
             row_concurrency: default_batch_row_concurrency(),
             chunk_rows: default_batch_chunk_rows(),
+            lease_ms: default_batch_lease_ms(),
         }
     }
 }
@@ -195,4 +236,7 @@ fn default_batch_row_concurrency() -> usize {
 }
 fn default_batch_chunk_rows() -> u32 {
     64
+}
+fn default_batch_lease_ms() -> u64 {
+    10_000
 }

@@ -1,7 +1,9 @@
 //! The background task of a batch job: chunk after chunk, rows of a chunk concurrently,
-//! results durable before progress; and resuming unfinished jobs when `wisp serve` starts.
+//! results durable before progress, under this node's lease renewed by heartbeat; and
+//! starting jobs no live node holds (at start, and then every third of the lease).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -37,54 +39,148 @@ pub struct RunnerState {
 /// becomes its error.
 const OVERLOADED_RETRIES: u32 = 3;
 
-/// Runs job `job_id` in the background once a job slot is free.
+/// Runs job `job_id` in the background once a job slot is free (unless this node runs it
+/// already).
 pub fn spawn(state: RunnerState, job_id: String) {
+    if !state.batch.enter(&job_id) {
+        return;
+    }
     let span = tracing::info_span!("batch_job", job.id = %job_id);
     tokio::spawn(
         async move {
             if let Err(error) = run(&state, &job_id).await {
-                // Progress so far is committed; the job resumes at the next start.
+                // Progress so far is committed; the job resumes when its lease expires.
                 tracing::error!(error = format!("{error:#}"), "batch job stopped");
             }
+            state.batch.leave(&job_id);
         }
         .instrument(span),
     );
 }
 
-/// Restarts every `queued` or `running` job, from its last completed chunk. Returns how many.
+/// Starts every unfinished job no live node holds a lease on (jobs interrupted by a stop or
+/// a crash continue from their last completed chunk), then keeps looking for such jobs
+/// every third of the lease, in the background: a job whose node died is taken over.
+/// Returns how many jobs it started now.
 pub async fn resume(state: &RunnerState) -> anyhow::Result<usize> {
+    let started = start_claimable(state).await?;
+    if started > 0 {
+        tracing::info!(jobs = started, "resuming batch jobs");
+    }
+    tokio::spawn(watch(state.clone()));
+    Ok(started)
+}
+
+/// How often leases are renewed and expired ones looked for.
+fn heartbeat_interval(state: &RunnerState) -> Duration {
+    Duration::from_millis((state.batch.settings().lease_ms / 3).max(50))
+}
+
+fn lease_ms(state: &RunnerState) -> i64 {
+    i64::try_from(state.batch.settings().lease_ms).unwrap_or(i64::MAX)
+}
+
+async fn start_claimable(state: &RunnerState) -> anyhow::Result<usize> {
     let ids = {
         let conn = state.db.read().await;
-        store::unfinished(&conn)
+        store::claimable(&conn, state.batch.node_id(), crate::fleet::now_ms())
             .await
             .context("failed to list unfinished batch jobs")?
     };
     for id in &ids {
         spawn(state.clone(), id.clone());
     }
-    if !ids.is_empty() {
-        tracing::info!(jobs = ids.len(), "resuming batch jobs");
-    }
     Ok(ids.len())
+}
+
+async fn watch(state: RunnerState) {
+    let mut ticks = tokio::time::interval(heartbeat_interval(&state));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match start_claimable(&state).await {
+            Ok(0) => {}
+            Ok(jobs) => tracing::info!(jobs, "taking over batch jobs whose lease expired"),
+            Err(error) => tracing::warn!(
+                error = format!("{error:#}"),
+                "failed to look for batch jobs to take over"
+            ),
+        }
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews this node's lease on `job_id` until dropped; sets `lost` if another node has
+/// taken the job over (this node's lease expired) or it finished.
+fn heartbeat(state: &RunnerState, job_id: &str, lost: Arc<AtomicBool>) -> AbortOnDrop {
+    let state = state.clone();
+    let job_id = job_id.to_owned();
+    AbortOnDrop(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(heartbeat_interval(&state));
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let renewed = {
+                let conn = state.db.write_unmemoised().await;
+                store::renew(
+                    &conn,
+                    &job_id,
+                    state.batch.node_id(),
+                    crate::fleet::now_ms(),
+                    lease_ms(&state),
+                )
+                .await
+            };
+            match renewed {
+                Ok(true) => {}
+                Ok(false) => {
+                    lost.store(true, Ordering::Release);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "failed to renew a batch job's lease");
+                }
+            }
+        }
+    }))
 }
 
 async fn run(state: &RunnerState, job_id: &str) -> anyhow::Result<()> {
     let _slot = state.batch.slots().acquire_owned().await?;
     let job = {
         let conn = state.db.write_unmemoised().await;
-        if !store::start(&conn, job_id).await? {
-            return Ok(()); // Cancelled while it waited.
+        let claimed = store::claim(
+            &conn,
+            job_id,
+            state.batch.node_id(),
+            crate::fleet::now_ms(),
+            lease_ms(state),
+        )
+        .await?;
+        if !claimed {
+            return Ok(()); // Cancelled while it waited, or another node runs it.
         }
         store::get_by_id(&conn, job_id)
             .await?
             .context("the job vanished")?
     };
+    let lost = Arc::new(AtomicBool::new(false));
+    let _heartbeat = heartbeat(state, job_id, Arc::clone(&lost));
     tracing::info!(
         rows_total = job.rows_total,
         chunks_done = job.chunks_done,
         "batch job running"
     );
-    if let Err(failure) = run_chunks(state, &job).await {
+    if let Err(failure) = run_chunks(state, &job, &lost).await {
         tracing::warn!(failure.code = %failure.code, failure.message = %failure.message, "batch job failed");
         let conn = state.db.write_unmemoised().await;
         store::fail(&conn, job_id, &failure).await?;
@@ -123,7 +219,11 @@ fn internal(error: impl Into<anyhow::Error>) -> JobFailure {
     job_failure(&Error::internal(error))
 }
 
-async fn run_chunks(state: &RunnerState, job: &BatchJob) -> Result<(), JobFailure> {
+async fn run_chunks(
+    state: &RunnerState,
+    job: &BatchJob,
+    lost: &AtomicBool,
+) -> Result<(), JobFailure> {
     let caller = creator(job);
     let bytes = state
         .blobs
@@ -173,6 +273,10 @@ async fn run_chunks(state: &RunnerState, job: &BatchJob) -> Result<(), JobFailur
         };
         if status != Some(JobStatus::Running) {
             tracing::info!(?status, "batch job stopped at a chunk boundary");
+            return Ok(());
+        }
+        if lost.load(Ordering::Acquire) {
+            tracing::warn!("batch job taken over by another node; stopping here");
             return Ok(());
         }
         let start = usize::try_from(index).map_err(internal)? * chunk_rows;
@@ -252,7 +356,8 @@ async fn run_chunks(state: &RunnerState, job: &BatchJob) -> Result<(), JobFailur
         }
         let committed = {
             let conn = state.db.write_unmemoised().await;
-            let committed = store::commit_chunk(&conn, &job.id, &chunk).await;
+            let committed =
+                store::commit_chunk(&conn, &job.id, state.batch.node_id(), &chunk).await;
             if let Ok(true) = committed {
                 storage::set_chunk_size(&conn, &job.id, chunk.index, size)
                     .await

@@ -4,6 +4,11 @@
 //! one transaction, and only if the job is still `running` at exactly that chunk. So a chunk
 //! is counted once even if two runners race (a restart while an old process lingers, two
 //! machines on one database), and a cancelled job never advances again.
+//!
+//! A job runs on the one node holding its lease (`lease_owner`, `lease_expires_at_ms`):
+//! [`claim`] takes it when it is free or expired, [`renew`] extends it while the node
+//! works, and a chunk commits only under the lease. Another node takes over a job only
+//! once its lease has expired ([`claimable`]).
 
 use crate::db::{Reader, Writer};
 use libsql::params;
@@ -198,7 +203,7 @@ pub async fn org_has_input(conn: &Reader, org_id: &str, sha256: &str) -> Result<
     Ok(db::first_row(rows).await?.is_some())
 }
 
-/// Ids of jobs that are `queued` or `running`, oldest first: the ones to resume at start.
+/// Ids of jobs that are `queued` or `running`, oldest first.
 pub async fn unfinished(conn: &Reader) -> Result<Vec<String>, DbError> {
     let rows = conn
         .query(
@@ -210,30 +215,91 @@ pub async fn unfinished(conn: &Reader) -> Result<Vec<String>, DbError> {
     db::collect(rows, |row| Ok(row.get(0)?)).await
 }
 
-/// Marks a `queued` (or resumed `running`) job `running`. `false` if it has meanwhile
-/// finished or been cancelled.
-pub async fn start(conn: &Writer, id: &str) -> Result<bool, DbError> {
+/// Ids of unfinished jobs no other node than `node_id` holds a live lease on at `now_ms`,
+/// oldest first: the ones for `node_id` to start, take back or take over.
+pub async fn claimable(conn: &Reader, node_id: &str, now_ms: i64) -> Result<Vec<String>, DbError> {
+    let rows = conn
+        .query(
+            "SELECT id FROM batch_jobs WHERE status IN ('queued', 'running')
+               AND (lease_owner IS NULL OR lease_owner = ?1 OR lease_expires_at_ms < ?2)
+             ORDER BY created_at, rowid",
+            params![node_id, now_ms],
+        )
+        .await?;
+    db::collect(rows, |row| Ok(row.get(0)?)).await
+}
+
+/// Marks a `queued` (or taken over `running`) job `running` under `node_id`'s lease until
+/// `now_ms + lease_ms`. `false` if it has meanwhile finished or been cancelled, or another
+/// node holds a lease that has not expired. A node restarted under the same id (its data
+/// directory kept) takes its own jobs back at once.
+pub async fn claim(
+    conn: &Writer,
+    id: &str,
+    node_id: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<bool, DbError> {
     let changed = conn
         .execute(
-            "UPDATE batch_jobs SET status = 'running', started_at = COALESCE(started_at, ?2)
-             WHERE id = ?1 AND status IN ('queued', 'running')",
-            params![id, db::now()],
+            "UPDATE batch_jobs SET status = 'running', started_at = COALESCE(started_at, ?2),
+                 lease_owner = ?3, lease_expires_at_ms = ?4 + ?5
+             WHERE id = ?1 AND status IN ('queued', 'running')
+               AND (lease_owner IS NULL OR lease_owner = ?3 OR lease_expires_at_ms < ?4)",
+            params![id, db::now(), node_id, now_ms, lease_ms],
         )
         .await?;
     Ok(changed == 1)
 }
 
+/// Extends `node_id`'s lease on job `id` to `now_ms + lease_ms` (the heartbeat). `false`
+/// if the node no longer holds it (it expired and another node took the job over, or the
+/// job finished).
+pub async fn renew(
+    conn: &Writer,
+    id: &str,
+    node_id: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<bool, DbError> {
+    let changed = conn
+        .execute(
+            "UPDATE batch_jobs SET lease_expires_at_ms = ?3 + ?4
+             WHERE id = ?1 AND lease_owner = ?2 AND status IN ('queued', 'running')",
+            params![id, node_id, now_ms, lease_ms],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// Lets go of every lease `node_id` holds (a clean stop): other nodes take the jobs over
+/// at once instead of after the lease expires.
+pub async fn release_leases(conn: &Writer, node_id: &str) -> Result<u64, DbError> {
+    Ok(conn
+        .execute(
+            "UPDATE batch_jobs SET lease_expires_at_ms = 0
+             WHERE lease_owner = ?1 AND status IN ('queued', 'running')",
+            params![node_id],
+        )
+        .await?)
+}
+
 /// Records chunk `chunk.index` as done and advances the job's progress, in one transaction.
-/// `false` (and nothing changed) if the job is no longer `running` at that chunk: cancelled,
-/// failed, or advanced by another runner.
-pub async fn commit_chunk(conn: &Writer, job_id: &str, chunk: &Chunk) -> Result<bool, DbError> {
+/// `false` (and nothing changed) if the job is no longer `running` at that chunk under
+/// `node_id`'s lease: cancelled, failed, taken over, or advanced by another runner.
+pub async fn commit_chunk(
+    conn: &Writer,
+    job_id: &str,
+    node_id: &str,
+    chunk: &Chunk,
+) -> Result<bool, DbError> {
     conn.transaction(async |tx| -> Result<bool, DbError> {
         let changed = tx
             .execute(
                 "UPDATE batch_jobs SET chunks_done = chunks_done + 1, rows_done = rows_done + ?3,
                  errors = errors + ?4
-             WHERE id = ?1 AND chunks_done = ?2 AND status = 'running'",
-                params![job_id, chunk.index, chunk.rows, chunk.errors],
+             WHERE id = ?1 AND chunks_done = ?2 AND status = 'running' AND lease_owner = ?5",
+                params![job_id, chunk.index, chunk.rows, chunk.errors, node_id],
             )
             .await?;
         if changed != 1 {
@@ -365,21 +431,56 @@ mod tests {
         let id = job(&db).await;
         let conn = db.write().await;
         // Queued: not started, so nothing advances.
-        assert!(!commit_chunk(&conn, &id, &chunk(0, 2)).await.unwrap());
-        assert!(start(&conn, &id).await.unwrap());
-        assert!(commit_chunk(&conn, &id, &chunk(0, 2)).await.unwrap());
+        assert!(!commit_chunk(&conn, &id, "n", &chunk(0, 2)).await.unwrap());
+        assert!(claim(&conn, &id, "n", 0, 1_000).await.unwrap());
+        assert!(commit_chunk(&conn, &id, "n", &chunk(0, 2)).await.unwrap());
         // The same chunk again (a second runner, a redo after restart): refused.
-        assert!(!commit_chunk(&conn, &id, &chunk(0, 2)).await.unwrap());
+        assert!(!commit_chunk(&conn, &id, "n", &chunk(0, 2)).await.unwrap());
         assert!(cancel(&conn, "o", &id).await.unwrap());
-        assert!(!commit_chunk(&conn, &id, &chunk(1, 1)).await.unwrap());
+        assert!(!commit_chunk(&conn, &id, "n", &chunk(1, 1)).await.unwrap());
         // Cancelling twice, or resuming a cancelled job, does nothing.
         assert!(!cancel(&conn, "o", &id).await.unwrap());
-        assert!(!start(&conn, &id).await.unwrap());
+        assert!(!claim(&conn, &id, "n", 5_000, 1_000).await.unwrap());
         let job = get(&conn, "o", &id).await.unwrap().expect("job");
         assert_eq!(job.status, JobStatus::Cancelled);
         assert_eq!((job.chunks_done, job.rows_done, job.errors), (1, 2, 1));
         assert_eq!(chunks(&conn, &id).await.unwrap(), vec![chunk(0, 2)]);
         assert!(unfinished(&conn).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_job_is_taken_over_only_once_its_lease_expired() {
+        let db = Db::memory().await.expect("db");
+        let id = job(&db).await;
+        let conn = db.write().await;
+        assert_eq!(claimable(&conn, "a", 0).await.unwrap(), vec![id.clone()]);
+        assert!(claim(&conn, &id, "a", 0, 1_000).await.unwrap());
+        // Node b sees it held, and cannot take it nor commit under it.
+        assert!(claimable(&conn, "b", 500).await.unwrap().is_empty());
+        assert!(!claim(&conn, &id, "b", 500, 1_000).await.unwrap());
+        assert!(!commit_chunk(&conn, &id, "b", &chunk(0, 2)).await.unwrap());
+        // a's heartbeat keeps it.
+        assert!(renew(&conn, &id, "a", 900, 1_000).await.unwrap());
+        assert!(!claim(&conn, &id, "b", 1_500, 1_000).await.unwrap());
+        assert!(commit_chunk(&conn, &id, "a", &chunk(0, 2)).await.unwrap());
+        // a stops beating: after expiry b takes over where a left off, and a is out.
+        assert_eq!(
+            claimable(&conn, "b", 2_000).await.unwrap(),
+            vec![id.clone()]
+        );
+        assert!(claim(&conn, &id, "b", 2_000, 1_000).await.unwrap());
+        assert!(!renew(&conn, &id, "a", 2_100, 1_000).await.unwrap());
+        assert!(!commit_chunk(&conn, &id, "a", &chunk(1, 1)).await.unwrap());
+        assert!(commit_chunk(&conn, &id, "b", &chunk(1, 1)).await.unwrap());
+        // A clean stop lets go at once.
+        assert_eq!(release_leases(&conn, "b").await.unwrap(), 1);
+        assert_eq!(
+            claimable(&conn, "a", 2_100).await.unwrap(),
+            vec![id.clone()]
+        );
+        // b restarted under its id takes its job back at once, lease or not.
+        assert!(claim(&conn, &id, "b", 2_100, 1_000).await.unwrap());
+        assert!(claim(&conn, &id, "b", 2_200, 1_000).await.unwrap());
     }
 
     #[tokio::test]

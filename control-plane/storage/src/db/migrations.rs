@@ -95,6 +95,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0015_dashboard_sessions.sql"),
     },
     Migration {
+        version: 17,
+        name: "fleet: nodes, invalidations, quota claims, batch leases",
+        sql: include_str!("migrations/0017_fleet.sql"),
+    },
+    Migration {
         version: 18,
         name: "cold-load time of usage events, analytics by age",
         sql: include_str!("migrations/0018_cold_load.sql"),

@@ -199,6 +199,12 @@ impl Db {
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
+
+    /// Makes every memoised row stale, as a write of this process would: another node
+    /// sharing the database changed something (its entry in the invalidation log).
+    pub fn invalidate_memos(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// The connection held to read; derefs to a [`Reader`].
