@@ -366,6 +366,9 @@ async fn drain(drained: Arc<Handoff>, db: Arc<Db>, quotas: Arc<CallQuotas>) {
     }
 }
 
+/// The longest wait between two attempts to store a batch while the database fails.
+const DRAIN_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// Stores a batch's events, retrying until they are stored (they stay in the outbox file
 /// meanwhile, and they are the bill); then deletes the segments and answers the flushes
 /// that came after them.
@@ -393,9 +396,16 @@ async fn commit_batch(db: Arc<Db>, quotas: Arc<CallQuotas>, items: Vec<Drained>)
             }
             Err(error) => {
                 drop(conn);
-                tracing::error!(error = %error, events = events.len(), "failed to store usage events; retrying");
+                if error.is_unavailable() {
+                    // An outage: the events wait in the outbox; `/healthz` says so too.
+                    tracing::warn!(error = %error, events = events.len(), "the database is unavailable; usage events wait in the outbox");
+                } else {
+                    tracing::error!(error = %error, events = events.len(), "failed to store usage events; retrying");
+                }
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                // Short: events wait in the outbox meanwhile, and a database back from a
+                // restart should see them within a couple of seconds.
+                backoff = (backoff * 2).min(DRAIN_RETRY_MAX);
             }
         }
     }

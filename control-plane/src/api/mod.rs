@@ -22,6 +22,7 @@ mod drift;
 mod error_response;
 pub mod extract;
 mod feedback;
+mod health;
 mod idempotency;
 mod invitations;
 mod keys;
@@ -274,7 +275,8 @@ pub fn app(state: AppState) -> Router {
     router
         .merge(docs::routes(openapi))
         .merge(mlflow::routes())
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::main_port))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)
