@@ -307,10 +307,10 @@ impl Error {
         Self::new(ErrorCode::Internal, "internal error")
     }
 
-    /// `database_unavailable`: logged here with its cause (a warning: an outage, not a
-    /// bug), answered with `Retry-After`.
+    /// `database_unavailable`: logged here with its cause (at debug: an outage, which
+    /// `Health` reports once, not a bug), answered with `Retry-After`.
     pub fn database_unavailable(cause: &dyn std::fmt::Display) -> Self {
-        tracing::warn!(error.type = "database_unavailable", error = %cause, "request failed: the database is unavailable");
+        tracing::debug!(error.type = "database_unavailable", error = %cause, "request failed: the database is unavailable");
         Self::new(
             ErrorCode::DatabaseUnavailable,
             "the database is unavailable; retry later",

@@ -161,7 +161,7 @@ impl Link {
             return Err(error);
         };
         if self.in_transaction.load(Ordering::Acquire) {
-            tracing::warn!(error = %error, "the database connection was lost inside a transaction; it is rolled back");
+            tracing::debug!(error = %error, "the database connection was lost inside a transaction; it is rolled back");
             self.broken.store(true, Ordering::Release);
             return Err(error);
         }
@@ -210,7 +210,7 @@ impl Link {
             Ok(fresh) => {
                 *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
                 let n = self.replaced.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(error = %cause, replacements = n, "the database connection was lost; replaced it");
+                tracing::debug!(error = %cause, replacements = n, "the database connection was lost; replaced it");
             }
             // Only a local database can fail here, and it never loses its connection.
             Err(error) => {

@@ -145,7 +145,7 @@ where
         let value = match loaded {
             Ok(value) => value,
             Err(error) if error.is_unavailable() && hit.is_some() => {
-                tracing::warn!(error = %error, "the database is unavailable; serving a memoised row");
+                tracing::debug!(error = %error, "the database is unavailable; serving a memoised row");
                 return Ok(hit.map(|hit| hit.value));
             }
             Err(error) => return Err(error),
