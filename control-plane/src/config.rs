@@ -157,7 +157,7 @@ pub enum LogFormat {
 }
 
 /// How the server sees its network.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Proxies (addresses or ranges, e.g. `"172.16.0.0/12"`, `"fdaa::/16"` on Fly) whose
@@ -165,6 +165,26 @@ pub struct ServerConfig {
     /// those headers are ignored and the socket's peer address is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// After SIGTERM, at most this many seconds to finish in-flight requests and store the
+    /// usage events still in the outbox; then the process exits anyway, leaving what is
+    /// not stored in the outbox for the next start (a database outage must not make a
+    /// stop hang). Keep it under the platform's kill timeout (Fly: `kill_timeout`, 5 s by
+    /// default).
+    #[serde(default = "default_shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            shutdown_timeout_secs: default_shutdown_timeout_secs(),
+        }
+    }
+}
+
+fn default_shutdown_timeout_secs() -> u64 {
+    3
 }
 
 impl ServerConfig {

@@ -22,7 +22,13 @@ fn main() -> anyhow::Result<()> {
     if args.first().map(String::as_str) == Some(WORKER_COMMAND) {
         std::process::exit(worker_main(&args[1..]));
     }
-    tokio::runtime::Runtime::new()?.block_on(run())
+    let runtime = tokio::runtime::Runtime::new()?;
+    let outcome = runtime.block_on(run());
+    // Background work still running (the usage drainer retrying an unreachable database
+    // on a blocking thread) must not hold up the exit: `wisp serve` bounded its stop
+    // already, and what is not stored stays in the outbox for the next start.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    outcome
 }
 
 async fn run() -> anyhow::Result<()> {

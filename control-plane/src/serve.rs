@@ -181,23 +181,52 @@ pub async fn run(
     serve_metrics(&config, Arc::clone(&state.telemetry)).await?;
     let metering = state.metering.clone();
     let drift = state.drift.clone();
+    let db = Arc::clone(&state.db);
+    tokio::spawn(crate::db::watch_health(Arc::downgrade(&db)));
     let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
-    // The quota blocks and batch leases this node holds go back to the fleet.
-    fleet.leave().await;
-    // Not needed for correctness (the next start replays the outbox), but a clean stop
-    // leaves the database complete for whoever reads it next.
-    metering
-        .flush()
-        .await
-        .context("failed to drain the usage outbox")?;
-    // The windows still in memory; the next start goes on filling them.
-    drift.flush().await;
-    tracing::info!("drained in-flight requests; stopped");
-    Ok(())
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    });
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    };
+    let serve_then_drain = async {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopped(stop.clone()))
+            .await
+            .context("server failed")?;
+        // The quota blocks and batch leases this node holds go back to the fleet.
+        fleet.leave().await;
+        // Not needed for correctness (the next start replays the outbox), but a clean stop
+        // leaves the database complete for whoever reads it next.
+        metering
+            .flush()
+            .await
+            .context("failed to drain the usage outbox")?;
+        // The windows still in memory; the next start goes on filling them.
+        drift.flush().await;
+        tracing::info!("drained in-flight requests; stopped");
+        anyhow::Ok(())
+    };
+    // The stop is bounded: with the database down, the drain would wait for it forever.
+    let bound = std::time::Duration::from_secs(config.server.shutdown_timeout_secs);
+    let deadline = async {
+        stopped(stop.clone()).await;
+        tokio::time::sleep(bound).await;
+    };
+    tokio::select! {
+        outcome = serve_then_drain => outcome,
+        () = deadline => {
+            tracing::warn!(
+                shutdown_timeout_secs = bound.as_secs(),
+                database_unavailable = db.health().is_unavailable(),
+                "stopping before the drain finished: usage events not yet stored stay in the outbox for the next start"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// The line `wisp serve` prints with the metrics listener's address.

@@ -82,3 +82,19 @@ fn the_dockerfile_builds_the_guest_target_and_runs_wisp_serve_on_the_fly_port() 
     assert!(dockerfile.contains("WISP_LISTEN=0.0.0.0:8080"));
     assert!(dockerfile.contains(r#"CMD ["wisp", "serve"]"#));
 }
+
+#[test]
+fn fly_waits_for_wisps_bounded_stop_before_killing_it() {
+    let fly: toml::Value = toml::from_str(&repo_file("fly.toml")).expect("fly.toml parses");
+    let kill_timeout = fly["kill_timeout"].as_str().expect("kill_timeout");
+    let seconds: u64 = kill_timeout
+        .strip_suffix('s')
+        .and_then(|s| s.parse().ok())
+        .expect("kill_timeout in seconds");
+    let bound = wisp::config::ServerConfig::default().shutdown_timeout_secs;
+    assert!(
+        bound < seconds,
+        "server.shutdown_timeout_secs ({bound}) must end before fly's kill_timeout ({seconds} s)"
+    );
+    assert!(seconds <= 5, "Fly's default kill timeout is 5 s");
+}

@@ -96,6 +96,10 @@ pub enum ErrorCode {
     /// A dashboard form or request that changes something came without the session's
     /// anti-forgery token (or with another session's).
     CsrfTokenInvalid,
+    /// The database cannot be reached (an outage or a restart of the database server):
+    /// retry after the `Retry-After` delay. Warm inference keeps answering meanwhile. A
+    /// write that failed so may or may not have been applied.
+    DatabaseUnavailable,
 }
 
 impl ErrorCode {
@@ -138,6 +142,7 @@ impl ErrorCode {
         Self::PasswordChangeRequired,
         Self::InvalidActual,
         Self::CsrfTokenInvalid,
+        Self::DatabaseUnavailable,
     ];
 
     /// The stable string clients match on.
@@ -180,6 +185,7 @@ impl ErrorCode {
             Self::PasswordChangeRequired => "password_change_required",
             Self::InvalidActual => "invalid_actual",
             Self::CsrfTokenInvalid => "csrf_token_invalid",
+            Self::DatabaseUnavailable => "database_unavailable",
         }
     }
 
@@ -221,6 +227,7 @@ impl ErrorCode {
             Self::PasswordChangeRequired => 403,
             Self::InvalidActual => 422,
             Self::CsrfTokenInvalid => 403,
+            Self::DatabaseUnavailable => 503,
         }
     }
 }
@@ -263,7 +270,11 @@ impl From<Error> for ErrorBody {
 impl Error {
     /// An error with a code and a caller-facing message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        let retry_after = (code == ErrorCode::Overloaded).then_some(1);
+        let retry_after = match code {
+            ErrorCode::Overloaded => Some(1),
+            ErrorCode::DatabaseUnavailable => Some(DATABASE_RETRY_AFTER_SECS),
+            _ => None,
+        };
         Self {
             code,
             message: message.into(),
@@ -291,11 +302,25 @@ impl Error {
         Self::new(ErrorCode::InvalidRequest, message)
     }
 
-    /// An internal failure: logged here with its cause, answered without details.
+    /// An internal failure: logged here with its cause, answered without details. A
+    /// failure caused by the database being unreachable is `database_unavailable`.
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         let error = error.into();
+        if crate::db::is_unavailable(error.as_ref()) {
+            return Self::database_unavailable(&error);
+        }
         tracing::error!(error.type = "internal", error = format!("{error:#}"), "request failed");
         Self::new(ErrorCode::Internal, "internal error")
+    }
+
+    /// `database_unavailable`: logged here with its cause (at debug: an outage, which
+    /// `Health` reports once, not a bug), answered with `Retry-After`.
+    pub fn database_unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::debug!(error.type = "database_unavailable", error = %cause, "request failed: the database is unavailable");
+        Self::new(
+            ErrorCode::DatabaseUnavailable,
+            "the database is unavailable; retry later",
+        )
     }
 
     /// Adds structured detail for the caller.
@@ -352,9 +377,15 @@ impl From<wisp_host::RuntimeError> for Error {
 
 impl From<crate::db::DbError> for Error {
     fn from(error: crate::db::DbError) -> Self {
+        if error.is_unavailable() {
+            return Self::database_unavailable(&error);
+        }
         Self::internal(error)
     }
 }
+
+/// `Retry-After` of `database_unavailable`: a database restart takes about this long.
+pub const DATABASE_RETRY_AFTER_SECS: u64 = 2;
 
 /// `Result` with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

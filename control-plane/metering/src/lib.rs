@@ -341,6 +341,9 @@ async fn drain(drained: Arc<Handoff>, db: Arc<Db>) {
     }
 }
 
+/// The longest wait between two attempts to store a batch while the database fails.
+const DRAIN_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// Stores a batch's events, retrying until they are stored (they stay in the outbox file
 /// meanwhile, and they are the bill); then deletes the segments and answers the flushes
 /// that came after them.
@@ -361,9 +364,16 @@ async fn commit_batch(db: Arc<Db>, items: Vec<Drained>) {
             Ok(_) => break,
             Err(error) => {
                 drop(conn);
-                tracing::error!(error = %error, events = events.len(), "failed to store usage events; retrying");
+                if error.is_unavailable() {
+                    // An outage: the events wait in the outbox; `/healthz` says so too.
+                    tracing::warn!(error = %error, events = events.len(), "the database is unavailable; usage events wait in the outbox");
+                } else {
+                    tracing::error!(error = %error, events = events.len(), "failed to store usage events; retrying");
+                }
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                // Short: events wait in the outbox meanwhile, and a database back from a
+                // restart should see them within a couple of seconds.
+                backoff = (backoff * 2).min(DRAIN_RETRY_MAX);
             }
         }
     }

@@ -117,6 +117,9 @@ impl MlflowError {
     /// An internal failure: logged with its cause, answered without details.
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         let error = error.into();
+        if crate::db::is_unavailable(error.as_ref()) {
+            return wisp_core::error::Error::database_unavailable(&error).into();
+        }
         tracing::error!(error.type = "internal", error = format!("{error:#}"), "mlflow request failed");
         Self::new(ErrorCode::InternalError, "internal error")
     }
@@ -150,7 +153,8 @@ impl From<wisp_core::error::Error> for MlflowError {
             wisp_core::error::ErrorCode::AlreadyExists => ErrorCode::ResourceAlreadyExists,
             wisp_core::error::ErrorCode::RateLimited
             | wisp_core::error::ErrorCode::QuotaExceeded => ErrorCode::RequestLimitExceeded,
-            wisp_core::error::ErrorCode::Overloaded => ErrorCode::TemporarilyUnavailable,
+            wisp_core::error::ErrorCode::Overloaded
+            | wisp_core::error::ErrorCode::DatabaseUnavailable => ErrorCode::TemporarilyUnavailable,
             wisp_core::error::ErrorCode::Internal => ErrorCode::InternalError,
             wisp_core::error::ErrorCode::InvalidJson => ErrorCode::BadRequest,
             wisp_core::error::ErrorCode::AliasInUse | wisp_core::error::ErrorCode::LastOwner => {
@@ -162,6 +166,9 @@ impl From<wisp_core::error::Error> for MlflowError {
         let message = match error.code() {
             wisp_core::error::ErrorCode::QuotaExceeded => {
                 format!("quota_exceeded: {}", error.message())
+            }
+            wisp_core::error::ErrorCode::DatabaseUnavailable => {
+                format!("database_unavailable: {}", error.message())
             }
             _ => error.message().to_owned(),
         };

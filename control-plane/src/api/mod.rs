@@ -22,6 +22,7 @@ mod drift;
 mod error_response;
 pub mod extract;
 mod feedback;
+mod health;
 mod idempotency;
 pub(crate) mod invitations;
 mod keys;
@@ -279,7 +280,8 @@ pub fn app_with(state: AppState, pages: Router<AppState>) -> Router {
         .merge(docs::routes(openapi))
         .merge(mlflow::routes())
         .merge(pages)
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::main_port))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .with_state(state)

@@ -123,6 +123,12 @@ impl Collector for ServerCollector {
         )?;
         gauge(
             &mut encoder,
+            "wisp_db_available",
+            "1 while the database answers, 0 while it is unreachable (an outage or restart)",
+            u64::from(!self.db.health().is_unavailable()),
+        )?;
+        gauge(
+            &mut encoder,
             "wisp_metering_outbox_backlog",
             "Usage events in the outbox not yet written to the database",
             self.metering.backlog() as u64,

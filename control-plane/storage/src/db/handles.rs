@@ -9,16 +9,18 @@
 //! `query` included), so the type is not a convention.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use libsql::params::IntoParams;
 use libsql::{Connection, Rows};
 
 use super::DbError;
+use super::link::Link;
 
 /// A connection that only reads.
 #[derive(Clone)]
 pub struct Reader {
-    conn: Connection,
+    link: Arc<Link>,
 }
 
 impl Reader {
@@ -30,12 +32,24 @@ impl Reader {
                 sql.trim().chars().take(60).collect::<String>()
             )));
         }
-        self.conn.query(sql, params).await
+        let params = params.into_params()?;
+        // A read is safe to run again on a fresh connection.
+        self.link
+            .run(true, |conn| {
+                let params = params.clone();
+                async move { conn.query(sql, params).await }
+            })
+            .await
     }
 
     /// Whether the connection is outside any transaction.
     pub fn is_autocommit(&self) -> bool {
-        self.conn.is_autocommit()
+        self.link.current().is_autocommit()
+    }
+
+    /// How many times a lost connection was replaced.
+    pub fn replacements(&self) -> u64 {
+        self.link.replacements()
     }
 }
 
@@ -54,34 +68,59 @@ impl Deref for Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection) -> Self {
+    pub(crate) fn new(link: Link) -> Self {
         Self {
-            reader: Reader { conn },
+            reader: Reader {
+                link: Arc::new(link),
+            },
         }
     }
 
-    fn conn(&self) -> &Connection {
-        &self.reader.conn
+    fn link(&self) -> &Link {
+        &self.reader.link
     }
 
-    /// Runs a statement that changes rows; the number of rows changed.
+    fn conn(&self) -> Connection {
+        self.link().current()
+    }
+
+    /// Runs a statement that changes rows; the number of rows changed. Retried on a fresh
+    /// connection only when the lost one provably never ran it (see [`super::link`]).
     pub async fn execute(&self, sql: &str, params: impl IntoParams) -> libsql::Result<u64> {
-        self.conn().execute(sql, params).await
+        let params = params.into_params()?;
+        self.link()
+            .run(false, |conn| {
+                let params = params.clone();
+                async move { conn.execute(sql, params).await }
+            })
+            .await
     }
 
     /// Runs several statements separated by `;` (migrations).
     pub async fn execute_batch(&self, sql: &str) -> libsql::Result<()> {
-        self.conn().execute_batch(sql).await.map(drop)
+        self.link()
+            .run(false, |conn| async move {
+                conn.execute_batch(sql).await.map(drop)
+            })
+            .await
     }
 
     /// Runs any statement and returns its rows: a write with `RETURNING`, or a read.
     pub async fn query_rows(&self, sql: &str, params: impl IntoParams) -> libsql::Result<Rows> {
-        self.conn().query(sql, params).await
+        let params = params.into_params()?;
+        self.link()
+            .run(false, |conn| {
+                let params = params.clone();
+                async move { conn.query(sql, params).await }
+            })
+            .await
     }
 
     /// Prepares a statement to run many times (its writes included).
     pub async fn prepare(&self, sql: &str) -> libsql::Result<libsql::Statement> {
-        self.conn().prepare(sql).await
+        self.link()
+            .run(false, |conn| async move { conn.prepare(sql).await })
+            .await
     }
 
     /// Rows changed by the last statement.
@@ -93,7 +132,13 @@ impl Writer {
     /// rolls everything back and is returned as is. The only way code here opens a
     /// transaction ([`super::Db::transaction`] is this on the main connection).
     ///
-    /// `body` gets this same writer: its statements run inside the transaction.
+    /// `body` gets this same writer: its statements run inside the transaction, on the
+    /// same connection (on a remote server too: the transaction is the stream's).
+    ///
+    /// A transaction that loses its connection is rolled back by the server with it; it is
+    /// not retried here (the body runs once), and the error says the database is
+    /// unavailable, which the caller can retry as a whole. A lost `COMMIT` whose answer
+    /// never came back may or may not have committed: the same error, as for any write.
     pub async fn transaction<T, E>(
         &self,
         body: impl AsyncFnOnce(&Writer) -> Result<T, E>,
@@ -101,14 +146,31 @@ impl Writer {
     where
         E: From<DbError>,
     {
-        let tx = self.conn().transaction().await.map_err(DbError::from)?;
+        // BEGIN ran twice is harmless only before anything else: the retry runs on a new
+        // connection, where nothing has begun.
+        self.link()
+            .run(true, |conn| async move { conn.execute("BEGIN", ()).await })
+            .await
+            .map_err(DbError::from)?;
+        self.link().begin_transaction();
         match body(self).await {
             Ok(value) => {
-                tx.commit().await.map_err(DbError::from)?;
-                Ok(value)
+                let committed = self.execute("COMMIT", ()).await;
+                let lost = self.link().end_transaction();
+                match committed {
+                    Ok(_) => Ok(value),
+                    Err(error) => {
+                        if !lost {
+                            self.roll_back_after_failed_commit().await;
+                        }
+                        Err(DbError::from(error).into())
+                    }
+                }
             }
             Err(error) => {
-                if let Err(e) = tx.rollback().await {
+                if !self.link().end_transaction()
+                    && let Err(e) = self.execute("ROLLBACK", ()).await
+                {
                     tracing::warn!(error = %e, "rollback failed");
                 }
                 Err(error)
@@ -116,11 +178,25 @@ impl Writer {
         }
     }
 
+    /// A failed `COMMIT` leaves the transaction open on a working connection (e.g.
+    /// `SQLITE_BUSY`): roll it back so that the connection is usable again.
+    async fn roll_back_after_failed_commit(&self) {
+        if !self.conn().is_autocommit()
+            && let Err(e) = self.execute("ROLLBACK", ()).await
+        {
+            tracing::warn!(error = %e, "rollback after a failed commit failed");
+        }
+    }
+
     /// Rolls back a transaction a cancelled request left open on this connection.
     pub(super) async fn roll_back_abandoned(&self) {
+        // A request cancelled inside `transaction` never reached its end.
+        if self.link().end_transaction() {
+            return;
+        }
         if !self.conn().is_autocommit() {
             tracing::warn!("rolling back a transaction abandoned by a cancelled request");
-            if let Err(e) = self.conn().execute("ROLLBACK", ()).await {
+            if let Err(e) = self.execute("ROLLBACK", ()).await {
                 tracing::error!(error = %e, "failed to roll back an abandoned transaction");
             }
         }

@@ -15,6 +15,12 @@
 //! the database on a warm row, even while the connection is held by a slow commit; only
 //! a row older than [`MEMO_STALE_LIMIT`] (its refreshes kept failing, or nobody asked for
 //! it) is read again on the request path.
+//!
+//! While the database is unreachable, a memoised row is served whatever its age or
+//! generation, up to [`MEMO_OUTAGE_LIMIT`]: warm inference keeps answering through an
+//! outage, instead of failing on the one read it would otherwise make. The request does not
+//! even try the database once the last statement failed so ([`super::watch_health`] finds
+//! it back); it does when the row's read fails for want of the database.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -35,6 +41,29 @@ pub const MEMO_TTL: Duration = Duration::from_secs(1);
 /// Age after which a memoised row is never served: the request reads it itself. The bound
 /// on staleness for changes made by other machines while refreshes fail.
 pub const MEMO_STALE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Age up to which a memoised row is served while the database is unreachable: the bound
+/// on staleness during an outage (nothing can change the row then, except on another
+/// machine that still reaches the database).
+pub const MEMO_OUTAGE_LIMIT: Duration = Duration::from_secs(5 * 60);
+
+/// An error that may say the database was unreachable.
+pub trait MaybeUnavailable {
+    /// Whether the database could not be reached.
+    fn is_unavailable(&self) -> bool;
+}
+
+impl MaybeUnavailable for super::DbError {
+    fn is_unavailable(&self) -> bool {
+        super::DbError::is_unavailable(self)
+    }
+}
+
+impl MaybeUnavailable for libsql::Error {
+    fn is_unavailable(&self) -> bool {
+        super::link::lost(self).is_some()
+    }
+}
 
 /// What a memo's `load` returns: the row's read, borrowing the connection and the key.
 pub type LoadFuture<'c, V, E> = Pin<Box<dyn Future<Output = Result<Option<V>, E>> + Send + 'c>>;
@@ -74,7 +103,7 @@ where
         Self {
             entries: moka::sync::Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(MEMO_STALE_LIMIT)
+                .time_to_live(MEMO_OUTAGE_LIMIT)
                 .build(),
         }
     }
@@ -85,9 +114,17 @@ where
     pub async fn get_or_load<E, F>(&self, db: &Arc<Db>, key: K, load: F) -> Result<Option<V>, E>
     where
         F: for<'c> FnOnce(&'c Reader, &'c K) -> LoadFuture<'c, V, E> + Send + 'static,
-        E: Display + Send + 'static,
+        E: Display + MaybeUnavailable + Send + 'static,
     {
-        if let Some(hit) = self.entries.get(&key)
+        let hit = self.entries.get(&key);
+        if let Some(hit) = &hit
+            && db.health().is_unavailable()
+        {
+            // An outage: serve the old row. `watch_health` finds the database back; reads
+            // from here would only queue up behind an unreachable server.
+            return Ok(Some(hit.value.clone()));
+        }
+        if let Some(hit) = hit.clone()
             && hit.generation == db.generation()
         {
             let age = hit.loaded.elapsed();
@@ -103,8 +140,16 @@ where
         }
         let conn = db.snapshot().await;
         let generation = db.generation();
-        let value = load(&conn, &key).await?;
+        let loaded = load(&conn, &key).await;
         drop(conn);
+        let value = match loaded {
+            Ok(value) => value,
+            Err(error) if error.is_unavailable() && hit.is_some() => {
+                tracing::debug!(error = %error, "the database is unavailable; serving a memoised row");
+                return Ok(hit.map(|hit| hit.value));
+            }
+            Err(error) => return Err(error),
+        };
         Self::store_in(&self.entries, key, generation, value.clone());
         Ok(value)
     }
@@ -119,7 +164,7 @@ where
         refreshing: Arc<AtomicBool>,
     ) where
         F: for<'c> FnOnce(&'c Reader, &'c K) -> LoadFuture<'c, V, E> + Send + 'static,
-        E: Display + Send + 'static,
+        E: Display + MaybeUnavailable + Send + 'static,
     {
         let entries = self.entries.clone();
         let db = Arc::clone(db);

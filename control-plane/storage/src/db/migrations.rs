@@ -157,17 +157,27 @@ async fn apply_list(conn: &Writer, migrations: &[Migration]) -> Result<(), DbErr
 mod tests {
     use super::*;
 
+    /// An in-memory database without migrations.
+    async fn bare_memory() -> Writer {
+        let db = libsql::Builder::new_local(":memory:")
+            .build()
+            .await
+            .expect("db");
+        let conn = db.connect().expect("connect");
+        Writer::new(super::super::link::Link::new(
+            std::sync::Arc::default(),
+            std::sync::Arc::new(db),
+            conn,
+        ))
+    }
+
     fn table(version: i64, name: &'static str, sql: &'static str) -> Migration {
         Migration { version, name, sql }
     }
 
     #[tokio::test]
     async fn a_migration_numbered_below_an_applied_one_still_runs() {
-        let db = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .expect("db");
-        let conn = Writer::new(db.connect().expect("connect"));
+        let conn = bare_memory().await;
         let one = table(1, "one", "CREATE TABLE one (x)");
         let five = table(5, "five", "CREATE TABLE five (x)");
         apply_list(&conn, &[one, five]).await.expect("1 and 5");
@@ -192,11 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn existing_keys_get_the_human_at_the_end_of_their_creator_chain() {
-        let db = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .expect("db");
-        let conn = Writer::new(db.connect().expect("connect"));
+        let conn = bare_memory().await;
         let before: Vec<_> = MIGRATIONS.iter().filter(|m| m.version < 8).collect();
         for migration in before {
             let copy = table(migration.version, migration.name, migration.sql);

@@ -22,12 +22,14 @@
 //! not queue behind the metering drainer's batch or an API write.
 
 pub mod handles;
+pub mod link;
 mod memo;
 mod migrations;
 
 use std::future::Future;
 use std::ops::Deref;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -35,7 +37,7 @@ use libsql::{Builder, Database};
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use handles::{Reader, Writer};
-pub use memo::{LoadFuture, MEMO_STALE_LIMIT, MEMO_TTL, Memo};
+pub use memo::{LoadFuture, MEMO_OUTAGE_LIMIT, MEMO_STALE_LIMIT, MEMO_TTL, MaybeUnavailable, Memo};
 pub use migrations::{MIGRATIONS, Migration};
 
 /// Errors from the storage layer.
@@ -43,10 +45,51 @@ pub use migrations::{MIGRATIONS, Migration};
 pub enum DbError {
     /// The libSQL driver failed.
     #[error("libsql: {0}")]
-    Libsql(#[from] libsql::Error),
+    Libsql(libsql::Error),
+    /// The database cannot be reached (an outage, a restart, a network cut): a retry later
+    /// can succeed. A write that failed so may or may not have been applied.
+    #[error("database unavailable: {0}")]
+    Unavailable(libsql::Error),
     /// A stored value did not have the expected shape.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+}
+
+impl From<libsql::Error> for DbError {
+    fn from(error: libsql::Error) -> Self {
+        if link::lost(&error).is_some() {
+            Self::Unavailable(error)
+        } else {
+            Self::Libsql(error)
+        }
+    }
+}
+
+impl DbError {
+    /// Whether the database could not be reached: the error is the outage, not the
+    /// statement, and a retry later can succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// Whether `error`, or any error it was caused by, is the database being unreachable.
+pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(db) = error.downcast_ref::<DbError>()
+            && db.is_unavailable()
+        {
+            return true;
+        }
+        if let Some(libsql) = error.downcast_ref::<libsql::Error>()
+            && link::lost(libsql).is_some()
+        {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// Where the database lives.
@@ -74,7 +117,8 @@ pub struct Db {
     /// guard types, and is handed out as a [`ReadGuard`].
     snapshot: Option<Mutex<Writer>>,
     generation: AtomicU64,
-    _database: Database,
+    health: Arc<link::Health>,
+    _database: Arc<Database>,
 }
 
 impl Db {
@@ -102,6 +146,11 @@ impl Db {
                 builder.build().await?
             }
         };
+        if matches!(location, DbLocation::Replica { .. }) {
+            // Start from the primary's current state, not from whatever the file held.
+            database.sync().await?;
+        }
+        let database = Arc::new(database);
         let conn = database.connect()?;
         if matches!(location, DbLocation::File(_) | DbLocation::Memory) {
             conn.execute("PRAGMA foreign_keys = ON", ()).await?;
@@ -111,16 +160,22 @@ impl Db {
                 conn.busy_timeout(Duration::from_secs(5))?;
             }
         }
-        let conn = Writer::new(conn);
+        let health = Arc::new(link::Health::default());
+        let conn = Writer::new(link::Link::new(
+            Arc::clone(&health),
+            Arc::clone(&database),
+            conn,
+        ));
         migrations::apply(&conn).await?;
         let snapshot = match location {
-            DbLocation::File(_) => Some(Mutex::new(open_snapshot(&database).await?)),
+            DbLocation::File(_) => Some(Mutex::new(open_snapshot(&health, &database).await?)),
             _ => None,
         };
         Ok(Self {
             conn: Mutex::new(conn),
             snapshot,
             generation: AtomicU64::new(0),
+            health,
             _database: database,
         })
     }
@@ -193,6 +248,11 @@ impl Db {
         )
     }
 
+    /// Whether the database answered the last statement.
+    pub fn health(&self) -> &link::Health {
+        &self.health
+    }
+
     /// The write generation: how many accesses that may change a memoised row
     /// ([`Db::write`], [`Db::transaction`]) this process has released. A memoised row is
     /// served only while it is unchanged.
@@ -204,6 +264,36 @@ impl Db {
     /// sharing the database changed something (its entry in the invalidation log).
     pub fn invalidate_memos(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// How often [`watch_health`] asks the database whether it answers: while it does not, and
+/// while it does.
+pub const HEALTH_PROBE_UNAVAILABLE: Duration = Duration::from_secs(1);
+pub const HEALTH_PROBE_AVAILABLE: Duration = Duration::from_secs(10);
+
+/// Keeps [`Db::health`] current while nothing else runs a statement: an idle node notices
+/// an outage within [`HEALTH_PROBE_AVAILABLE`], and its end within
+/// [`HEALTH_PROBE_UNAVAILABLE`]. Runs as long as `db` lives.
+pub async fn watch_health(db: std::sync::Weak<Db>) {
+    loop {
+        let Some(strong) = db.upgrade() else {
+            return;
+        };
+        let wait = if strong.health().is_unavailable() {
+            HEALTH_PROBE_UNAVAILABLE
+        } else {
+            HEALTH_PROBE_AVAILABLE
+        };
+        // `try_lock`: a busy connection is an answering one; the probe only matters when
+        // nothing else runs.
+        if let Ok(conn) = strong.conn.try_lock()
+            && let Err(error) = conn.query("SELECT 1", ()).await
+        {
+            tracing::debug!(error = %error, "the database health probe failed");
+        }
+        drop(strong);
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -241,12 +331,20 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-async fn open_snapshot(database: &Database) -> Result<Writer, DbError> {
+async fn open_snapshot(
+    health: &Arc<link::Health>,
+    database: &Arc<Database>,
+) -> Result<Writer, DbError> {
     let conn = database.connect()?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mut rows = conn.query("PRAGMA query_only = ON", ()).await?;
     while rows.next().await?.is_some() {}
-    Ok(Writer::new(conn))
+    // An embedded file: never lost, so never replaced (which would drop `query_only`).
+    Ok(Writer::new(link::Link::new(
+        Arc::clone(health),
+        Arc::clone(database),
+        conn,
+    )))
 }
 
 /// Runs `work` on a thread of the blocking pool and waits for it there.
