@@ -19,7 +19,7 @@ itself.
 """
 
 import argparse
-import http.client
+import http.client as http_client
 import json
 import os
 import re
@@ -132,16 +132,23 @@ def paced(base, key, rate, seconds, counts):
     """Calls predict `rate` times a second for `seconds` on one keep-alive connection,
     counting answers by status."""
     host, port = base.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn = http_client.HTTPConnection(host, int(port), timeout=30)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     start = time.monotonic()
     for i in range(rate * seconds):
         delay = start + i / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        conn.request("POST", "/v1/orgs/bench/models/iris/predict", BODY, headers)
-        response = conn.getresponse()
-        response.read()
+        try:
+            conn.request("POST", "/v1/orgs/bench/models/iris/predict", BODY, headers)
+            response = conn.getresponse()
+            response.read()
+        except (ConnectionError, http_client.HTTPException):
+            # The server may close a connection after a refusal: open another and go on.
+            conn.close()
+            conn = http_client.HTTPConnection(host, int(port), timeout=30)
+            counts["closed"] = counts.get("closed", 0) + 1
+            continue
         counts[response.status] = counts.get(response.status, 0) + 1
 
 
@@ -244,9 +251,10 @@ def main():
             t.join()
         admitted = sum(c.get(200, 0) for c in counts)
         refused = sum(c.get(429, 0) for c in counts)
-        other = sum(n for c in counts for s, n in c.items() if s not in (200, 429))
+        other = sum(n for c in counts for s, n in c.items() if s not in (200, 429, "closed"))
+        closed = sum(c.get("closed", 0) for c in counts)
         allowed = plan_rate * args.seconds
-        print(f"rate-limit accuracy: {admitted} admitted, {refused} refused ({other} other) of "
+        print(f"rate-limit accuracy: {admitted} admitted, {refused} refused ({other} other, {closed} on a closed connection) of "
               f"{2 * allowed} calls at 2x the plan's {plan_rate}/s over 2 nodes for {args.seconds} s")
         print(f"  admitted / allowed = {admitted} / {allowed} = {admitted / allowed:.3f}")
 
@@ -256,10 +264,27 @@ def main():
         two = throughput([base_a, base_b], key, args.concurrency, args.seconds, script)
         print(f"predict throughput on one sqld: one node {one:,.0f} req/s, two nodes {two:,.0f} req/s, "
               f"ratio {two / one:.2f} (c={args.concurrency} per node)")
-        for p in processes:
+        for p in reversed(processes):  # the nodes before their database
             p.terminate()
             p.wait()
         processes.clear()
+
+        # One node on sqld with the --before build: whether the fleet work changed it.
+        if args.before:
+            (work / "before").mkdir()
+            sqld, url = start_sqld(work / "before")
+            processes.append(sqld)
+            node, base = start_wisp(args.before, work / "before" / "a", url)
+            processes.append(node)
+            before_key = set_up(base)
+            lift_rates_and_wait(lambda s: sql(url, s), [base], before_key)
+            before_one = throughput([base], before_key, args.concurrency, args.seconds, script)
+            print(f"one node on sqld, --before build: {before_one:,.0f} req/s; "
+                  f"this build / before = {one / before_one:.2f}")
+            for p in reversed(processes):
+                p.terminate()
+                p.wait()
+            processes.clear()
 
         # 3. The single-node embedded mode.
         now = embedded(binary, work, "embedded-now", args.concurrency, args.seconds, script)
@@ -269,7 +294,7 @@ def main():
             print(f"single node, embedded file, --before build: {before:,.0f} req/s; "
                   f"this build / before = {now / before:.2f}")
     finally:
-        for p in processes:
+        for p in reversed(processes):
             p.terminate()
             p.wait()
         shutil.rmtree(work, ignore_errors=True)
