@@ -61,7 +61,7 @@ pub struct QuotaExceeded {
 }
 
 /// The largest block of calls a node claims at once.
-pub const MAX_BLOCK: u64 = 256;
+pub const MAX_BLOCK: u64 = 4096;
 
 #[derive(Debug, Default)]
 struct Counter {
