@@ -19,18 +19,17 @@ itself.
 """
 
 import argparse
+import importlib.util
 import http.client as http_client
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,34 +40,11 @@ SECRET = "a fleet benchmark jwt secret, 32 bytes or more"
 BODY = json.dumps({"inputs": {"input": [[5.1, 3.5, 1.4, 0.2]]}})
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(method, url, token=None, body=None, raw=None, content_type="application/json"):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, method=method)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(request, timeout=120) as response:
-        text = response.read()
-        return json.loads(text) if text else None
-
-
-def wait_ready(url, process, what):
-    for _ in range(600):
-        if process.poll() is not None:
-            sys.exit(f"{what} exited early")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except Exception:
-            time.sleep(0.1)
-    sys.exit(f"{what} did not start")
+# The HTTP helpers of the serving benchmark, not copies of them.
+_spec = importlib.util.spec_from_file_location("bench_serving", ROOT / "scripts" / "bench-serving.py")
+_serving = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_serving)
+free_port, http, wait_ready = _serving.free_port, _serving.http, _serving.wait_ready
 
 
 def sqld_binary():
