@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -40,15 +40,8 @@ async fn monitored() -> Monitored {
         .env("RUST_LOG", "info")
         .env("WISP_LOG_FORMAT", "json")
         .env("WISP_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"));
-    let mut server = start(command, port).await;
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let stderr = server.child.stderr.take().expect("stderr");
-    let sink = Arc::clone(&logs);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let server = start(command, port).await;
+    let logs = Arc::clone(&server.logs);
     let base = server.base.clone();
     let token = login(&base).await;
     let key = deploy_iris_with_predict_key(&base, &token, ORG).await;

@@ -199,6 +199,7 @@ async fn the_readme_quick_start_works_end_to_end() {
     let _server = Server {
         child,
         base: base.clone(),
+        logs: Logs::default(),
     };
     let dir = config_dir.path();
 

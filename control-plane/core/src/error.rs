@@ -100,6 +100,9 @@ pub enum ErrorCode {
     /// retry after the `Retry-After` delay. Warm inference keeps answering meanwhile. A
     /// write that failed so may or may not have been applied.
     DatabaseUnavailable,
+    /// Other writers kept the database locked past its busy timeout (many nodes writing to
+    /// one database server at once): nothing was applied; retry after `Retry-After`.
+    DatabaseBusy,
 }
 
 impl ErrorCode {
@@ -143,6 +146,7 @@ impl ErrorCode {
         Self::InvalidActual,
         Self::CsrfTokenInvalid,
         Self::DatabaseUnavailable,
+        Self::DatabaseBusy,
     ];
 
     /// The stable string clients match on.
@@ -186,6 +190,7 @@ impl ErrorCode {
             Self::InvalidActual => "invalid_actual",
             Self::CsrfTokenInvalid => "csrf_token_invalid",
             Self::DatabaseUnavailable => "database_unavailable",
+            Self::DatabaseBusy => "database_busy",
         }
     }
 
@@ -227,7 +232,7 @@ impl ErrorCode {
             Self::PasswordChangeRequired => 403,
             Self::InvalidActual => 422,
             Self::CsrfTokenInvalid => 403,
-            Self::DatabaseUnavailable => 503,
+            Self::DatabaseUnavailable | Self::DatabaseBusy => 503,
         }
     }
 }
@@ -271,7 +276,7 @@ impl Error {
     /// An error with a code and a caller-facing message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let retry_after = match code {
-            ErrorCode::Overloaded => Some(1),
+            ErrorCode::Overloaded | ErrorCode::DatabaseBusy => Some(1),
             ErrorCode::DatabaseUnavailable => Some(DATABASE_RETRY_AFTER_SECS),
             _ => None,
         };
@@ -303,11 +308,15 @@ impl Error {
     }
 
     /// An internal failure: logged here with its cause, answered without details. A
-    /// failure caused by the database being unreachable is `database_unavailable`.
+    /// failure caused by the database being unreachable is `database_unavailable`, by its
+    /// staying locked by other writers `database_busy`.
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         let error = error.into();
         if crate::db::is_unavailable(error.as_ref()) {
             return Self::database_unavailable(&error);
+        }
+        if crate::db::is_busy(error.as_ref()) {
+            return Self::database_busy(&error);
         }
         tracing::error!(error.type = "internal", error = format!("{error:#}"), "request failed");
         Self::new(ErrorCode::Internal, "internal error")
@@ -320,6 +329,15 @@ impl Error {
         Self::new(
             ErrorCode::DatabaseUnavailable,
             "the database is unavailable; retry later",
+        )
+    }
+
+    /// `database_busy`: logged here with its cause, answered with `Retry-After`.
+    pub fn database_busy(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error.type = "database_busy", error = %cause, "request failed: the database stayed locked by other writers");
+        Self::new(
+            ErrorCode::DatabaseBusy,
+            "the database is busy with other writes; retry shortly",
         )
     }
 
@@ -379,6 +397,9 @@ impl From<crate::db::DbError> for Error {
     fn from(error: crate::db::DbError) -> Self {
         if error.is_unavailable() {
             return Self::database_unavailable(&error);
+        }
+        if error.is_busy() {
+            return Self::database_busy(&error);
         }
         Self::internal(error)
     }

@@ -120,6 +120,9 @@ impl MlflowError {
         if crate::db::is_unavailable(error.as_ref()) {
             return wisp_core::error::Error::database_unavailable(&error).into();
         }
+        if crate::db::is_busy(error.as_ref()) {
+            return wisp_core::error::Error::database_busy(&error).into();
+        }
         tracing::error!(error.type = "internal", error = format!("{error:#}"), "mlflow request failed");
         Self::new(ErrorCode::InternalError, "internal error")
     }
@@ -154,7 +157,8 @@ impl From<wisp_core::error::Error> for MlflowError {
             wisp_core::error::ErrorCode::RateLimited
             | wisp_core::error::ErrorCode::QuotaExceeded => ErrorCode::RequestLimitExceeded,
             wisp_core::error::ErrorCode::Overloaded
-            | wisp_core::error::ErrorCode::DatabaseUnavailable => ErrorCode::TemporarilyUnavailable,
+            | wisp_core::error::ErrorCode::DatabaseUnavailable
+            | wisp_core::error::ErrorCode::DatabaseBusy => ErrorCode::TemporarilyUnavailable,
             wisp_core::error::ErrorCode::Internal => ErrorCode::InternalError,
             wisp_core::error::ErrorCode::InvalidJson => ErrorCode::BadRequest,
             wisp_core::error::ErrorCode::AliasInUse | wisp_core::error::ErrorCode::LastOwner => {
@@ -167,8 +171,9 @@ impl From<wisp_core::error::Error> for MlflowError {
             wisp_core::error::ErrorCode::QuotaExceeded => {
                 format!("quota_exceeded: {}", error.message())
             }
-            wisp_core::error::ErrorCode::DatabaseUnavailable => {
-                format!("database_unavailable: {}", error.message())
+            wisp_core::error::ErrorCode::DatabaseUnavailable
+            | wisp_core::error::ErrorCode::DatabaseBusy => {
+                format!("{}: {}", error.code().as_str(), error.message())
             }
             _ => error.message().to_owned(),
         };

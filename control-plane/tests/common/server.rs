@@ -1,8 +1,10 @@
 //! The real `wisp serve` binary on a free loopback port, for end-to-end tests.
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -12,17 +14,46 @@ use serde_json::{Value, json};
 pub const OPS_EMAIL: &str = "ops@example.com";
 pub const OPS_PASSWORD: &str = "a long enough password";
 
-/// A running `wisp serve`, killed when dropped.
+/// A running `wisp serve`, killed when dropped; its log is printed when a test fails.
 pub struct Server {
     pub child: Child,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// Every line the server wrote to stdout and stderr so far (both pipes are drained, so
+    /// the server never blocks on a full one).
+    pub logs: Logs,
 }
+
+/// A server's output lines, shared with the threads that read its pipes.
+pub type Logs = Arc<Mutex<Vec<String>>>;
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let logs = self
+                .logs
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let tail = &logs[logs.len().saturating_sub(60)..];
+            eprintln!("--- last lines of wisp serve at {} ---", self.base);
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Reads `pipe` line by line into `logs` until it closes.
+fn drain(pipe: Option<impl Read + Send + 'static>, logs: &Logs) {
+    if let Some(pipe) = pipe {
+        let logs = Arc::clone(logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                logs.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
     }
 }
 
@@ -80,9 +111,12 @@ pub async fn wait_ready(base: &str, child: &mut Child) {
 /// Spawns `command` (listening on `port`) and waits until it answers.
 pub async fn start(mut command: Command, port: u16) -> Server {
     let mut child = command.spawn().expect("spawn wisp");
+    let logs = Logs::default();
+    drain(child.stdout.take(), &logs);
+    drain(child.stderr.take(), &logs);
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base, &mut child).await;
-    Server { child, base }
+    Server { child, base, logs }
 }
 
 /// Sends SIGTERM and waits for the exit.

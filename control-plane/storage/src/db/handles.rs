@@ -146,10 +146,16 @@ impl Writer {
     where
         E: From<DbError>,
     {
+        // IMMEDIATE: the write lock is taken (or waited for) here, not at the first write.
+        // With a deferred BEGIN, a transaction that reads and then writes while another
+        // connection (another node, on a shared server) committed in between fails with
+        // `SQLITE_BUSY_SNAPSHOT`, which no waiting cures.
         // BEGIN ran twice is harmless only before anything else: the retry runs on a new
         // connection, where nothing has begun.
         self.link()
-            .run(true, |conn| async move { conn.execute("BEGIN", ()).await })
+            .run(true, |conn| async move {
+                conn.execute("BEGIN IMMEDIATE", ()).await
+            })
             .await
             .map_err(DbError::from)?;
         self.link().begin_transaction();

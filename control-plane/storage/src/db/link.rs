@@ -74,6 +74,23 @@ pub fn lost(error: &libsql::Error) -> Option<Lost> {
     }
 }
 
+/// Whether `error` is `SQLITE_BUSY` (any extended code): the lock stayed with other
+/// writers past the busy timeout, on a working connection.
+pub fn busy(error: &libsql::Error) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    match error {
+        libsql::Error::SqliteFailure(code, _) => code & 0xff == SQLITE_BUSY,
+        // A delegated write's error: (the protocol's error kind, SQLite's extended code).
+        libsql::Error::RemoteSqliteFailure(_, extended, _) => extended & 0xff == SQLITE_BUSY,
+        // Over Hrana the server's error arrives as text: `SQLITE_BUSY` or its message.
+        libsql::Error::Hrana(_) | libsql::Error::WriteDelegation(_) => {
+            let text = error.to_string();
+            text.contains("SQLITE_BUSY") || text.contains("database is locked")
+        }
+        _ => false,
+    }
+}
+
 /// Whether the database answered the last statement, shared by a database's connections.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -230,6 +247,23 @@ pub fn transaction_lost() -> libsql::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_is_told_by_its_code_or_the_servers_text() {
+        use libsql::Error as E;
+        let busy_snapshot = E::RemoteSqliteFailure(3, 517, "database is locked".into());
+        assert!(busy(&busy_snapshot));
+        assert!(busy(&E::SqliteFailure(5, "database is locked".into())));
+        assert!(!busy(&E::SqliteFailure(
+            19,
+            "UNIQUE constraint failed".into()
+        )));
+        assert!(!busy(&E::RemoteSqliteFailure(3, 2067, "UNIQUE".into())));
+        assert!(
+            lost(&busy_snapshot).is_none(),
+            "busy is an answer, not a lost link"
+        );
+    }
 
     #[test]
     fn connection_failures_are_told_from_statement_failures() {

@@ -50,6 +50,10 @@ pub enum DbError {
     /// can succeed. A write that failed so may or may not have been applied.
     #[error("database unavailable: {0}")]
     Unavailable(libsql::Error),
+    /// Other writers kept the database locked past the server's busy timeout
+    /// (`SQLITE_BUSY`): nothing of the statement was applied, and a retry can succeed.
+    #[error("database busy: {0}")]
+    Busy(libsql::Error),
     /// A stored value did not have the expected shape.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -59,6 +63,8 @@ impl From<libsql::Error> for DbError {
     fn from(error: libsql::Error) -> Self {
         if link::lost(&error).is_some() {
             Self::Unavailable(error)
+        } else if link::busy(&error) {
+            Self::Busy(error)
         } else {
             Self::Libsql(error)
         }
@@ -71,19 +77,34 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
+
+    /// Whether other writers held the database's lock too long: a retry can succeed.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy(_))
+    }
 }
 
 /// Whether `error`, or any error it was caused by, is the database being unreachable.
 pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by(error, DbError::is_unavailable, |e| link::lost(e).is_some())
+}
+
+/// Whether `error`, or any error it was caused by, is the database being busy.
+pub fn is_busy(error: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by(error, DbError::is_busy, link::busy)
+}
+
+/// Whether `error` or one of its sources is a [`DbError`] matching `db` or a libSQL error
+/// matching `driver`.
+fn caused_by(
+    error: &(dyn std::error::Error + 'static),
+    db: impl Fn(&DbError) -> bool,
+    driver: impl Fn(&libsql::Error) -> bool,
+) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
-        if let Some(db) = error.downcast_ref::<DbError>()
-            && db.is_unavailable()
-        {
-            return true;
-        }
-        if let Some(libsql) = error.downcast_ref::<libsql::Error>()
-            && link::lost(libsql).is_some()
+        if error.downcast_ref::<DbError>().is_some_and(&db)
+            || error.downcast_ref::<libsql::Error>().is_some_and(&driver)
         {
             return true;
         }
