@@ -9,6 +9,11 @@
 //! or gives it back to the holding when it fails. So however many nodes serve, the calls
 //! started never exceed the quota: with a quota of 1,000, exactly 1,000 succeed.
 //!
+//! A node claims its next block ahead, in the background, when a call finds its holding
+//! down to half of the last block ([`CallQuotas::reserve`]): calls wait for the database
+//! only when a burst empties the holding before that claim is back (or the quota is out).
+//! A node so holds at most one and a half blocks.
+//!
 //! Blocks shrink as the quota runs out: a quarter of what is left divided by the live nodes
 //! ([`CallQuotas::set_fleet_size`]), at most [`MAX_BLOCK`], at least one call. A node
 //! refuses when the database has nothing left to claim and it holds nothing: calls other
@@ -71,6 +76,11 @@ struct Counter {
     reserved: u64,
     /// The fleet's claimed total at this node's last claim.
     claimed: u64,
+    /// The size of the last block granted (0: the last claim found nothing left, so none
+    /// is claimed ahead until a call must claim again).
+    last_block: u64,
+    /// A claim ahead is running.
+    refilling: bool,
 }
 
 /// One organisation's month on this node.
@@ -125,7 +135,7 @@ impl CallQuotas {
     /// the fleet's claims start the first time any node sees the month.
     pub async fn reserve<F>(
         &self,
-        db: &Db,
+        db: &Arc<Db>,
         org_id: &str,
         period: Period,
         limit: Option<u64>,
@@ -164,18 +174,20 @@ impl CallQuotas {
                 Ok::<_, DbError>(())
             })
             .await?;
+        let nodes = u64::from(self.fleet_size.load(Ordering::Relaxed));
         loop {
             if let Some(reservation) = take_held(&slot) {
+                claim_ahead(db, &slot, org_id, period.start, limit, nodes);
                 return Ok(Ok(reservation));
             }
             let _claiming = slot.claiming.lock().await;
             if let Some(reservation) = take_held(&slot) {
                 return Ok(Ok(reservation));
             }
-            let nodes = u64::from(self.fleet_size.load(Ordering::Relaxed));
             let (granted, claimed) = claim(db, org_id, period.start, limit, nodes).await?;
             let mut counter = slot.counter();
             counter.claimed = claimed;
+            counter.last_block = granted;
             if granted == 0 {
                 return Ok(Err(QuotaExceeded {
                     kind: QuotaKind::CallsPerMonth,
@@ -229,6 +241,41 @@ fn take_held(slot: &Arc<Slot>) -> Option<Reservation> {
         slot: Some(Arc::clone(slot)),
         settled: false,
     })
+}
+
+/// Claims the next block in the background when the holding is down to half of the last
+/// block and no such claim runs yet. A failed claim is only logged: the next call that
+/// finds the holding empty claims in the foreground and answers its error.
+fn claim_ahead(
+    db: &Arc<Db>,
+    slot: &Arc<Slot>,
+    org_id: &str,
+    period_start: i64,
+    limit: u64,
+    nodes: u64,
+) {
+    {
+        let mut counter = slot.counter();
+        if counter.refilling || counter.held > counter.last_block / 2 {
+            return;
+        }
+        counter.refilling = true;
+    }
+    let (db, slot, org_id) = (Arc::clone(db), Arc::clone(slot), org_id.to_owned());
+    tokio::spawn(async move {
+        let _claiming = slot.claiming.lock().await;
+        let claimed = claim(&db, &org_id, period_start, limit, nodes).await;
+        let mut counter = slot.counter();
+        counter.refilling = false;
+        match claimed {
+            Ok((granted, claimed)) => {
+                counter.claimed = claimed;
+                counter.last_block = granted;
+                counter.held += granted;
+            }
+            Err(error) => tracing::debug!(%error, "claiming quota ahead failed"),
+        }
+    });
 }
 
 /// Claims a block of calls under `limit`: compare-and-set on the claimed total, so
@@ -363,7 +410,7 @@ mod tests {
 
     async fn reserve(
         quotas: &CallQuotas,
-        db: &Db,
+        db: &Arc<Db>,
         limit: u64,
     ) -> Result<Reservation, QuotaExceeded> {
         quotas
@@ -393,7 +440,7 @@ mod tests {
 
     #[tokio::test]
     async fn reservations_never_exceed_the_limit_and_failures_give_slots_back() {
-        let db = Db::memory().await.unwrap();
+        let db = Arc::new(Db::memory().await.unwrap());
         let quotas = CallQuotas::default();
         // Seven calls were billed before this month was first claimed from.
         let a = reserve(&quotas, &db, 9).await.unwrap();
@@ -450,7 +497,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_clean_stop_gives_back_what_the_node_holds() {
-        let db = Db::memory().await.unwrap();
+        let db = Arc::new(Db::memory().await.unwrap());
         let first = CallQuotas::default();
         reserve(&first, &db, 1_007).await.unwrap().commit();
         // The first claim took a block: a quarter of the 1,000 left, capped.
@@ -468,8 +515,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_next_block_is_claimed_before_the_holding_runs_out() {
+        let db = Arc::new(Db::memory().await.unwrap());
+        let quotas = CallQuotas::default();
+        let limit = 1_000_000;
+        reserve(&quotas, &db, limit).await.unwrap().commit();
+        assert_eq!(claimed(&db).await, 7 + MAX_BLOCK as i64);
+        // Down to half of the block: the call that gets there starts the next claim.
+        for _ in 1..MAX_BLOCK / 2 {
+            reserve(&quotas, &db, limit).await.unwrap().commit();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while claimed(&db).await != 7 + 2 * MAX_BLOCK as i64 {
+            assert!(std::time::Instant::now() < deadline, "no claim ahead");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // The holding now has what was left of the first block and the whole second one,
+        // and the calls' count of the month is unchanged by the claim ahead.
+        let next = reserve(&quotas, &db, limit).await.unwrap();
+        assert_eq!(next.used(), 7 + MAX_BLOCK / 2);
+        assert_eq!(next.commit(), 7 + MAX_BLOCK / 2 + 1);
+        assert_eq!(
+            quotas.give_back(&db).await.unwrap(),
+            MAX_BLOCK + MAX_BLOCK / 2 - 1
+        );
+    }
+
+    #[tokio::test]
     async fn another_organisation_s_quota_is_its_own() {
-        let db = Db::memory().await.unwrap();
+        let db = Arc::new(Db::memory().await.unwrap());
         let quotas = CallQuotas::default();
         let period = Period::containing(NOVEMBER);
         let reserve_for = async |org: &str| {
@@ -499,7 +573,7 @@ mod tests {
 
     #[tokio::test]
     async fn unlimited_plans_claim_nothing() {
-        let db = Db::memory().await.unwrap();
+        let db = Arc::new(Db::memory().await.unwrap());
         let quotas = CallQuotas::default();
         let period = Period::containing(NOVEMBER);
         let free = quotas
