@@ -80,6 +80,12 @@ pub struct DriftServerConfig {
     /// How often the watched models and their settings are read again (changes made
     /// through this process apply at once).
     pub refresh_interval_secs: u64,
+    /// At most this many calls of one model are profiled per second by this process
+    /// (after `sample_rate`), spread evenly; 0: no cap. Drift statistics need a few
+    /// thousand rows per window, not every call of a busy model: the cap bounds
+    /// profiling's CPU cost when the traffic is high, and a quiet model is still profiled
+    /// call by call.
+    pub max_calls_per_sec: u32,
 }
 
 impl Default for DriftServerConfig {
@@ -89,6 +95,7 @@ impl Default for DriftServerConfig {
             queue: 1024,
             flush_interval_secs: 60,
             refresh_interval_secs: 30,
+            max_calls_per_sec: 50,
         }
     }
 }

@@ -4,12 +4,14 @@
 //! `flush_interval_secs`, on demand ([`DriftTap::flush`]) and at shutdown.
 //!
 //! Only watched models (with a reference or drift settings) are sampled: for every other
-//! model the hot path does one map lookup under a read lock and clones nothing.
+//! model the hot path does one map lookup under a read lock and clones nothing. A watched
+//! model's calls are sampled at its `sample_rate`, then capped at the server's
+//! `max_calls_per_sec` ([`CallCap`]): a busy model costs a bounded amount of profiling.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use wisp_host::NamedTensor;
@@ -55,8 +57,64 @@ impl std::fmt::Debug for DriftTap {
 struct Shared {
     sender: mpsc::Sender<Message>,
     dropped: AtomicU64,
-    /// Sampling rate by model id, for the watched models.
-    watched: RwLock<HashMap<String, f64>>,
+    /// Sampling rate and cap by model id, for the watched models.
+    watched: RwLock<HashMap<String, Sampling>>,
+    /// The profiled calls per second per model (0: no cap).
+    max_calls_per_sec: u32,
+    /// The origin of [`CallCap`]'s clock.
+    epoch: Instant,
+}
+
+/// How one watched model's calls are sampled.
+struct Sampling {
+    rate: f64,
+    cap: CallCap,
+}
+
+/// At most `per_sec` calls per second, evenly spaced, with a burst of one second's worth
+/// (the generic cell rate algorithm: one atomic, no lock on the hot path).
+struct CallCap {
+    /// Nanoseconds between two admitted calls; 0: no cap.
+    interval_ns: u64,
+    /// The theoretical time of the next admitted call, in nanoseconds since the epoch.
+    next_ns: AtomicU64,
+}
+
+impl CallCap {
+    fn new(per_sec: u32) -> Self {
+        Self {
+            interval_ns: if per_sec == 0 {
+                0
+            } else {
+                1_000_000_000 / u64::from(per_sec)
+            },
+            next_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a call at `now_ns` is admitted (and if so, counts it).
+    fn admit(&self, now_ns: u64) -> bool {
+        if self.interval_ns == 0 {
+            return true;
+        }
+        let burst_ns = 1_000_000_000;
+        let mut next = self.next_ns.load(Ordering::Relaxed);
+        loop {
+            let base = next.max(now_ns.saturating_sub(burst_ns));
+            if base > now_ns {
+                return false;
+            }
+            match self.next_ns.compare_exchange_weak(
+                next,
+                base + self.interval_ns,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => next = seen,
+            }
+        }
+    }
 }
 
 impl DriftTap {
@@ -71,6 +129,8 @@ impl DriftTap {
             sender,
             dropped: AtomicU64::new(0),
             watched: RwLock::default(),
+            max_calls_per_sec: config.max_calls_per_sec,
+            epoch: Instant::now(),
         });
         let collector = Collector {
             db,
@@ -89,21 +149,23 @@ impl DriftTap {
         }
     }
 
-    /// Whether this call of `model_id` is profiled (the model is watched, and the coin
-    /// of its sampling rate says so).
+    /// Whether this call of `model_id` is profiled: the model is watched, the coin of its
+    /// sampling rate says so, and the model is under the calls-per-second cap.
     pub fn sampled(&self, model_id: &str) -> bool {
         let Some(shared) = &self.shared else {
             return false;
         };
-        let rate = match shared.watched.read() {
-            Ok(watched) => watched.get(model_id).copied(),
-            Err(_) => None,
+        let Ok(watched) = shared.watched.read() else {
+            return false;
         };
-        match rate {
-            Some(rate) if rate >= 1.0 => true,
-            Some(rate) => rand::random::<f64>() < rate,
-            None => false,
+        let Some(sampling) = watched.get(model_id) else {
+            return false;
+        };
+        if sampling.rate < 1.0 && rand::random::<f64>() >= sampling.rate {
+            return false;
         }
+        let now_ns = u64::try_from(shared.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        sampling.cap.admit(now_ns)
     }
 
     /// Queues a sampled call's tensors; drops them (counted) if the queue is full.
@@ -225,12 +287,19 @@ impl Collector {
             }
         };
         drop(conn);
-        let rates = watched
-            .iter()
-            .map(|w| (w.model_id.clone(), w.settings.sample_rate))
-            .collect();
-        if let Ok(mut shared) = self.shared.watched.write() {
-            *shared = rates;
+        if let Ok(mut sampling) = self.shared.watched.write() {
+            // A model still watched keeps its cap's state: a reload is no new burst.
+            let mut previous = std::mem::take(&mut *sampling);
+            *sampling = watched
+                .iter()
+                .map(|w| {
+                    let cap = previous
+                        .remove(&w.model_id)
+                        .map_or_else(|| CallCap::new(self.shared.max_calls_per_sec), |s| s.cap);
+                    let rate = w.settings.sample_rate;
+                    (w.model_id.clone(), Sampling { rate, cap })
+                })
+                .collect();
         }
         self.models = watched
             .into_iter()
@@ -316,5 +385,34 @@ impl Collector {
         if let Err(error) = written {
             tracing::warn!(?error, "drift: failed to write the windows");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn the_cap_admits_its_rate_evenly_after_a_burst_of_one_second() {
+        let cap = CallCap::new(50);
+        // A call every millisecond for three seconds, from a start long after the epoch.
+        let start = 10 * SECOND;
+        let admitted: Vec<u64> = (0..3_000)
+            .map(|ms| start + ms * 1_000_000)
+            .filter(|&now| cap.admit(now))
+            .collect();
+        // One second's burst (50), then 50 a second.
+        assert_eq!(admitted.len(), 50 + 3 * 50);
+        let late: Vec<_> = admitted.iter().filter(|&&t| t >= start + SECOND).collect();
+        let gaps: Vec<u64> = late.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|&gap| gap == SECOND / 50), "{gaps:?}");
+    }
+
+    #[test]
+    fn no_cap_admits_every_call() {
+        let cap = CallCap::new(0);
+        assert!((0..10_000).all(|n| cap.admit(n)));
     }
 }
