@@ -82,7 +82,7 @@ def start_wisp(binary, data, database_url=None):
     env = dict(os.environ, WISP_DATA=str(data), WISP_LISTEN=f"127.0.0.1:{port}",
                WISP_ADMIN_EMAIL=EMAIL, WISP_ADMIN_PASSWORD=PASSWORD, WISP_ORG="bench",
                WISP_JWT_SECRET=SECRET, WISP_PLATFORM_OPERATORS=EMAIL, WISP_METRICS_LISTEN="",
-               WISP_CONFIG=str(config), RUST_LOG="warn")
+               WISP_CONFIG=str(config), RUST_LOG="warn,wasmtime_wasi_nn=off")
     if database_url:
         env["WISP_DATABASE_URL"] = database_url
     process = subprocess.Popen([str(binary), "serve"], env=env, stdout=subprocess.DEVNULL)

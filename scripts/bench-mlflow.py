@@ -93,7 +93,7 @@ class Wisp:
             "WISP_ADMIN_EMAIL": "bench@example.com",
             "WISP_ADMIN_PASSWORD": PASSWORD,
             "WISP_ORG": "bench",
-            "RUST_LOG": "warn",
+            "RUST_LOG": "warn,wasmtime_wasi_nn=off",
         }
         self.process = subprocess.Popen(
             [self.binary, "serve"], env=env, stdout=self.log, stderr=self.log

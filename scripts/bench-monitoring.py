@@ -44,7 +44,7 @@ def start(binary, work, name, config):
     port = serving.free_port()
     env = dict(serving.os.environ, WISP_DATA=str(data), WISP_LISTEN=f"127.0.0.1:{port}",
                WISP_CONFIG=str(data / "wisp.toml"), WISP_ADMIN_EMAIL="bench@localhost",
-               WISP_ADMIN_PASSWORD=serving.PASSWORD, WISP_ORG="bench", RUST_LOG="warn")
+               WISP_ADMIN_PASSWORD=serving.PASSWORD, WISP_ORG="bench", RUST_LOG="warn,wasmtime_wasi_nn=off")
     process = subprocess.Popen([str(binary), "serve"], env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     serving.wait_ready(f"{base}/healthz", process, f"wisp serve ({name})")

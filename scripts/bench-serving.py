@@ -126,7 +126,7 @@ def start_wisp(binary, data):
     port = free_port()
     env = dict(os.environ, WISP_DATA=str(data), WISP_LISTEN=f"127.0.0.1:{port}",
                WISP_ADMIN_EMAIL="bench@localhost", WISP_ADMIN_PASSWORD=PASSWORD,
-               WISP_ORG="bench", RUST_LOG="warn")
+               WISP_ORG="bench", RUST_LOG="warn,wasmtime_wasi_nn=off")
     process = subprocess.Popen([str(binary), "serve"], env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     wait_ready(f"{base}/healthz", process, "wisp serve")

@@ -24,11 +24,24 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     let outcome = runtime.block_on(run());
-    // Background work still running (the usage drainer retrying an unreachable database
-    // on a blocking thread) must not hold up the exit: `wisp serve` bounded its stop
-    // already, and what is not stored stays in the outbox for the next start.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    outcome
+    // Exit without shutting the runtime down: background work still running (the usage
+    // drainer writing a batch, or retrying an unreachable database, on a blocking thread)
+    // must not hold up the exit — `wisp serve` bounded its stop already, and what is not
+    // stored stays in the outbox for the next start — and cancelling it mid-statement made
+    // its timers panic ("the runtime is being shut down"). Nothing is lost by not
+    // dropping: a database transaction is committed or not, the outbox is synced as it
+    // is written, and stdout and stderr are flushed here.
+    let code = match &outcome {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            1
+        }
+    };
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
 }
 
 async fn run() -> anyhow::Result<()> {
