@@ -12,7 +12,8 @@
 //! A node claims its next block ahead, in the background, when a call finds its holding
 //! down to half of the last block ([`CallQuotas::reserve`]): calls wait for the database
 //! only when a burst empties the holding before that claim is back (or the quota is out).
-//! A node so holds at most one and a half blocks.
+//! A node so holds at most one and a half blocks. Near the quota's end, when blocks are
+//! smaller than [`CLAIM_AHEAD_MIN_BLOCK`], nothing is claimed ahead.
 //!
 //! Blocks shrink as the quota runs out: a quarter of what is left divided by the live nodes
 //! ([`CallQuotas::set_fleet_size`]), at most [`MAX_BLOCK`], at least one call. A node
@@ -64,6 +65,11 @@ pub struct QuotaExceeded {
     /// something (or a bigger plan) lifts.
     pub resets_at: Option<i64>,
 }
+
+/// The smallest block after which the next one is claimed ahead. Blocks shrink as the
+/// quota runs out; near its end (or with a small quota) a node claims only when its
+/// holding is empty, so that what it holds ahead does not refuse another node's calls.
+const CLAIM_AHEAD_MIN_BLOCK: u64 = 64;
 
 /// The largest block of calls a node claims at once.
 pub const MAX_BLOCK: u64 = 4096;
@@ -256,7 +262,10 @@ fn claim_ahead(
 ) {
     {
         let mut counter = slot.counter();
-        if counter.refilling || counter.held > counter.last_block / 2 {
+        if counter.refilling
+            || counter.last_block < CLAIM_AHEAD_MIN_BLOCK
+            || counter.held > counter.last_block / 2
+        {
             return;
         }
         counter.refilling = true;

@@ -77,68 +77,28 @@ pub async fn insert(conn: &Writer, events: &[UsageEvent]) -> Result<u64, DbError
         let mut rollups: BTreeMap<(Granularity, i64, &str, &str, String), Totals> = BTreeMap::new();
         let mut inserted = 0;
         let mut analytics = Rollups::default();
-        // Prepared once per batch: parsing the statement again for every event cost more than
-        // running it.
-        let statement = tx
-            .prepare(
-                "INSERT OR IGNORE INTO usage_events (id, org_id, api_key_id, user_id, model_id,
-                model_name, version, variant, outcome, billable, cache_hit, compute_units,
-                fuel, wall_us, inference_us, peak_memory_bytes, bytes_in, bytes_out, at_ms,
-                cold_load_us)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18, ?19, ?20)",
-            )
-            .await?;
-        for event in events {
-            let (api_key, user) = match &event.caller {
-                Caller::ApiKey(id) => (Some(id.as_str()), None),
-                Caller::User(id) => (None, Some(id.as_str())),
-            };
-            let changed = statement
-                .execute(params![
-                    event.id.as_str(),
-                    event.org_id.as_str(),
-                    api_key,
-                    user,
-                    event.model_id.as_str(),
-                    event.model_name.as_str(),
-                    event.version,
-                    event.variant.as_str(),
-                    event.outcome.as_str(),
-                    event.billable(),
-                    event.cache_hit,
-                    signed(event.compute_units),
-                    signed(event.fuel),
-                    signed(event.wall_us),
-                    signed(event.inference_us),
-                    signed(event.peak_memory_bytes),
-                    signed(event.bytes_in),
-                    signed(event.bytes_out),
-                    event.at_ms,
-                    event.cold_start.then(|| signed(event.cold_load_us))
-                ])
-                .await;
-            statement.reset();
-            if changed? == 0 {
-                continue;
-            }
-            inserted += 1;
-            analytics.add(event);
-            let at = event.at_ms.div_euclid(1_000);
-            for (granularity, start) in [
-                (Granularity::Hour, hour_start(at)),
-                (Granularity::Day, day_start(at)),
-            ] {
-                rollups
-                    .entry((
-                        granularity,
-                        start,
-                        event.org_id.as_str(),
-                        event.model_name.as_str(),
-                        event.caller.label(),
-                    ))
-                    .or_default()
-                    .add(event);
+        for chunk in events.chunks(EVENTS_PER_INSERT) {
+            let mut fresh = insert_chunk(tx, chunk).await?;
+            // `fresh.remove`: an id twice in one batch is stored (and counted) once.
+            for event in chunk.iter().filter(|e| fresh.remove(e.id.as_str())) {
+                inserted += 1;
+                analytics.add(event);
+                let at = event.at_ms.div_euclid(1_000);
+                for (granularity, start) in [
+                    (Granularity::Hour, hour_start(at)),
+                    (Granularity::Day, day_start(at)),
+                ] {
+                    rollups
+                        .entry((
+                            granularity,
+                            start,
+                            event.org_id.as_str(),
+                            event.model_name.as_str(),
+                            event.caller.label(),
+                        ))
+                        .or_default()
+                        .add(event);
+                }
             }
         }
         for ((granularity, start, org, model, caller), t) in &rollups {
@@ -183,6 +143,75 @@ pub async fn insert(conn: &Writer, events: &[UsageEvent]) -> Result<u64, DbError
         Ok(inserted)
     })
     .await
+}
+
+/// Events per `INSERT` statement: one round trip per this many events on a remote
+/// database (20 parameters each, far under SQLite's limit of 32,766).
+const EVENTS_PER_INSERT: usize = 256;
+
+/// Inserts `events` with one multi-row `INSERT OR IGNORE … RETURNING id`; returns the ids
+/// inserted (an event already stored, replayed from the outbox, is not among them).
+async fn insert_chunk(
+    tx: &Writer,
+    events: &[UsageEvent],
+) -> Result<std::collections::HashSet<String>, DbError> {
+    const COLUMNS: usize = 20;
+    let mut sql = String::from(
+        "INSERT OR IGNORE INTO usage_events (id, org_id, api_key_id, user_id, model_id,
+            model_name, version, variant, outcome, billable, cache_hit, compute_units,
+            fuel, wall_us, inference_us, peak_memory_bytes, bytes_in, bytes_out, at_ms,
+            cold_load_us) VALUES ",
+    );
+    let mut values = Vec::with_capacity(events.len() * COLUMNS);
+    for (n, event) in events.iter().enumerate() {
+        if n > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for column in 0..COLUMNS {
+            if column > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", n * COLUMNS + column + 1));
+        }
+        sql.push(')');
+        let (api_key, user) = match &event.caller {
+            Caller::ApiKey(id) => (Some(id.as_str()), None),
+            Caller::User(id) => (None, Some(id.as_str())),
+        };
+        let row = params![
+            event.id.as_str(),
+            event.org_id.as_str(),
+            api_key,
+            user,
+            event.model_id.as_str(),
+            event.model_name.as_str(),
+            event.version,
+            event.variant.as_str(),
+            event.outcome.as_str(),
+            event.billable(),
+            event.cache_hit,
+            signed(event.compute_units),
+            signed(event.fuel),
+            signed(event.wall_us),
+            signed(event.inference_us),
+            signed(event.peak_memory_bytes),
+            signed(event.bytes_in),
+            signed(event.bytes_out),
+            event.at_ms,
+            event.cold_start.then(|| signed(event.cold_load_us))
+        ];
+        for value in row {
+            values.push(value?);
+        }
+    }
+    sql.push_str(" RETURNING id");
+    let mut rows = tx.query_rows(&sql, values).await?;
+    let mut inserted = std::collections::HashSet::with_capacity(events.len());
+    while let Some(row) = rows.next().await? {
+        inserted.insert(row.get::<String>(0)?);
+    }
+    Ok(inserted)
 }
 
 fn totals_from(row: &libsql::Row, first: i32) -> Result<Totals, DbError> {
