@@ -551,3 +551,572 @@ async fn dashboard_changes_are_audited_like_their_api_twins() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(html(&page).contains("Model my model"));
 }
+
+/// A page's HTML with minijinja's escapes of `/`, `'`, `"` and `&` undone.
+fn text(reply: &Reply) -> String {
+    html(reply)
+        .replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+/// The text between `start` and the next `end` after it.
+fn between<'h>(html: &'h str, start: &str, end: &str) -> Option<&'h str> {
+    let from = html.find(start)? + start.len();
+    let to = html[from..].find(end)?;
+    Some(&html[from..from + to])
+}
+
+#[tokio::test]
+async fn the_keys_page_shows_a_new_secret_once_and_revokes_like_the_api() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let mut browser = Browser::default();
+    browser.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let empty = browser.get(&app, &format!("/orgs/{ORG}/keys")).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(html(&empty).contains("No API keys yet"));
+    // The checklist's first step leads here.
+    let home = browser.get(&app, &format!("/orgs/{ORG}")).await;
+    assert!(text(&home).contains(&format!("<a href=\"/orgs/{ORG}/keys\">API keys page")));
+    browser.get(&app, &format!("/orgs/{ORG}/keys")).await;
+    let created = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/keys"),
+            &[
+                ("name", "from the page"),
+                ("scope", "read"),
+                ("scope", "predict"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{created:?}");
+    let secret = between(
+        html(&created),
+        "<pre id=\"new-secret\" tabindex=\"0\"><code>",
+        "</code>",
+    )
+    .expect("the secret is shown")
+    .to_owned();
+    assert!(secret.starts_with("wisp_"), "{secret}");
+    // The key works against the API with the scopes chosen.
+    let models = app.get(&format!("/v1/orgs/{ORG}/models"), &secret).await;
+    assert_eq!(models.status, StatusCode::OK, "{models:?}");
+    // Never shown again.
+    let again = browser.get(&app, &format!("/orgs/{ORG}/keys")).await;
+    assert!(html(&again).contains("from the page"));
+    assert!(!html(&again).contains(&secret));
+    let keys = app.get(&format!("/v1/orgs/{ORG}/api-keys"), &admin).await;
+    let key = keys.body.as_array().expect("keys")[0].clone();
+    assert_eq!(key["name"], "from the page");
+    assert_eq!(key["scopes"], serde_json::json!(["read", "predict"]));
+    let id = key["id"].as_str().expect("id").to_owned();
+    // Bad input gets the API's code.
+    for fields in [
+        vec![("name", "no scope")],
+        vec![("name", "bad scope"), ("scope", "root")],
+        vec![("name", ""), ("scope", "read")],
+        vec![
+            ("name", "past"),
+            ("scope", "read"),
+            ("expires", "2001-01-01"),
+        ],
+        vec![
+            ("name", "not a date"),
+            ("scope", "read"),
+            ("expires", "soon"),
+        ],
+    ] {
+        let bad = browser
+            .post(&app, &format!("/orgs/{ORG}/keys"), &fields, true)
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{fields:?}");
+        assert!(html(&bad).contains("invalid_request"), "{fields:?}");
+    }
+    // Revoking from the page: the key stops working, audited like the API's.
+    browser.get(&app, &format!("/orgs/{ORG}/keys")).await;
+    let revoked = browser
+        .post(&app, &format!("/orgs/{ORG}/keys/{id}/revoke"), &[], true)
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{revoked:?}");
+    assert_eq!(location(&revoked), format!("/orgs/{ORG}/keys?done=revoked"));
+    let refused = app.get(&format!("/v1/orgs/{ORG}/models"), &secret).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{refused:?}");
+    let audit = app.get(&format!("/v1/orgs/{ORG}/audit"), &admin).await;
+    let text = audit.body.to_string();
+    assert!(
+        text.contains("apikey.created") && text.contains("apikey.revoked"),
+        "{text}"
+    );
+    let listed = browser
+        .get(&app, &format!("/orgs/{ORG}/keys?done=revoked"))
+        .await;
+    assert!(html(&listed).contains("revoked"));
+    assert!(!html(&listed).contains("Revoke from the page"));
+}
+
+#[tokio::test]
+async fn keys_follow_the_apis_roles_and_tenants() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let (admin_key, _) = app.api_key(&admin, ORG, &["admin"]).await;
+    app.org(&admin, "other").await;
+    let (other_key, other_secret) = app.api_key(&admin, "other", &["read"]).await;
+    app.user_with_role(&admin, ORG, "viewer@example.com", "viewer")
+        .await;
+    app.user_with_role(&admin, ORG, "member@example.com", "member")
+        .await;
+    // A viewer cannot open the keys page (the API's rule), nor create with a valid token;
+    // the navigation does not offer it.
+    let mut viewer = Browser::default();
+    viewer
+        .sign_in(&app, "viewer@example.com", "password-123")
+        .await;
+    let home = viewer.get(&app, &format!("/orgs/{ORG}")).await;
+    assert!(text(&home).contains(&format!("href=\"/orgs/{ORG}/models\"")));
+    assert!(!text(&home).contains(&format!("href=\"/orgs/{ORG}/keys\">API keys</a>")));
+    assert_eq!(
+        viewer.get(&app, &format!("/orgs/{ORG}/keys")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let forged = viewer
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/keys"),
+            &[("name", "sneaky"), ("scope", "read")],
+            true,
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // A member sees only their own keys, is not offered `admin`, and the admin's key
+    // answers like a missing one; asking for `admin` anyway is refused.
+    let mut member = Browser::default();
+    member
+        .sign_in(&app, "member@example.com", "password-123")
+        .await;
+    let page = member.get(&app, &format!("/orgs/{ORG}/keys")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!html(&page).contains(&admin_key));
+    assert!(!html(&page).contains("value=\"admin\""));
+    let elevated = member
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/keys"),
+            &[("name", "elevated"), ("scope", "admin")],
+            true,
+        )
+        .await;
+    assert_eq!(elevated.status, StatusCode::FORBIDDEN, "{elevated:?}");
+    let theirs = member
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/keys/{admin_key}/revoke"),
+            &[],
+            true,
+        )
+        .await;
+    let missing = member
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/keys/no-such-key/revoke"),
+            &[],
+            true,
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    assert_eq!(html(&theirs), html(&missing));
+    // Another organisation's key, from this organisation's page: like a missing one, and
+    // it keeps working.
+    let mut owner = Browser::default();
+    owner.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    owner.get(&app, &format!("/orgs/{ORG}/keys")).await;
+    let crossed = owner
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/keys/{other_key}/revoke"),
+            &[],
+            true,
+        )
+        .await;
+    assert_eq!(crossed.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/orgs/other/models", &other_secret).await.status,
+        StatusCode::OK
+    );
+    let page = owner.get(&app, &format!("/orgs/{ORG}/keys")).await;
+    assert!(!html(&page).contains(&other_key));
+}
+
+#[tokio::test]
+async fn the_members_page_invites_changes_roles_and_removes_like_the_api() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let mut browser = Browser::default();
+    browser.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let page = browser.get(&app, &format!("/orgs/{ORG}/members")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(html(&page).contains(ADMIN_EMAIL));
+    assert!(html(&page).contains("No pending invitation"));
+    let invited = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members"),
+            &[("email", "bob@example.com"), ("role", "viewer")],
+            true,
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::OK, "{invited:?}");
+    let invited = text(&invited);
+    let token =
+        between(&invited, "/invitations/accept?token=", "</code>").expect("the invitation link");
+    let token = url::form_urlencoded::parse(format!("t={token}").as_bytes())
+        .next()
+        .expect("token")
+        .1
+        .into_owned();
+    // The link is shown once: the list shows the pending invitation, not its token.
+    let listed = browser.get(&app, &format!("/orgs/{ORG}/members")).await;
+    assert!(html(&listed).contains("data-pending=\"bob@example.com\""));
+    assert!(!text(&listed).contains("/invitations/accept?token="));
+    let accepted = app.accept(&token, None, Some("password-123")).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{accepted:?}");
+    let members = app.get(&format!("/v1/orgs/{ORG}/members"), &admin).await;
+    let bob = members
+        .body
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["email"] == "bob@example.com")
+        .expect("bob joined")
+        .clone();
+    assert_eq!(bob["role"], "viewer");
+    let bob_id = bob["user_id"].as_str().expect("id").to_owned();
+    // Bad input gets the API's codes.
+    let bad_email = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members"),
+            &[("email", "not an address"), ("role", "viewer")],
+            true,
+        )
+        .await;
+    assert_eq!(bad_email.status, StatusCode::BAD_REQUEST);
+    let bad_role = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members/{bob_id}/role"),
+            &[("role", "emperor")],
+            true,
+        )
+        .await;
+    assert_eq!(bad_role.status, StatusCode::BAD_REQUEST);
+    assert!(html(&bad_role).contains("invalid_request"));
+    let again = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members"),
+            &[("email", "bob@example.com"), ("role", "viewer")],
+            true,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    // Change the role, then remove: the API sees both, and both are audited.
+    let changed = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members/{bob_id}/role"),
+            &[("role", "member")],
+            true,
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{changed:?}");
+    let bob_now = app
+        .get(&format!("/v1/orgs/{ORG}/members/{bob_id}"), &admin)
+        .await;
+    assert_eq!(bob_now.body["role"], "member");
+    let me = app.get("/v1/me", &admin).await;
+    let my_id = me.body["id"].as_str().expect("my id").to_owned();
+    let last_owner = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members/{my_id}/role"),
+            &[("role", "viewer")],
+            true,
+        )
+        .await;
+    assert_eq!(last_owner.status, StatusCode::CONFLICT);
+    assert!(html(&last_owner).contains("last_owner"));
+    let removed = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members/{bob_id}/remove"),
+            &[],
+            true,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{removed:?}");
+    assert_eq!(
+        app.get(&format!("/v1/orgs/{ORG}/members/{bob_id}"), &admin)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let audit = app.get(&format!("/v1/orgs/{ORG}/audit"), &admin).await;
+    let text = audit.body.to_string();
+    for action in ["member.invited", "member.role_changed", "member.removed"] {
+        assert!(text.contains(action), "{action}: {text}");
+    }
+    // A pending invitation revoked from the page stops working.
+    browser.get(&app, &format!("/orgs/{ORG}/members")).await;
+    browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members"),
+            &[("email", "carol@example.com"), ("role", "member")],
+            true,
+        )
+        .await;
+    let pending = app
+        .get(&format!("/v1/orgs/{ORG}/invitations"), &admin)
+        .await;
+    let invitation = pending.body[0]["id"]
+        .as_str()
+        .expect("invitation")
+        .to_owned();
+    let revoked = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/invitations/{invitation}/revoke"),
+            &[],
+            true,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    let pending = app
+        .get(&format!("/v1/orgs/{ORG}/invitations"), &admin)
+        .await;
+    assert_eq!(pending.body, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn members_follow_the_apis_roles_and_tenants() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    app.org(&admin, "other").await;
+    app.user_with_role(&admin, "other", "stranger@example.com", "member")
+        .await;
+    let others = app.get("/v1/orgs/other/members", &admin).await;
+    let stranger = others
+        .body
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["email"] == "stranger@example.com")
+        .expect("stranger")["user_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    app.user_with_role(&admin, ORG, "viewer@example.com", "viewer")
+        .await;
+    // A viewer sees the members, no control, and a forged change is refused.
+    let mut viewer = Browser::default();
+    viewer
+        .sign_in(&app, "viewer@example.com", "password-123")
+        .await;
+    let page = viewer.get(&app, &format!("/orgs/{ORG}/members")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(html(&page).contains(ADMIN_EMAIL));
+    for control in [
+        ">Invite</button>",
+        ">Change role</button>",
+        ">Remove</button>",
+    ] {
+        assert!(!html(&page).contains(control), "a viewer sees {control}");
+    }
+    let forged = viewer
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members"),
+            &[("email", "friend@example.com"), ("role", "owner")],
+            true,
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // Another organisation's member, from this organisation's page: like a missing one.
+    let mut owner = Browser::default();
+    owner.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    owner.get(&app, &format!("/orgs/{ORG}/members")).await;
+    let crossed = owner
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members/{stranger}/remove"),
+            &[],
+            true,
+        )
+        .await;
+    let missing = owner
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/members/nobody/remove"),
+            &[],
+            true,
+        )
+        .await;
+    assert_eq!(crossed.status, StatusCode::NOT_FOUND);
+    assert_eq!(html(&crossed), html(&missing));
+    let still = app.get("/v1/orgs/other/members", &admin).await;
+    assert!(still.body.to_string().contains("stranger@example.com"));
+}
+
+/// The JSON of a chart's data block on a page.
+fn chart_data(page: &str, id: &str) -> serde_json::Value {
+    let start = format!("<script type=\"application/json\" id=\"{id}\">");
+    let json = between(page, &start, "</script>").unwrap_or_else(|| panic!("no {id} on the page"));
+    serde_json::from_str(json).expect("chart json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn monitoring_shows_the_apis_analytics_drift_feedback_and_alerts() {
+    use serde_json::json;
+    let app = TestApp::serving().await;
+    let admin = app.admin().await;
+    common::deployed(&app, &admin, "iris", "iris_logreg.onnx").await;
+    // A drift reference, calls, one feedback, and an alert rule watching the model.
+    let mut csv = String::from("input[0],input[1],input[2],input[3]\n");
+    for i in 0..30 {
+        csv.push_str(&format!(
+            "{},{},1.4,0.2\n",
+            5.0 + 0.05 * f64::from(i),
+            3.0 + 0.02 * f64::from(i)
+        ));
+    }
+    let reference = app
+        .send(
+            Request::put(format!("/v1/orgs/{ORG}/models/iris/drift/reference"))
+                .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+                .header(header::CONTENT_TYPE, "text/csv")
+                .body(Body::from(csv))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(reference.status, StatusCode::OK, "{reference:?}");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let reply = app
+            .post(
+                &format!("/v1/orgs/{ORG}/models/iris/predict"),
+                &admin,
+                json!({ "inputs": { "input": [[5.1 + 0.3 * f64::from(i), 3.5, 1.4, 0.2]] } }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        ids.push(
+            reply.headers["wisp-usage-id"]
+                .to_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    app.state.drift.flush().await;
+    let feedback = app
+        .post(
+            &format!("/v1/orgs/{ORG}/models/iris/feedback"),
+            &admin,
+            json!({ "prediction_id": ids[0], "actual": 0 }),
+        )
+        .await;
+    assert_eq!(feedback.status, StatusCode::OK, "{feedback:?}");
+    let rule = app
+        .post(
+            &format!("/v1/orgs/{ORG}/alerts/rules"),
+            &admin,
+            json!({ "name": "iris-errors", "model": "iris", "metric": "error_rate", "comparison": ">", "threshold": 0.5, "window": "1h" }),
+        )
+        .await;
+    assert_eq!(rule.status, StatusCode::CREATED, "{rule:?}");
+
+    app.user_with_role(&admin, ORG, "viewer@example.com", "viewer")
+        .await;
+    let mut viewer = Browser::default();
+    viewer
+        .sign_in(&app, "viewer@example.com", "password-123")
+        .await;
+    let overview = viewer.get(&app, &format!("/orgs/{ORG}/monitoring")).await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(text(&overview).contains(&format!("/orgs/{ORG}/models/iris/monitoring")));
+    assert!(html(&overview).contains("iris-errors"));
+    let model_page = viewer.get(&app, &format!("/orgs/{ORG}/models/iris")).await;
+    assert!(html(&model_page).contains("data-monitoring-link"));
+    let page = viewer
+        .get(&app, &format!("/orgs/{ORG}/models/iris/monitoring"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    let body = html(&page).to_owned();
+    // The charts carry the API's numbers: calls per version add up to its total.
+    let api = app
+        .get(
+            &format!("/v1/orgs/{ORG}/models/iris/analytics?step=hour"),
+            &admin,
+        )
+        .await;
+    assert_eq!(api.body["total"]["calls"], 4, "{api:?}");
+    let calls = chart_data(&body, "chart-calls-data");
+    assert_eq!(calls["series"][0]["label"], "v1");
+    let charted: f64 = calls["series"][0]["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .sum();
+    assert_eq!(charted, 4.0);
+    let latency = chart_data(&body, "chart-latency-data");
+    let labels: Vec<&str> = latency["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|s| s["label"].as_str())
+        .collect();
+    assert_eq!(labels, ["v1 p50", "v1 p99"]);
+    // Drift per feature, from the drift report.
+    assert!(body.contains("data-feature=\"input[0]\""), "{body}");
+    let drift = chart_data(&body, "chart-drift-data");
+    assert!(!drift["series"].as_array().expect("series").is_empty());
+    // Feedback and the alert rule with its state.
+    assert!(body.contains("data-performance-version=\"1\""), "{body}");
+    assert!(body.contains("data-rule=\"iris-errors\""));
+    // No inline script: data blocks only.
+    for script in body.match_indices("<script") {
+        let tag = &body[script.0..script.0 + body[script.0..].find('>').expect("tag end")];
+        assert!(
+            tag.contains("src=\"/static/") || tag.contains("type=\"application/json\""),
+            "inline script: {tag}"
+        );
+    }
+    assert!(!body.contains("style=\""));
+    let hour = viewer
+        .get(
+            &app,
+            &format!("/orgs/{ORG}/models/iris/monitoring?range=hour"),
+        )
+        .await;
+    assert_eq!(hour.status, StatusCode::OK);
+    assert!(html(&hour).contains("per minute"));
+    // Another organisation's model answers like a missing one.
+    app.org(&admin, "other").await;
+    app.model(&admin, "other", "hidden").await;
+    let mut owner = Browser::default();
+    owner.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let missing = owner
+        .get(&app, &format!("/orgs/{ORG}/models/nothing/monitoring"))
+        .await;
+    let crossed = owner
+        .get(&app, &format!("/orgs/{ORG}/models/hidden/monitoring"))
+        .await;
+    assert_eq!(crossed.status, StatusCode::NOT_FOUND);
+    assert_eq!(html(&crossed).replace("hidden", "nothing"), html(&missing));
+    let stranger = viewer.get(&app, "/orgs/other/monitoring").await;
+    assert_eq!(stranger.status, StatusCode::NOT_FOUND);
+}

@@ -9,7 +9,8 @@
 //   WISP_ARTIFACTS       where screenshots go
 //   CHROMIUM             the browser executable (default /usr/bin/chromium)
 // Covers: the first-run flow from the forced password change to the first prediction in
-// the try-it form with the checklist ticking; an invited viewer who sees no write action
+// the try-it form with the checklist ticking; API keys (a secret shown once that works, then
+// revoked), members (the viewer invited from the page) and monitoring (uPlot charts); an invited viewer who sees no write action
 // and whose forged POST is refused; CSRF-less posts refused; another organisation invisible;
 // every page without console errors, page errors or CSP violations, and axe-core without
 // serious or critical violations; a screenshot of every page.
@@ -192,6 +193,15 @@ try {
   assert.ok((await output.textContent()).includes("outputs"));
   await check(admin, "model-try-it");
 
+  // --- Monitoring: from the model's page, uPlot charts drawn from the data blocks.
+  await admin.click("a[data-monitoring-link]");
+  assert.match(admin.url(), /\/models\/iris\/monitoring$/);
+  await admin.locator(".chart[data-drawn=true] canvas").first().waitFor();
+  assert.ok((await admin.locator(".chart[data-drawn=true]").count()) >= 3, "calls, errors and latency charts");
+  await check(admin, "monitoring-model");
+  await admin.goto(`${base}/orgs/${org}/monitoring`);
+  await check(admin, "monitoring-overview");
+
   // The checklist ticks model, deploy and predict.
   await waitForStep(admin, "predict");
   for (const id of ["key", "model", "deploy", "predict"]) {
@@ -218,11 +228,39 @@ try {
   });
   assert.equal(wrongToken.status(), 403);
 
-  // --- A viewer, invited through the API, joins through the invitation link.
-  const invited = await api("POST", `/v1/orgs/${org}/members`, token, { email: viewerEmail, role: "viewer" });
+  // --- API keys page: a key created here shows its secret once, and it works.
+  await admin.goto(`${base}/orgs/${org}/keys`);
+  await check(admin, "keys-list");
+  await admin.fill("#key-name", "from-the-browser");
+  await admin.uncheck("input[name=scope][value=predict]");
+  await admin.check("input[name=scope][value=read]");
+  await admin.click("form[action$='/keys'] button[type=submit]");
+  const secret = (await admin.locator("#new-secret").textContent()).trim();
+  assert.match(secret, /^wisp_/);
+  await check(admin, "keys-created");
+  const viaKey = await api("GET", `/v1/orgs/${org}/models`, secret);
+  assert.ok(viaKey.some((m) => m.name === "iris"), "the new key reads the models");
+  await admin.goto(`${base}/orgs/${org}/keys`);
+  assert.ok(!(await admin.content()).includes(secret), "the secret is never shown again");
+  const createdRow = admin.locator("tr", { hasText: "from-the-browser" });
+  await createdRow.locator("button", { hasText: "Revoke" }).click();
+  await admin.waitForURL(/done=revoked/);
+  const revokedResponse = await fetch(`${base}/v1/orgs/${org}/models`, { headers: { authorization: `Bearer ${secret}` } });
+  assert.equal(revokedResponse.status, 401, "a revoked key is refused");
+  await check(admin, "keys-revoked");
+
+  // --- A viewer, invited from the members page, joins through the invitation link.
+  await admin.goto(`${base}/orgs/${org}/members`);
+  await check(admin, "members");
+  await admin.fill("#invite-email", viewerEmail);
+  await admin.selectOption("#invite-role", "viewer");
+  await admin.click("form[action$='/members'] button[type=submit]");
+  const link = (await admin.locator("#invitation-link").textContent()).trim();
+  assert.match(link, /\/invitations\/accept\?token=/);
+  await check(admin, "members-invited");
   await api("POST", "/v1/orgs", token, { slug: "other-org" });
   const viewer = await newPage();
-  await viewer.goto(`${base}/invitations/accept?token=${encodeURIComponent(invited.token)}`);
+  await viewer.goto(base + new URL(link).pathname + new URL(link).search);
   await check(viewer, "invitation");
   await viewer.fill("#password", viewerPassword);
   await viewer.fill("#confirm_password", viewerPassword);
@@ -237,6 +275,14 @@ try {
   }
   await viewer.goto(`${base}/orgs/${org}/models`);
   assert.equal(await viewer.locator("form[method=post][action$='/models']").count(), 0);
+  await viewer.goto(`${base}/orgs/${org}/models/iris/monitoring`);
+  await viewer.locator(".chart[data-drawn=true] canvas").first().waitFor();
+  await check(viewer, "viewer-monitoring");
+  assert.equal(await viewer.locator("main form[method=post]").count(), 0, "monitoring has no write control");
+  await viewer.goto(`${base}/orgs/${org}/members`);
+  await check(viewer, "viewer-members");
+  assert.equal(await viewer.locator("main form[method=post]").count(), 0, "a viewer sees no member control");
+  assert.equal(await viewer.locator(`nav a[href$='/keys']`).count(), 0, "no keys entry for a viewer");
   // A forged POST with the viewer's own valid token: refused by the server (forbidden).
   const viewerToken = await viewer.evaluate(() =>
     JSON.parse(document.body.getAttribute("hx-headers"))["x-csrf-token"]);

@@ -5,7 +5,10 @@
 pub mod auth;
 pub mod home;
 pub mod invitation;
+pub mod keys;
+pub mod members;
 pub mod models;
+pub mod monitoring;
 
 use axum::Router;
 
@@ -18,6 +21,9 @@ pub fn routes() -> Router<AppState> {
         .merge(home::routes())
         .merge(invitation::routes())
         .merge(models::routes())
+        .merge(keys::routes())
+        .merge(members::routes())
+        .merge(monitoring::routes())
 }
 
 /// An entry of an organisation's navigation: `/orgs/{org}{path}`, highlighted on pages
@@ -27,6 +33,8 @@ pub struct NavLink {
     pub section: &'static str,
     pub label: &'static str,
     pub path: &'static str,
+    /// Roles that may not open the page (the entry is not shown to them).
+    pub hidden_for: &'static [&'static str],
 }
 
 /// The organisation navigation, in order. A page area adds its line here.
@@ -35,11 +43,31 @@ pub const NAV: &[NavLink] = &[
         section: "home",
         label: "Home",
         path: "",
+        hidden_for: &[],
     },
     NavLink {
         section: "models",
         label: "Models",
         path: "/models",
+        hidden_for: &[],
+    },
+    NavLink {
+        section: "monitoring",
+        label: "Monitoring",
+        path: "/monitoring",
+        hidden_for: &[],
+    },
+    NavLink {
+        section: "keys",
+        label: "API keys",
+        path: "/keys",
+        hidden_for: &["viewer"],
+    },
+    NavLink {
+        section: "members",
+        label: "Members",
+        path: "/members",
+        hidden_for: &[],
     },
 ];
 
@@ -49,4 +77,7 @@ pub const TEMPLATES: &[&[(&str, &str)]] = &[
     home::TEMPLATES,
     invitation::TEMPLATES,
     models::TEMPLATES,
+    keys::TEMPLATES,
+    members::TEMPLATES,
+    monitoring::TEMPLATES,
 ];
