@@ -1120,3 +1120,142 @@ async fn monitoring_shows_the_apis_analytics_drift_feedback_and_alerts() {
     let stranger = viewer.get(&app, "/orgs/other/monitoring").await;
     assert_eq!(stranger.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn batch_pages_poll_progress_until_finished_and_cancel_like_the_api() {
+    let app = TestApp::serving().await;
+    let admin = app.admin().await;
+    common::deployed(&app, &admin, "iris", "iris_logreg.onnx").await;
+    let submit = |body: String| {
+        Request::post(format!(
+            "/v1/orgs/{ORG}/batch-jobs?model=iris&format=ndjson"
+        ))
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(body))
+        .expect("request")
+    };
+    let mut browser = Browser::default();
+    browser.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let empty = browser.get(&app, &format!("/orgs/{ORG}/batch")).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(html(&empty).contains("No batch jobs yet"));
+
+    // Every job slot taken: the job stays queued, the page polls, and cancel is offered.
+    let slots = app.state.batch.slots();
+    let all = u32::try_from(app.state.batch.settings().max_running_jobs).expect("slots");
+    let held = slots.clone().acquire_many_owned(all).await.expect("slots");
+    let created = app
+        .send(submit("{\"input\": [5.1, 3.5, 1.4, 0.2]}\n".repeat(50)))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    let list = browser.get(&app, &format!("/orgs/{ORG}/batch")).await;
+    assert!(html(&list).contains(&format!("data-job=\"{id}\"")));
+    let page = browser.get(&app, &format!("/orgs/{ORG}/batch/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(html(&page).contains("hx-trigger=\"every 1s\""));
+    assert!(html(&page).contains(">Cancel job</button>"));
+    let fragment = browser
+        .get(&app, &format!("/orgs/{ORG}/batch/{id}/progress"))
+        .await;
+    assert!(html(&fragment).contains("data-status=\"queued\""));
+    assert!(html(&fragment).contains("hx-trigger"));
+    assert!(!html(&fragment).contains("<html"));
+    // A viewer cannot open batch jobs (the API's rule) nor cancel with a valid token.
+    app.user_with_role(&admin, ORG, "viewer@example.com", "viewer")
+        .await;
+    let mut viewer = Browser::default();
+    viewer
+        .sign_in(&app, "viewer@example.com", "password-123")
+        .await;
+    let home = viewer.get(&app, &format!("/orgs/{ORG}")).await;
+    assert!(!text(&home).contains(&format!("href=\"/orgs/{ORG}/batch\"")));
+    assert_eq!(
+        viewer
+            .get(&app, &format!("/orgs/{ORG}/batch/{id}"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let forged = viewer
+        .post(&app, &format!("/orgs/{ORG}/batch/{id}/cancel"), &[], true)
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // Another organisation's job answers like a missing one.
+    app.org(&admin, "other").await;
+    let mut stranger = Browser::default();
+    app.user_with_role(&admin, "other", "stranger@example.com", "admin")
+        .await;
+    stranger
+        .sign_in(&app, "stranger@example.com", "password-123")
+        .await;
+    stranger.get(&app, "/orgs/other/batch").await;
+    let crossed = stranger.get(&app, &format!("/orgs/other/batch/{id}")).await;
+    let missing = stranger.get(&app, "/orgs/other/batch/no-such-job").await;
+    assert_eq!(crossed.status, StatusCode::NOT_FOUND);
+    assert_eq!(html(&crossed), html(&missing));
+    let crossed_cancel = stranger
+        .post(&app, &format!("/orgs/other/batch/{id}/cancel"), &[], true)
+        .await;
+    assert_eq!(crossed_cancel.status, StatusCode::NOT_FOUND);
+    // Cancel from the page: the API sees it cancelled, audited like its twin.
+    let cancelled = browser
+        .post(&app, &format!("/orgs/{ORG}/batch/{id}/cancel"), &[], true)
+        .await;
+    assert_eq!(cancelled.status, StatusCode::SEE_OTHER, "{cancelled:?}");
+    let job = app
+        .get(&format!("/v1/orgs/{ORG}/batch-jobs/{id}"), &admin)
+        .await;
+    assert_eq!(job.body["status"], "cancelled");
+    let audit = app
+        .get(
+            &format!("/v1/orgs/{ORG}/audit?action=batch_job.cancelled"),
+            &admin,
+        )
+        .await;
+    assert_eq!(audit.body["entries"].as_array().expect("entries").len(), 1);
+    let twice = browser
+        .post(&app, &format!("/orgs/{ORG}/batch/{id}/cancel"), &[], true)
+        .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT);
+    assert!(html(&twice).contains("job_finished"));
+    drop(held);
+    // A finished job's fragment stops the polling and offers no cancel.
+    let done = browser
+        .get(&app, &format!("/orgs/{ORG}/batch/{id}/progress"))
+        .await;
+    assert!(html(&done).contains("data-status=\"cancelled\""));
+    assert!(!html(&done).contains("hx-trigger"));
+    let page = browser.get(&app, &format!("/orgs/{ORG}/batch/{id}")).await;
+    assert!(!html(&page).contains(">Cancel job</button>"));
+    // A job that runs: its results download through the page.
+    let ran = app
+        .send(submit("{\"input\": [5.1, 3.5, 1.4, 0.2]}\n".repeat(3)))
+        .await;
+    let ran_id = ran.body["id"].as_str().expect("id").to_owned();
+    for _ in 0..3000 {
+        let job = app
+            .get(&format!("/v1/orgs/{ORG}/batch-jobs/{ran_id}"), &admin)
+            .await;
+        if job.body["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let download = browser
+        .get(&app, &format!("/orgs/{ORG}/batch/{ran_id}/results"))
+        .await;
+    assert_eq!(download.status, StatusCode::OK);
+    assert!(
+        download.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .expect("ascii")
+            .starts_with("attachment")
+    );
+    let text = match &download.body {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    assert_eq!(text.matches("\"row\"").count(), 3, "{text}");
+}

@@ -10,7 +10,8 @@
 //   CHROMIUM             the browser executable (default /usr/bin/chromium)
 // Covers: the first-run flow from the forced password change to the first prediction in
 // the try-it form with the checklist ticking; API keys (a secret shown once that works, then
-// revoked), members (the viewer invited from the page) and monitoring (uPlot charts); an invited viewer who sees no write action
+// revoked), members (the viewer invited from the page), monitoring (uPlot charts), batch jobs
+// (live progress, cancel); an invited viewer who sees no write action
 // and whose forged POST is refused; CSRF-less posts refused; another organisation invisible;
 // every page without console errors, page errors or CSP violations, and axe-core without
 // serious or critical violations; a screenshot of every page.
@@ -202,6 +203,46 @@ try {
   await admin.goto(`${base}/orgs/${org}/monitoring`);
   await check(admin, "monitoring-overview");
 
+  // --- Batch jobs (the server runs one job at a time, in small chunks): a running job's
+  // progress updates in place (htmx polling), and a job cancelled from its page is
+  // cancelled for the API too.
+  const rowsBody = '{"input": [5.1, 3.5, 1.4, 0.2]}\n'.repeat(4000);
+  const submitJob = async () => {
+    const response = await fetch(`${base}/v1/orgs/${org}/batch-jobs?model=iris&format=ndjson`, {
+      method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "text/plain" }, body: rowsBody,
+    });
+    const text = await response.text();
+    assert.equal(response.status, 201, text);
+    return JSON.parse(text).id;
+  };
+  const runningJob = await submitJob();
+  const queuedJob = await submitJob();
+  await admin.goto(`${base}/orgs/${org}/batch`);
+  assert.equal(await admin.locator(`tr[data-job='${runningJob}']`).count(), 1);
+  await check(admin, "batch-list");
+  await admin.goto(`${base}/orgs/${org}/batch/${runningJob}`);
+  const firstDone = await admin.locator("[data-rows-done]").textContent();
+  await admin.waitForFunction((first) => {
+    const progress = document.querySelector("#job-progress");
+    const done = document.querySelector("[data-rows-done]");
+    return done.textContent !== first || !["queued", "running"].includes(progress.dataset.status);
+  }, firstDone, { timeout: 60000 });
+  await check(admin, "batch-progress");
+  await admin.goto(`${base}/orgs/${org}/batch/${queuedJob}`);
+  assert.ok(["queued", "running"].includes(await admin.locator("#job-progress").getAttribute("data-status")));
+  await admin.click("form[action$='/cancel'] button[type=submit]");
+  await admin.waitForURL(/done=cancelled/);
+  assert.equal(await admin.locator("#job-progress").getAttribute("data-status"), "cancelled");
+  assert.equal(await admin.locator("#job-progress[hx-trigger]").count(), 0, "polling stops once finished");
+  assert.equal(await admin.locator("form[action$='/cancel']").count(), 0);
+  assert.equal((await api("GET", `/v1/orgs/${org}/batch-jobs/${queuedJob}`, token)).status, "cancelled");
+  await check(admin, "batch-cancelled");
+  await admin.goto(`${base}/orgs/${org}/batch/${runningJob}`);
+  if ((await admin.locator("form[action$='/cancel']").count()) > 0) {
+    await admin.click("form[action$='/cancel'] button[type=submit]");
+    await admin.waitForURL(/done=cancelled/);
+  }
+
   // The checklist ticks model, deploy and predict.
   await waitForStep(admin, "predict");
   for (const id of ["key", "model", "deploy", "predict"]) {
@@ -281,6 +322,7 @@ try {
   assert.equal(await viewer.locator("main form[method=post]").count(), 0, "monitoring has no write control");
   await viewer.goto(`${base}/orgs/${org}/members`);
   await check(viewer, "viewer-members");
+  assert.equal(await viewer.locator(`nav a[href$='/batch']`).count(), 0, "no batch entry for a viewer");
   assert.equal(await viewer.locator("main form[method=post]").count(), 0, "a viewer sees no member control");
   assert.equal(await viewer.locator(`nav a[href$='/keys']`).count(), 0, "no keys entry for a viewer");
   // A forged POST with the viewer's own valid token: refused by the server (forbidden).

@@ -15,7 +15,7 @@ pub(crate) mod alerts;
 pub(crate) mod analytics;
 mod audit_log;
 pub(crate) mod auth;
-mod batch;
+pub(crate) mod batch;
 pub(crate) mod deployments;
 mod docs;
 pub(crate) mod drift;

@@ -3,6 +3,7 @@
 //! [`routes`] and [`TEMPLATES`] below — one line each.
 
 pub mod auth;
+pub mod batch;
 pub mod home;
 pub mod invitation;
 pub mod keys;
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .merge(keys::routes())
         .merge(members::routes())
         .merge(monitoring::routes())
+        .merge(batch::routes())
 }
 
 /// An entry of an organisation's navigation: `/orgs/{org}{path}`, highlighted on pages
@@ -58,6 +60,12 @@ pub const NAV: &[NavLink] = &[
         hidden_for: &[],
     },
     NavLink {
+        section: "batch",
+        label: "Batch jobs",
+        path: "/batch",
+        hidden_for: &["viewer"],
+    },
+    NavLink {
         section: "keys",
         label: "API keys",
         path: "/keys",
@@ -80,4 +88,5 @@ pub const TEMPLATES: &[&[(&str, &str)]] = &[
     keys::TEMPLATES,
     members::TEMPLATES,
     monitoring::TEMPLATES,
+    batch::TEMPLATES,
 ];
