@@ -1259,3 +1259,114 @@ async fn batch_pages_poll_progress_until_finished_and_cancel_like_the_api() {
     };
     assert_eq!(text.matches("\"row\"").count(), 3, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_shows_the_apis_report_preview_and_invoices_to_admins_only() {
+    let app = TestApp::serving().await;
+    let admin = app.admin().await;
+    common::deployed(&app, &admin, "iris", "iris_logreg.onnx").await;
+    for _ in 0..3 {
+        let reply = app
+            .post(
+                &format!("/v1/orgs/{ORG}/models/iris/predict"),
+                &admin,
+                serde_json::json!({ "inputs": { "input": [[5.1, 3.5, 1.4, 0.2]] } }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    }
+    // The organisation has existed since last month: that period gets a final invoice.
+    let last_month = wisp::metering::period::Period::containing(wisp::db::now()).previous();
+    app.state
+        .db
+        .write()
+        .await
+        .execute(
+            "UPDATE orgs SET created_at = ?1 WHERE slug = ?2",
+            libsql::params![last_month.start, ORG],
+        )
+        .await
+        .expect("backdate");
+    let mut browser = Browser::default();
+    browser.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let page = browser.get(&app, &format!("/orgs/{ORG}/usage")).await;
+    assert_eq!(page.status, StatusCode::OK, "{page:?}");
+    let body = html(&page).to_owned();
+    let api = app.get(&format!("/v1/orgs/{ORG}/usage"), &admin).await;
+    assert!(body.contains("data-quota=\"calls_per_month\""));
+    let calls = chart_data(&body, "chart-calls-data");
+    let charted: f64 = calls["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .find(|s| s["label"] == "calls")
+        .expect("calls series")["values"]
+        .as_array()
+        .expect("values")
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .sum();
+    assert_eq!(
+        serde_json::json!(charted as u64),
+        api.body["totals"]["calls"]
+    );
+    assert_eq!(charted, 3.0);
+    let quota = chart_data(&body, "chart-quota-data");
+    assert!(quota["series"].to_string().contains("billed calls so far"));
+    // The preview and the invoices are the API's, amounts written out.
+    let preview = app
+        .get(&format!("/v1/orgs/{ORG}/billing/invoice-preview"), &admin)
+        .await;
+    assert!(body.contains("Invoice preview"));
+    let total = preview.body["total_micros"].as_u64().expect("total");
+    let written = format!("{}.{:02}", total / 1_000_000, (total % 1_000_000) / 10_000);
+    assert!(
+        body.contains(&format!("<td data-total>{written}</td>")),
+        "{written}: {body}"
+    );
+    let invoices = app
+        .get(&format!("/v1/orgs/{ORG}/billing/invoices"), &admin)
+        .await;
+    let id = invoices.body[0]["id"]
+        .as_str()
+        .expect("a final invoice")
+        .to_owned();
+    assert!(body.contains(&format!("data-invoice=\"{id}\"")));
+    let invoice = browser
+        .get(&app, &format!("/orgs/{ORG}/usage/invoices/{id}"))
+        .await;
+    assert_eq!(invoice.status, StatusCode::OK);
+    assert!(html(&invoice).contains(&last_month.label()));
+    assert!(html(&invoice).contains("data-line=\"plan_fee\""));
+    // A bad period gets the API's code.
+    let bad = browser
+        .get(&app, &format!("/orgs/{ORG}/usage?period=last-month"))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(html(&bad).contains("invalid_request"));
+    // Members and viewers are refused (the API's rule), and not offered the page.
+    app.user_with_role(&admin, ORG, "member@example.com", "member")
+        .await;
+    let mut member = Browser::default();
+    member
+        .sign_in(&app, "member@example.com", "password-123")
+        .await;
+    let home = member.get(&app, &format!("/orgs/{ORG}")).await;
+    assert!(!text(&home).contains(&format!("href=\"/orgs/{ORG}/usage\"")));
+    assert_eq!(
+        member.get(&app, &format!("/orgs/{ORG}/usage")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Another organisation's invoice answers like a missing one.
+    app.org(&admin, "other").await;
+    let other_invoices = app.get("/v1/orgs/other/billing/invoices", &admin).await;
+    assert_eq!(other_invoices.status, StatusCode::OK);
+    let crossed = browser
+        .get(&app, &format!("/orgs/other/usage/invoices/{id}"))
+        .await;
+    let missing = browser
+        .get(&app, "/orgs/other/usage/invoices/no-such-invoice")
+        .await;
+    assert_eq!(crossed.status, StatusCode::NOT_FOUND);
+    assert_eq!(html(&crossed), html(&missing));
+}

@@ -11,7 +11,7 @@
 // Covers: the first-run flow from the forced password change to the first prediction in
 // the try-it form with the checklist ticking; API keys (a secret shown once that works, then
 // revoked), members (the viewer invited from the page), monitoring (uPlot charts), batch jobs
-// (live progress, cancel); an invited viewer who sees no write action
+// (live progress, cancel), usage; an invited viewer who sees no write action
 // and whose forged POST is refused; CSRF-less posts refused; another organisation invisible;
 // every page without console errors, page errors or CSP violations, and axe-core without
 // serious or critical violations; a screenshot of every page.
@@ -268,6 +268,13 @@ try {
     form: { _csrf: "0".repeat(64) }, maxRedirects: 0,
   });
   assert.equal(wrongToken.status(), 403);
+
+  // --- Usage against the plan's quotas, with charts and the invoice preview.
+  await admin.goto(`${base}/orgs/${org}/usage`);
+  await admin.locator(".chart[data-drawn=true] canvas").first().waitFor();
+  assert.equal(await admin.locator("[data-quota=calls_per_month]").count(), 1);
+  assert.equal(await admin.locator("#preview-heading").count(), 1);
+  await check(admin, "usage");
 
   // --- API keys page: a key created here shows its secret once, and it works.
   await admin.goto(`${base}/orgs/${org}/keys`);

@@ -39,7 +39,7 @@ pub(crate) mod predict;
 mod request_meta;
 pub use request_meta::Meta;
 pub(crate) mod upload;
-mod usage;
+pub(crate) mod usage;
 mod v2;
 
 use std::sync::Arc;

@@ -4,12 +4,14 @@
 
 pub mod auth;
 pub mod batch;
+pub mod chart;
 pub mod home;
 pub mod invitation;
 pub mod keys;
 pub mod members;
 pub mod models;
 pub mod monitoring;
+pub mod usage;
 
 use axum::Router;
 
@@ -26,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .merge(members::routes())
         .merge(monitoring::routes())
         .merge(batch::routes())
+        .merge(usage::routes())
 }
 
 /// An entry of an organisation's navigation: `/orgs/{org}{path}`, highlighted on pages
@@ -77,6 +80,12 @@ pub const NAV: &[NavLink] = &[
         path: "/members",
         hidden_for: &[],
     },
+    NavLink {
+        section: "usage",
+        label: "Usage",
+        path: "/usage",
+        hidden_for: &["member", "viewer"],
+    },
 ];
 
 /// Every page area's templates.
@@ -89,4 +98,5 @@ pub const TEMPLATES: &[&[(&str, &str)]] = &[
     members::TEMPLATES,
     monitoring::TEMPLATES,
     batch::TEMPLATES,
+    usage::TEMPLATES,
 ];

@@ -12,11 +12,10 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use minijinja::context;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
+use super::chart::{chart, seconds};
 use crate::api::analytics::{self, AnalyticsParams};
 use crate::api::models::find_model;
 use crate::api::{AppState, drift, feedback};
@@ -95,57 +94,6 @@ struct RangeForm {
     /// `hour` (minute steps), `day` (hour steps, the default) or `month` (30 days of days).
     #[serde(default)]
     range: String,
-}
-
-/// One chart: shared x (Unix seconds), one series per line; `null` is a gap.
-#[derive(Debug, Serialize)]
-struct Chart {
-    title: String,
-    unit: &'static str,
-    /// The x axis spans this, whatever the points.
-    range: (i64, i64),
-    x: Vec<i64>,
-    series: Vec<Series>,
-}
-
-#[derive(Debug, Serialize)]
-struct Series {
-    label: String,
-    values: Vec<Option<f64>>,
-}
-
-/// A chart over `x` from `(time, series label) → value` points.
-fn chart(
-    title: impl Into<String>,
-    unit: &'static str,
-    range: (i64, i64),
-    x: &[i64],
-    points: &BTreeMap<(String, i64), f64>,
-    labels: &BTreeSet<String>,
-    missing: Option<f64>,
-) -> Chart {
-    Chart {
-        title: title.into(),
-        unit,
-        range,
-        x: x.to_vec(),
-        series: labels
-            .iter()
-            .map(|label| Series {
-                label: label.clone(),
-                values: x
-                    .iter()
-                    .map(|t| points.get(&(label.clone(), *t)).copied().or(missing))
-                    .collect(),
-            })
-            .collect(),
-    }
-}
-
-fn seconds(rfc3339: &str) -> i64 {
-    OffsetDateTime::parse(rfc3339, &Rfc3339)
-        .map(OffsetDateTime::unix_timestamp)
-        .unwrap_or_default()
 }
 
 /// `Ok(None)` for a `not_found` (the model was found already: this is "nothing yet").
