@@ -1370,3 +1370,106 @@ async fn usage_shows_the_apis_report_preview_and_invoices_to_admins_only() {
     assert_eq!(crossed.status, StatusCode::NOT_FOUND);
     assert_eq!(html(&crossed), html(&missing));
 }
+
+#[tokio::test]
+async fn the_audit_log_filters_and_pages_like_the_api_for_admins_only() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    for i in 0..60 {
+        assert_eq!(
+            app.model(&admin, ORG, &format!("m{i:02}")).await.status,
+            StatusCode::CREATED
+        );
+    }
+    app.api_key(&admin, ORG, &["read"]).await;
+    let mut browser = Browser::default();
+    browser.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let first = browser.get(&app, &format!("/orgs/{ORG}/audit")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let body = text(&first);
+    assert_eq!(body.matches("<tr data-action=").count(), 50);
+    assert!(body.contains("data-action=\"apikey.created\""));
+    assert!(body.contains(ADMIN_EMAIL), "actors by email");
+    // The next page continues where the API's cursor says.
+    let api = app
+        .get(&format!("/v1/orgs/{ORG}/audit?limit=50"), &admin)
+        .await;
+    let cursor = api.body["next_cursor"].as_i64().expect("a next page");
+    assert!(body.contains(&format!("before={cursor}")));
+    let second = browser
+        .get(&app, &format!("/orgs/{ORG}/audit?before={cursor}"))
+        .await;
+    let rest = app
+        .get(
+            &format!("/v1/orgs/{ORG}/audit?limit=50&before={cursor}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(
+        text(&second).matches("<tr data-action=").count(),
+        rest.body["entries"].as_array().expect("entries").len()
+    );
+    // Filters: action, resource prefix, actor, days.
+    let keys = browser
+        .get(&app, &format!("/orgs/{ORG}/audit?action=apikey.created"))
+        .await;
+    assert_eq!(text(&keys).matches("<tr data-action=").count(), 1);
+    let resource = browser
+        .get(&app, &format!("/orgs/{ORG}/audit?resource=model%3Am5"))
+        .await;
+    let api_resource = app
+        .get(
+            &format!("/v1/orgs/{ORG}/audit?target_prefix=model%3Am5"),
+            &admin,
+        )
+        .await;
+    assert_eq!(
+        text(&resource).matches("<tr data-action=").count(),
+        api_resource.body["entries"]
+            .as_array()
+            .expect("entries")
+            .len()
+    );
+    let nobody = browser
+        .get(&app, &format!("/orgs/{ORG}/audit?actor=user%3Anobody"))
+        .await;
+    assert!(html(&nobody).contains("No entry matches"));
+    let today = time::OffsetDateTime::now_utc().date();
+    let day = format!(
+        "{:04}-{:02}-{:02}",
+        today.year(),
+        u8::from(today.month()),
+        today.day()
+    );
+    let ranged = browser
+        .get(
+            &app,
+            &format!("/orgs/{ORG}/audit?from={day}&to={day}&action=apikey.created"),
+        )
+        .await;
+    assert_eq!(text(&ranged).matches("<tr data-action=").count(), 1);
+    let past = browser
+        .get(&app, &format!("/orgs/{ORG}/audit?to=2001-01-01"))
+        .await;
+    assert!(html(&past).contains("No entry matches"));
+    let bad = browser
+        .get(&app, &format!("/orgs/{ORG}/audit?from=yesterday"))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(html(&bad).contains("invalid_request"));
+    // Members are refused, as by the API; another organisation is like a missing one.
+    app.user_with_role(&admin, ORG, "member@example.com", "member")
+        .await;
+    let mut member = Browser::default();
+    member
+        .sign_in(&app, "member@example.com", "password-123")
+        .await;
+    assert_eq!(
+        member.get(&app, &format!("/orgs/{ORG}/audit")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        member.get(&app, "/orgs/elsewhere/audit").await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -11,7 +11,7 @@
 // Covers: the first-run flow from the forced password change to the first prediction in
 // the try-it form with the checklist ticking; API keys (a secret shown once that works, then
 // revoked), members (the viewer invited from the page), monitoring (uPlot charts), batch jobs
-// (live progress, cancel), usage; an invited viewer who sees no write action
+// (live progress, cancel), usage, the audit log; an invited viewer who sees no write action
 // and whose forged POST is refused; CSRF-less posts refused; another organisation invisible;
 // every page without console errors, page errors or CSP violations, and axe-core without
 // serious or critical violations; a screenshot of every page.
@@ -296,6 +296,16 @@ try {
   const revokedResponse = await fetch(`${base}/v1/orgs/${org}/models`, { headers: { authorization: `Bearer ${secret}` } });
   assert.equal(revokedResponse.status, 401, "a revoked key is refused");
   await check(admin, "keys-revoked");
+
+  // --- The audit log has the page's changes, filtered by action.
+  await admin.goto(`${base}/orgs/${org}/audit`);
+  await check(admin, "audit");
+  await admin.fill("#action", "apikey.revoked");
+  await admin.click("form.filters button[type=submit]");
+  await admin.waitForURL(/action=apikey.revoked/);
+  assert.equal(await admin.locator("tr[data-action='apikey.revoked']").count(), 1);
+  assert.equal(await admin.locator("tr[data-action]").count(), 1);
+  await check(admin, "audit-filtered");
 
   // --- A viewer, invited from the members page, joins through the invitation link.
   await admin.goto(`${base}/orgs/${org}/members`);

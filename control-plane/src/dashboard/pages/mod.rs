@@ -2,6 +2,7 @@
 //! (its templates under `templates/<area>/`). To add an area: write the module, add it to
 //! [`routes`] and [`TEMPLATES`] below — one line each.
 
+pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod chart;
@@ -29,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .merge(monitoring::routes())
         .merge(batch::routes())
         .merge(usage::routes())
+        .merge(audit::routes())
 }
 
 /// An entry of an organisation's navigation: `/orgs/{org}{path}`, highlighted on pages
@@ -86,6 +88,12 @@ pub const NAV: &[NavLink] = &[
         path: "/usage",
         hidden_for: &["member", "viewer"],
     },
+    NavLink {
+        section: "audit",
+        label: "Audit log",
+        path: "/audit",
+        hidden_for: &["member", "viewer"],
+    },
 ];
 
 /// Every page area's templates.
@@ -99,4 +107,5 @@ pub const TEMPLATES: &[&[(&str, &str)]] = &[
     monitoring::TEMPLATES,
     batch::TEMPLATES,
     usage::TEMPLATES,
+    audit::TEMPLATES,
 ];
