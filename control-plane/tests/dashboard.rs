@@ -1473,3 +1473,193 @@ async fn the_audit_log_filters_and_pages_like_the_api_for_admins_only() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn experiments_show_runs_metric_history_compare_and_artifacts_of_the_org_only() {
+    use serde_json::json;
+    const MLFLOW: &str = "/api/2.0/mlflow";
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let (_, key) = app.api_key(&admin, ORG, &["models:write"]).await;
+    let mut browser = Browser::default();
+    browser.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let empty = browser.get(&app, &format!("/orgs/{ORG}/experiments")).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(html(&empty).contains("No experiments yet"));
+    let created = app
+        .post(
+            &format!("{MLFLOW}/experiments/create"),
+            &key,
+            json!({ "name": "tuning" }),
+        )
+        .await;
+    let exp = created.body["experiment_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut runs = Vec::new();
+    for (name, lr) in [("slow", "0.01"), ("fast", "0.1")] {
+        let run = app
+            .post(
+                &format!("{MLFLOW}/runs/create"),
+                &key,
+                json!({ "experiment_id": exp, "run_name": name, "start_time": 1000 }),
+            )
+            .await;
+        let id = run.body["run"]["info"]["run_id"]
+            .as_str()
+            .expect("run")
+            .to_owned();
+        let metrics: Vec<_> = (0..5)
+            .map(|step| json!({ "key": "loss", "value": 1.0 / f64::from(step + 1) / lr.parse::<f64>().unwrap(), "timestamp": 1000 + step, "step": step }))
+            .collect();
+        let logged = app
+            .post(
+                &format!("{MLFLOW}/runs/log-batch"),
+                &key,
+                json!({ "run_id": id, "metrics": metrics, "params": [{ "key": "lr", "value": lr }] }),
+            )
+            .await;
+        assert_eq!(logged.status, StatusCode::OK, "{logged:?}");
+        runs.push(id);
+    }
+    let root = format!("{exp}/{}/artifacts", runs[0]);
+    let put = app
+        .send(
+            Request::put(format!(
+                "/api/2.0/mlflow-artifacts/artifacts/{root}/model/notes.txt"
+            ))
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(Body::from("hello artifact"))
+            .expect("request"),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{put:?}");
+
+    let list = browser.get(&app, &format!("/orgs/{ORG}/experiments")).await;
+    assert!(html(&list).contains("data-experiment=\"tuning\""));
+    let table = browser
+        .get(&app, &format!("/orgs/{ORG}/experiments/{exp}"))
+        .await;
+    assert_eq!(table.status, StatusCode::OK);
+    for id in &runs {
+        assert!(html(&table).contains(&format!("data-run=\"{id}\"")));
+    }
+    assert!(html(&table).contains(">lr</th>") && html(&table).contains(">loss</th>"));
+    assert!(html(&table).contains(">0.01</td>"));
+    // A run's page: params, the metric's whole history as a chart, its artifacts.
+    let run_page = browser
+        .get(&app, &format!("/orgs/{ORG}/runs/{}", runs[0]))
+        .await;
+    assert_eq!(run_page.status, StatusCode::OK);
+    let body = html(&run_page).to_owned();
+    assert!(body.contains("data-param=\"lr\""));
+    let loss = chart_data(&body, "chart-metric-0-data");
+    assert_eq!(loss["x"], json!([0, 1, 2, 3, 4]));
+    assert_eq!(loss["series"][0]["values"][0], json!(100.0));
+    assert!(body.contains("data-artifact=\"model\""));
+    let folder = browser
+        .get(&app, &format!("/orgs/{ORG}/runs/{}?path=model", runs[0]))
+        .await;
+    assert!(text(&folder).contains("data-artifact=\"model/notes.txt\""));
+    let file = browser
+        .get(
+            &app,
+            &format!(
+                "/orgs/{ORG}/runs/{}/artifact?path=model%2Fnotes.txt",
+                runs[0]
+            ),
+        )
+        .await;
+    assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(
+        file.body,
+        serde_json::Value::String("hello artifact".into())
+    );
+    let escape = browser
+        .get(
+            &app,
+            &format!("/orgs/{ORG}/runs/{}/artifact?path=..%2F..%2Fx", runs[0]),
+        )
+        .await;
+    assert_eq!(escape.status, StatusCode::BAD_REQUEST);
+    // Compare: side by side, the metric overlaid, one line per run.
+    let compared = browser
+        .get(
+            &app,
+            &format!("/orgs/{ORG}/compare?run={}&run={}", runs[0], runs[1]),
+        )
+        .await;
+    assert_eq!(compared.status, StatusCode::OK);
+    let overlaid = chart_data(html(&compared), "chart-metric-0-data");
+    let labels: Vec<&str> = overlaid["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|s| s["label"].as_str())
+        .collect();
+    assert_eq!(labels, ["slow", "fast"]);
+    let one = browser
+        .get(&app, &format!("/orgs/{ORG}/compare?run={}", runs[0]))
+        .await;
+    assert_eq!(one.status, StatusCode::BAD_REQUEST);
+    // A model version logged from the run links to the run's page.
+    app.model(&admin, ORG, "linked").await;
+    let uploaded = app
+        .send(
+            Request::post(format!(
+                "/v1/orgs/{ORG}/models/linked/versions?run_id={}",
+                runs[0]
+            ))
+            .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(common::onnx_bytes("linked")))
+            .expect("request"),
+        )
+        .await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{uploaded:?}");
+    let model_page = browser
+        .get(&app, &format!("/orgs/{ORG}/models/linked"))
+        .await;
+    assert!(text(&model_page).contains(&format!("href=\"/orgs/{ORG}/runs/{}\"", runs[0])));
+    // Another organisation's runs and artifacts answer like missing ones, for a viewer too.
+    app.org(&admin, "other").await;
+    app.user_with_role(&admin, "other", "stranger@example.com", "viewer")
+        .await;
+    let mut stranger = Browser::default();
+    stranger
+        .sign_in(&app, "stranger@example.com", "password-123")
+        .await;
+    let missing = stranger.get(&app, "/orgs/other/runs/no-such-run").await;
+    let crossed = stranger
+        .get(&app, &format!("/orgs/other/runs/{}", runs[0]))
+        .await;
+    assert_eq!(crossed.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        html(&crossed).replace(&runs[0], "no-such-run"),
+        html(&missing)
+    );
+    let crossed_file = stranger
+        .get(
+            &app,
+            &format!(
+                "/orgs/other/runs/{}/artifact?path=model%2Fnotes.txt",
+                runs[0]
+            ),
+        )
+        .await;
+    assert_eq!(crossed_file.status, StatusCode::NOT_FOUND);
+    let crossed_exp = stranger
+        .get(&app, &format!("/orgs/other/experiments/{exp}"))
+        .await;
+    assert_eq!(crossed_exp.status, StatusCode::NOT_FOUND);
+    let crossed_compare = stranger
+        .get(
+            &app,
+            &format!("/orgs/other/compare?run={}&run={}", runs[0], runs[1]),
+        )
+        .await;
+    assert_eq!(crossed_compare.status, StatusCode::NOT_FOUND);
+    let other_list = stranger.get(&app, "/orgs/other/experiments").await;
+    assert!(!html(&other_list).contains("tuning"));
+}

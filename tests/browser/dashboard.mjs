@@ -11,7 +11,7 @@
 // Covers: the first-run flow from the forced password change to the first prediction in
 // the try-it form with the checklist ticking; API keys (a secret shown once that works, then
 // revoked), members (the viewer invited from the page), monitoring (uPlot charts), batch jobs
-// (live progress, cancel), usage, the audit log; an invited viewer who sees no write action
+// (live progress, cancel), usage, the audit log, experiments (runs compared); an invited viewer who sees no write action
 // and whose forged POST is refused; CSRF-less posts refused; another organisation invisible;
 // every page without console errors, page errors or CSP violations, and axe-core without
 // serious or critical violations; a screenshot of every page.
@@ -255,6 +255,34 @@ try {
   await admin.goto(`${base}/orgs/${org}`);
   assert.equal(await admin.locator("#all-set").count(), 1, "the checklist is done");
   await check(admin, "home-done");
+
+  // --- Experiments: the MLflow data, runs compared with their metrics overlaid.
+  const experiment = (await api("GET", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=first", key.secret)).experiment;
+  for (const [name, lr] of [["slow", 0.01], ["fast", 0.1]]) {
+    const run = (await api("POST", "/api/2.0/mlflow/runs/create", key.secret,
+      { experiment_id: experiment.experiment_id, run_name: name, start_time: Date.now() })).run;
+    await api("POST", "/api/2.0/mlflow/runs/log-batch", key.secret, {
+      run_id: run.info.run_id,
+      params: [{ key: "lr", value: String(lr) }],
+      metrics: [0, 1, 2, 3, 4].map((step) => ({ key: "loss", value: 1 / (step + 1) / (lr * 10), timestamp: Date.now(), step })),
+    });
+  }
+  await admin.goto(`${base}/orgs/${org}/experiments`);
+  await check(admin, "experiments");
+  await admin.click("tr[data-experiment=first] a");
+  assert.equal(await admin.locator("tr[data-run]").count(), 2);
+  await check(admin, "experiment-runs");
+  await admin.check("#pick-1");
+  await admin.check("#pick-2");
+  await admin.click("form[action$='/compare'] button[type=submit]");
+  await admin.waitForURL(/\/compare\?run=/);
+  await admin.locator(".chart[data-drawn=true] canvas").first().waitFor();
+  assert.equal(await admin.locator("th[data-compared]").count(), 2);
+  await check(admin, "experiment-compare");
+  await admin.click("th[data-compared] a >> nth=0");
+  await admin.locator(".chart[data-drawn=true] canvas").first().waitFor();
+  assert.equal(await admin.locator("tr[data-param=lr]").count(), 1);
+  await check(admin, "experiment-run");
   await admin.goto(`${base}/orgs/${org}/models`);
   await check(admin, "models-list");
 

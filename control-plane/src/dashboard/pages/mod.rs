@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod chart;
+pub mod experiments;
 pub mod home;
 pub mod invitation;
 pub mod keys;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .merge(batch::routes())
         .merge(usage::routes())
         .merge(audit::routes())
+        .merge(experiments::routes())
 }
 
 /// An entry of an organisation's navigation: `/orgs/{org}{path}`, highlighted on pages
@@ -56,6 +58,12 @@ pub const NAV: &[NavLink] = &[
         section: "models",
         label: "Models",
         path: "/models",
+        hidden_for: &[],
+    },
+    NavLink {
+        section: "experiments",
+        label: "Experiments",
+        path: "/experiments",
         hidden_for: &[],
     },
     NavLink {
@@ -108,4 +116,5 @@ pub const TEMPLATES: &[&[(&str, &str)]] = &[
     batch::TEMPLATES,
     usage::TEMPLATES,
     audit::TEMPLATES,
+    experiments::TEMPLATES,
 ];

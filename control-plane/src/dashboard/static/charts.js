@@ -1,6 +1,7 @@
 // wisp dashboard charts: every <div data-chart="ID"> is drawn with uPlot from the JSON in
 // <script type="application/json" id="ID"> (data, never executed: the CSP allows no
-// inline script). Data: {title, unit, x: [unix seconds], series: [{label, values}]}.
+// inline script). Data: {title, unit, x: [unix seconds, or steps with time: false],
+// range: [min, max] of x (optional), series: [{label, values}]}.
 (function () {
   "use strict";
   var palette = ["#0b57d0", "#a40e26", "#116329", "#7d4e00", "#6f42c1", "#0a7285", "#b35900", "#4f5863"];
@@ -23,7 +24,9 @@
       height: 220,
       series: series,
       axes: [{}, { label: data.unit, size: 60 }],
-      scales: { x: { time: true, range: function () { return [data.range[0], data.range[1]]; } } },
+      scales: { x: data.range
+        ? { time: data.time !== false, range: function () { return [data.range[0], data.range[1]]; } }
+        : { time: data.time !== false } },
       legend: { live: true },
     };
     box.textContent = "";
