@@ -368,6 +368,11 @@ try {
   await viewer.goto(`${base}/orgs/${org}/members`);
   await check(viewer, "viewer-members");
   assert.equal(await viewer.locator(`nav a[href$='/batch']`).count(), 0, "no batch entry for a viewer");
+  await viewer.goto(`${base}/orgs/${org}/experiments`);
+  await viewer.click("tr[data-experiment=first] a");
+  assert.equal(await viewer.locator("tr[data-run]").count(), 2, "a viewer reads the runs");
+  assert.equal(await viewer.locator("main form[method=post]").count(), 0, "experiments have no write control");
+  await check(viewer, "viewer-experiment-runs");
   assert.equal(await viewer.locator("main form[method=post]").count(), 0, "a viewer sees no member control");
   assert.equal(await viewer.locator(`nav a[href$='/keys']`).count(), 0, "no keys entry for a viewer");
   // A forged POST with the viewer's own valid token: refused by the server (forbidden).
