@@ -1663,3 +1663,29 @@ async fn experiments_show_runs_metric_history_compare_and_artifacts_of_the_org_o
     let other_list = stranger.get(&app, "/orgs/other/experiments").await;
     assert!(!html(&other_list).contains("tuning"));
 }
+
+#[tokio::test]
+async fn the_monitoring_overview_pages_through_every_model() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    for i in 0..105 {
+        app.model(&admin, ORG, &format!("m{i:03}")).await;
+    }
+    let mut browser = Browser::default();
+    browser.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let first = browser.get(&app, &format!("/orgs/{ORG}/monitoring")).await;
+    let first = text(&first);
+    assert!(
+        first.contains("/models/m099/monitoring") && !first.contains("/models/m100/monitoring")
+    );
+    let next = between(&first, "<a href=\"", "\" data-next-page>")
+        .map(|href| href.rsplit('"').next().unwrap_or(href).to_owned())
+        .expect("a next page");
+    assert_eq!(next, format!("/orgs/{ORG}/monitoring?after=m099"));
+    let second = browser.get(&app, &next).await;
+    let second = text(&second);
+    assert!(
+        second.contains("/models/m104/monitoring") && !second.contains("/models/m099/monitoring")
+    );
+    assert!(!second.contains("data-next-page"));
+}

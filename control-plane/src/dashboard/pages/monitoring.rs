@@ -36,8 +36,8 @@ pub(super) const TEMPLATES: &[(&str, &str)] = templates![
     "monitoring/_alerts.html",
 ];
 
-/// Models listed on the overview.
-const MODELS_SHOWN: i64 = 200;
+/// Models per page of the overview.
+const MODELS_SHOWN: i64 = 100;
 /// Alert history entries shown on a model's page.
 const HISTORY_SHOWN: usize = 50;
 
@@ -47,11 +47,23 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/orgs/{org}/models/{model}/monitoring", get(model_page))
 }
 
-async fn overview(State(state): State<AppState>, page: OrgPage<can::ReadModels>) -> PageResult {
+#[derive(Debug, Default, Deserialize)]
+struct OverviewQuery {
+    /// The last model name of the previous page.
+    #[serde(default)]
+    after: String,
+}
+
+async fn overview(
+    State(state): State<AppState>,
+    page: OrgPage<can::ReadModels>,
+    Query(query): Query<OverviewQuery>,
+) -> PageResult {
     let org = &page.access.org;
-    let (models, deployed, rules) = {
+    let (mut models, deployed, rules) = {
         let conn = state.db.read().await;
-        let models = registry::list_models_page(&conn, &org.id, "", "", MODELS_SHOWN).await?;
+        let models =
+            registry::list_models_page(&conn, &org.id, "", &query.after, MODELS_SHOWN + 1).await?;
         let deployed: BTreeMap<String, deployments::Deployment> = deployments::list(&conn, &org.id)
             .await?
             .into_iter()
@@ -60,6 +72,11 @@ async fn overview(State(state): State<AppState>, page: OrgPage<can::ReadModels>)
         let rules = rule_rows::list(&conn, &org.id).await?;
         (models, deployed, rules)
     };
+    let more = models.len() as i64 > MODELS_SHOWN;
+    models.truncate(MODELS_SHOWN as usize);
+    let next = more
+        .then(|| models.last().map(|m| m.name.clone()))
+        .flatten();
     let rows: Vec<_> = models
         .iter()
         .map(|m| {
@@ -85,7 +102,11 @@ async fn overview(State(state): State<AppState>, page: OrgPage<can::ReadModels>)
         .map(|r| json!({ "rule": AlertRule::from(r), "current": r.current() }))
         .collect();
     let frame = page.frame.clone().page("monitoring", "Monitoring");
-    render::page("monitoring/list.html", &frame, context! { rows, alerts })
+    render::page(
+        "monitoring/list.html",
+        &frame,
+        context! { rows, alerts, after => query.after, next },
+    )
 }
 
 /// The time range of a model's page.
