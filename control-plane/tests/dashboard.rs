@@ -1599,6 +1599,33 @@ async fn experiments_show_runs_metric_history_compare_and_artifacts_of_the_org_o
         .filter_map(|s| s["label"].as_str())
         .collect();
     assert_eq!(labels, ["slow", "fast"]);
+    // A run name cannot break out of a chart's data block.
+    let hostile = app
+        .post(
+            &format!("{MLFLOW}/runs/create"),
+            &key,
+            json!({ "experiment_id": exp, "run_name": "</script><script>alert(1)</script>", "start_time": 1000 }),
+        )
+        .await;
+    let hostile = hostile.body["run"]["info"]["run_id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    app.post(
+        &format!("{MLFLOW}/runs/log-batch"),
+        &key,
+        json!({ "run_id": hostile, "metrics": [{ "key": "loss", "value": 1.0, "timestamp": 1, "step": 0 }] }),
+    )
+    .await;
+    let hostile_page = browser
+        .get(&app, &format!("/orgs/{ORG}/runs/{hostile}"))
+        .await;
+    let hostile_html = html(&hostile_page).to_owned();
+    assert!(!hostile_html.contains("<script>alert(1)"), "{hostile_html}");
+    assert_eq!(
+        chart_data(&hostile_html, "chart-metric-0-data")["series"][0]["label"],
+        "</script><script>alert(1)</script>"
+    );
     let one = browser
         .get(&app, &format!("/orgs/{ORG}/compare?run={}", runs[0]))
         .await;

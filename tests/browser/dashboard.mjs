@@ -368,6 +368,14 @@ try {
   await viewer.goto(`${base}/orgs/${org}/members`);
   await check(viewer, "viewer-members");
   assert.equal(await viewer.locator(`nav a[href$='/batch']`).count(), 0, "no batch entry for a viewer");
+  // The pages the API refuses a viewer are refused too (403 forbidden).
+  for (const area of ["keys", "batch", "usage", "audit"]) {
+    const url = `${base}/orgs/${org}/${area}`;
+    expectedErrorUrls.add(url);
+    const response = await viewer.goto(url);
+    assert.equal(response.status(), 403, url);
+    assert.equal((await viewer.locator("[data-error-code]").textContent()).trim(), "forbidden");
+  }
   await viewer.goto(`${base}/orgs/${org}/experiments`);
   await viewer.click("tr[data-experiment=first] a");
   assert.equal(await viewer.locator("tr[data-run]").count(), 2, "a viewer reads the runs");
