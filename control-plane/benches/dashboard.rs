@@ -1,5 +1,5 @@
 //! Server-side time of each dashboard page with 1,000 models in the organisation (every
-//! model with a version, one in ten deployed), through the router as a signed-in browser
+//! model with a version, one in ten deployed; their ~2,100 audit entries), through the router as a signed-in browser
 //! (cookie, no sockets). The models are created through the domain operations, in one
 //! transaction, directly in the database. Prints p50/p95 per page against the < 100 ms
 //! target.
@@ -221,6 +221,25 @@ async fn main() {
             format!("/orgs/{ORG}/models/model-0990"),
         ),
         ("a model's page", format!("/orgs/{ORG}/models/model-0999")),
+        ("API keys", format!("/orgs/{ORG}/keys")),
+        ("members", format!("/orgs/{ORG}/members")),
+        ("monitoring overview", format!("/orgs/{ORG}/monitoring")),
+        (
+            "a deployed model's monitoring",
+            format!("/orgs/{ORG}/models/model-0990/monitoring"),
+        ),
+        (
+            "monitoring, last 30 days",
+            format!("/orgs/{ORG}/models/model-0990/monitoring?range=month"),
+        ),
+        ("batch jobs", format!("/orgs/{ORG}/batch")),
+        ("usage and billing", format!("/orgs/{ORG}/usage")),
+        ("audit log, first page", format!("/orgs/{ORG}/audit")),
+        (
+            "audit log, filtered",
+            format!("/orgs/{ORG}/audit?action=model.deployed"),
+        ),
+        ("experiments", format!("/orgs/{ORG}/experiments")),
         ("password page", "/account/password".to_owned()),
         ("sign-in page", "/sign-in".to_owned()),
     ];

@@ -52,8 +52,19 @@ async fn the_dashboard_works_in_a_real_browser() {
     // A first start without WISP_ADMIN_PASSWORD: the admin gets a one-time password.
     let data = tempfile::tempdir().expect("tempdir");
     let port = free_port();
+    // One batch job at a time, in small chunks: a job stays running (and the next queued)
+    // long enough for the page's progress and cancel.
+    let config = data.path().join("wisp.toml");
+    std::fs::write(
+        &config,
+        "[batch]\nmax_running_jobs = 1\nchunk_rows = 4\nrow_concurrency = 1\n",
+    )
+    .expect("config");
     let mut command = server::wisp(data.path(), port);
-    command.env("WISP_ADMIN_EMAIL", ADMIN).env("WISP_ORG", ORG);
+    command
+        .env("WISP_ADMIN_EMAIL", ADMIN)
+        .env("WISP_ORG", ORG)
+        .env("WISP_CONFIG", &config);
     let wisp = server::start(command, port).await;
     let one_time = std::fs::read_to_string(data.path().join("admin-password"))
         .expect("the one-time password file");

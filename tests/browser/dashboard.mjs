@@ -9,7 +9,9 @@
 //   WISP_ARTIFACTS       where screenshots go
 //   CHROMIUM             the browser executable (default /usr/bin/chromium)
 // Covers: the first-run flow from the forced password change to the first prediction in
-// the try-it form with the checklist ticking; an invited viewer who sees no write action
+// the try-it form with the checklist ticking; API keys (a secret shown once that works, then
+// revoked), members (the viewer invited from the page), monitoring (uPlot charts), batch jobs
+// (live progress, cancel), usage, the audit log, experiments (runs compared); an invited viewer who sees no write action
 // and whose forged POST is refused; CSRF-less posts refused; another organisation invisible;
 // every page without console errors, page errors or CSP violations, and axe-core without
 // serious or critical violations; a screenshot of every page.
@@ -192,6 +194,55 @@ try {
   assert.ok((await output.textContent()).includes("outputs"));
   await check(admin, "model-try-it");
 
+  // --- Monitoring: from the model's page, uPlot charts drawn from the data blocks.
+  await admin.click("a[data-monitoring-link]");
+  assert.match(admin.url(), /\/models\/iris\/monitoring$/);
+  await admin.locator(".chart[data-drawn=true] canvas").first().waitFor();
+  assert.ok((await admin.locator(".chart[data-drawn=true]").count()) >= 3, "calls, errors and latency charts");
+  await check(admin, "monitoring-model");
+  await admin.goto(`${base}/orgs/${org}/monitoring`);
+  await check(admin, "monitoring-overview");
+
+  // --- Batch jobs (the server runs one job at a time, in small chunks): a running job's
+  // progress updates in place (htmx polling), and a job cancelled from its page is
+  // cancelled for the API too.
+  const rowsBody = '{"input": [5.1, 3.5, 1.4, 0.2]}\n'.repeat(4000);
+  const submitJob = async () => {
+    const response = await fetch(`${base}/v1/orgs/${org}/batch-jobs?model=iris&format=ndjson`, {
+      method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "text/plain" }, body: rowsBody,
+    });
+    const text = await response.text();
+    assert.equal(response.status, 201, text);
+    return JSON.parse(text).id;
+  };
+  const runningJob = await submitJob();
+  const queuedJob = await submitJob();
+  await admin.goto(`${base}/orgs/${org}/batch`);
+  assert.equal(await admin.locator(`tr[data-job='${runningJob}']`).count(), 1);
+  await check(admin, "batch-list");
+  await admin.goto(`${base}/orgs/${org}/batch/${runningJob}`);
+  const firstDone = await admin.locator("[data-rows-done]").textContent();
+  await admin.waitForFunction((first) => {
+    const progress = document.querySelector("#job-progress");
+    const done = document.querySelector("[data-rows-done]");
+    return done.textContent !== first || !["queued", "running"].includes(progress.dataset.status);
+  }, firstDone, { timeout: 60000 });
+  await check(admin, "batch-progress");
+  await admin.goto(`${base}/orgs/${org}/batch/${queuedJob}`);
+  assert.ok(["queued", "running"].includes(await admin.locator("#job-progress").getAttribute("data-status")));
+  await admin.click("form[action$='/cancel'] button[type=submit]");
+  await admin.waitForURL(/done=cancelled/);
+  assert.equal(await admin.locator("#job-progress").getAttribute("data-status"), "cancelled");
+  assert.equal(await admin.locator("#job-progress[hx-trigger]").count(), 0, "polling stops once finished");
+  assert.equal(await admin.locator("form[action$='/cancel']").count(), 0);
+  assert.equal((await api("GET", `/v1/orgs/${org}/batch-jobs/${queuedJob}`, token)).status, "cancelled");
+  await check(admin, "batch-cancelled");
+  await admin.goto(`${base}/orgs/${org}/batch/${runningJob}`);
+  if ((await admin.locator("form[action$='/cancel']").count()) > 0) {
+    await admin.click("form[action$='/cancel'] button[type=submit]");
+    await admin.waitForURL(/done=cancelled/);
+  }
+
   // The checklist ticks model, deploy and predict.
   await waitForStep(admin, "predict");
   for (const id of ["key", "model", "deploy", "predict"]) {
@@ -204,6 +255,34 @@ try {
   await admin.goto(`${base}/orgs/${org}`);
   assert.equal(await admin.locator("#all-set").count(), 1, "the checklist is done");
   await check(admin, "home-done");
+
+  // --- Experiments: the MLflow data, runs compared with their metrics overlaid.
+  const experiment = (await api("GET", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=first", key.secret)).experiment;
+  for (const [name, lr] of [["slow", 0.01], ["fast", 0.1]]) {
+    const run = (await api("POST", "/api/2.0/mlflow/runs/create", key.secret,
+      { experiment_id: experiment.experiment_id, run_name: name, start_time: Date.now() })).run;
+    await api("POST", "/api/2.0/mlflow/runs/log-batch", key.secret, {
+      run_id: run.info.run_id,
+      params: [{ key: "lr", value: String(lr) }],
+      metrics: [0, 1, 2, 3, 4].map((step) => ({ key: "loss", value: 1 / (step + 1) / (lr * 10), timestamp: Date.now(), step })),
+    });
+  }
+  await admin.goto(`${base}/orgs/${org}/experiments`);
+  await check(admin, "experiments");
+  await admin.click("tr[data-experiment=first] a");
+  assert.equal(await admin.locator("tr[data-run]").count(), 2);
+  await check(admin, "experiment-runs");
+  await admin.check("#pick-1");
+  await admin.check("#pick-2");
+  await admin.click("form[action$='/compare'] button[type=submit]");
+  await admin.waitForURL(/\/compare\?run=/);
+  await admin.locator(".chart[data-drawn=true] canvas").first().waitFor();
+  assert.equal(await admin.locator("th[data-compared]").count(), 2);
+  await check(admin, "experiment-compare");
+  await admin.click("th[data-compared] a >> nth=0");
+  await admin.locator(".chart[data-drawn=true] canvas").first().waitFor();
+  assert.equal(await admin.locator("tr[data-param=lr]").count(), 1);
+  await check(admin, "experiment-run");
   await admin.goto(`${base}/orgs/${org}/models`);
   await check(admin, "models-list");
 
@@ -218,11 +297,56 @@ try {
   });
   assert.equal(wrongToken.status(), 403);
 
-  // --- A viewer, invited through the API, joins through the invitation link.
-  const invited = await api("POST", `/v1/orgs/${org}/members`, token, { email: viewerEmail, role: "viewer" });
+  // --- Usage against the plan's quotas, with charts and the invoice preview.
+  await admin.goto(`${base}/orgs/${org}/usage`);
+  await admin.locator(".chart[data-drawn=true] canvas").first().waitFor();
+  assert.equal(await admin.locator("[data-quota=calls_per_month]").count(), 1);
+  assert.equal(await admin.locator("#preview-heading").count(), 1);
+  await check(admin, "usage");
+
+  // --- API keys page: a key created here shows its secret once, and it works.
+  await admin.goto(`${base}/orgs/${org}/keys`);
+  await check(admin, "keys-list");
+  await admin.fill("#key-name", "from-the-browser");
+  await admin.uncheck("input[name=scope][value=predict]");
+  await admin.check("input[name=scope][value=read]");
+  await admin.click("form[action$='/keys'] button[type=submit]");
+  const secret = (await admin.locator("#new-secret").textContent()).trim();
+  assert.match(secret, /^wisp_/);
+  await check(admin, "keys-created");
+  const viaKey = await api("GET", `/v1/orgs/${org}/models`, secret);
+  assert.ok(viaKey.some((m) => m.name === "iris"), "the new key reads the models");
+  await admin.goto(`${base}/orgs/${org}/keys`);
+  assert.ok(!(await admin.content()).includes(secret), "the secret is never shown again");
+  const createdRow = admin.locator("tr", { hasText: "from-the-browser" });
+  await createdRow.locator("button", { hasText: "Revoke" }).click();
+  await admin.waitForURL(/done=revoked/);
+  const revokedResponse = await fetch(`${base}/v1/orgs/${org}/models`, { headers: { authorization: `Bearer ${secret}` } });
+  assert.equal(revokedResponse.status, 401, "a revoked key is refused");
+  await check(admin, "keys-revoked");
+
+  // --- The audit log has the page's changes, filtered by action.
+  await admin.goto(`${base}/orgs/${org}/audit`);
+  await check(admin, "audit");
+  await admin.fill("#action", "apikey.revoked");
+  await admin.click("form.filters button[type=submit]");
+  await admin.waitForURL(/action=apikey.revoked/);
+  assert.equal(await admin.locator("tr[data-action='apikey.revoked']").count(), 1);
+  assert.equal(await admin.locator("tr[data-action]").count(), 1);
+  await check(admin, "audit-filtered");
+
+  // --- A viewer, invited from the members page, joins through the invitation link.
+  await admin.goto(`${base}/orgs/${org}/members`);
+  await check(admin, "members");
+  await admin.fill("#invite-email", viewerEmail);
+  await admin.selectOption("#invite-role", "viewer");
+  await admin.click("form[action$='/members'] button[type=submit]");
+  const link = (await admin.locator("#invitation-link").textContent()).trim();
+  assert.match(link, /\/invitations\/accept\?token=/);
+  await check(admin, "members-invited");
   await api("POST", "/v1/orgs", token, { slug: "other-org" });
   const viewer = await newPage();
-  await viewer.goto(`${base}/invitations/accept?token=${encodeURIComponent(invited.token)}`);
+  await viewer.goto(base + new URL(link).pathname + new URL(link).search);
   await check(viewer, "invitation");
   await viewer.fill("#password", viewerPassword);
   await viewer.fill("#confirm_password", viewerPassword);
@@ -237,6 +361,28 @@ try {
   }
   await viewer.goto(`${base}/orgs/${org}/models`);
   assert.equal(await viewer.locator("form[method=post][action$='/models']").count(), 0);
+  await viewer.goto(`${base}/orgs/${org}/models/iris/monitoring`);
+  await viewer.locator(".chart[data-drawn=true] canvas").first().waitFor();
+  await check(viewer, "viewer-monitoring");
+  assert.equal(await viewer.locator("main form[method=post]").count(), 0, "monitoring has no write control");
+  await viewer.goto(`${base}/orgs/${org}/members`);
+  await check(viewer, "viewer-members");
+  assert.equal(await viewer.locator(`nav a[href$='/batch']`).count(), 0, "no batch entry for a viewer");
+  // The pages the API refuses a viewer are refused too (403 forbidden).
+  for (const area of ["keys", "batch", "usage", "audit"]) {
+    const url = `${base}/orgs/${org}/${area}`;
+    expectedErrorUrls.add(url);
+    const response = await viewer.goto(url);
+    assert.equal(response.status(), 403, url);
+    assert.equal((await viewer.locator("[data-error-code]").textContent()).trim(), "forbidden");
+  }
+  await viewer.goto(`${base}/orgs/${org}/experiments`);
+  await viewer.click("tr[data-experiment=first] a");
+  assert.equal(await viewer.locator("tr[data-run]").count(), 2, "a viewer reads the runs");
+  assert.equal(await viewer.locator("main form[method=post]").count(), 0, "experiments have no write control");
+  await check(viewer, "viewer-experiment-runs");
+  assert.equal(await viewer.locator("main form[method=post]").count(), 0, "a viewer sees no member control");
+  assert.equal(await viewer.locator(`nav a[href$='/keys']`).count(), 0, "no keys entry for a viewer");
   // A forged POST with the viewer's own valid token: refused by the server (forbidden).
   const viewerToken = await viewer.evaluate(() =>
     JSON.parse(document.body.getAttribute("hx-headers"))["x-csrf-token"]);

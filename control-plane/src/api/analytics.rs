@@ -15,6 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::models::find_model;
 use super::{ApiPath, ApiQuery, AppState};
+use crate::access::OrgAccess;
 use crate::api::Authorized;
 use crate::auth::rbac::can;
 use crate::db;
@@ -168,18 +169,29 @@ async fn model_analytics(
     ApiQuery(params): ApiQuery<AnalyticsParams>,
 ) -> ApiResult<Json<ModelAnalytics>> {
     let (_, name) = path;
+    Ok(Json(analytics(&state, &access, &name, &params).await?))
+}
+
+/// Model `name`'s analytics over the range of `params` (the API's and the dashboard's
+/// monitoring page's).
+pub(crate) async fn analytics(
+    state: &AppState,
+    access: &OrgAccess,
+    name: &str,
+    params: &AnalyticsParams,
+) -> ApiResult<ModelAnalytics> {
     let model = {
         let conn = state.db.read().await;
-        find_model(&conn, &access.org.id, &name).await?
+        find_model(&conn, &access.org.id, name).await?
     };
     let retention =
         i64::try_from(state.settings.analytics_minute_retention.as_secs()).unwrap_or(i64::MAX);
-    let query = query_of(&params, &access.org.id, &model.id, db::now(), retention)?;
+    let query = query_of(params, &access.org.id, &model.id, db::now(), retention)?;
     state.metering.flush().await?;
     let conn = state.db.read().await;
     let analytics = series::query(&conn, query).await?;
     drop(conn);
-    Ok(Json(ModelAnalytics {
+    Ok(ModelAnalytics {
         model: model.name,
         from: db::rfc3339(analytics.from),
         to: db::rfc3339(analytics.to),
@@ -203,7 +215,7 @@ async fn model_analytics(
             })
             .collect(),
         total: Stats::from(&analytics.total),
-    }))
+    })
 }
 
 #[cfg(test)]

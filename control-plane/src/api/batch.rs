@@ -334,12 +334,23 @@ async fn list_jobs(
     access: Authorized<can::Predict>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<BatchJob>>> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 500);
-    let conn = state.db.read().await;
-    Ok(Json(store::list(&conn, &access.org.id, limit).await?))
+    Ok(Json(list(&state, &access.org.id, query.limit).await?))
 }
 
-async fn find_job(state: &AppState, org_id: &str, id: &str) -> ApiResult<BatchJob> {
+/// The organisation's jobs, newest first, at most `limit` (1–500, default 100): the API's
+/// list and the dashboard's.
+pub(crate) async fn list(
+    state: &AppState,
+    org_id: &str,
+    limit: Option<i64>,
+) -> ApiResult<Vec<BatchJob>> {
+    let limit = limit.unwrap_or(100).clamp(1, 500);
+    let conn = state.db.read().await;
+    Ok(store::list(&conn, org_id, limit).await?)
+}
+
+/// Job `id` of the organisation (`not_found` for another organisation's).
+pub(crate) async fn find_job(state: &AppState, org_id: &str, id: &str) -> ApiResult<BatchJob> {
     let conn = state.db.read().await;
     store::get(&conn, org_id, id)
         .await?
@@ -398,7 +409,12 @@ async fn job_results(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let (_, id) = path;
-    let job = find_job(&state, &access.org.id, &id).await?;
+    results(&state, &access.org.id, &id).await
+}
+
+/// Job `id`'s results so far as an NDJSON stream (the API's and the dashboard's download).
+pub(crate) async fn results(state: &AppState, org_id: &str, id: &str) -> ApiResult<Response> {
+    let job = find_job(state, org_id, id).await?;
     let chunks = {
         let conn = state.db.read().await;
         store::chunks(&conn, &job.id).await?

@@ -17,6 +17,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::models::find_model;
 use super::{ApiPath, ApiQuery, AppState};
+use crate::access::OrgAccess;
 use crate::api::{Authorized, Meta};
 use crate::auth::rbac::can;
 use crate::db::{self, Reader};
@@ -603,9 +604,19 @@ async fn drift_timeline(
     ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> ApiResult<Json<DriftTimeline>> {
     let (_, name) = path;
-    let (from, to) = range(&query)?;
+    Ok(Json(timeline_of(&state, &access, &name, &query).await?))
+}
+
+/// Model `name`'s drift timeline (the API's and the dashboard's monitoring page's).
+pub(crate) async fn timeline_of(
+    state: &AppState,
+    access: &OrgAccess,
+    name: &str,
+    query: &RangeQuery,
+) -> ApiResult<DriftTimeline> {
+    let (from, to) = range(query)?;
     let conn = state.db.read().await;
-    let model = find_model(&conn, &access.org.id, &name).await?;
+    let model = find_model(&conn, &access.org.id, name).await?;
     let (reference, settings) = ready_reference(&conn, &access.org.id, &model).await?;
     let step = query.step.unwrap_or(settings.window_secs as i64);
     if step <= 0 || (to - from) / step > MAX_POINTS {
@@ -617,7 +628,7 @@ async fn drift_timeline(
     let windows = store::windows(&conn, &access.org.id, &model.id, from, to).await?;
     drop(conn);
     let points = timeline::timeline(&reference.profile, &windows, from, step, &settings.tests);
-    Ok(Json(DriftTimeline {
+    Ok(DriftTimeline {
         model: model.name,
         from,
         to,
@@ -626,7 +637,7 @@ async fn drift_timeline(
         reference_rows: reference.rows,
         points,
         dropped_calls: state.drift.dropped(),
-    }))
+    })
 }
 
 /// A drift report over `[from, to)`: every window in it merged, each feature's verdict,
@@ -641,14 +652,24 @@ async fn drift_report(
     ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> ApiResult<Json<DriftReport>> {
     let (_, name) = path;
-    let (from, to) = range(&query)?;
+    Ok(Json(report_of(&state, &access, &name, &query).await?))
+}
+
+/// Model `name`'s drift report (the API's and the dashboard's monitoring page's).
+pub(crate) async fn report_of(
+    state: &AppState,
+    access: &OrgAccess,
+    name: &str,
+    query: &RangeQuery,
+) -> ApiResult<DriftReport> {
+    let (from, to) = range(query)?;
     let conn = state.db.read().await;
-    let model = find_model(&conn, &access.org.id, &name).await?;
+    let model = find_model(&conn, &access.org.id, name).await?;
     let (reference, settings) = ready_reference(&conn, &access.org.id, &model).await?;
     let windows = store::windows(&conn, &access.org.id, &model.id, from, to).await?;
     drop(conn);
     let comparison = timeline::report(&reference.profile, &windows, &settings.tests);
-    Ok(Json(DriftReport {
+    Ok(DriftReport {
         model: model.name,
         from,
         to,
@@ -656,5 +677,5 @@ async fn drift_report(
         reference_rows: reference.rows,
         reference_source: reference.source,
         comparison,
-    }))
+    })
 }

@@ -15,6 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::models::find_model;
 use super::{ApiJson, ApiPath, ApiQuery, AppState};
+use crate::access::OrgAccess;
 use crate::api::{Authorized, Meta};
 use crate::auth::rbac::can;
 use crate::domain::Acting;
@@ -230,9 +231,19 @@ async fn performance(
     ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> ApiResult<Json<Performance>> {
     let (_, name) = path;
+    Ok(Json(performance_of(&state, &access, &name, &query).await?))
+}
+
+/// Model `name`'s performance from feedback (the API's and the dashboard's).
+pub(crate) async fn performance_of(
+    state: &AppState,
+    access: &OrgAccess,
+    name: &str,
+    query: &RangeQuery,
+) -> ApiResult<Performance> {
     let windows = query.windows()?;
     let conn = state.db.read().await;
-    let model = find_model(&conn, &access.org.id, &name).await?;
+    let model = find_model(&conn, &access.org.id, name).await?;
     let outcomes = rows::outcomes(
         &conn,
         &access.org.id,
@@ -243,11 +254,11 @@ async fn performance(
     )
     .await?;
     drop(conn);
-    Ok(Json(report::performance(
+    Ok(report::performance(
         &outcomes,
         windows,
         query.positive_label.as_deref(),
-    )))
+    ))
 }
 
 /// Per segment (the segment attribute sent with the call or its feedback): rows, selection
@@ -264,6 +275,16 @@ async fn fairness(
     ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> ApiResult<Json<Fairness>> {
     let (_, name) = path;
+    Ok(Json(fairness_of(&state, &access, &name, &query).await?))
+}
+
+/// Model `name`'s fairness from feedback (the API's and the dashboard's).
+pub(crate) async fn fairness_of(
+    state: &AppState,
+    access: &OrgAccess,
+    name: &str,
+    query: &RangeQuery,
+) -> ApiResult<Fairness> {
     if query.step.is_some() {
         return Err(ApiError::invalid(
             "fairness covers the whole range: no `step`",
@@ -271,7 +292,7 @@ async fn fairness(
     }
     let windows = query.windows()?;
     let conn = state.db.read().await;
-    let model = find_model(&conn, &access.org.id, &name).await?;
+    let model = find_model(&conn, &access.org.id, name).await?;
     let outcomes = rows::outcomes(
         &conn,
         &access.org.id,
@@ -282,12 +303,10 @@ async fn fairness(
     )
     .await?;
     drop(conn);
-    report::fairness(&outcomes, query.positive_label.as_deref())
-        .map(Json)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                "the model has more than two labels: name the `positive_label`",
-            )
-        })
+    report::fairness(&outcomes, query.positive_label.as_deref()).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the model has more than two labels: name the `positive_label`",
+        )
+    })
 }

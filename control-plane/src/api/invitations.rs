@@ -77,13 +77,25 @@ async fn revoke_invitation(
     ApiPath(path): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, id) = path;
+    revoke(&state, &access, &meta, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes pending invitation `id` of the caller's organisation, audited (the API's and
+/// the dashboard's).
+pub(crate) async fn revoke(
+    state: &AppState,
+    access: &crate::access::OrgAccess,
+    meta: &crate::audit::RequestMeta,
+    id: &str,
+) -> ApiResult<()> {
     state
         .db
         .transaction(async |tx| -> Result<_, crate::error::ApiError> {
-            if !invitations::revoke(tx, &access.org.id, &id, db::now()).await? {
+            if !invitations::revoke(tx, &access.org.id, id, db::now()).await? {
                 return Err(ApiError::not_found("invitation"));
             }
-            Acting::new(&access, &meta)
+            Acting::new(access, meta)
                 .audit(
                     tx,
                     "member.invitation_revoked",
@@ -93,8 +105,7 @@ async fn revoke_invitation(
                 .await?;
             Ok(())
         })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+        .await
 }
 
 /// Accepts an invitation: joins its organisation with its role. Single use.

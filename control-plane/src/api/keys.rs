@@ -13,8 +13,10 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, AppState};
+use crate::access::OrgAccess;
 use crate::api::Authorized;
 use crate::api::Meta;
+use crate::audit::RequestMeta;
 use crate::auth::rbac::{KeyAccess, can};
 use crate::auth::{Scope, tokens};
 use crate::domain::keys::NewKeyRequest;
@@ -73,16 +75,28 @@ async fn list_keys(
     State(state): State<AppState>,
     access: Authorized<can::ReadKeys>,
 ) -> ApiResult<Json<Vec<ApiKey>>> {
+    let visible = visible_keys(&state, &access).await?;
+    Ok(Json(visible.into_iter().map(|(key, _)| key).collect()))
+}
+
+/// The organisation's keys the caller may see, with what it may do with each (the list
+/// of the API and of the dashboard's keys page).
+pub(crate) async fn visible_keys(
+    state: &AppState,
+    access: &OrgAccess,
+) -> ApiResult<Vec<(ApiKey, KeyAccess)>> {
     state.lookups.flush_key_uses().await?;
     let conn = state.db.read().await;
-    let me = domain::keys::caller_principal(&conn, &access).await?;
-    let visible = keys::list(&conn, &access.org.id)
+    let me = domain::keys::caller_principal(&conn, access).await?;
+    Ok(keys::list(&conn, &access.org.id)
         .await?
         .into_iter()
-        .filter(|key| domain::keys::access_to(&access, me.as_deref(), key) != KeyAccess::Hidden)
-        .map(|key| key.key)
-        .collect();
-    Ok(Json(visible))
+        .map(|key| {
+            let can = domain::keys::access_to(access, me.as_deref(), &key);
+            (key.key, can)
+        })
+        .filter(|(_, can)| *can != KeyAccess::Hidden)
+        .collect())
 }
 
 /// Creates a key. Nobody creates a key with more power than they have.
@@ -95,6 +109,17 @@ async fn create_key(
     Meta(meta): Meta,
     ApiJson(request): ApiJson<CreateKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    let created = create(&state, &access, &meta, &request).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Validates `request` and creates the key (the API's create and the dashboard's).
+pub(crate) async fn create(
+    state: &AppState,
+    access: &OrgAccess,
+    meta: &RequestMeta,
+    request: &CreateKey,
+) -> ApiResult<CreatedKey> {
     validate_name(&request.name)?;
     let mut scopes: Vec<Scope> = Vec::new();
     for scope in &request.scopes {
@@ -115,7 +140,7 @@ async fn create_key(
         return Err(ApiError::invalid("expires_at must be in the future"));
     }
     let generated = tokens::generate_secret(tokens::API_KEY_PREFIX);
-    let acting = Acting::new(&access, &meta);
+    let acting = Acting::new(access, meta);
     let new = NewKeyRequest {
         name: &request.name,
         scopes: &scopes,
@@ -124,16 +149,13 @@ async fn create_key(
     let key = state
         .db
         .transaction(async |tx| -> DomainResult<_> {
-            domain::keys::create(tx, &acting, &access, new, &generated).await
+            domain::keys::create(tx, &acting, access, new, &generated).await
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKey {
-            key,
-            secret: generated.secret,
-        }),
-    ))
+    Ok(CreatedKey {
+        key,
+        secret: generated.secret,
+    })
 }
 
 /// One key the caller may see (`404` otherwise, as for a key that does not exist).

@@ -8,8 +8,10 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ApiJson, ApiPath, AppState};
+use crate::access::OrgAccess;
 use crate::api::Authorized;
 use crate::api::Meta;
+use crate::audit::RequestMeta;
 use crate::auth::rbac::can;
 use crate::auth::{Role, input};
 use crate::domain::{self, Acting};
@@ -96,9 +98,20 @@ async fn add_member(
     Meta(meta): Meta,
     ApiJson(request): ApiJson<AddMember>,
 ) -> ApiResult<(StatusCode, Json<AddedMember>)> {
+    let added = invite(&state, &access, &meta, &request).await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// Validates `request` and invites (the API's invite and the dashboard's).
+pub(crate) async fn invite(
+    state: &AppState,
+    access: &OrgAccess,
+    meta: &RequestMeta,
+    request: &AddMember,
+) -> ApiResult<AddedMember> {
     let email = input::email(&request.email)?.to_owned();
     let ttl = state.settings.invitation_ttl_secs;
-    let acting = Acting::new(&access, &meta);
+    let acting = Acting::new(access, meta);
     let (invitation, token) = state
         .db
         .transaction(async |tx| -> DomainResult<_> {
@@ -106,14 +119,11 @@ async fn add_member(
             domain::members::invite(tx, &acting, role, &email, request.role, ttl).await
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(AddedMember {
-            invitation: InvitationView::from(&invitation),
-            status: "pending",
-            token: token.secret,
-        }),
-    ))
+    Ok(AddedMember {
+        invitation: InvitationView::from(&invitation),
+        status: "pending",
+        token: token.secret,
+    })
 }
 
 /// Changes a member's role. Only owners give or take the owner role; the last owner stays.

@@ -11,23 +11,23 @@
 //! artifact proxy under `/api/2.0/mlflow-artifacts` ([`mlflow`]).
 
 mod alert_webhooks;
-mod alerts;
-mod analytics;
+pub(crate) mod alerts;
+pub(crate) mod analytics;
 mod audit_log;
 pub(crate) mod auth;
-mod batch;
+pub(crate) mod batch;
 pub(crate) mod deployments;
 mod docs;
-mod drift;
+pub(crate) mod drift;
 mod error_response;
 pub mod extract;
-mod feedback;
+pub(crate) mod feedback;
 mod health;
 mod idempotency;
 pub(crate) mod invitations;
-mod keys;
+pub(crate) mod keys;
 mod kserve_v1;
-mod members;
+pub(crate) mod members;
 mod metering_headers;
 pub mod metrics;
 mod mlflow;
@@ -39,7 +39,7 @@ pub(crate) mod predict;
 mod request_meta;
 pub use request_meta::Meta;
 pub(crate) mod upload;
-mod usage;
+pub(crate) mod usage;
 mod v2;
 
 use std::sync::Arc;

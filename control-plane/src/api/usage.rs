@@ -125,6 +125,15 @@ async fn usage(
     access: Authorized<can::ReadUsage>,
     ApiQuery(query): ApiQuery<PeriodQuery>,
 ) -> ApiResult<Json<UsageReport>> {
+    Ok(Json(report(&state, &access.org.id, &query).await?))
+}
+
+/// Organisation `org`'s usage report (the API's and the dashboard's usage page).
+pub(crate) async fn report(
+    state: &AppState,
+    org: &str,
+    query: &PeriodQuery,
+) -> ApiResult<UsageReport> {
     let period = period_of(query.period.as_deref())?;
     let granularity = match query.granularity.as_deref() {
         None | Some("day") => Granularity::Day,
@@ -136,7 +145,6 @@ async fn usage(
         }
     };
     state.metering.flush().await?;
-    let org = &access.org.id;
     let conn = state.db.read().await;
     let plan = plans::of_org(&conn, org).await?;
     let totals = store::totals(&conn, org, period.start, period.end).await?;
@@ -176,7 +184,7 @@ async fn usage(
             .map(|(name, totals)| GroupUsage { name, totals })
             .collect()
     };
-    Ok(Json(UsageReport {
+    Ok(UsageReport {
         period: period.label(),
         period_start: db::rfc3339(period.start),
         period_end: db::rfc3339(period.end),
@@ -193,7 +201,7 @@ async fn usage(
                 totals,
             })
             .collect(),
-    }))
+    })
 }
 
 async fn hourly_rows(state: &AppState, org: &str, period: Period) -> ApiResult<Vec<UsageRow>> {
@@ -311,13 +319,17 @@ async fn invoice_preview(
     State(state): State<AppState>,
     access: Authorized<can::ReadUsage>,
 ) -> ApiResult<Json<Invoice>> {
+    Ok(Json(preview(&state, &access.org.id).await?))
+}
+
+/// The invoice of organisation `org`'s current period so far (the API's and the
+/// dashboard's).
+pub(crate) async fn preview(state: &AppState, org: &str) -> ApiResult<Invoice> {
     state.metering.flush().await?;
     let now = db::now();
     let conn = state.db.read().await;
-    let plan = plans::of_org(&conn, &access.org.id).await?;
-    Ok(Json(
-        billing::compute(&conn, &access.org.id, &plan, Period::containing(now), now).await?,
-    ))
+    let plan = plans::of_org(&conn, org).await?;
+    Ok(billing::compute(&conn, org, &plan, Period::containing(now), now).await?)
 }
 
 /// Finalised invoices of closed periods, newest first.
@@ -328,8 +340,14 @@ async fn invoices(
     State(state): State<AppState>,
     access: Authorized<can::ReadUsage>,
 ) -> ApiResult<Json<Vec<Invoice>>> {
+    Ok(Json(final_invoices(&state, &access.org.id).await?))
+}
+
+/// Organisation `org`'s finalised invoices, newest first, closed periods finalised first
+/// (the API's and the dashboard's).
+pub(crate) async fn final_invoices(state: &AppState, org: &str) -> ApiResult<Vec<Invoice>> {
     state.metering.flush().await?;
     let conn = state.db.write_unmemoised().await;
-    billing::finalize(&conn, &access.org.id, db::now()).await?;
-    Ok(Json(billing::list_final(&conn, &access.org.id).await?))
+    billing::finalize(&conn, org, db::now()).await?;
+    Ok(billing::list_final(&conn, org).await?)
 }

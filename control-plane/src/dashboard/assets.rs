@@ -1,5 +1,5 @@
 //! The dashboard's static files, embedded in the binary and served under `/static/`:
-//! wisp's own stylesheet and script, and the vendored htmx and uPlot (minified, as
+//! wisp's own stylesheet and scripts (`dashboard.js`, `charts.js`), and the vendored htmx and uPlot (minified, as
 //! published on npm, with their licences next to them in `static/vendor/`).
 
 use axum::Router;
@@ -22,6 +22,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "dashboard.js",
         "text/javascript; charset=utf-8",
         include_bytes!("static/dashboard.js"),
+    ),
+    (
+        "charts.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("static/charts.js"),
     ),
     (
         "vendor/htmx-2.0.11.min.js",

@@ -31,6 +31,8 @@ fn environment() -> &'static Environment<'static> {
         let mut env = Environment::new();
         env.add_global("nav", Value::from_serialize(super::pages::NAV));
         env.add_filter("filesizeformat", file_size);
+        env.add_filter("json_data", json_data);
+        env.add_filter("ms_time", ms_time);
         for (name, source) in SHARED
             .iter()
             .chain(super::pages::TEMPLATES.iter().flat_map(|area| area.iter()))
@@ -58,6 +60,36 @@ fn file_size(bytes: i64) -> String {
     } else {
         format!("{value:.1} {}", units[unit])
     }
+}
+
+/// Unix milliseconds as an RFC 3339 time (UTC, to the second), as the API writes times.
+fn ms_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `value` as JSON for a `<script type="application/json">` data block: `<`, `>`, `&` and
+/// `'` escaped as `\u00XX`, so the text can neither close the element nor start markup.
+fn json_data(value: Value) -> Result<Value, minijinja::Error> {
+    let text = serde_json::to_string(&value).map_err(|e| {
+        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+    })?;
+    let mut safe = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => safe.push_str("\\u003c"),
+            '>' => safe.push_str("\\u003e"),
+            '&' => safe.push_str("\\u0026"),
+            '\'' => safe.push_str("\\u0027"),
+            c => safe.push(c),
+        }
+    }
+    Ok(Value::from_safe_string(safe))
 }
 
 /// An organisation in the switcher.

@@ -97,7 +97,8 @@ async fn home(
                 ("wisp CLI", format!("export WISP_SERVER={server} WISP_ORG={slug}\nwisp login --email {}\nwisp keys create my-app --scope predict --scope models:write", page.signed.user.email)),
                 ("curl", format!("curl -X POST {server}/v1/orgs/{slug}/api-keys \\\n  -H \"Authorization: Bearer $WISP_TOKEN\" -H 'Content-Type: application/json' \\\n  -d '{{\"name\": \"my-app\", \"scopes\": [\"predict\", \"models:write\"]}}'")),
             ],
-            link: None,
+            // Viewers cannot open the keys page (nor create keys, as in the API).
+            link: page.can(Action::ManageKeys).then(|| (format!("/orgs/{slug}/keys"), "API keys page: create a key (its secret is shown once)")),
         },
         Step {
             id: "model",

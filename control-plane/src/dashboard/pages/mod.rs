@@ -2,10 +2,18 @@
 //! (its templates under `templates/<area>/`). To add an area: write the module, add it to
 //! [`routes`] and [`TEMPLATES`] below — one line each.
 
+pub mod audit;
 pub mod auth;
+pub mod batch;
+pub mod chart;
+pub mod experiments;
 pub mod home;
 pub mod invitation;
+pub mod keys;
+pub mod members;
 pub mod models;
+pub mod monitoring;
+pub mod usage;
 
 use axum::Router;
 
@@ -18,6 +26,13 @@ pub fn routes() -> Router<AppState> {
         .merge(home::routes())
         .merge(invitation::routes())
         .merge(models::routes())
+        .merge(keys::routes())
+        .merge(members::routes())
+        .merge(monitoring::routes())
+        .merge(batch::routes())
+        .merge(usage::routes())
+        .merge(audit::routes())
+        .merge(experiments::routes())
 }
 
 /// An entry of an organisation's navigation: `/orgs/{org}{path}`, highlighted on pages
@@ -27,6 +42,8 @@ pub struct NavLink {
     pub section: &'static str,
     pub label: &'static str,
     pub path: &'static str,
+    /// Roles that may not open the page (the entry is not shown to them).
+    pub hidden_for: &'static [&'static str],
 }
 
 /// The organisation navigation, in order. A page area adds its line here.
@@ -35,11 +52,55 @@ pub const NAV: &[NavLink] = &[
         section: "home",
         label: "Home",
         path: "",
+        hidden_for: &[],
     },
     NavLink {
         section: "models",
         label: "Models",
         path: "/models",
+        hidden_for: &[],
+    },
+    NavLink {
+        section: "experiments",
+        label: "Experiments",
+        path: "/experiments",
+        hidden_for: &[],
+    },
+    NavLink {
+        section: "monitoring",
+        label: "Monitoring",
+        path: "/monitoring",
+        hidden_for: &[],
+    },
+    NavLink {
+        section: "batch",
+        label: "Batch jobs",
+        path: "/batch",
+        hidden_for: &["viewer"],
+    },
+    NavLink {
+        section: "keys",
+        label: "API keys",
+        path: "/keys",
+        hidden_for: &["viewer"],
+    },
+    NavLink {
+        section: "members",
+        label: "Members",
+        path: "/members",
+        hidden_for: &[],
+    },
+    NavLink {
+        section: "usage",
+        label: "Usage",
+        path: "/usage",
+        hidden_for: &["member", "viewer"],
+    },
+    NavLink {
+        section: "audit",
+        label: "Audit log",
+        path: "/audit",
+        hidden_for: &["member", "viewer"],
     },
 ];
 
@@ -49,4 +110,11 @@ pub const TEMPLATES: &[&[(&str, &str)]] = &[
     home::TEMPLATES,
     invitation::TEMPLATES,
     models::TEMPLATES,
+    keys::TEMPLATES,
+    members::TEMPLATES,
+    monitoring::TEMPLATES,
+    batch::TEMPLATES,
+    usage::TEMPLATES,
+    audit::TEMPLATES,
+    experiments::TEMPLATES,
 ];
