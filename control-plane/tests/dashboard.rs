@@ -349,6 +349,45 @@ async fn sign_in_is_the_apis_login_and_api_logouts_end_the_cookie() {
 }
 
 #[tokio::test]
+async fn expired_cookies_are_refused_and_deleted_at_the_next_sign_in() {
+    let app = TestApp::new().await;
+    let cookies = async || -> i64 {
+        let conn = app.state.db.read().await;
+        let mut rows = conn
+            .query("SELECT COUNT(*) FROM dashboard_sessions", ())
+            .await
+            .expect("count");
+        rows.next()
+            .await
+            .expect("row")
+            .expect("row")
+            .get(0)
+            .expect("count")
+    };
+    let mut first = Browser::default();
+    first.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(cookies().await, 1);
+    // The cookie's time is up.
+    app.state
+        .db
+        .write()
+        .await
+        .execute(
+            "UPDATE dashboard_sessions SET expires_at = created_at - 1",
+            (),
+        )
+        .await
+        .expect("expire");
+    let refused = first.get(&app, &format!("/orgs/{ORG}")).await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    assert!(location(&refused).starts_with("/sign-in"));
+    let mut second = Browser::default();
+    let signed = second.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(location(&signed), "/");
+    assert_eq!(cookies().await, 1, "the expired cookie's row is gone");
+}
+
+#[tokio::test]
 async fn a_password_change_ends_other_sessions_and_one_time_passwords_must_be_changed() {
     let app = TestApp::with_generated_admin_password().await;
     let one_time =

@@ -19,13 +19,20 @@ pub struct CookieSession {
     pub user_id: String,
 }
 
-/// Issues a cookie secret for `session_id`, valid for `ttl_secs`.
+/// Issues a cookie secret for `session_id`, valid for `ttl_secs`. Cookies that expired
+/// are deleted first: the table holds the live cookies and those expired since the last
+/// sign-in, never an ever-growing history (sign-ins are audited elsewhere).
 pub async fn issue(
     conn: &Writer,
     session_id: &str,
     ttl_secs: i64,
     now: i64,
 ) -> Result<GeneratedSecret, DbError> {
+    conn.execute(
+        "DELETE FROM dashboard_sessions WHERE expires_at <= ?1",
+        params![now],
+    )
+    .await?;
     let secret = tokens::generate_secret(COOKIE_SECRET_PREFIX);
     conn.execute(
         "INSERT INTO dashboard_sessions (token_hash, session_id, created_at, expires_at)
