@@ -260,7 +260,15 @@ pub struct DatabaseConfig {
     pub replica_path: Option<PathBuf>,
     /// With `replica_path`: also sync from the primary in the background this often.
     pub sync_interval_secs: Option<u64>,
+    /// With a remote `url`: how long a statement waits for the server's answer before the
+    /// connection counts as lost (a network cut drops packets without closing anything).
+    /// Default [`DEFAULT_STATEMENT_TIMEOUT_SECS`].
+    pub statement_timeout_secs: Option<u64>,
 }
+
+/// `database.statement_timeout_secs` when unset: far above any statement wisp runs, far
+/// below TCP's own give-up time of minutes.
+pub const DEFAULT_STATEMENT_TIMEOUT_SECS: u64 = 15;
 
 /// Where model files go.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -637,6 +645,12 @@ impl Config {
     /// Where the database is, resolved against the data directory.
     pub fn db_location(&self) -> DbLocation {
         let token = self.database.auth_token.clone().unwrap_or_default();
+        let statement_timeout = Some(Duration::from_secs(
+            self.database
+                .statement_timeout_secs
+                .unwrap_or(DEFAULT_STATEMENT_TIMEOUT_SECS)
+                .max(1),
+        ));
         match self.database.url.as_deref() {
             None => DbLocation::File(self.data_dir.join("wisp.db")),
             Some(":memory:") => DbLocation::Memory,
@@ -646,10 +660,12 @@ impl Config {
                     url: url.to_owned(),
                     auth_token: token,
                     sync_interval: self.database.sync_interval_secs.map(Duration::from_secs),
+                    statement_timeout,
                 },
                 None => DbLocation::Remote {
                     url: url.to_owned(),
                     auth_token: token,
+                    statement_timeout,
                 },
             },
             Some(path) => DbLocation::File(PathBuf::from(path)),

@@ -3,7 +3,8 @@
 //! (no `500`, only `503 database_unavailable` while it is down, warm predicts keep
 //! answering, recovery without restarting wisp); a SIGTERM during an outage stops within
 //! `server.shutdown_timeout_secs` and the next start stores the metered calls exactly
-//! once; and an embedded-replica node reads its own writes and sees another node's.
+//! once; an embedded-replica node reads its own writes and sees another node's; and a
+//! network cut (a relay that stops forwarding) answers within the statement timeout.
 
 mod common;
 
@@ -184,12 +185,153 @@ where
 }
 
 async fn remote(sqld: &Sqld) -> Db {
+    remote_at(sqld.url(), None).await
+}
+
+async fn remote_at(url: String, statement_timeout: Option<Duration>) -> Db {
     Db::open(&DbLocation::Remote {
-        url: sqld.url(),
+        url,
         auth_token: String::new(),
+        statement_timeout,
     })
     .await
     .expect("open the remote database")
+}
+
+/// A TCP relay to `upstream` that can stop forwarding without closing anything: a network
+/// cut as a client sees it (no reset, no end of stream; its bytes go nowhere).
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl Relay {
+    async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let relay_cut = Arc::clone(&cut);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(forward(client_read, server_write, Arc::clone(&relay_cut)));
+                tokio::spawn(forward(server_read, client_write, Arc::clone(&relay_cut)));
+            }
+        });
+        Self { port, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to`; while cut, what arrives is dropped and nothing is closed.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buffer).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        if cut.load(Ordering::SeqCst) {
+            continue;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_network_cut_answers_unavailable_within_the_statement_timeout_and_heals() {
+    let sqld = Sqld::start().await;
+    let port: u16 = sqld
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("sqld's port");
+    let relay = Relay::start(port).await;
+    let db = remote_at(relay.url(), Some(Duration::from_secs(1))).await;
+    assert_eq!(count_orgs(&db).await.expect("count"), 0);
+
+    relay.cut(true);
+    // Bounded, not timed: without the statement timeout these would wait for TCP to give
+    // up (minutes); the bound here only turns such a hang into a failure.
+    let bound = Duration::from_secs(60);
+    let read = tokio::time::timeout(bound, count_orgs(&db))
+        .await
+        .expect("a read during the cut answers")
+        .expect_err("no answer from the database");
+    assert!(read.is_unavailable(), "{read}");
+    assert!(db.health().is_unavailable());
+    let write: Result<u64, DbError> = tokio::time::timeout(
+        bound,
+        db.transaction(async |tx| insert_org(tx, "during-the-cut").await),
+    )
+    .await
+    .expect("a transaction during the cut answers");
+    let write = write.expect_err("no answer from the database");
+    assert!(write.is_unavailable(), "{write}");
+    // Requests during the cut do not queue up behind one another's timeouts: after an
+    // attempt with no answer, the next ones fail at once for a moment, then one tries.
+    // (Serially, 40 reads would take 40 × 2 × 1 s.)
+    let reads: Vec<_> = (0..40).map(|_| count_orgs(&db)).collect();
+    let answers = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures_util::future::join_all(reads),
+    )
+    .await
+    .expect("reads during the cut do not wait for each other's timeouts");
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.as_ref().is_err_and(DbError::is_unavailable))
+    );
+
+    relay.cut(false);
+    let deadline = Instant::now() + bound;
+    loop {
+        match count_orgs(&db).await {
+            Ok(_) => break,
+            Err(error) => assert!(Instant::now() < deadline, "never healed: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!db.health().is_unavailable());
+    db.transaction(async |tx| insert_org(tx, "after-the-cut").await)
+        .await
+        .expect("a write after the cut");
+    let conn = db.read().await;
+    let mut rows = conn
+        .query("SELECT slug FROM orgs ORDER BY slug", ())
+        .await
+        .expect("orgs");
+    let mut slugs = Vec::new();
+    while let Some(row) = rows.next().await.expect("row") {
+        slugs.push(row.get::<String>(0).expect("slug"));
+    }
+    // The cut transaction never committed: BEGIN got no answer, so nothing ran after it.
+    assert_eq!(slugs, ["after-the-cut"]);
 }
 
 async fn count_orgs(db: &Db) -> Result<i64, DbError> {

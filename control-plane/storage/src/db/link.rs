@@ -19,12 +19,22 @@
 //! half of it. The link is marked broken instead; every statement fails until the
 //! transaction ends, and the connection is replaced then ([`Link::end_transaction`]).
 //!
+//! A network cut drops packets without closing anything, and the driver has no timeout of
+//! its own: a statement would wait for minutes. On a remote database every statement has a
+//! deadline ([`Link::with_statement_timeout`], `database.statement_timeout_secs`); one
+//! that gets no answer in time counts as a connection lost in flight. While the database
+//! is unavailable, statements do not queue up behind one another's timeouts: after an
+//! attempt that got no answer, statements fail at once for [`RETRY_PAUSE`], then one
+//! tries again with at most [`TRIAL_TIMEOUT`]. (A refused connection or a stale baton
+//! fails at once by itself: no pause then.)
+//!
 //! An embedded file or `:memory:` never loses its connection: [`lost`] never matches its
 //! errors, so nothing here applies to them.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use libsql::{Connection, Database};
 
@@ -91,6 +101,12 @@ pub fn busy(error: &libsql::Error) -> bool {
     }
 }
 
+/// While the database is unavailable: how long after a failed attempt statements fail at
+/// once, without trying.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// While the database is unavailable: the longest a statement waits for an answer.
+pub const TRIAL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Whether the database answered the last statement, shared by a database's connections.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -98,6 +114,8 @@ pub struct Health {
     unavailable: AtomicBool,
     /// Statements that lost their connection, since the start.
     failures: AtomicU64,
+    /// While unavailable: statements fail at once until then.
+    paused_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Health {
@@ -111,10 +129,27 @@ impl Health {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// Whether a statement should fail now without trying: the database is unavailable and
+    /// the last attempt failed less than [`RETRY_PAUSE`] ago.
+    fn paused(&self) -> bool {
+        self.is_unavailable()
+            && self
+                .paused_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|until| Instant::now() < until)
+    }
+
     fn answered(&self) {
         if self.unavailable.swap(false, Ordering::AcqRel) {
             tracing::info!("the database is reachable again");
         }
+    }
+
+    /// A statement got no answer in time: the next ones fail at once for [`RETRY_PAUSE`].
+    fn pause(&self) {
+        *self.paused_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + RETRY_PAUSE);
     }
 
     fn lost(&self) {
@@ -134,6 +169,8 @@ pub struct Link {
     in_transaction: AtomicBool,
     /// The connection was lost inside the running transaction.
     broken: AtomicBool,
+    /// How long a statement may wait for its answer (remote databases).
+    statement_timeout: Option<Duration>,
     /// How many times the connection was replaced (for logs and tests).
     replaced: AtomicU64,
 }
@@ -146,7 +183,32 @@ impl Link {
             conn: std::sync::Mutex::new(conn),
             in_transaction: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            statement_timeout: None,
             replaced: AtomicU64::new(0),
+        }
+    }
+
+    /// Gives every statement `timeout` to answer (`None`: no limit, for embedded files).
+    pub fn with_statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// Runs one attempt of `op` within the statement timeout.
+    async fn attempt<T, Fut>(&self, op: Fut) -> libsql::Result<T>
+    where
+        Fut: Future<Output = libsql::Result<T>>,
+    {
+        let limit = match self.statement_timeout {
+            Some(limit) if self.health.is_unavailable() => Some(limit.min(TRIAL_TIMEOUT)),
+            other => other,
+        };
+        match limit {
+            None => op.await,
+            Some(limit) => tokio::time::timeout(limit, op).await.unwrap_or_else(|_| {
+                self.health.pause();
+                Err(no_answer(limit))
+            }),
         }
     }
 
@@ -170,7 +232,10 @@ impl Link {
         if self.broken.load(Ordering::Acquire) {
             return Err(transaction_lost());
         }
-        let error = match self.observe(op(self.current()).await) {
+        if self.health.paused() {
+            return Err(paused());
+        }
+        let error = match self.observe(self.attempt(op(self.current())).await) {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
@@ -186,7 +251,7 @@ impl Link {
         if !(idempotent || how == Lost::NotSent) {
             return Err(error);
         }
-        match self.observe(op(self.current()).await) {
+        match self.observe(self.attempt(op(self.current())).await) {
             Err(error) if lost(&error).is_some() => {
                 // Still unreachable: start the next statement on a fresh connection too.
                 self.replace(&error);
@@ -237,6 +302,22 @@ impl Link {
     }
 }
 
+/// The error of a statement that got no answer within `limit`: the connection is treated
+/// as lost while the statement was in flight (it may have run).
+fn no_answer(limit: Duration) -> libsql::Error {
+    libsql::Error::ConnectionFailed(format!(
+        "the database did not answer within {} ms (database.statement_timeout_secs)",
+        limit.as_millis()
+    ))
+}
+
+/// The error of a statement not tried because the database is unavailable.
+fn paused() -> libsql::Error {
+    libsql::Error::ConnectionFailed(
+        "the database is unavailable (the last attempt failed just now); not tried".into(),
+    )
+}
+
 /// The error of a statement run after its transaction lost the connection.
 pub fn transaction_lost() -> libsql::Error {
     libsql::Error::ConnectionFailed(
@@ -247,6 +328,14 @@ pub fn transaction_lost() -> libsql::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_answer_in_time_is_a_connection_lost_in_flight() {
+        assert_eq!(
+            lost(&no_answer(Duration::from_secs(1))),
+            Some(Lost::InFlight)
+        );
+    }
 
     #[test]
     fn busy_is_told_by_its_code_or_the_servers_text() {

@@ -121,13 +121,20 @@ pub enum DbLocation {
     /// An embedded database file.
     File(PathBuf),
     /// A remote libSQL server (`libsql://`, `https://`, `http://`).
-    Remote { url: String, auth_token: String },
+    Remote {
+        url: String,
+        auth_token: String,
+        /// How long a statement may wait for the server's answer (`None`: no limit).
+        statement_timeout: Option<Duration>,
+    },
     /// A local file replicating a remote primary; writes are forwarded to the primary.
     Replica {
         path: PathBuf,
         url: String,
         auth_token: String,
         sync_interval: Option<Duration>,
+        /// As for [`DbLocation::Remote`].
+        statement_timeout: Option<Duration>,
     },
 }
 
@@ -147,7 +154,9 @@ impl Db {
         let database = match location {
             DbLocation::Memory => Builder::new_local(":memory:").build().await?,
             DbLocation::File(path) => Builder::new_local(path).build().await?,
-            DbLocation::Remote { url, auth_token } => {
+            DbLocation::Remote {
+                url, auth_token, ..
+            } => {
                 Builder::new_remote(url.clone(), auth_token.clone())
                     .build()
                     .await?
@@ -157,6 +166,7 @@ impl Db {
                 url,
                 auth_token,
                 sync_interval,
+                ..
             } => {
                 let mut builder =
                     Builder::new_remote_replica(path, url.clone(), auth_token.clone())
@@ -182,11 +192,19 @@ impl Db {
             }
         }
         let health = Arc::new(link::Health::default());
-        let conn = Writer::new(link::Link::new(
-            Arc::clone(&health),
-            Arc::clone(&database),
-            conn,
-        ));
+        let statement_timeout = match location {
+            DbLocation::Remote {
+                statement_timeout, ..
+            }
+            | DbLocation::Replica {
+                statement_timeout, ..
+            } => *statement_timeout,
+            DbLocation::Memory | DbLocation::File(_) => None,
+        };
+        let conn = Writer::new(
+            link::Link::new(Arc::clone(&health), Arc::clone(&database), conn)
+                .with_statement_timeout(statement_timeout),
+        );
         migrations::apply(&conn).await?;
         let snapshot = match location {
             DbLocation::File(_) => Some(Mutex::new(open_snapshot(&health, &database).await?)),
