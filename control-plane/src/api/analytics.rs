@@ -36,7 +36,7 @@ pub struct AnalyticsParams {
     /// step. Default: `to` minus an hour (`minute` steps), a day (`hour`) or 30 days (`day`).
     pub from: Option<String>,
     /// End of the range (exclusive): RFC 3339 or Unix milliseconds; widened up to the end
-    /// of its step. Default: now.
+    /// of its step. Default: now (the current step included).
     pub to: Option<String>,
     /// `minute`, `hour` (default) or `day`.
     pub step: Option<String>,
@@ -117,7 +117,9 @@ fn query_of<'a>(
     };
     let to = match &params.to {
         Some(text) => timestamp("to", text, true)?,
-        None => now,
+        // Through this second: `to` is exclusive, and at a step's first second `now` alone
+        // would leave out the step the calls of this very second are in.
+        None => now + 1,
     };
     let from = match &params.from {
         Some(text) => timestamp("from", text, false)?,
@@ -290,10 +292,10 @@ mod tests {
         let q = query_of(&params(None, None, None), "o", "m", now, RETENTION).unwrap();
         assert_eq!(
             (q.from, q.to, q.step),
-            (now - 86_400, now, Resolution::Hour)
+            (now + 1 - 86_400, now + 1, Resolution::Hour)
         );
         let q = query_of(&params(None, None, Some("day")), "o", "m", now, RETENTION).unwrap();
-        assert_eq!(q.from, now - 30 * 86_400);
+        assert_eq!(q.from, now + 1 - 30 * 86_400);
         let q = query_of(
             &params(None, None, Some("minute")),
             "o",
@@ -302,7 +304,8 @@ mod tests {
             RETENTION,
         )
         .unwrap();
-        assert_eq!(q.steps(), 60);
+        // `now` is a minute's first second: the last hour, and this minute.
+        assert_eq!(q.steps(), 61);
         let error = |p| {
             query_of(&p, "o", "m", now, RETENTION)
                 .unwrap_err()
