@@ -3,6 +3,7 @@
 //! quotas and invoices read.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use crate::db::{Reader, Writer};
 use libsql::params;
@@ -172,7 +173,7 @@ async fn insert_chunk(
             if column > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("?{}", n * COLUMNS + column + 1));
+            let _ = write!(sql, "?{}", n * COLUMNS + column + 1);
         }
         sql.push(')');
         let (api_key, user) = match &event.caller {

@@ -18,6 +18,7 @@ pub(crate) mod auth;
 pub(crate) mod batch;
 pub(crate) mod deployments;
 mod docs;
+pub(crate) mod download;
 pub(crate) mod drift;
 mod error_response;
 pub mod extract;

@@ -12,12 +12,10 @@ use crate::db::Reader;
 use crate::domain::Acting;
 use axum::Json;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::Uri;
+use axum::response::Response;
 use axum::routing::get;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -201,22 +199,9 @@ async fn download(
         artifacts::get(&conn, &access.org.id, &path).await?
     }
     .ok_or_else(|| MlflowError::not_found(format!("No artifact at path {path:?}")))?;
-    let (size, chunks) = state
-        .blobs
-        .open(&file.sha256)
+    crate::api::download::blob_response(state.blobs.as_ref(), &file.sha256)
         .await
-        .map_err(MlflowError::internal)?
-        .ok_or_else(|| MlflowError::internal(anyhow::anyhow!("blob {} is missing", file.sha256)))?;
-    let body = Body::from_stream(chunks.map(|chunk| chunk.map_err(std::io::Error::other)));
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_LENGTH, size.to_string()),
-        ],
-        body,
-    )
-        .into_response())
+        .map_err(MlflowError::internal)
 }
 
 /// The path of a deletion: a file or directory within the artifact root of one of the

@@ -11,7 +11,6 @@ use axum::http::header::CONTENT_DISPOSITION;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use minijinja::context;
-use serde::Deserialize;
 
 use crate::api::batch as api_batch;
 use crate::api::{AppState, Meta};
@@ -66,17 +65,11 @@ async fn list(State(state): State<AppState>, page: OrgPage<can::Predict>) -> Pag
     render::page("batch/list.html", &frame, context! { jobs })
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ShowQuery {
-    #[serde(default)]
-    done: String,
-}
-
 async fn show(
     State(state): State<AppState>,
     page: OrgPage<can::Predict>,
     Path((_, id)): Path<(String, String)>,
-    Query(query): Query<ShowQuery>,
+    Query(query): Query<super::Done>,
 ) -> PageResult {
     let job = api_batch::find_job(&state, &page.access.org.id, &id).await?;
     let notice = (query.done == "cancelled").then_some(

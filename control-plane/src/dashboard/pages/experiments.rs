@@ -7,12 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderValue, header};
 use axum::routing::get;
-use futures_util::StreamExt;
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -304,13 +301,9 @@ async fn download(
             .map_err(page_error)?
     }
     .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such artifact in this run"))?;
-    let (size, chunks) = state
-        .blobs
-        .open(&file.sha256)
+    let mut response = crate::api::download::blob_response(state.blobs.as_ref(), &file.sha256)
         .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("blob {} is missing", file.sha256)))?;
-    let body = Body::from_stream(chunks.map(|chunk| chunk.map_err(std::io::Error::other)));
+        .map_err(ApiError::internal)?;
     let name: String = file
         .path
         .rsplit('/')
@@ -319,15 +312,10 @@ async fn download(
         .chars()
         .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
         .collect();
-    let mut response = (StatusCode::OK, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
 }

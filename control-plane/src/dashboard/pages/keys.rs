@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, RawForm, State};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use minijinja::context;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::keys::{self as api_keys, CreateKey};
@@ -40,16 +39,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/orgs/{org}/keys/{key}/revoke", post(revoke))
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ListQuery {
-    #[serde(default)]
-    done: String,
-}
-
 async fn list(
     State(state): State<AppState>,
     page: OrgPage<can::ReadKeys>,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<super::Done>,
 ) -> PageResult {
     let notice =
         (query.done == "revoked").then_some("Key revoked: requests made with it are refused.");

@@ -42,16 +42,10 @@ pub(super) fn routes() -> Router<AppState> {
         )
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ListQuery {
-    #[serde(default)]
-    done: String,
-}
-
 async fn list(
     State(state): State<AppState>,
     page: OrgPage<can::ReadMembers>,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<super::Done>,
 ) -> PageResult {
     let notice = match query.done.as_str() {
         "role_changed" => Some("Role changed."),

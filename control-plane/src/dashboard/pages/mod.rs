@@ -35,6 +35,14 @@ pub fn routes() -> Router<AppState> {
         .merge(experiments::routes())
 }
 
+/// `?done=…` on the page a form redirects to: what the form just did (`deployed`,
+/// `revoked`, …), for the page's notice.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Done {
+    #[serde(default)]
+    pub done: String,
+}
+
 /// An entry of an organisation's navigation: `/orgs/{org}{path}`, highlighted on pages
 /// whose frame has this `section`.
 #[derive(Debug, Clone, Copy, serde::Serialize)]

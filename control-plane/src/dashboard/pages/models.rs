@@ -167,18 +167,11 @@ fn path_segment(text: &str) -> String {
     encoded
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ShowQuery {
-    /// What just happened (`deployed`, `rolled_back`, …), for a notice.
-    #[serde(default)]
-    done: String,
-}
-
 async fn show(
     State(state): State<AppState>,
     page: OrgPage<can::ReadModels>,
     Path((_, name)): Path<(String, String)>,
-    Query(query): Query<ShowQuery>,
+    Query(query): Query<super::Done>,
 ) -> PageResult {
     let org = &page.access.org;
     let (model, mut versions, aliases, deployment, mut history) = {
