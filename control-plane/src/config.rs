@@ -420,7 +420,8 @@ fn default_idempotency_max_response() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InspectionConfig {
-    /// Address space one inspection may use (`RLIMIT_AS`), the upload itself included.
+    /// Address space one inspection may add to what the child has mapped at its start
+    /// (`RLIMIT_AS`), the upload itself included.
     pub memory_bytes: u64,
     /// Wall-clock time one inspection may take before it is killed.
     #[serde(with = "humantime_serde")]

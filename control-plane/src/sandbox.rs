@@ -86,6 +86,8 @@ pub struct Sandbox {
 const STDERR_KEPT: u64 = 64 << 10;
 /// Most bytes read of a child's answer; a signature is far smaller.
 const ANSWER_LIMIT: u64 = 16 << 20;
+/// The child allocator's first arena (see [`Sandbox::run`]).
+const CHILD_ARENA_RESERVE: &str = "64MiB";
 /// How often a running child is looked at.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -111,6 +113,10 @@ impl Sandbox {
             .arg(self.config.memory_bytes.to_string())
             .arg(cpu_seconds.to_string())
             .env_remove("RUST_LOG")
+            // mimalloc reserves its first arena (1 GiB by default) at the first allocation,
+            // before the child can set its limit: a small first arena keeps the budget the
+            // memory the job may take, and later arenas are mapped under the limit.
+            .env("MIMALLOC_ARENA_RESERVE", CHILD_ARENA_RESERVE)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -311,9 +317,15 @@ pub fn worker_main(args: &[String]) -> i32 {
     0
 }
 
+/// Limits the child: `memory_bytes` of address space beyond what it has mapped already
+/// (the program, its libraries, the allocator's first arena). An absolute limit counted the
+/// binary's size against the budget, and one near what was mapped at start left the
+/// allocator's bookkeeping (mimalloc's page map, extended 64 KiB at a time) failing at
+/// random, depending on where the arena landed: a plain model refused one time in 300.
 fn limit_resources(memory_bytes: u64, cpu_seconds: u64) -> std::io::Result<()> {
+    let address_space = mapped_bytes()?.saturating_add(memory_bytes);
     for (resource, value) in [
-        (libc::RLIMIT_AS, memory_bytes),
+        (libc::RLIMIT_AS, address_space),
         (libc::RLIMIT_CPU, cpu_seconds),
         // A crash must not write a core file the size of the budget.
         (libc::RLIMIT_CORE, 0),
@@ -328,6 +340,23 @@ fn limit_resources(memory_bytes: u64, cpu_seconds: u64) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The process's address space now (`VmSize` in `/proc/self/status`).
+fn mapped_bytes() -> std::io::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib << 10)
+        .ok_or_else(|| std::io::Error::other("no VmSize in /proc/self/status"))
 }
 
 /// Whether a dead child's stderr says an allocation failed under its address-space limit:

@@ -103,6 +103,31 @@ async fn constant_folding_bombs_are_refused_without_the_allocation() {
     still_serves(&app).await;
 }
 
+/// The budget is what the job may take, whatever the binary's size or the allocator's
+/// reservations: a fold of 512 MiB does not fit in 256 MiB, and a plain model loads every
+/// time under the smallest budget (an absolute limit, below what the child had mapped
+/// once the allocator reserved its first arena, failed the allocator's bookkeeping at
+/// random: 1 in 300 loads at 1 GiB, 1 in 30 at 256 MiB).
+#[test]
+fn the_inspection_budget_is_the_jobs_own() {
+    let mut config = wisp::config::Config::default();
+    config.inspection.memory_bytes = 256 << 20;
+    let inspector = sandboxed_inspector(&config);
+    match inspector.inspect(&bombs::onnx_concat_constant_of_shape(1 << 15, 1 << 12)) {
+        Err(InspectError::Refused { reason, limit, .. }) => {
+            assert_eq!(reason, "inspection_memory_exceeded");
+            assert_eq!(limit, 256 << 20);
+        }
+        other => panic!("a 512 MiB fold in a 256 MiB budget: {other:?}"),
+    }
+    let iris = fixture("iris_logreg.onnx");
+    for attempt in 0..100 {
+        if let Err(error) = inspector.inspect(&iris) {
+            panic!("attempt {attempt}: {error:?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn other_onnx_bounds_name_themselves() {
     let app = TestApp::serving().await;
