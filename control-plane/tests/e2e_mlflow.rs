@@ -63,6 +63,95 @@ fn assert_prediction(prediction: &Value, expected: &Value) {
     );
 }
 
+/// The model's drift reference taken from what the script logged on its run: the data
+/// set logged with `mlflow.log_input` (its file found among the run's artifacts, by the
+/// local source's file name or by its download URL), or the artifact by path.
+async fn drift_references_from_the_run(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    model: &str,
+    summary: &Value,
+) {
+    let run_id = summary["run_id"].as_str().expect("run id");
+    let put = |source: Value| async move {
+        let response = http
+            .put(format!(
+                "{base}/v1/orgs/{ORG}/models/{model}/drift/reference"
+            ))
+            .bearer_auth(token)
+            .json(&source)
+            .send()
+            .await
+            .expect("put reference");
+        let status = response.status();
+        (status, response.json::<Value>().await.expect("json"))
+    };
+    let (status, reference) = put(json!({
+        "mlflow_run_id": run_id,
+        "dataset": "iris-train",
+        "context": "training",
+        "ignore_columns": ["species"],
+    }))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reference}");
+    assert_eq!(reference["rows"], 150, "{reference}");
+    assert_eq!(reference["source"]["kind"], "mlflow_dataset");
+    assert_eq!(reference["source"]["artifact_path"], "data/iris_train.csv");
+    assert_eq!(
+        reference["columns"]["X"], summary["features"],
+        "{reference}"
+    );
+    let features: Vec<&str> = reference["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| f["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        features,
+        ["petal_length", "petal_width", "sepal_length", "sepal_width"]
+    );
+
+    let (status, by_url) = put(json!({
+        "mlflow_run_id": run_id, "dataset": "iris-url", "ignore_columns": ["species"],
+    }))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{by_url}");
+    assert_eq!(by_url["rows"], 150);
+    let (status, by_path) = put(json!({
+        "mlflow_run_id": run_id, "artifact_path": "data/iris_train.csv",
+        "ignore_columns": ["species"],
+    }))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{by_path}");
+    assert_eq!(by_path["source"]["kind"], "mlflow");
+
+    for (source, reason) in [
+        (json!({ "dataset": "iris-train" }), "unknown_column"),
+        (
+            json!({ "dataset": "iris-head", "ignore_columns": ["species"] }),
+            "dataset_mismatch",
+        ),
+        (json!({ "dataset": "iris-code" }), "dataset_not_stored"),
+        (
+            json!({ "dataset": "iris-train", "artifact_path": "data/iris_train.csv" }),
+            "invalid_source",
+        ),
+    ] {
+        let mut source = source;
+        source["mlflow_run_id"] = json!(run_id);
+        let (status, error) = put(source.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{source}: {error}");
+        assert_eq!(error["details"]["reason"], reason, "{source}: {error}");
+    }
+    let (status, missing) = put(json!({
+        "mlflow_run_id": run_id, "dataset": "iris-train", "context": "validation",
+    }))
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+}
+
 #[tokio::test]
 async fn the_mlflow_client_logs_registers_and_its_model_is_served() {
     // Before starting anything: without the client this fails, it does not skip.
@@ -145,6 +234,8 @@ async fn the_mlflow_client_logs_registers_and_its_model_is_served() {
     let input = &summary["input"];
     let prediction = predict(&http, &base, &key, model, input).await;
     assert_prediction(&prediction, &summary["expected"]["1"]);
+
+    drift_references_from_the_run(&http, &base, &token, model, &summary).await;
 
     // Move the alias through MLflow: the deployment follows it to version 2.
     let moved = http

@@ -19,8 +19,10 @@ import sys
 import tempfile
 
 import mlflow
+import mlflow.data
 import mlflow.onnx
 import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
@@ -33,6 +35,7 @@ from sklearn.preprocessing import StandardScaler
 
 EXPERIMENT = "iris-e2e"
 MODEL = "iris-classifier"
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 def expect_error(code, call, *args, **kwargs):
@@ -44,6 +47,33 @@ def expect_error(code, call, *args, **kwargs):
     raise AssertionError(f"expected {code} from {call.__name__}")
 
 
+def log_training_data(X, y):
+    """Logs the training set as MLflow's documentation does: the file as an artifact and
+    the pandas data set built from it (its source the local file) as the run's training
+    input. Also logged: the same data set with the artifact's download URL on the tracking
+    server as its source, one whose profile does not match the file, and one built in code
+    (no file). wisp's drift references are taken from them (control-plane/tests/e2e_mlflow.rs)."""
+    df = pd.DataFrame(X, columns=FEATURES)
+    df["species"] = y
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "iris_train.csv")
+        df.to_csv(path, index=False)
+        mlflow.log_artifact(path, artifact_path="data")
+        train = mlflow.data.from_pandas(df, source=path, name="iris-train", targets="species")
+        mlflow.log_input(train, context="training")
+        head = mlflow.data.from_pandas(df.head(50), source=path, name="iris-head")
+        mlflow.log_input(head, context="training")
+    artifact = mlflow.get_artifact_uri("data/iris_train.csv")
+    assert artifact.startswith("mlflow-artifacts:/"), artifact
+    url = (
+        os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+        + "/api/2.0/mlflow-artifacts/artifacts/"
+        + artifact.split(":", 1)[1].lstrip("/")
+    )
+    mlflow.log_input(mlflow.data.from_pandas(df, source=url, name="iris-url"), context="validation")
+    mlflow.log_input(mlflow.data.from_pandas(df, name="iris-code"), context="training")
+
+
 def train(client, X, y, C, run_name, quick_start):
     """One training run; returns (run_id, model_info, sklearn model, onnx bytes). With
     `quick_start`, the model is a scaler + logistic regression pipeline exported with
@@ -52,6 +82,8 @@ def train(client, X, y, C, run_name, quick_start):
     model = make_pipeline(StandardScaler(), classifier) if quick_start else classifier
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({"C": C, "max_iter": 300, "solver": "lbfgs"})
+        if quick_start:
+            log_training_data(X, y)
         mlflow.set_tags({"purpose": "e2e", "framework": "sklearn"})
         # A learning curve: warm-started fits over steps.
         for step, iters in enumerate([5, 10, 20, 40, 300]):
@@ -107,6 +139,13 @@ def main():
     assert run.data.tags["purpose"] == "e2e"
     assert run.data.tags["mlflow.runName"] == "logreg-c1"
     assert [o.model_id for o in run.outputs.model_outputs] == [info_a.model_id]
+    inputs = [(d.dataset.name, d.dataset.source_type) for d in run.inputs.dataset_inputs]
+    assert inputs == [
+        ("iris-train", "local"),
+        ("iris-head", "local"),
+        ("iris-url", "http"),
+        ("iris-code", "code"),
+    ], inputs
     history = client.get_metric_history(run_a, "train_accuracy")
     assert [m.step for m in history] == [0, 1, 2, 3, 4], history
     assert all(0.0 <= m.value <= 1.0 for m in history)
@@ -148,7 +187,7 @@ def main():
 
     # Artifacts of the run.
     listed = sorted(f.path for f in client.list_artifacts(run_a))
-    assert listed == ["meta", "notes"], listed
+    assert listed == ["data", "meta", "notes"], listed
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(
             run_id=run_a, artifact_path="notes/README.txt", dst_path=tmp
@@ -222,6 +261,7 @@ def main():
             },
         },
         "run_id": run_a,
+        "features": FEATURES,
     }
     with open(summary_path, "w") as f:
         json.dump(summary, f)

@@ -6,6 +6,7 @@
 //! - [`registry`]: registered models, model versions, aliases.
 //! - [`logged_models`]: MLflow 3 logged models.
 //! - [`artifacts`]: artifact paths mapped onto object-store blobs.
+//! - [`datasets`]: data sets logged on runs, and the artifacts holding their rows.
 //!
 //! Every function takes the organisation id; rows of other organisations are never read,
 //! so their ids answer `RESOURCE_DOES_NOT_EXIST` like missing ones.
@@ -14,6 +15,7 @@
 use wisp_storage::db;
 
 pub mod artifacts;
+pub mod datasets;
 pub mod filter;
 pub mod logged_models;
 pub mod registry;

@@ -3,7 +3,7 @@
 //! over a range. Viewers read; members (`models:write`) set the reference and settings.
 //! See `docs/monitoring.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::body::Body;
@@ -52,8 +52,8 @@ const MAX_POINTS: i64 = 1000;
 const MAX_FROM_CALLS: u64 = 1_000_000;
 
 /// A reference from somewhere other than the request body (`Content-Type:
-/// application/json`): exactly one of `from_calls`, or `mlflow_run_id` with
-/// `artifact_path`.
+/// application/json`): `from_calls`, or `mlflow_run_id` with either `artifact_path` or
+/// `dataset`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReferenceSource {
@@ -61,8 +61,26 @@ pub struct ReferenceSource {
     pub from_calls: Option<u64>,
     /// A run of the organisation's MLflow tracking…
     pub mlflow_run_id: Option<String>,
-    /// …and the path of a `.csv` or `.ndjson`/`.jsonl` artifact under its artifact root.
+    /// …and the path of a `.csv` or `.ndjson`/`.jsonl` artifact under its artifact root…
     pub artifact_path: Option<String>,
+    /// …or the name of a data set logged on it (`mlflow.log_input`), whose file is one of
+    /// wisp's artifacts (see docs/monitoring.md).
+    pub dataset: Option<String>,
+    /// With `dataset`: the input's `mlflow.data.context` (`training`, …).
+    pub context: Option<String>,
+    /// With `dataset`: its digest, when the run logged several versions of it.
+    pub digest: Option<String>,
+    /// Columns (CSV) or keys (NDJSON) of the file to leave out: a label column, an id.
+    #[serde(default)]
+    pub ignore_columns: Vec<String>,
+}
+
+/// Query of a data set sent as the body.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// Columns (CSV) or keys (NDJSON) to leave out, comma-separated: a label column, an id.
+    pub ignore_columns: Option<String>,
 }
 
 /// One profiled feature of a reference.
@@ -256,14 +274,16 @@ async fn get_reference(
 /// Sets the model's reference profile (replacing any). The body is the data set
 /// (`Content-Type: text/csv` or `application/x-ndjson`; columns named after the model's
 /// features, see docs/monitoring.md), or `application/json` naming where to get it:
-/// `{"from_calls": N}` or `{"mlflow_run_id", "artifact_path"}`.
+/// `{"from_calls": N}`, `{"mlflow_run_id", "artifact_path"}` or `{"mlflow_run_id",
+/// "dataset"}`. `ignore_columns` (query for a body, field for a JSON source) leaves
+/// columns of the file out.
 #[utoipa::path(put, path = "/v1/orgs/{org}/models/{model}/drift/reference", tag = "drift",
     request_body(description = "A CSV or NDJSON data set, or a JSON source", content((String = "text/csv"), (String = "application/x-ndjson"), (ReferenceSource = "application/json"))),
-    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), UploadQuery),
     responses(
         (status = 200, body = ReferenceInfo),
-        (status = 400, description = "`invalid_request` (`details.reason`: `unknown_column`, `not_a_number`, `wrong_field_count`, `empty_reference`, `no_input_columns`, `duplicate_column`, `unterminated_quote`, `invalid_row`, `not_utf8`, `no_version`, `unsupported_format`, `invalid_source`); `invalid_json`", body = crate::error::ErrorBody),
-        (status = 404, description = "`not_found`: no such model, MLflow run or artifact", body = crate::error::ErrorBody),
+        (status = 400, description = "`invalid_request` (`details.reason`: `unknown_column`, `not_a_number`, `wrong_field_count`, `empty_reference`, `no_input_columns`, `duplicate_column`, `unterminated_quote`, `invalid_row`, `not_utf8`, `no_version`, `unsupported_format`, `invalid_source`, `dataset_not_stored`, `ambiguous_dataset`, `dataset_mismatch`); `invalid_json`", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such model, MLflow run, logged dataset or artifact", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`", body = crate::error::ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = crate::error::ErrorBody)))]
 async fn put_reference(
@@ -271,28 +291,44 @@ async fn put_reference(
     access: Authorized<can::WriteModels>,
     Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<ReferenceInfo>> {
     let (_, name) = path;
-    set_reference(state, access, meta, name, headers, body).await
+    let ignored = query
+        .ignore_columns
+        .iter()
+        .flat_map(|list| list.split(','))
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .collect();
+    set_reference(state, access, meta, name, ignored, headers, body).await
 }
 
 /// The same as `PUT`.
 #[utoipa::path(post, path = "/v1/orgs/{org}/models/{model}/drift/reference", tag = "drift",
     request_body(content((String = "text/csv"), (String = "application/x-ndjson"), (ReferenceSource = "application/json"))),
-    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name")),
+    params(("org" = String, Path, description = "Organisation slug"), ("model" = String, Path, description = "Model name"), UploadQuery),
     responses((status = 200, body = ReferenceInfo), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 async fn post_reference(
     State(state): State<AppState>,
     access: Authorized<can::WriteModels>,
     Meta(meta): Meta,
     ApiPath(path): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<ReferenceInfo>> {
     let (_, name) = path;
-    set_reference(state, access, meta, name, headers, body).await
+    let ignored = query
+        .ignore_columns
+        .iter()
+        .flat_map(|list| list.split(','))
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .collect();
+    set_reference(state, access, meta, name, ignored, headers, body).await
 }
 
 async fn read_body(body: Body, limit: u64) -> ApiResult<bytes::Bytes> {
@@ -311,8 +347,9 @@ async fn parse(
     bytes: bytes::Bytes,
     format: Format,
     signature: ModelSignature,
+    ignored: BTreeSet<String>,
 ) -> ApiResult<Parsed> {
-    tokio::task::spawn_blocking(move || reference::parse(&bytes, format, &signature))
+    tokio::task::spawn_blocking(move || reference::parse(&bytes, format, &signature, &ignored))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::from)
@@ -323,6 +360,7 @@ async fn set_reference(
     access: Authorized<can::WriteModels>,
     meta: crate::audit::RequestMeta,
     name: String,
+    ignored: BTreeSet<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<ReferenceInfo>> {
@@ -349,13 +387,17 @@ async fn set_reference(
                 Format::Ndjson
             };
             let bytes = read_body(body, limit).await?;
-            let parsed = parse(bytes, format, signature).await?;
+            let parsed = parse(bytes, format, signature, ignored.clone()).await?;
             let kind = if format == Format::Csv {
                 "csv"
             } else {
                 "ndjson"
             };
-            (json!({ "kind": "upload", "format": kind }), None, parsed)
+            let mut source = json!({ "kind": "upload", "format": kind });
+            if !ignored.is_empty() {
+                source["ignore_columns"] = json!(ignored);
+            }
+            (source, None, parsed)
         }
         "application/json" => {
             let bytes = read_body(body, 64 << 10).await?;
@@ -365,49 +407,13 @@ async fn set_reference(
                     format!("invalid reference source: {e}"),
                 )
             })?;
-            match request {
-                ReferenceSource {
-                    from_calls: Some(calls),
-                    mlflow_run_id: None,
-                    artifact_path: None,
-                } => {
-                    if !(1..=MAX_FROM_CALLS).contains(&calls) {
-                        return Err(bad(
-                            "invalid_source",
-                            format!("from_calls must be between 1 and {MAX_FROM_CALLS}"),
-                        ));
-                    }
-                    let empty = Parsed {
-                        profile: Profile::default(),
-                        columns: BTreeMap::new(),
-                    };
-                    (
-                        json!({ "kind": "from_calls", "calls": calls }),
-                        Some(calls as i64),
-                        empty,
-                    )
-                }
-                ReferenceSource {
-                    from_calls: None,
-                    mlflow_run_id: Some(run_id),
-                    artifact_path: Some(path),
-                } => {
-                    let (bytes, format) =
-                        mlflow_artifact(&state, &org_id, &run_id, &path, limit).await?;
-                    let parsed = parse(bytes, format, signature).await?;
-                    (
-                        json!({ "kind": "mlflow", "run_id": run_id, "artifact_path": path }),
-                        None,
-                        parsed,
-                    )
-                }
-                _ => {
-                    return Err(bad(
-                        "invalid_source",
-                        "give either `from_calls`, or `mlflow_run_id` with `artifact_path`",
-                    ));
-                }
+            if !ignored.is_empty() {
+                return Err(bad(
+                    "invalid_source",
+                    "with a JSON source, name the columns to leave out in its `ignore_columns`",
+                ));
             }
+            json_source(&state, &org_id, request, signature, limit).await?
         }
         _ => {
             return Err(ApiError::new(
@@ -449,6 +455,191 @@ async fn set_reference(
     Ok(Json(info(&model, reference)))
 }
 
+/// The reference a JSON source names: (source for the record, target rows, profile).
+async fn json_source(
+    state: &AppState,
+    org_id: &str,
+    request: ReferenceSource,
+    signature: ModelSignature,
+    limit: u64,
+) -> ApiResult<(Value, Option<i64>, Parsed)> {
+    let ignored: BTreeSet<String> = request.ignore_columns.iter().cloned().collect();
+    let with_ignored = |mut source: Value| {
+        if !ignored.is_empty() {
+            source["ignore_columns"] = json!(ignored);
+        }
+        source
+    };
+    match request {
+        ReferenceSource {
+            from_calls: Some(calls),
+            mlflow_run_id: None,
+            artifact_path: None,
+            dataset: None,
+            context: None,
+            digest: None,
+            ignore_columns,
+        } if ignore_columns.is_empty() => {
+            if !(1..=MAX_FROM_CALLS).contains(&calls) {
+                return Err(bad(
+                    "invalid_source",
+                    format!("from_calls must be between 1 and {MAX_FROM_CALLS}"),
+                ));
+            }
+            let empty = Parsed {
+                profile: Profile::default(),
+                columns: BTreeMap::new(),
+            };
+            Ok((
+                json!({ "kind": "from_calls", "calls": calls }),
+                Some(calls as i64),
+                empty,
+            ))
+        }
+        ReferenceSource {
+            from_calls: None,
+            mlflow_run_id: Some(run_id),
+            artifact_path: Some(path),
+            dataset: None,
+            context: None,
+            digest: None,
+            ..
+        } => {
+            let (bytes, format) = mlflow_artifact(state, org_id, &run_id, &path, limit).await?;
+            let parsed = parse(bytes, format, signature, ignored.clone()).await?;
+            let source = json!({ "kind": "mlflow", "run_id": run_id, "artifact_path": path });
+            Ok((with_ignored(source), None, parsed))
+        }
+        ReferenceSource {
+            from_calls: None,
+            mlflow_run_id: Some(run_id),
+            artifact_path: None,
+            dataset: Some(name),
+            context,
+            digest,
+            ..
+        } => {
+            let logged = logged_dataset(
+                state,
+                org_id,
+                &run_id,
+                &name,
+                context.as_deref(),
+                digest.as_deref(),
+            )
+            .await?;
+            let (bytes, format) = read_artifact(state, &logged.file, limit).await?;
+            let parsed = parse(bytes, format, signature, ignored.clone()).await?;
+            if let Some(rows) = logged.dataset.rows
+                && rows != parsed.profile.rows
+            {
+                return Err(bad(
+                    "dataset_mismatch",
+                    format!(
+                        "the logged dataset {name:?} has {rows} rows, the artifact {:?} {}",
+                        logged.artifact_path, parsed.profile.rows
+                    ),
+                ));
+            }
+            let source = json!({
+                "kind": "mlflow_dataset",
+                "run_id": run_id,
+                "dataset": name,
+                "digest": logged.dataset.digest,
+                "context": logged.dataset.context,
+                "artifact_path": logged.artifact_path,
+            });
+            Ok((with_ignored(source), None, parsed))
+        }
+        _ => Err(bad(
+            "invalid_source",
+            "give either `from_calls`, or `mlflow_run_id` with `artifact_path` or `dataset` (`context` and `digest` only with `dataset`, `ignore_columns` only with a file)",
+        )),
+    }
+}
+
+/// A logged data set and the artifact holding its rows.
+struct LoggedRows {
+    dataset: crate::mlflow::datasets::LoggedDataset,
+    file: crate::mlflow::artifacts::StoredFile,
+    /// The file's path under the run's artifact root (or in the namespace, if elsewhere).
+    artifact_path: String,
+}
+
+/// Finds the data set `name` logged on the organisation's run `run_id`, and its file.
+async fn logged_dataset(
+    state: &AppState,
+    org_id: &str,
+    run_id: &str,
+    name: &str,
+    context: Option<&str>,
+    digest: Option<&str>,
+) -> ApiResult<LoggedRows> {
+    use crate::mlflow::{artifacts, datasets, tracking};
+    let conn = state.db.read().await;
+    // Another organisation's run is answered like a missing one.
+    let run = tracking::get_run(&conn, org_id, run_id)
+        .await
+        .map_err(|_| ApiError::not_found("MLflow run"))?;
+    let dataset = datasets::find(&run, name, context, digest)
+        .map_err(|_| ApiError::not_found("logged dataset"))?;
+    let file = match datasets::rows(&conn, org_id, &run, &dataset)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        datasets::Rows::Found(file) => file,
+        datasets::Rows::NotStored(why) => return Err(bad("dataset_not_stored", why)),
+        datasets::Rows::Ambiguous(paths) => {
+            return Err(bad(
+                "ambiguous_dataset",
+                format!(
+                    "several artifacts of the run could hold the dataset ({}); name one as artifact_path",
+                    paths.join(", ")
+                ),
+            ));
+        }
+    };
+    let root = artifacts::path_of_uri(&run.info.artifact_uri).unwrap_or_default();
+    let artifact_path = file
+        .path
+        .strip_prefix(&format!("{root}/"))
+        .unwrap_or(&file.path)
+        .to_owned();
+    Ok(LoggedRows {
+        dataset,
+        file,
+        artifact_path,
+    })
+}
+
+/// The bytes and format of a stored artifact: a `.csv`, `.ndjson`/`.jsonl`/`.json` file
+/// within the upload limit.
+async fn read_artifact(
+    state: &AppState,
+    file: &crate::mlflow::artifacts::StoredFile,
+    limit: u64,
+) -> ApiResult<(bytes::Bytes, Format)> {
+    let format = Format::of_path(&file.path).ok_or_else(|| {
+        bad(
+            "unsupported_format",
+            "the artifact must be a .csv, .ndjson, .jsonl or .json file",
+        )
+    })?;
+    if file.size as u64 > limit {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the artifact is larger than {limit} bytes"),
+        ));
+    }
+    let bytes = state
+        .blobs
+        .get(&file.sha256)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("MLflow artifact"))?;
+    Ok((bytes, format))
+}
+
 /// The bytes and format of an artifact of one of the organisation's MLflow runs.
 async fn mlflow_artifact(
     state: &AppState,
@@ -467,12 +658,12 @@ async fn mlflow_artifact(
                 format!("{path:?} is not an artifact path"),
             )
         })?;
-    let format = Format::of_path(&relative).ok_or_else(|| {
-        bad(
+    if Format::of_path(&relative).is_none() {
+        return Err(bad(
             "unsupported_format",
             "the artifact must be a .csv, .ndjson, .jsonl or .json file",
-        )
-    })?;
+        ));
+    }
     let file = {
         let conn = state.db.read().await;
         // Another organisation's run is answered like a missing one.
@@ -486,19 +677,7 @@ async fn mlflow_artifact(
             .map_err(|_| ApiError::not_found("MLflow artifact"))?
             .ok_or_else(|| ApiError::not_found("MLflow artifact"))?
     };
-    if file.size as u64 > limit {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the artifact is larger than {limit} bytes"),
-        ));
-    }
-    let bytes = state
-        .blobs
-        .get(&file.sha256)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("MLflow artifact"))?;
-    Ok((bytes, format))
+    read_artifact(state, &file, limit).await
 }
 
 /// Deletes the model's reference (its windows stay).

@@ -16,7 +16,7 @@
 //! Empty fields, `NA`, `nan` are missing values (not counted). Numbers for an `f32` input
 //! are rounded to `f32`, as the model sees them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
@@ -174,17 +174,23 @@ fn is_missing(field: &str) -> bool {
     field.is_empty() || matches!(field, "NA" | "NaN" | "nan" | "null")
 }
 
-/// Reads a reference data set against `signature`.
-pub fn parse(bytes: &[u8], format: Format, signature: &ModelSignature) -> Result<Parsed> {
+/// Reads a reference data set against `signature`, leaving out the columns (CSV) or keys
+/// (NDJSON) named in `ignored` (a training set's label column, an id).
+pub fn parse(
+    bytes: &[u8],
+    format: Format,
+    signature: &ModelSignature,
+    ignored: &BTreeSet<String>,
+) -> Result<Parsed> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| bad("not_utf8", "the reference is not UTF-8"))?;
     match format {
-        Format::Csv => parse_csv(text, signature),
-        Format::Ndjson => parse_ndjson(text, signature),
+        Format::Csv => parse_csv(text, signature, ignored),
+        Format::Ndjson => parse_ndjson(text, signature, ignored),
     }
 }
 
-fn parse_csv(text: &str, signature: &ModelSignature) -> Result<Parsed> {
+fn parse_csv(text: &str, signature: &ModelSignature, ignored: &BTreeSet<String>) -> Result<Parsed> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header = split_csv(
         lines
@@ -192,6 +198,13 @@ fn parse_csv(text: &str, signature: &ModelSignature) -> Result<Parsed> {
             .ok_or_else(|| bad("empty_reference", "the reference is empty"))?,
     )?;
     let header: Vec<String> = header.iter().map(|h| h.trim().to_owned()).collect();
+    let kept: Vec<bool> = header.iter().map(|h| !ignored.contains(h)).collect();
+    let width = header.len();
+    let header: Vec<String> = header
+        .into_iter()
+        .zip(&kept)
+        .filter_map(|(h, keep)| keep.then_some(h))
+        .collect();
     let (slots, columns) = header_slots(&header, signature)?;
     let mut table = Table::new(slots.iter().flatten().cloned().collect());
     // position in the header → index in the table
@@ -206,17 +219,14 @@ fn parse_csv(text: &str, signature: &ModelSignature) -> Result<Parsed> {
     for line in lines {
         let row = table.rows;
         let fields = split_csv(line)?;
-        if fields.len() != header.len() {
+        if fields.len() != width {
             return Err(bad(
                 "wrong_field_count",
-                format!(
-                    "row {row} has {} fields, the header {}",
-                    fields.len(),
-                    header.len()
-                ),
+                format!("row {row} has {} fields, the header {width}", fields.len()),
             ));
         }
-        for (field, slot) in fields.iter().zip(&index) {
+        let fields = fields.iter().zip(&kept).filter(|(_, keep)| **keep);
+        for ((field, _), slot) in fields.zip(&index) {
             if let Some(slot) = slot {
                 table.push(*slot, Some(field), row)?;
             }
@@ -268,7 +278,7 @@ fn header_slots(
     Err(bad(
         "unknown_column",
         format!(
-            "column {first:?} is not a feature of the model (features: {})",
+            "column {first:?} is not a feature of the model (features: {}); leave it out with `ignore_columns`",
             plain
                 .iter()
                 .map(|s| s.name.as_str())
@@ -329,7 +339,11 @@ fn split_csv(line: &str) -> Result<Vec<String>> {
     Ok(fields)
 }
 
-fn parse_ndjson(text: &str, signature: &ModelSignature) -> Result<Parsed> {
+fn parse_ndjson(
+    text: &str,
+    signature: &ModelSignature,
+    ignored: &BTreeSet<String>,
+) -> Result<Parsed> {
     let slots = slots(signature, &ColumnNames::new());
     let by_name: BTreeMap<&str, usize> = slots
         .iter()
@@ -354,7 +368,7 @@ fn parse_ndjson(text: &str, signature: &ModelSignature) -> Result<Parsed> {
             )
         })?;
         let mut fields: Vec<Option<String>> = vec![None; slots.len()];
-        for (key, value) in &object {
+        for (key, value) in object.iter().filter(|(key, _)| !ignored.contains(*key)) {
             let targets: Vec<usize> = match (by_tensor.get(key.as_str()), by_name.get(key.as_str()))
             {
                 (Some(targets), _) => targets.clone(),
@@ -363,7 +377,7 @@ fn parse_ndjson(text: &str, signature: &ModelSignature) -> Result<Parsed> {
                     return Err(bad(
                         "unknown_column",
                         format!(
-                            "row {row}: {key:?} is not an input, output or feature of the model"
+                            "row {row}: {key:?} is not an input, output or feature of the model; leave it out with `ignore_columns`"
                         ),
                     ));
                 }
@@ -425,6 +439,10 @@ mod tests {
         }
     }
 
+    fn none() -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
     fn iris() -> ModelSignature {
         ModelSignature {
             inputs: vec![spec("input", DType::F32, &[-1, 4])],
@@ -438,7 +456,7 @@ mod tests {
     #[test]
     fn a_header_names_the_columns_of_the_one_matrix_in_order() {
         let csv = "sepal_length,sepal_width,petal_length,petal_width,label\n5.1,3.5,1.4,0.2,0\n\n6.2,2.9,4.3,1.3,1\n";
-        let parsed = parse(csv.as_bytes(), Format::Csv, &iris()).unwrap();
+        let parsed = parse(csv.as_bytes(), Format::Csv, &iris(), &none()).unwrap();
         assert_eq!(parsed.profile.rows, 2);
         assert_eq!(parsed.columns["input"][1], "sepal_width");
         let names: Vec<_> = parsed.profile.features.keys().cloned().collect();
@@ -456,15 +474,30 @@ mod tests {
             [5.1f32 as f64, 6.2f32 as f64]
         );
         let direct = "input[0],input[1],input[2],input[3]\n1,2,3,4\n";
-        let parsed = parse(direct.as_bytes(), Format::Csv, &iris()).unwrap();
+        let parsed = parse(direct.as_bytes(), Format::Csv, &iris(), &none()).unwrap();
         assert!(parsed.columns.is_empty());
         assert!(parsed.profile.features.contains_key("input[3]"));
     }
 
     #[test]
+    fn ignored_columns_are_left_out() {
+        let ignored = BTreeSet::from(["species".to_owned(), "id".to_owned()]);
+        let csv = "id,sepal_length,sepal_width,petal_length,petal_width,species\n1,5.1,3.5,1.4,0.2,setosa\n2,6.2,2.9,4.3,1.3,versicolor\n";
+        let parsed = parse(csv.as_bytes(), Format::Csv, &iris(), &ignored).unwrap();
+        assert_eq!(parsed.profile.rows, 2);
+        assert_eq!(parsed.columns["input"][3], "petal_width");
+        assert_eq!(parsed.profile.features.len(), 4);
+        let error = parse(csv.as_bytes(), Format::Csv, &iris(), &none()).unwrap_err();
+        assert!(format!("{error:?}").contains("ignore_columns"), "{error:?}");
+        let ndjson = "{\"input\": [5.1, 3.5, 1.4, 0.2], \"species\": \"setosa\"}\n";
+        let parsed = parse(ndjson.as_bytes(), Format::Ndjson, &iris(), &ignored).unwrap();
+        assert_eq!(parsed.profile.features["input[0]"].count(), 1);
+    }
+
+    #[test]
     fn bad_references_say_why() {
         let reason = |body: &str, format| {
-            let error = parse(body.as_bytes(), format, &iris()).unwrap_err();
+            let error = parse(body.as_bytes(), format, &iris(), &none()).unwrap_err();
             let body = crate::error::ErrorBody::from(error);
             body.details.unwrap()["reason"].as_str().unwrap().to_owned()
         };
@@ -493,12 +526,12 @@ mod tests {
             outputs: vec![spec("label", DType::String, &[-1])],
         };
         let body = "{\"outlook\": [\"sunny\"], \"temperature\": [21.5], \"label\": \"play\"}\n{\"outlook\": \"rain, \\\"heavy\\\"\", \"temperature\": null}\n";
-        let parsed = parse(body.as_bytes(), Format::Ndjson, &weather).unwrap();
+        let parsed = parse(body.as_bytes(), Format::Ndjson, &weather, &none()).unwrap();
         assert_eq!(parsed.profile.rows, 2);
         assert_eq!(parsed.profile.features["outlook"].count(), 2);
         assert_eq!(parsed.profile.features["temperature"].count(), 1);
         let csv = "outlook,temperature\n\"rain, \"\"heavy\"\"\",3\n";
-        let parsed = parse(csv.as_bytes(), Format::Csv, &weather).unwrap();
+        let parsed = parse(csv.as_bytes(), Format::Csv, &weather, &none()).unwrap();
         let FeatureProfile::Categorical { categories } = &parsed.profile.features["outlook"] else {
             panic!("categorical");
         };
