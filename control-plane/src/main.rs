@@ -34,7 +34,9 @@ fn main() -> anyhow::Result<()> {
     let code = match &outcome {
         Ok(()) => 0,
         Err(error) => {
-            eprintln!("Error: {error:?}");
+            // The message and its causes on one line; never a backtrace (RUST_BACKTRACE set
+            // for a panic elsewhere must not turn a refused password into a page of frames).
+            eprintln!("Error: {error:#}");
             1
         }
     };

@@ -485,4 +485,20 @@ async fn the_cli_prints_a_models_analytics_from_a_restarted_server() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+    // A refusal by the server is one line, whatever RUST_BACKTRACE says.
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(["analytics", "no-such-model"])
+        .env("WISP_SERVER", &server.base)
+        .env("WISP_TOKEN", &token)
+        .env("WISP_ORG", "team")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.starts_with("Error: ") && stderr.contains("not_found"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
