@@ -151,6 +151,13 @@ async fn concurrent_calls_mixing_protocols_failures_and_cache_hits_are_billed_ex
     assert_eq!(by_model, [("boom", 40), ("iris", 120 + HITS)]);
     assert_eq!(report["by_caller"][0]["name"], format!("key:{key_id}"));
     assert_eq!(report["by_caller"][0]["calls"], CALLS as u64 + HITS);
+    // The caller is named as people know it: the key's name and the start of its secret.
+    let label = report["by_caller"][0]["label"].as_str().expect("label");
+    assert!(label.starts_with("test key (wisp_"), "{label}");
+    assert!(
+        key.starts_with(label["test key (".len()..].trim_end_matches("…)")),
+        "{label}"
+    );
     let series: u64 = report["series"]
         .as_array()
         .unwrap()

@@ -84,6 +84,9 @@ pub struct QuotaUsage {
 pub struct GroupUsage {
     /// The model name, or the caller (`key:<id>`, `user:<id>`).
     pub name: String,
+    /// For a caller: the key's name and prefix (`ci (wisp_1a2b3c4d…)`) or the user's email.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     #[serde(flatten)]
     pub totals: Totals,
 }
@@ -154,6 +157,8 @@ pub(crate) async fn report(
     let by_model = grouped(GroupBy::Model).await?;
     let by_caller = grouped(GroupBy::Caller).await?;
     let series = grouped(GroupBy::Bucket).await?;
+    let callers =
+        caller_labels(&conn, org, by_caller.iter().map(|(name, _)| name.as_str())).await?;
     drop(conn);
     let percent = plan.quotas.soft_limit_percent;
     let quota = |kind: QuotaKind, limit, used, resets_at: Option<i64>| QuotaUsage {
@@ -181,7 +186,11 @@ pub(crate) async fn report(
     let named = |groups: Vec<(String, Totals)>| {
         groups
             .into_iter()
-            .map(|(name, totals)| GroupUsage { name, totals })
+            .map(|(name, totals)| GroupUsage {
+                label: callers.get(&name).cloned(),
+                name,
+                totals,
+            })
             .collect()
     };
     Ok(UsageReport {
@@ -202,6 +211,39 @@ pub(crate) async fn report(
             })
             .collect(),
     })
+}
+
+/// What to call each caller (`key:<id>`, `user:<id>`) of organisation `org`: its key's
+/// name and prefix, or its user's email. Keys are the organisation's own (revoked ones
+/// included); users are the ones whose calls the organisation metered.
+async fn caller_labels<'a>(
+    conn: &crate::db::Reader,
+    org: &str,
+    callers: impl Iterator<Item = &'a str>,
+) -> ApiResult<std::collections::BTreeMap<String, String>> {
+    let mut labels = std::collections::BTreeMap::new();
+    let mut keys = None;
+    for caller in callers {
+        let label = match caller.split_once(':') {
+            Some(("key", id)) => {
+                if keys.is_none() {
+                    keys = Some(crate::keys::list(conn, org).await?);
+                }
+                keys.iter()
+                    .flatten()
+                    .find(|k| k.key.id == id)
+                    .map(|k| format!("{} ({}…)", k.key.name, k.key.prefix))
+            }
+            Some(("user", id)) => crate::users::find_by_id(conn, id)
+                .await?
+                .map(|user| user.email),
+            _ => None,
+        };
+        if let Some(label) = label {
+            labels.insert(caller.to_owned(), label);
+        }
+    }
+    Ok(labels)
 }
 
 async fn hourly_rows(state: &AppState, org: &str, period: Period) -> ApiResult<Vec<UsageRow>> {
