@@ -10,8 +10,13 @@
    (one `wrk` per node, each at `--concurrency`), and the ratio two ÷ one. Also one node on
    an embedded file, and, with `--before PATH`, the same with another build (the single-node
    embedded mode before the fleet work), with their ratio.
+3. The usage drain's rate on sqld with the node otherwise idle (`--drain`, alone): sqld is
+   stopped, the node serves `--seconds` of load into its outbox (warm inference needs no
+   database; the organisation is on a plan with no calls quota), sqld starts again, and the
+   events are counted on sqld until all are stored: events ÷ seconds to store them.
 
     scripts/bench-fleet.py [--wisp PATH] [--before PATH] [--seconds 10] [--concurrency 8]
+    scripts/bench-fleet.py --drain [--wisp PATH] [--seconds 10] [--concurrency 8]
 
 Needs `wrk` (Debian) and `sqld` ($WISP_SQLD, PATH, or ~/.cache/wisp/bin/sqld, as
 scripts/test-env.sh provides it). Everything listens on 127.0.0.1, and every run stops by
@@ -59,8 +64,8 @@ def sqld_binary():
     sys.exit("sqld is missing: run scripts/test-env.sh or set WISP_SQLD")
 
 
-def start_sqld(work):
-    port = free_port()
+def start_sqld(work, port=None):
+    port = port or free_port()
     process = subprocess.Popen([sqld_binary(), "--http-listen-addr", f"127.0.0.1:{port}", "--no-welcome",
                                 "-d", str(work / "sqld")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -69,9 +74,12 @@ def start_sqld(work):
 
 
 def sql(url, statement):
-    """Runs one statement on sqld (Hrana over HTTP): what an operator's shell would do."""
-    http("POST", f"{url}/v2/pipeline", body={"requests": [
+    """Runs one statement on sqld (Hrana over HTTP): what an operator's shell would do;
+    returns the first row of its result, if any."""
+    answer = http("POST", f"{url}/v2/pipeline", body={"requests": [
         {"type": "execute", "stmt": {"sql": statement}}, {"type": "close"}]})
+    rows = answer["results"][0]["response"]["result"]["rows"]
+    return [cell.get("value") for cell in rows[0]] if rows else None
 
 
 def start_wisp(binary, data, database_url=None):
@@ -91,8 +99,8 @@ def start_wisp(binary, data, database_url=None):
     return process, base
 
 
-def set_up(base, pro=True):
-    """Signs in, deploys iris, moves the organisation to Pro; returns a predict key."""
+def set_up(base, pro=True, plan="pro"):
+    """Signs in, deploys iris, moves the organisation to `plan` (Pro); returns a predict key."""
     token = http("POST", f"{base}/v1/auth/login", body={"email": EMAIL, "password": PASSWORD})["access_token"]
     http("POST", f"{base}/v1/orgs/bench/models", token, {"name": "iris"})
     http("POST", f"{base}/v1/orgs/bench/models/iris/versions", token,
@@ -100,7 +108,7 @@ def set_up(base, pro=True):
     deployed = http("PUT", f"{base}/v1/orgs/bench/models/iris/deployment", token, {"version": 1, "wait": True})
     assert deployed["status"] == "ready", deployed
     if pro:
-        http("PUT", f"{base}/v1/platform/orgs/bench/plan", token, {"plan": "pro"})
+        http("PUT", f"{base}/v1/platform/orgs/bench/plan", token, {"plan": plan})
     return http("POST", f"{base}/v1/orgs/bench/api-keys", token, {"name": "bench", "scopes": ["predict"]})["secret"]
 
 
@@ -185,6 +193,45 @@ def embedded(binary, work, name, concurrency, seconds, script):
         process.wait()
 
 
+def drain_rate(binary, work, concurrency, seconds, script):
+    """Measurement 3: fills the outbox during a database outage, then times its drain."""
+    sqld, url = start_sqld(work / "drain")
+    port = int(url.rsplit(":", 1)[1])
+    node, base = start_wisp(binary, work / "drain" / "node", url)
+    try:
+        key = set_up(base, plan="enterprise")
+        lift_rates_and_wait(lambda s: sql(url, s), [base], key)
+        time.sleep(1.5)  # the last set-up calls are stored
+        before = int(sql(url, "SELECT COUNT(*) FROM usage_events")[0])
+        sqld.terminate()
+        sqld.wait()
+        process = wrk(f"{base}/v1/orgs/bench/models/iris/predict", key, concurrency, seconds, script)
+        out, _ = process.communicate()
+        served = int(re.search(r"(\d+) requests in", out).group(1))
+        failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        print(f"during the outage: {served:,} calls served in {seconds} s"
+              f" ({int(failed.group(1)) if failed else 0} not 2xx), into the outbox")
+        sqld, url = start_sqld(work / "drain", port)
+        started = time.monotonic()
+        stored = before
+        while stored < before + served and time.monotonic() - started < 600:
+            time.sleep(0.05)
+            try:
+                stored = int(sql(url, "SELECT COUNT(*) FROM usage_events")[0])
+            except Exception:
+                continue
+        took = time.monotonic() - started
+        drained = stored - before
+        print(f"usage drain on sqld, node idle: {drained:,} of {served:,} events stored "
+              f"{took:.1f} s after sqld came back: {drained / took:,.0f} events/s "
+              f"(reconnection included)")
+    finally:
+        node.terminate()
+        node.wait()
+        sqld.terminate()
+        sqld.wait()
+
+
 def release_binary():
     metadata = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
                               capture_output=True, text=True, check=True).stdout
@@ -198,6 +245,7 @@ def main():
     parser.add_argument("--before", type=Path, help="another build, for the embedded single-node ratio")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--drain", action="store_true", help="measure the usage drain's rate only")
     args = parser.parse_args()
     binary = args.wisp or release_binary()
     if binary is None or not shutil.which("wrk"):
@@ -205,6 +253,12 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="wisp-bench-fleet-"))
     script = work / "predict.lua"
     script.write_text(WRK_SCRIPT)
+    if args.drain:
+        try:
+            drain_rate(binary, work, args.concurrency, args.seconds, script)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     processes = []
     try:
         sqld, url = start_sqld(work)

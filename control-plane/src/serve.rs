@@ -72,12 +72,6 @@ pub async fn state(
     )
     .await
     .context("failed to start usage metering")?;
-    let telemetry = Arc::new(Telemetry::new(
-        &config.metrics,
-        &serving,
-        Arc::clone(&db),
-        metering.clone(),
-    ));
     tokio::spawn(crate::blob::intents::collect_hourly(
         Arc::clone(&db),
         Arc::clone(&blobs),
@@ -95,6 +89,16 @@ pub async fn state(
         config.feedback.prediction_log(),
     );
     let drift = crate::serving::drift::DriftTap::start(Arc::clone(&db), &config.drift);
+    let telemetry = Arc::new(Telemetry::new(
+        &config.metrics,
+        crate::telemetry::collectors::ServerCollector {
+            serving: serving.clone(),
+            db: Arc::clone(&db),
+            metering: metering.clone(),
+            predictions: predictions.clone(),
+            drift: drift.clone(),
+        },
+    ));
     let alerts = crate::alert_delivery::Alerts::new(Arc::clone(&db), &config.alerts)
         .context("failed to start alerting")?;
     alerts.start();

@@ -675,6 +675,39 @@ async fn the_keys_page_shows_a_new_secret_once_and_revokes_like_the_api() {
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{fields:?}");
         assert!(html(&bad).contains("invalid_request"), "{fields:?}");
     }
+    // Renaming from the page: the same key under its new name, audited like the API's;
+    // a bad name gets the API's code.
+    browser.get(&app, &format!("/orgs/{ORG}/keys")).await;
+    let renamed = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/keys/{id}/rename"),
+            &[("name", "  checkout-service ")],
+            true,
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::SEE_OTHER, "{renamed:?}");
+    assert_eq!(location(&renamed), format!("/orgs/{ORG}/keys?done=renamed"));
+    let key = app
+        .get(&format!("/v1/orgs/{ORG}/api-keys/{id}"), &admin)
+        .await;
+    assert_eq!(key.body["name"], "checkout-service", "{key:?}");
+    assert_eq!(
+        app.get(&format!("/v1/orgs/{ORG}/models"), &secret)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let bad = browser
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/keys/{id}/rename"),
+            &[("name", " ")],
+            true,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    assert!(html(&bad).contains("invalid_request"));
     // Revoking from the page: the key stops working, audited like the API's.
     browser.get(&app, &format!("/orgs/{ORG}/keys")).await;
     let revoked = browser
@@ -687,7 +720,9 @@ async fn the_keys_page_shows_a_new_secret_once_and_revokes_like_the_api() {
     let audit = app.get(&format!("/v1/orgs/{ORG}/audit"), &admin).await;
     let text = audit.body.to_string();
     assert!(
-        text.contains("apikey.created") && text.contains("apikey.revoked"),
+        text.contains("apikey.created")
+            && text.contains("apikey.renamed")
+            && text.contains("apikey.revoked"),
         "{text}"
     );
     let listed = browser
@@ -781,6 +816,20 @@ async fn keys_follow_the_apis_roles_and_tenants() {
         )
         .await;
     assert_eq!(crossed.status, StatusCode::NOT_FOUND);
+    owner.get(&app, &format!("/orgs/{ORG}/keys")).await;
+    let crossed = owner
+        .post(
+            &app,
+            &format!("/orgs/{ORG}/keys/{other_key}/rename"),
+            &[("name", "taken over")],
+            true,
+        )
+        .await;
+    assert_eq!(crossed.status, StatusCode::NOT_FOUND);
+    let other = app
+        .get(&format!("/v1/orgs/other/api-keys/{other_key}"), &admin)
+        .await;
+    assert_ne!(other.body["name"], "taken over", "{other:?}");
     assert_eq!(
         app.get("/v1/orgs/other/models", &other_secret).await.status,
         StatusCode::OK

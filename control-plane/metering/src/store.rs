@@ -3,7 +3,6 @@
 //! quotas and invoices read.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use crate::db::{Reader, Writer};
 use libsql::params;
@@ -157,6 +156,8 @@ async fn insert_chunk(
     events: &[UsageEvent],
 ) -> Result<std::collections::HashSet<String>, DbError> {
     const COLUMNS: usize = 20;
+    const ROW: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    const _: () = assert!(ROW.len() == 2 * COLUMNS + 1);
     let mut sql = String::from(
         "INSERT OR IGNORE INTO usage_events (id, org_id, api_key_id, user_id, model_id,
             model_name, version, variant, outcome, billable, cache_hit, compute_units,
@@ -168,14 +169,10 @@ async fn insert_chunk(
         if n > 0 {
             sql.push(',');
         }
-        sql.push('(');
-        for column in 0..COLUMNS {
-            if column > 0 {
-                sql.push(',');
-            }
-            let _ = write!(sql, "?{}", n * COLUMNS + column + 1);
-        }
-        sql.push(')');
+        // Anonymous placeholders: with numbered ones (`?5120`) sqld looks each parameter's
+        // name up in a list as long as the statement's parameters, and spent 3.6× as long
+        // on a 256-row insert (5,900 rows/s instead of 21,300 in a probe).
+        sql.push_str(ROW);
         let (api_key, user) = match &event.caller {
             Caller::ApiKey(id) => (Some(id.as_str()), None),
             Caller::User(id) => (None, Some(id.as_str())),

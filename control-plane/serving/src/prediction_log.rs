@@ -55,11 +55,12 @@ impl PredictionLog {
     /// runtime.
     pub fn start(db: Arc<Db>, settings: PredictionLogSettings) -> Self {
         let (sender, receiver) = mpsc::channel(settings.queue.max(1));
-        tokio::spawn(write(Arc::clone(&db), receiver));
+        let dropped = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write(Arc::clone(&db), receiver, Arc::clone(&dropped)));
         tokio::spawn(prune_hourly(Arc::downgrade(&db), settings.retention));
         Self {
             sender: Some(sender),
-            dropped: Arc::default(),
+            dropped,
         }
     }
 
@@ -82,7 +83,7 @@ impl PredictionLog {
         }
     }
 
-    /// Records dropped because the queue was full, since the start.
+    /// Records not stored since the start: the queue was full, or the database failed.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -97,9 +98,14 @@ impl PredictionLog {
     }
 }
 
-async fn write(db: Arc<Db>, mut receiver: mpsc::Receiver<Message>) {
+/// Stores what arrives, a batch per transaction. A batch the database refuses is dropped
+/// and counted (feedback for those predictions answers `not_found`): retrying would only
+/// fill the queue while the database is away. A run of failures is logged once, and the
+/// recovery once.
+async fn write(db: Arc<Db>, mut receiver: mpsc::Receiver<Message>, dropped: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut flushes = Vec::new();
+    let mut failing_since: Option<u64> = None;
     while let Some(first) = receiver.recv().await {
         let mut next = Some(first);
         while let Some(message) = next.take() {
@@ -112,16 +118,34 @@ async fn write(db: Arc<Db>, mut receiver: mpsc::Receiver<Message>) {
             }
         }
         if !batch.is_empty() {
-            // No memo holds predictions: the hot path's memoised rows stay fresh.
-            let stored = db
-                .write_unmemoised()
-                .await
-                .transaction(async |tx| rows::insert(tx, &batch).await)
-                .await;
-            if let Err(error) = stored {
-                tracing::error!(%error, records = batch.len(), "failed to store predictions");
+            // No memo holds predictions: the hot path's memoised rows stay fresh. The
+            // commit waits for `fsync`: not on an executor thread.
+            let stored = crate::db::on_blocking_thread({
+                let (db, batch) = (Arc::clone(&db), std::mem::take(&mut batch));
+                async move {
+                    db.write_unmemoised()
+                        .await
+                        .transaction(async |tx| rows::insert(tx, &batch).await)
+                        .await
+                        .map_err(|error| (error, batch.len()))
+                }
+            })
+            .await;
+            match (stored, failing_since) {
+                (Ok(_), Some(before)) => {
+                    let lost = dropped.load(Ordering::Relaxed) - before;
+                    tracing::info!(lost, "the prediction log stores records again");
+                    failing_since = None;
+                }
+                (Ok(_), None) => {}
+                (Err((error, records)), failing) => {
+                    let total = dropped.fetch_add(records as u64, Ordering::Relaxed);
+                    if failing.is_none() {
+                        tracing::warn!(%error, records, "failed to store predictions; records are dropped until the database answers");
+                        failing_since = Some(total);
+                    }
+                }
             }
-            batch.clear();
         }
         for done in flushes.drain(..) {
             let _ = done.send(());

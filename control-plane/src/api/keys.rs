@@ -190,15 +190,28 @@ async fn rename_key(
     ApiJson(request): ApiJson<RenameKey>,
 ) -> ApiResult<Json<ApiKey>> {
     let (_, key_id) = path;
-    validate_name(&request.name)?;
-    let acting = Acting::new(&access, &meta);
-    let key = state
+    Ok(Json(
+        rename(&state, &access, &meta, &key_id, &request.name).await?,
+    ))
+}
+
+/// Renames a key the caller may manage (the API's `PATCH` and the dashboard's form).
+pub(crate) async fn rename(
+    state: &AppState,
+    access: &OrgAccess,
+    meta: &RequestMeta,
+    key_id: &str,
+    name: &str,
+) -> ApiResult<ApiKey> {
+    let name = name.trim();
+    validate_name(name)?;
+    let acting = Acting::new(access, meta);
+    Ok(state
         .db
         .transaction(async |tx| -> DomainResult<_> {
-            domain::keys::rename(tx, &acting, &access, &key_id, &request.name).await
+            domain::keys::rename(tx, &acting, access, key_id, name).await
         })
-        .await?;
-    Ok(Json(key))
+        .await?)
 }
 
 /// Revokes a key the caller could have created: the next request made with it is refused.

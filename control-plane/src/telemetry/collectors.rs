@@ -1,6 +1,6 @@
 //! Gauges and counters read at each scrape from the parts of the server that keep their
 //! own counts: the runtime's caches and execution slots, the database connections, the
-//! metering outbox.
+//! metering outbox, the prediction log's and drift profiling's dropped records.
 
 use std::sync::Arc;
 
@@ -13,12 +13,16 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use crate::db::Db;
 use crate::metering::Metering;
 use crate::serving::Serving;
+use crate::serving::drift::DriftTap;
+use crate::serving::prediction_log::PredictionLog;
 
 /// The server's own state, sampled at each scrape.
 pub struct ServerCollector {
     pub serving: Serving,
     pub db: Arc<Db>,
     pub metering: Metering,
+    pub predictions: PredictionLog,
+    pub drift: DriftTap,
 }
 
 impl std::fmt::Debug for ServerCollector {
@@ -45,6 +49,16 @@ fn per_cache(
         }
     }
     Ok(())
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
 }
 
 fn gauge(
@@ -132,6 +146,18 @@ impl Collector for ServerCollector {
             "wisp_metering_outbox_backlog",
             "Usage events in the outbox not yet written to the database",
             self.metering.backlog() as u64,
+        )?;
+        counter(
+            &mut encoder,
+            "wisp_prediction_log_dropped",
+            "Prediction records not stored (the writer's queue full, or the database failing): feedback for them answers not_found",
+            self.predictions.dropped(),
+        )?;
+        counter(
+            &mut encoder,
+            "wisp_drift_dropped_calls",
+            "Sampled calls not profiled for drift because the profiling queue was full",
+            self.drift.dropped(),
         )
     }
 }

@@ -16,9 +16,6 @@ use prometheus_client::registry::Registry;
 use subtle::ConstantTimeEq;
 
 use crate::config::MetricsConfig;
-use crate::db::Db;
-use crate::metering::Metering;
-use crate::serving::Serving;
 use crate::serving::metrics::ServingMetrics;
 
 /// `Content-Type` of the OpenMetrics 1.0.0 text format.
@@ -49,16 +46,13 @@ pub struct Exposition {
 }
 
 impl Telemetry {
-    /// The registry of a server: serving metrics with `config`'s label settings, the
-    /// runtime's, database's and metering's gauges, the process's metrics.
-    pub fn new(config: &MetricsConfig, serving: &Serving, db: Arc<Db>, metering: Metering) -> Self {
+    /// The registry of a server: serving metrics with `config`'s label settings, what
+    /// `server` samples at each scrape (runtime, database, metering, prediction log,
+    /// drift), the process's metrics.
+    pub fn new(config: &MetricsConfig, server: collectors::ServerCollector) -> Self {
         let mut registry = Registry::default();
         let metrics = Arc::new(ServingMetrics::new(config.settings(), &mut registry));
-        registry.register_collector(Box::new(collectors::ServerCollector {
-            serving: serving.clone(),
-            db,
-            metering,
-        }));
+        registry.register_collector(Box::new(server));
         registry.register_collector(Box::new(process::ProcessCollector));
         Self {
             registry,

@@ -7,33 +7,49 @@ use libsql::params;
 use super::{Answer, PredictionRecord};
 use crate::db::{self, DbError, Reader, Writer};
 
-/// Inserts `records` (a record already stored, e.g. written twice, is left as it is).
+/// Records per statement: 10 parameters each, far under SQLite's 32,766.
+const RECORDS_PER_INSERT: usize = 256;
+
+/// Inserts `records` (a record already stored, e.g. written twice, is left as it is), 256
+/// to a statement: one round trip each on a remote database, not one per record.
 pub async fn insert(tx: &Writer, records: &[PredictionRecord]) -> Result<u64, DbError> {
+    const ROW: &str = "(?,?,?,?,?,?,?,?,?,?)";
     let mut inserted = 0;
-    for r in records {
-        let (kind, label, value) = match &r.answer {
-            Answer::Label(label) => ("label", Some(label.clone()), None),
-            Answer::Value(value) => ("value", None, Some(*value)),
-        };
-        inserted += tx
-            .execute(
-                "INSERT OR IGNORE INTO predictions
-                     (id, org_id, model_id, version, at_ms, kind, label, value, score, segment)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    r.id.as_str(),
-                    r.org_id.as_str(),
-                    r.model_id.as_str(),
-                    r.version,
-                    r.at_ms,
-                    kind,
-                    label,
-                    value,
-                    r.score,
-                    r.segment.clone()
-                ],
-            )
-            .await?;
+    for chunk in records.chunks(RECORDS_PER_INSERT) {
+        // Anonymous placeholders: sqld looks numbered ones up by name, in a list as long
+        // as the statement's parameters (see the usage events' insert).
+        let mut sql = String::from(
+            "INSERT OR IGNORE INTO predictions
+                 (id, org_id, model_id, version, at_ms, kind, label, value, score, segment)
+             VALUES ",
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 10);
+        for (n, r) in chunk.iter().enumerate() {
+            if n > 0 {
+                sql.push(',');
+            }
+            sql.push_str(ROW);
+            let (kind, label, value) = match &r.answer {
+                Answer::Label(label) => ("label", Some(label.clone()), None),
+                Answer::Value(value) => ("value", None, Some(*value)),
+            };
+            let row = params![
+                r.id.as_str(),
+                r.org_id.as_str(),
+                r.model_id.as_str(),
+                r.version,
+                r.at_ms,
+                kind,
+                label,
+                value,
+                r.score,
+                r.segment.clone()
+            ];
+            for value in row {
+                values.push(value?);
+            }
+        }
+        inserted += tx.execute(&sql, values).await?;
     }
     Ok(inserted)
 }

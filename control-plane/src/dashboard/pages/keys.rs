@@ -1,7 +1,7 @@
 //! API keys: the keys the signed-in user may see (the API's visibility rules), creating
 //! one with its secret shown once on the answer to the form (never stored, never shown
-//! again), and revoking one. Creation and revocation are the API's own functions and
-//! domain operations, so they are audited like their API twins.
+//! again), renaming and revoking one. Creation, renaming and revocation are the API's own
+//! functions and domain operations, so they are audited like their API twins.
 
 use axum::Router;
 use axum::extract::{Path, Query, RawForm, State};
@@ -36,6 +36,7 @@ const SCOPES: &[(Scope, &str)] = &[
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/orgs/{org}/keys", get(list).post(create))
+        .route("/orgs/{org}/keys/{key}/rename", post(rename))
         .route("/orgs/{org}/keys/{key}/revoke", post(revoke))
 }
 
@@ -44,8 +45,11 @@ async fn list(
     page: OrgPage<can::ReadKeys>,
     Query(query): Query<super::Done>,
 ) -> PageResult {
-    let notice =
-        (query.done == "revoked").then_some("Key revoked: requests made with it are refused.");
+    let notice = match query.done.as_str() {
+        "revoked" => Some("Key revoked: requests made with it are refused."),
+        "renamed" => Some("Key renamed: its secret and scopes are unchanged."),
+        _ => None,
+    };
     show(&state, &page, None, notice).await
 }
 
@@ -116,6 +120,22 @@ async fn create(
     };
     let created = api_keys::create(&state, &page.access, &meta, &request).await?;
     show(&state, &page, Some(created), None).await
+}
+
+/// Renames a key from its row's form (`name`).
+async fn rename(
+    State(state): State<AppState>,
+    page: OrgPage<can::ManageKeys>,
+    Meta(meta): Meta,
+    Path((_, key_id)): Path<(String, String)>,
+    RawForm(form): RawForm,
+) -> PageResult {
+    let name = url::form_urlencoded::parse(&form)
+        .find(|(field, _)| field == "name")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    api_keys::rename(&state, &page.access, &meta, &key_id, &name).await?;
+    Ok(Redirect::to(&format!("/orgs/{}/keys?done=renamed", page.access.org.slug)).into_response())
 }
 
 async fn revoke(
