@@ -1562,6 +1562,58 @@ async fn the_audit_log_filters_and_pages_like_the_api_for_admins_only() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_experiments_runs_are_paged_keeping_the_filter() {
+    use serde_json::json;
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let (_, key) = app.api_key(&admin, ORG, &["models:write"]).await;
+    let created = app
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            &key,
+            json!({ "name": "sweep" }),
+        )
+        .await;
+    let exp = created.body["experiment_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for n in 0..101 {
+        let run = app
+            .post(
+                "/api/2.0/mlflow/runs/create",
+                &key,
+                json!({ "experiment_id": exp, "run_name": format!("run-{n}"), "start_time": 1000 + n,
+                        "tags": [{ "key": "sweep", "value": "yes" }] }),
+            )
+            .await;
+        assert_eq!(run.status, StatusCode::OK, "{run:?}");
+    }
+    let mut browser = Browser::default();
+    browser.sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let first = browser
+        .get(
+            &app,
+            &format!("/orgs/{ORG}/experiments/{exp}?filter=tags.sweep+%3D+%27yes%27"),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(html(&first).matches("data-run=").count(), 100);
+    let page = html(&first);
+    let end = page.find("\" rel=\"next\"").expect("a next page");
+    let start = page[..end].rfind("href=\"").expect("its link") + "href=\"".len();
+    let next = page[start..end]
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    assert!(next.contains("filter=tags.sweep"), "{next}");
+    let second = browser.get(&app, &next).await;
+    assert_eq!(html(&second).matches("data-run=").count(), 1);
+    // The oldest run, last of the newest-first order.
+    assert!(html(&second).contains(">run-0</a>"));
+    assert!(html(&second).contains("rel=\"prev\""));
+}
+
 #[tokio::test]
 async fn experiments_show_runs_metric_history_compare_and_artifacts_of_the_org_only() {
     use serde_json::json;
@@ -1635,6 +1687,46 @@ async fn experiments_show_runs_metric_history_compare_and_artifacts_of_the_org_o
     }
     assert!(html(&table).contains(">lr</th>") && html(&table).contains(">loss</th>"));
     assert!(html(&table).contains(">0.01</td>"));
+    // MLflow's search syntax filters and orders the runs; a bad filter gets the API's code.
+    let filtered = browser
+        .get(
+            &app,
+            &format!("/orgs/{ORG}/experiments/{exp}?filter=params.lr+%3D+%270.1%27"),
+        )
+        .await;
+    assert_eq!(filtered.status, StatusCode::OK);
+    assert!(html(&filtered).contains(&format!("data-run=\"{}\"", runs[1])));
+    assert!(!html(&filtered).contains(&format!("data-run=\"{}\"", runs[0])));
+    let ordered = browser
+        .get(
+            &app,
+            &format!("/orgs/{ORG}/experiments/{exp}?order=metrics.loss+ASC"),
+        )
+        .await;
+    let (first, second) = (
+        html(&ordered)
+            .find(&format!("data-run=\"{}\"", runs[1]))
+            .expect("fast"),
+        html(&ordered)
+            .find(&format!("data-run=\"{}\"", runs[0]))
+            .expect("slow"),
+    );
+    assert!(first < second, "the lower loss first");
+    let none = browser
+        .get(
+            &app,
+            &format!("/orgs/{ORG}/experiments/{exp}?filter=metrics.loss+%3E+1000"),
+        )
+        .await;
+    assert!(html(&none).contains("No run matches"));
+    let bad = browser
+        .get(
+            &app,
+            &format!("/orgs/{ORG}/experiments/{exp}?filter=metrics.loss+%3E"),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(html(&bad).contains("invalid_request"));
     // A run's page: params, the metric's whole history as a chart, its artifacts.
     let run_page = browser
         .get(&app, &format!("/orgs/{ORG}/runs/{}", runs[0]))

@@ -687,10 +687,9 @@ async fn load_run_data(conn: &Reader, runs: &mut [Run]) -> MlflowResult<()> {
         .iter()
         .map(|r| SqlValue::from(r.info.run_id.clone()))
         .collect();
-    let placeholders = (1..=ids.len())
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    // Anonymous placeholders: sqld looks numbered ones up by name, one walk of the
+    // parameter list each (see the usage events' insert).
+    let placeholders = vec!["?"; ids.len()].join(", ");
     for table in ["mlflow_params", "mlflow_tags"] {
         let rows = conn
             .query(

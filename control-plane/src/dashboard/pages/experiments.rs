@@ -31,8 +31,8 @@ pub(super) const TEMPLATES: &[(&str, &str)] = templates![
     "experiments/_chart.html",
 ];
 
-/// Runs listed on an experiment's page.
-const RUNS_SHOWN: usize = 200;
+/// Runs listed on one page of an experiment's runs.
+const RUNS_SHOWN: usize = 100;
 /// Points of one metric's history drawn.
 const HISTORY_POINTS: usize = 10_000;
 /// Runs compared at once.
@@ -109,10 +109,23 @@ fn row(run: &Run) -> Value {
     })
 }
 
+/// An experiment's runs page: an MLflow filter (`metrics.accuracy > 0.9 and
+/// params.C = '1.0'`), an order (`metrics.accuracy DESC`), and the page number.
+#[derive(Debug, Default, Deserialize)]
+struct RunsQuery {
+    #[serde(default)]
+    filter: String,
+    #[serde(default)]
+    order: String,
+    #[serde(default)]
+    page: usize,
+}
+
 async fn runs(
     State(state): State<AppState>,
     page: OrgPage<can::ReadExperiments>,
     Path((_, experiment_id)): Path<(String, String)>,
+    Query(query): Query<RunsQuery>,
 ) -> PageResult {
     let org = &page.access.org.id;
     let experiment = {
@@ -122,6 +135,12 @@ async fn runs(
             .map_err(page_error)?
     };
     let ids = [experiment.experiment_id.clone()];
+    let (filter, order) = (query.filter.trim(), query.order.trim());
+    let order_by: Vec<String> = (!order.is_empty())
+        .then(|| order.to_owned())
+        .into_iter()
+        .collect();
+    // The same search as MLflow's `runs/search`, so a filter means what it means there.
     let (found, more) = {
         let conn = state.db.read().await;
         tracking::search_runs(
@@ -129,16 +148,35 @@ async fn runs(
             org,
             &RunSearch {
                 experiment_ids: &ids,
-                filter: "",
+                filter,
                 view: ViewType::ActiveOnly,
-                order_by: &[],
-                offset: 0,
+                order_by: &order_by,
+                offset: query.page.saturating_mul(RUNS_SHOWN),
                 max: RUNS_SHOWN,
             },
         )
         .await
         .map_err(page_error)?
     };
+    // Links to the neighbouring pages keep the filter and the order.
+    let slug = &page.access.org.slug;
+    let link = |number: usize| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if !filter.is_empty() {
+            query.append_pair("filter", filter);
+        }
+        if !order.is_empty() {
+            query.append_pair("order", order);
+        }
+        query.append_pair("page", &number.to_string());
+        format!(
+            "/orgs/{slug}/experiments/{}?{}",
+            experiment.experiment_id,
+            query.finish()
+        )
+    };
+    let previous = (query.page > 0).then(|| link(query.page - 1));
+    let next = more.then(|| link(query.page + 1));
     let param_keys: BTreeSet<String> = found
         .iter()
         .flat_map(|r| r.data.params.iter().map(|p| p.key.clone()))
@@ -153,7 +191,11 @@ async fn runs(
     render::page(
         "experiments/runs.html",
         &frame,
-        context! { experiment, rows, param_keys, metric_keys, more, max_compared => MAX_COMPARED },
+        context! {
+            experiment, rows, param_keys, metric_keys, filter, order, previous, next,
+            page_number => query.page + 1,
+            max_compared => MAX_COMPARED,
+        },
     )
 }
 
