@@ -1023,19 +1023,9 @@ async fn insert_metrics(conn: &Writer, run_id: &str, metrics: &[Metric]) -> Mlfl
             if i > 0 {
                 history.push_str(", ");
             }
-            let base = i * 9;
-            history.push_str(&format!(
-                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                base + 1,
-                base + 2,
-                base + 3,
-                base + 4,
-                base + 5,
-                base + 6,
-                base + 7,
-                base + 8,
-                base + 9
-            ));
+            // Anonymous placeholders: sqld looks numbered ones up by name, one walk of
+            // the statement's parameters each.
+            history.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
             let (value, is_nan) = stored_value(metric.value);
             history_values.extend([
                 SqlValue::from(run_id.to_owned()),
@@ -1053,16 +1043,7 @@ async fn insert_metrics(conn: &Writer, run_id: &str, metrics: &[Metric]) -> Mlfl
             if i > 0 {
                 latest.push_str(", ");
             }
-            let base = i * 6;
-            latest.push_str(&format!(
-                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                base + 1,
-                base + 2,
-                base + 3,
-                base + 4,
-                base + 5,
-                base + 6
-            ));
+            latest.push_str("(?, ?, ?, ?, ?, ?)");
             let (value, is_nan) = stored_value(metric.value);
             latest_values.extend([
                 SqlValue::from(run_id.to_owned()),
