@@ -602,6 +602,86 @@ async fn a_database_restart_under_load_is_survived_without_restarting_wisp() {
     assert_billed_exactly(&http, &base, &token, predicts).await;
 }
 
+/// Rows the drift report counts over the last day, once the report answers.
+async fn drift_rows(http: &reqwest::Client, base: &str, token: &str) -> Option<u64> {
+    let response = http
+        .get(format!("{base}/v1/orgs/{ORG}/models/iris/drift/report"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json::<Value>().await.ok()?["rows"].as_u64()
+}
+
+/// Waits until the drift report counts `rows`, failing after a minute.
+async fn until_rows(http: &reqwest::Client, base: &str, token: &str, rows: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        seen = drift_rows(http, base, token).await;
+        if seen == Some(rows) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the drift report counts {seen:?} rows, not {rows}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_profiles_of_an_outage_are_written_when_the_database_returns() {
+    let mut sqld = Sqld::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().join("node");
+    let blobs = data.path().join("blobs");
+    let port = free_port();
+    // Profiles are written every second (not every minute): the outage spans several
+    // failed writes.
+    let drift = "\n[drift]\nflush_interval_secs = 1\n";
+    let server = start(
+        node(with_admin(&dir, port, ORG), &dir, &blobs, &sqld, drift),
+        port,
+    )
+    .await;
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let token = login(&base).await;
+    let key = deploy_iris_with_predict_key(&base, &token, ORG).await;
+    let reference = http
+        .put(format!("{base}/v1/orgs/{ORG}/models/iris/drift/reference"))
+        .bearer_auth(&token)
+        .header("content-type", "text/csv")
+        .body("input[0],input[1],input[2],input[3]\n5.1,3.5,1.4,0.2\n6.2,2.9,4.3,1.3\n")
+        .send()
+        .await
+        .expect("reference");
+    assert_eq!(reference.status(), StatusCode::OK);
+    let config = http
+        .put(format!("{base}/v1/orgs/{ORG}/models/iris/drift/config"))
+        .bearer_auth(&token)
+        .json(&json!({ "sample_rate": 1.0 }))
+        .send()
+        .await
+        .expect("config");
+    assert_eq!(config.status(), StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(predict(&http, &base, &key).await.status, StatusCode::OK);
+    }
+    until_rows(&http, &base, &token, 3).await;
+
+    sqld.stop();
+    for _ in 0..10 {
+        assert_eq!(predict(&http, &base, &key).await.status, StatusCode::OK);
+    }
+    // Several writes fail meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sqld.resume().await;
+    // The three before and the ten during: nothing profiled in the outage was dropped.
+    until_rows(&http, &base, &token, 13).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_an_outage_stops_within_the_bound_and_the_next_start_stores_the_calls() {
     let mut sqld = Sqld::start().await;

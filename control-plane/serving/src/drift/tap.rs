@@ -1,7 +1,8 @@
 //! The live side of drift: the pipeline hands a sampled call's tensors to a bounded queue
 //! ([`DriftTap::observe`]: never waits, drops and counts when full), and one background
 //! task turns them into per-window profiles and writes them to the database, every
-//! `flush_interval_secs`, on demand ([`DriftTap::flush`]) and at shutdown.
+//! `flush_interval_secs`, on demand ([`DriftTap::flush`]) and at shutdown. A write that
+//! fails (the database away) keeps the windows for the next one: profiles merge.
 //!
 //! Only watched models (with a reference or drift settings) are sampled: for every other
 //! model the hot path does one map lookup under a read lock and clones nothing. A watched
@@ -138,6 +139,7 @@ impl DriftTap {
             models: HashMap::new(),
             windows: HashMap::new(),
             references: HashMap::new(),
+            failing: false,
         };
         tokio::spawn(collector.run(
             receiver,
@@ -240,6 +242,8 @@ struct Collector {
     windows: HashMap<(String, i64), Pending>,
     /// Rows collected for `from_calls` references, by model id.
     references: HashMap<String, Profile>,
+    /// Whether the last write failed (logged once per run of failures).
+    failing: bool,
 }
 
 impl Collector {
@@ -350,8 +354,11 @@ impl Collector {
         }
     }
 
-    /// Writes the pending windows and collected reference rows in one transaction; on
-    /// failure they are logged and dropped (profiling never holds memory unboundedly).
+    /// Writes the pending windows and collected reference rows in one transaction. On
+    /// failure (the database away) they are kept and written with the next flush — the
+    /// transaction wrote nothing, and profiles merge — unless more than
+    /// [`MAX_PENDING_WINDOWS`] are waiting, which are then dropped (profiling never holds
+    /// memory unboundedly).
     async fn flush(&mut self) {
         if self.windows.is_empty() && self.references.is_empty() {
             return;
@@ -359,8 +366,9 @@ impl Collector {
         let windows = std::mem::take(&mut self.windows);
         let references = std::mem::take(&mut self.references);
         let db = Arc::clone(&self.db);
-        let written = crate::db::on_blocking_thread(async move {
-            db.write_unmemoised()
+        let (written, windows, references) = crate::db::on_blocking_thread(async move {
+            let written = db
+                .write_unmemoised()
                 .await
                 .transaction(async |tx| -> crate::error::Result<()> {
                     for ((model_id, start), pending) in &windows {
@@ -379,14 +387,41 @@ impl Collector {
                     }
                     Ok(())
                 })
-                .await
+                .await;
+            (written, windows, references)
         })
         .await;
-        if let Err(error) = written {
-            tracing::warn!(?error, "drift: failed to write the windows");
+        let Err(error) = written else {
+            if self.failing {
+                tracing::info!("drift: windows are written again");
+                self.failing = false;
+            }
+            return;
+        };
+        // Nothing was observed meanwhile: this task was here, awaiting the write.
+        if windows.len() > MAX_PENDING_WINDOWS {
+            tracing::warn!(
+                ?error,
+                windows = windows.len(),
+                "drift: failed to write the windows; too many wait, dropped"
+            );
+            return;
         }
+        if !self.failing {
+            tracing::warn!(
+                ?error,
+                "drift: failed to write the windows; kept for the next try"
+            );
+            self.failing = true;
+        }
+        self.windows = windows;
+        self.references = references;
     }
 }
+
+/// Windows kept in memory while the database fails, at most (one per watched model and
+/// window: an hour's outage with hourly windows keeps two per model).
+const MAX_PENDING_WINDOWS: usize = 10_000;
 
 #[cfg(test)]
 mod tests {
