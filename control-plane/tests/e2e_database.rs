@@ -631,7 +631,7 @@ async fn until_rows(http: &reqwest::Client, base: &str, token: &str, rows: u64) 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn drift_profiles_of_an_outage_are_written_when_the_database_returns() {
+async fn drift_profiles_and_predictions_of_an_outage_are_written_when_the_database_returns() {
     let mut sqld = Sqld::start().await;
     let data = tempfile::tempdir().expect("tempdir");
     let dir = data.path().join("node");
@@ -672,14 +672,40 @@ async fn drift_profiles_of_an_outage_are_written_when_the_database_returns() {
     until_rows(&http, &base, &token, 3).await;
 
     sqld.stop();
+    let mut during = Vec::new();
     for _ in 0..10 {
-        assert_eq!(predict(&http, &base, &key).await.status, StatusCode::OK);
+        let response = http
+            .post(format!("{base}/v1/orgs/{ORG}/models/iris/predict"))
+            .bearer_auth(&key)
+            .json(&json!({ "inputs": { "input": [[5.1, 3.5, 1.4, 0.2]] } }))
+            .send()
+            .await
+            .expect("predict");
+        assert_eq!(response.status(), StatusCode::OK);
+        let id = response.headers()["wisp-usage-id"].to_str().expect("id");
+        during.push(id.to_owned());
     }
     // Several writes fail meanwhile.
     tokio::time::sleep(Duration::from_secs(3)).await;
     sqld.resume().await;
     // The three before and the ten during: nothing profiled in the outage was dropped.
     until_rows(&http, &base, &token, 13).await;
+    // Nor what the outage's calls answered: their outcomes are taken as feedback.
+    let items: Vec<Value> = during
+        .iter()
+        .map(|id| json!({ "prediction_id": id, "actual": 0 }))
+        .collect();
+    let feedback: Value = http
+        .post(format!("{base}/v1/orgs/{ORG}/models/iris/feedback"))
+        .bearer_auth(&key)
+        .json(&json!({ "items": items }))
+        .send()
+        .await
+        .expect("feedback")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(feedback["accepted"], 10, "{feedback}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -83,7 +83,8 @@ impl PredictionLog {
         }
     }
 
-    /// Records not stored since the start: the queue was full, or the database failed.
+    /// Records not stored since the start: the queue was full, or more than
+    /// [`MAX_WAITING`] waited for a failing database.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -98,57 +99,88 @@ impl PredictionLog {
     }
 }
 
-/// Stores what arrives, a batch per transaction. A batch the database refuses is dropped
-/// and counted (feedback for those predictions answers `not_found`): retrying would only
-/// fill the queue while the database is away. A run of failures is logged once, and the
-/// recovery once.
+/// Records kept while the database fails, at most; older ones are dropped (and counted)
+/// beyond. About 200 bytes each.
+const MAX_WAITING: usize = 50_000;
+/// How often records kept after a failure are tried again when no new one arrives.
+const RETRY_EVERY: Duration = Duration::from_secs(2);
+
+/// Stores what arrives, a batch per transaction. When the database fails (an outage), the
+/// batch is kept and tried again with the next records, or after [`RETRY_EVERY`], up to
+/// [`MAX_WAITING`] records: a short outage loses no prediction, a long one the oldest
+/// (counted). A run of failures is logged once, and the recovery once. A flush answers
+/// after one attempt, stored or not.
 async fn write(db: Arc<Db>, mut receiver: mpsc::Receiver<Message>, dropped: Arc<AtomicU64>) {
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut waiting: Vec<PredictionRecord> = Vec::new();
     let mut flushes = Vec::new();
-    let mut failing_since: Option<u64> = None;
-    while let Some(first) = receiver.recv().await {
-        let mut next = Some(first);
+    let mut failing = false;
+    loop {
+        let first = if waiting.is_empty() {
+            receiver.recv().await
+        } else {
+            tokio::select! {
+                message = receiver.recv() => message,
+                () = tokio::time::sleep(RETRY_EVERY) => None,
+            }
+        };
+        let closed = first.is_none() && receiver.is_closed();
+        let mut next = first;
+        let mut taken = 0;
         while let Some(message) = next.take() {
             match message {
-                Message::Record(record) => batch.push(record),
+                Message::Record(record) => {
+                    waiting.push(record);
+                    taken += 1;
+                }
                 Message::Flush(done) => flushes.push(done),
             }
-            if batch.len() < BATCH {
+            if taken < BATCH {
                 next = receiver.try_recv().ok();
             }
         }
-        if !batch.is_empty() {
+        if !waiting.is_empty() {
             // No memo holds predictions: the hot path's memoised rows stay fresh. The
             // commit waits for `fsync`: not on an executor thread.
-            let stored = crate::db::on_blocking_thread({
-                let (db, batch) = (Arc::clone(&db), std::mem::take(&mut batch));
+            let (stored, kept) = crate::db::on_blocking_thread({
+                let (db, batch) = (Arc::clone(&db), std::mem::take(&mut waiting));
                 async move {
-                    db.write_unmemoised()
+                    let stored = db
+                        .write_unmemoised()
                         .await
                         .transaction(async |tx| rows::insert(tx, &batch).await)
-                        .await
-                        .map_err(|error| (error, batch.len()))
+                        .await;
+                    (stored, batch)
                 }
             })
             .await;
-            match (stored, failing_since) {
-                (Ok(_), Some(before)) => {
-                    let lost = dropped.load(Ordering::Relaxed) - before;
-                    tracing::info!(lost, "the prediction log stores records again");
-                    failing_since = None;
+            match stored {
+                Ok(_) if failing => {
+                    tracing::info!(
+                        records = kept.len(),
+                        "the prediction log stores records again"
+                    );
+                    failing = false;
                 }
-                (Ok(_), None) => {}
-                (Err((error, records)), failing) => {
-                    let total = dropped.fetch_add(records as u64, Ordering::Relaxed);
-                    if failing.is_none() {
-                        tracing::warn!(%error, records, "failed to store predictions; records are dropped until the database answers");
-                        failing_since = Some(total);
+                Ok(_) => {}
+                Err(error) => {
+                    if !failing {
+                        tracing::warn!(%error, records = kept.len(), "failed to store predictions; kept to try again");
+                        failing = true;
+                    }
+                    waiting = kept;
+                    if waiting.len() > MAX_WAITING {
+                        let excess = waiting.len() - MAX_WAITING;
+                        waiting.drain(..excess);
+                        dropped.fetch_add(excess as u64, Ordering::Relaxed);
                     }
                 }
             }
         }
         for done in flushes.drain(..) {
             let _ = done.send(());
+        }
+        if closed {
+            return;
         }
     }
 }

@@ -150,7 +150,7 @@ impl Collector for ServerCollector {
         counter(
             &mut encoder,
             "wisp_prediction_log_dropped",
-            "Prediction records not stored (the writer's queue full, or the database failing): feedback for them answers not_found",
+            "Prediction records not stored (the writer's queue full, or too many waiting for a failing database): feedback for them answers not_found",
             self.predictions.dropped(),
         )?;
         counter(
