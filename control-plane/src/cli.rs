@@ -95,8 +95,12 @@ pub enum Command {
     Performance(MetricsArgs),
     /// Selection and true/false positive rates per segment, and the gaps between them.
     Fairness(MetricsArgs),
-    /// Data drift of a model against its reference: per window, or one report.
+    /// Data drift of a model against its reference: per window, or one report; `wisp drift
+    /// reference` and `wisp drift config` set what it is measured against and how.
     Drift(DriftArgs),
+    /// Alert rules, their state and history, and the webhooks they notify.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
 }
 
 /// Flags of `wisp feedback`.
@@ -396,9 +400,13 @@ pub struct AnalyticsArgs {
 
 /// Flags of `wisp drift`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct DriftArgs {
+    #[command(subcommand)]
+    pub command: Option<DriftCommand>,
     /// Model name.
-    pub model: String,
+    #[arg(required = true)]
+    pub model: Option<String>,
     /// One report over the range (every window merged) instead of a timeline.
     #[arg(long)]
     pub report: bool,
@@ -411,6 +419,138 @@ pub struct DriftArgs {
     /// Seconds per point of the timeline [default: the model's window].
     #[arg(long)]
     pub step: Option<i64>,
+}
+
+/// `wisp drift reference|config`.
+#[derive(Debug, Subcommand)]
+pub enum DriftCommand {
+    /// Show a model's reference data set, or set (replace) or delete it. Exactly one
+    /// source sets it: `--file`, `--mlflow-run` with `--dataset` or `--artifact`, or
+    /// `--from-calls`.
+    Reference(ReferenceArgs),
+    /// Show a model's drift settings, or replace them (`--set '{"sample_rate": 0.5}'`).
+    Config {
+        /// Model name.
+        model: String,
+        /// The settings as JSON (see docs/monitoring.md): window_secs, sample_rate, tests.
+        #[arg(long)]
+        set: Option<String>,
+    },
+}
+
+/// Flags of `wisp drift reference`.
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// Model name.
+    pub model: String,
+    /// A CSV (`.csv`) or NDJSON (`.ndjson`, `.jsonl`) data set, columns named after the
+    /// model's features.
+    #[arg(long, conflicts_with_all = ["mlflow_run", "from_calls", "delete"])]
+    pub file: Option<PathBuf>,
+    /// A run of the organisation's MLflow tracking, with `--dataset` or `--artifact`.
+    #[arg(long, conflicts_with_all = ["from_calls", "delete"])]
+    pub mlflow_run: Option<String>,
+    /// The name of a data set logged on `--mlflow-run` (`mlflow.log_input`).
+    #[arg(long, requires = "mlflow_run", conflicts_with = "artifact")]
+    pub dataset: Option<String>,
+    /// With `--dataset`: its context (`training`, …).
+    #[arg(long, requires = "dataset")]
+    pub context: Option<String>,
+    /// The path of a `.csv`/`.ndjson` artifact of `--mlflow-run`.
+    #[arg(long, requires = "mlflow_run")]
+    pub artifact: Option<String>,
+    /// Profile the next N rows the model serves.
+    #[arg(long, conflicts_with = "delete")]
+    pub from_calls: Option<u64>,
+    /// Columns of the file to leave out (a label, an id), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub ignore_columns: Vec<String>,
+    /// Delete the reference (its windows stay).
+    #[arg(long)]
+    pub delete: bool,
+}
+
+/// `wisp alerts …`.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Every rule with its current state (`ok`, `pending`, `firing`, `no_data`).
+    List,
+    /// Create a rule, e.g. `--name errors --model iris --metric error_rate --above 0.05
+    /// --window 5m`.
+    Create(AlertRuleArgs),
+    /// Delete a rule.
+    Delete {
+        /// The rule's id.
+        rule: String,
+    },
+    /// State changes, newest first.
+    History {
+        /// Only this rule's.
+        #[arg(long)]
+        rule: Option<String>,
+        /// At most this many (up to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// The webhook endpoints rules notify.
+    Webhooks,
+    /// Add a webhook endpoint; prints its signing secret once.
+    AddWebhook {
+        /// `https://…` where wisp POSTs signed JSON (Standard Webhooks).
+        url: String,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Send a test message to a webhook now and print the delivery.
+    TestWebhook {
+        /// The webhook's id.
+        webhook: String,
+    },
+    /// Delete a webhook endpoint.
+    DeleteWebhook {
+        /// The webhook's id.
+        webhook: String,
+    },
+}
+
+/// Flags of `wisp alerts create`.
+#[derive(Debug, Args)]
+pub struct AlertRuleArgs {
+    /// Unique in the organisation.
+    #[arg(long)]
+    pub name: String,
+    /// `error_rate`, `latency_p99_ms`, `quota_use`, `cold_load_ms`, `drift_share`,
+    /// `feature_drift_score` (with `--feature`) or `accuracy`.
+    #[arg(long)]
+    pub metric: String,
+    /// Fires when the value is above this…
+    #[arg(long, conflicts_with = "below", required_unless_present = "below")]
+    pub above: Option<f64>,
+    /// …or below this.
+    #[arg(long)]
+    pub below: Option<f64>,
+    /// The window the metric is computed over: `30s`, `5m`, `1h`, `1d` (up to 7 days).
+    #[arg(long)]
+    pub window: String,
+    /// Only this model's calls [default: every model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Only this version of `--model`.
+    #[arg(long, requires = "model")]
+    pub version: Option<i64>,
+    /// The feature of `feature_drift_score`.
+    #[arg(long)]
+    pub feature: Option<String>,
+    /// How long the breach must last before the rule fires [default: 0s].
+    #[arg(long = "for")]
+    pub for_: Option<String>,
+    /// Re-firings within this time of a notified one are not notified [default: 0s].
+    #[arg(long)]
+    pub cooldown: Option<String>,
+    /// A webhook id to notify (repeat for several).
+    #[arg(long = "webhook")]
+    pub webhooks: Vec<String>,
 }
 
 /// Flags of `wisp serve`. Each overrides the config file; each has an environment variable.

@@ -49,18 +49,22 @@ pub async fn run(global: GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Feedback(args) => cli.feedback(args).await,
         Command::Performance(args) => cli.performance(args).await,
         Command::Fairness(args) => cli.fairness(args).await,
-        Command::Drift(args) => cli.drift(args).await,
+        Command::Drift(args) => match args.command {
+            Some(command) => cli.drift_command(command).await,
+            None => cli.drift(args).await,
+        },
+        Command::Alerts(command) => cli.alerts(command).await,
     }
 }
 
-struct Cli {
-    client: Client,
+pub(super) struct Cli {
+    pub(super) client: Client,
     org: Option<String>,
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// Percent-encodes one path segment (model names are free text).
-fn segment(text: &str) -> String {
+pub(super) fn segment(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -74,7 +78,7 @@ fn segment(text: &str) -> String {
 
 impl Cli {
     /// `/v1/orgs/{org}` of the organisation in use.
-    fn org_path(&self) -> anyhow::Result<String> {
+    pub(super) fn org_path(&self) -> anyhow::Result<String> {
         let org = self
             .org
             .as_deref()
@@ -83,11 +87,11 @@ impl Cli {
         Ok(format!("/v1/orgs/{}", segment(org)))
     }
 
-    fn model_path(&self, model: &str) -> anyhow::Result<String> {
+    pub(super) fn model_path(&self, model: &str) -> anyhow::Result<String> {
         Ok(format!("{}/models/{}", self.org_path()?, segment(model)))
     }
 
-    async fn call(
+    pub(super) async fn call(
         &mut self,
         method: Method,
         path: &str,
@@ -97,7 +101,7 @@ impl Cli {
     }
 
     /// Prints `value` as JSON with `--json`, else with `text`.
-    fn show(&self, value: &Value, text: impl FnOnce(&Value)) {
+    pub(super) fn show(&self, value: &Value, text: impl FnOnce(&Value)) {
         if self.json {
             output::json(value);
         } else {
@@ -673,7 +677,7 @@ impl Cli {
         }
         let path = format!(
             "{}/drift{}?{}",
-            self.model_path(&args.model)?,
+            self.model_path(args.model.as_deref().context("a model name")?)?,
             if args.report { "/report" } else { "" },
             query.join("&")
         );

@@ -4,6 +4,7 @@
 mod analytics;
 mod commands;
 mod http;
+mod monitoring;
 mod output;
 pub mod session;
 
