@@ -294,9 +294,11 @@ async fn calls_served_by_another_machine_count_at_once() {
     .await;
     // A second machine on the same database, with its own outbox.
     let second = app_on(&db, &dir.path().join("two")).await;
-    assert_eq!(predict(&second, &key).await.status, StatusCode::OK);
+    let served = predict(&second, &key).await;
+    assert_eq!(served.status, StatusCode::OK, "{served:?}");
     for _ in 0..3 {
-        assert_eq!(predict(&first, &key).await.status, StatusCode::OK);
+        let served = predict(&first, &key).await;
+        assert_eq!(served.status, StatusCode::OK, "{served:?}");
     }
     // The quota is claimed from the database in blocks: the second machine's next call
     // finds nothing left to claim, with no resync and nothing drained.

@@ -299,16 +299,23 @@ async fn claim(
 ) -> Result<(u64, u64), DbError> {
     loop {
         let conn = db.write_unmemoised().await;
-        let row = db::first_row(
-            conn.query(
-                "SELECT claimed FROM quota_claims WHERE org_id = ?1 AND period_start = ?2",
-                params![org_id, period_start],
+        // The row is dropped before the UPDATE: a live row keeps its statement, and with it
+        // a read transaction, open on the connection, and the UPDATE would then have to
+        // upgrade that snapshot — which fails at once with `SQLITE_BUSY` (no waiting) when
+        // another connection (another node) committed in between. Without it the UPDATE
+        // starts fresh, waits for the lock, and the compare-and-set below decides.
+        let claimed = {
+            let row = db::first_row(
+                conn.query(
+                    "SELECT claimed FROM quota_claims WHERE org_id = ?1 AND period_start = ?2",
+                    params![org_id, period_start],
+                )
+                .await?,
             )
-            .await?,
-        )
-        .await?
-        .ok_or_else(|| DbError::Corrupt("the quota_claims row is gone".into()))?;
-        let claimed = u64::try_from(row.get::<i64>(0)?).unwrap_or(0);
+            .await?
+            .ok_or_else(|| DbError::Corrupt("the quota_claims row is gone".into()))?;
+            u64::try_from(row.get::<i64>(0)?).unwrap_or(0)
+        };
         let block = block_size(limit.saturating_sub(claimed), nodes);
         if block == 0 {
             return Ok((0, claimed));
