@@ -63,7 +63,9 @@ const DRAIN_LINGER: Duration = Duration::from_millis(250);
 pub enum MeteringError {
     #[error(transparent)]
     Outbox(#[from] OutboxError),
-    #[error(transparent)]
+    /// Not transparent: the `DbError` must be in the error's chain, where
+    /// `Error::internal` finds an outage or a busy database and answers `503`, not `500`.
+    #[error("metering: {0}")]
     Db(#[from] DbError),
 }
 
@@ -451,5 +453,29 @@ impl From<Refusal> for Error {
 impl From<MeteringError> for Error {
     fn from(error: MeteringError) -> Self {
         Self::internal(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_database_in_metering_is_a_503_not_a_500() {
+        let busy = MeteringError::Db(DbError::Busy(libsql::Error::SqliteFailure(
+            5,
+            "database is locked".into(),
+        )));
+        assert_eq!(
+            Error::from(busy).code(),
+            crate::error::ErrorCode::DatabaseBusy
+        );
+        let refused = Refusal::Failed(MeteringError::Db(DbError::Busy(
+            libsql::Error::SqliteFailure(517, "database is locked".into()),
+        )));
+        assert_eq!(
+            Error::from(refused).code(),
+            crate::error::ErrorCode::DatabaseBusy
+        );
     }
 }
