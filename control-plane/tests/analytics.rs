@@ -378,21 +378,7 @@ async fn the_openapi_document_describes_the_analytics_endpoint() {
 
 /// Runs the `wisp` CLI against `base` with `token`; its standard output.
 fn cli(base: &str, token: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wisp"))
-        .args(args)
-        .env("WISP_SERVER", base)
-        .env("WISP_TOKEN", token)
-        .env("WISP_ORG", "team")
-        .env("WISP_CONFIG_DIR", tempfile::tempdir().unwrap().path())
-        .output()
-        .expect("the wisp CLI ran");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "wisp {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    common::server::wisp_cli(base, token, "team", args)
 }
 
 /// `wisp analytics` against the real `wisp serve`, before and after the server restarts.

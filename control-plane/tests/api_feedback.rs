@@ -616,24 +616,8 @@ async fn batch_rows_carry_their_prediction_ids() {
     close_to(&overall["classification"]["accuracy"], 0.0);
 }
 
-/// Runs the `wisp` CLI against `server` with `token`; returns its stdout.
 fn wisp_cli(server: &str, token: &str, args: &[&str]) -> String {
-    let config = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wisp"))
-        .args(args)
-        .args(["--server", server, "--token", token, "--org", "team"])
-        .env("WISP_CONFIG_DIR", config.path())
-        .env_remove("WISP_ORG")
-        .env_remove("WISP_TOKEN")
-        .output()
-        .expect("run the wisp CLI");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "wisp {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    common::server::wisp_cli(server, token, "team", args)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,29 +8,13 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
 
-use common::server::{free_port, login, start, with_admin};
+use common::server::{deploy_iris_with_predict_key, free_port, login, start, wisp_cli, with_admin};
 use serde_json::{Value, json};
-use wisp_test_artifacts::fixture;
 
 const ORG: &str = "team";
 
-/// Runs the CLI; its stdout, after asserting it succeeded.
 fn cli(base: &str, token: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wisp"))
-        .args(args)
-        .env("WISP_SERVER", base)
-        .env("WISP_TOKEN", token)
-        .env("WISP_ORG", ORG)
-        .env("WISP_CONFIG_DIR", tempfile::tempdir().unwrap().path())
-        .output()
-        .expect("the wisp CLI ran");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "wisp {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    wisp_cli(base, token, ORG, args)
 }
 
 fn cli_json(base: &str, token: &str, args: &[&str]) -> Value {
@@ -90,24 +74,7 @@ async fn drift_references_alert_rules_and_webhooks_from_the_cli() {
     let server = start(command, port).await;
     let base = server.base.clone();
     let token = login(&base).await;
-    let http = reqwest::Client::new();
-    let created = http
-        .post(format!("{base}/v1/orgs/{ORG}/models"))
-        .bearer_auth(&token)
-        .json(&json!({ "name": "iris" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
-    let uploaded = http
-        .post(format!("{base}/v1/orgs/{ORG}/models/iris/versions"))
-        .bearer_auth(&token)
-        .header("content-type", "application/octet-stream")
-        .body(fixture("iris_logreg.onnx").to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(uploaded.status(), reqwest::StatusCode::CREATED);
+    deploy_iris_with_predict_key(&base, &token, ORG).await;
 
     // A training set with its label column, left out.
     let train = data.path().join("train.csv");
@@ -158,9 +125,7 @@ async fn drift_references_alert_rules_and_webhooks_from_the_cli() {
     // The reading command is unchanged: a model name, no subcommand.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_wisp"))
         .args(["drift", "iris", "--report"])
-        .env("WISP_SERVER", &base)
-        .env("WISP_TOKEN", &token)
-        .env("WISP_ORG", ORG)
+        .args(["--server", &base, "--token", &token, "--org", ORG])
         .output()
         .unwrap();
     assert!(!refused.status.success());

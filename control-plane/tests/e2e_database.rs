@@ -45,28 +45,34 @@ fn node(mut command: Command, data: &Path, blobs: &Path, sqld: &Sqld, database: 
     command
 }
 
-/// One answer: its status and, on an error, its `code` and `Retry-After`.
+/// One answer: its status, on an error its `code` and `Retry-After`, and the call's
+/// `wisp-usage-id` (its prediction id) if it has one.
 #[derive(Debug, Clone)]
 struct Answer {
     what: &'static str,
     status: StatusCode,
     code: Option<String>,
     retry_after: Option<String>,
+    usage_id: Option<String>,
 }
 
 impl Answer {
     async fn of(what: &'static str, response: reqwest::Response) -> Self {
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().expect("ascii").to_owned());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        };
+        let (retry_after, usage_id) = (header("retry-after"), header("wisp-usage-id"));
         let body: Value = response.json().await.unwrap_or(Value::Null);
         Self {
             what,
             status,
             code: body["code"].as_str().map(str::to_owned),
             retry_after,
+            usage_id,
         }
     }
 
@@ -674,16 +680,9 @@ async fn drift_profiles_and_predictions_of_an_outage_are_written_when_the_databa
     sqld.stop();
     let mut during = Vec::new();
     for _ in 0..10 {
-        let response = http
-            .post(format!("{base}/v1/orgs/{ORG}/models/iris/predict"))
-            .bearer_auth(&key)
-            .json(&json!({ "inputs": { "input": [[5.1, 3.5, 1.4, 0.2]] } }))
-            .send()
-            .await
-            .expect("predict");
-        assert_eq!(response.status(), StatusCode::OK);
-        let id = response.headers()["wisp-usage-id"].to_str().expect("id");
-        during.push(id.to_owned());
+        let answer = predict(&http, &base, &key).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        during.push(answer.usage_id.expect("a prediction id"));
     }
     // Several writes fail meanwhile.
     tokio::time::sleep(Duration::from_secs(3)).await;

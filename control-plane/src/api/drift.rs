@@ -296,14 +296,7 @@ async fn put_reference(
     body: Body,
 ) -> ApiResult<Json<ReferenceInfo>> {
     let (_, name) = path;
-    let ignored = query
-        .ignore_columns
-        .iter()
-        .flat_map(|list| list.split(','))
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty())
-        .collect();
-    set_reference(state, access, meta, name, ignored, headers, body).await
+    set_reference(state, access, meta, name, query, headers, body).await
 }
 
 /// The same as `PUT`.
@@ -321,14 +314,7 @@ async fn post_reference(
     body: Body,
 ) -> ApiResult<Json<ReferenceInfo>> {
     let (_, name) = path;
-    let ignored = query
-        .ignore_columns
-        .iter()
-        .flat_map(|list| list.split(','))
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty())
-        .collect();
-    set_reference(state, access, meta, name, ignored, headers, body).await
+    set_reference(state, access, meta, name, query, headers, body).await
 }
 
 async fn read_body(body: Body, limit: u64) -> ApiResult<bytes::Bytes> {
@@ -360,10 +346,17 @@ async fn set_reference(
     access: Authorized<can::WriteModels>,
     meta: crate::audit::RequestMeta,
     name: String,
-    ignored: BTreeSet<String>,
+    query: UploadQuery,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<ReferenceInfo>> {
+    let from_query: BTreeSet<String> = query
+        .ignore_columns
+        .iter()
+        .flat_map(|list| list.split(','))
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .collect();
     let media = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -378,8 +371,8 @@ async fn set_reference(
         let signature = signature(&conn, &model).await?;
         (model, signature)
     };
-    // (source, status, target rows, parsed profile)
-    let (source, target_rows, parsed) = match media.as_str() {
+    // (source, target rows, parsed profile, columns left out)
+    let (mut source, target_rows, parsed, ignored) = match media.as_str() {
         "text/csv" | "application/x-ndjson" | "application/jsonl" => {
             let format = if media == "text/csv" {
                 Format::Csv
@@ -387,17 +380,14 @@ async fn set_reference(
                 Format::Ndjson
             };
             let bytes = read_body(body, limit).await?;
-            let parsed = parse(bytes, format, signature, ignored.clone()).await?;
+            let parsed = parse(bytes, format, signature, from_query.clone()).await?;
             let kind = if format == Format::Csv {
                 "csv"
             } else {
                 "ndjson"
             };
-            let mut source = json!({ "kind": "upload", "format": kind });
-            if !ignored.is_empty() {
-                source["ignore_columns"] = json!(ignored);
-            }
-            (source, None, parsed)
+            let source = json!({ "kind": "upload", "format": kind });
+            (source, None, parsed, from_query)
         }
         "application/json" => {
             let bytes = read_body(body, 64 << 10).await?;
@@ -407,13 +397,16 @@ async fn set_reference(
                     format!("invalid reference source: {e}"),
                 )
             })?;
-            if !ignored.is_empty() {
+            if !from_query.is_empty() {
                 return Err(bad(
                     "invalid_source",
                     "with a JSON source, name the columns to leave out in its `ignore_columns`",
                 ));
             }
-            json_source(&state, &org_id, request, signature, limit).await?
+            let ignored: BTreeSet<String> = request.ignore_columns.iter().cloned().collect();
+            let (source, target_rows, parsed) =
+                json_source(&state, &org_id, request, signature, ignored.clone(), limit).await?;
+            (source, target_rows, parsed, ignored)
         }
         _ => {
             return Err(ApiError::new(
@@ -422,6 +415,10 @@ async fn set_reference(
             ));
         }
     };
+    // What was left out is part of where the reference came from.
+    if !ignored.is_empty() {
+        source["ignore_columns"] = json!(ignored);
+    }
     let profile = serde_json::to_string(&parsed.profile).map_err(ApiError::internal)?;
     let columns = serde_json::to_string(&parsed.columns).map_err(ApiError::internal)?;
     let acting = Acting::new(&access, &meta);
@@ -461,15 +458,9 @@ async fn json_source(
     org_id: &str,
     request: ReferenceSource,
     signature: ModelSignature,
+    ignored: BTreeSet<String>,
     limit: u64,
 ) -> ApiResult<(Value, Option<i64>, Parsed)> {
-    let ignored: BTreeSet<String> = request.ignore_columns.iter().cloned().collect();
-    let with_ignored = |mut source: Value| {
-        if !ignored.is_empty() {
-            source["ignore_columns"] = json!(ignored);
-        }
-        source
-    };
     match request {
         ReferenceSource {
             from_calls: Some(calls),
@@ -506,9 +497,9 @@ async fn json_source(
             ..
         } => {
             let (bytes, format) = mlflow_artifact(state, org_id, &run_id, &path, limit).await?;
-            let parsed = parse(bytes, format, signature, ignored.clone()).await?;
+            let parsed = parse(bytes, format, signature, ignored).await?;
             let source = json!({ "kind": "mlflow", "run_id": run_id, "artifact_path": path });
-            Ok((with_ignored(source), None, parsed))
+            Ok((source, None, parsed))
         }
         ReferenceSource {
             from_calls: None,
@@ -529,7 +520,7 @@ async fn json_source(
             )
             .await?;
             let (bytes, format) = read_artifact(state, &logged.file, limit).await?;
-            let parsed = parse(bytes, format, signature, ignored.clone()).await?;
+            let parsed = parse(bytes, format, signature, ignored).await?;
             if let Some(rows) = logged.dataset.rows
                 && rows != parsed.profile.rows
             {
@@ -549,7 +540,7 @@ async fn json_source(
                 "context": logged.dataset.context,
                 "artifact_path": logged.artifact_path,
             });
-            Ok((with_ignored(source), None, parsed))
+            Ok((source, None, parsed))
         }
         _ => Err(bad(
             "invalid_source",

@@ -137,6 +137,28 @@ pub fn terminate(server: &mut Server) -> std::process::ExitStatus {
     }
 }
 
+/// Runs the `wisp` CLI against `server` as `token` in organisation `org` (flags, not the
+/// environment, with a fresh config directory: no stored session); its stdout, after
+/// asserting it succeeded.
+pub fn wisp_cli(server: &str, token: &str, org: &str, args: &[&str]) -> String {
+    let config = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(args)
+        .args(["--server", server, "--token", token, "--org", org])
+        .env("WISP_CONFIG_DIR", config.path())
+        .env_remove("WISP_ORG")
+        .env_remove("WISP_TOKEN")
+        .output()
+        .expect("run the wisp CLI");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "wisp {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// Logs [`OPS_EMAIL`] in; returns the access token.
 pub async fn login(base: &str) -> String {
     let login: Value = reqwest::Client::new()
