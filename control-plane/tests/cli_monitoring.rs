@@ -177,7 +177,10 @@ async fn drift_references_alert_rules_and_webhooks_from_the_cli() {
         listed.contains("errors") && listed.contains("error_rate > 0.05 over 5m"),
         "{listed}"
     );
-    let delivery = cli(&base, &token, &["alerts", "test-webhook", &hook_id]);
+    // `test-webhook` prints the delivery as JSON with or without `--json`.
+    let delivery: Value =
+        serde_json::from_str(&cli(&base, &token, &["alerts", "test-webhook", &hook_id]))
+            .expect("the delivery as JSON");
     let head = received
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("the test message arrives");
@@ -186,12 +189,20 @@ async fn drift_references_alert_rules_and_webhooks_from_the_cli() {
         head.contains("webhook-id:") && head.contains("webhook-signature: v1,"),
         "{head}"
     );
+    assert_eq!(delivery["webhook_id"], json!(hook_id), "{delivery}");
+    assert_eq!(delivery["event_type"], "alert.test", "{delivery}");
+    assert_eq!(delivery["response_code"], 204, "{delivery}");
+    // The delivery's id is the message's `webhook-id`.
+    let message_id = delivery["id"]
+        .as_str()
+        .expect("delivery id")
+        .to_ascii_lowercase();
     assert!(
-        delivery.contains(&hook_id) || delivery.contains("delivered"),
-        "{delivery}"
+        head.contains(&format!("webhook-id: {message_id}")),
+        "{head}"
     );
-    let history = cli(&base, &token, &["alerts", "history", "--rule", &rule_id]);
-    assert!(!history.is_empty());
+    let history = cli_json(&base, &token, &["alerts", "history", "--rule", &rule_id]);
+    assert!(history.is_array(), "{history}");
     cli(&base, &token, &["alerts", "delete", &rule_id]);
     cli(&base, &token, &["alerts", "delete-webhook", &hook_id]);
     assert_eq!(cli_json(&base, &token, &["alerts", "list"]), json!([]));
